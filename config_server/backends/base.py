@@ -1,0 +1,60 @@
+"""The one interface every repository backend offers to the services above it."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+#: Files larger than this are refused instead of read into memory.
+MAX_FILE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Revision:
+    """A label resolved to an immutable version: a commit id, or a content hash for a folder."""
+
+    label: str
+    version: str
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The entries of one folder at one version: file names and sub-folder names."""
+
+    files: frozenset[str]
+    folders: frozenset[str]
+
+
+class Backend(ABC):
+    """Reads configuration files at a version; never changes the repository it reads."""
+
+    #: Prefix of property-source names (`<uri>/orders.yml`); never contains credentials.
+    uri: str
+
+    @abstractmethod
+    def default_label(self) -> str:
+        """The label served when a request names none."""
+
+    @abstractmethod
+    def resolve(self, label: str | None) -> Revision:
+        """Resolve a validated label (or the default) to a version; raise LabelNotFound."""
+
+    @abstractmethod
+    def read(self, version: str, path: str) -> bytes | None:
+        """The bytes of the file at `path` in `version`, or None when there is no such file."""
+
+    @abstractmethod
+    def listing(self, version: str, folder: str) -> Listing:
+        """Files and sub-folders of `folder` ('' for the root) in `version`; empty when absent."""
+
+    def refresh(self) -> bool:
+        """Bring remote state up to date; return True when something may have changed."""
+        return False
+
+    def health(self) -> dict[str, Any]:
+        """A small dict for `/health`: at least `status` ("UP" or "DOWN")."""
+        return {"status": "UP"}
+
+    def close(self) -> None:
+        """Release processes and handles held by the backend."""

@@ -1,0 +1,258 @@
+"""A git repository read through GitPython: local, or a remote mirrored into a cache directory.
+
+Files are read from git objects at the resolved commit, never from a checkout, so requests for
+different labels never disturb one another. Branches and tags are read from the ref files (no git
+process); a remote mirror is fetched only by `refresh()`, which the server calls from a background
+thread and the webhook, never on a request.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import hashlib
+import logging
+import re
+import shutil
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import git
+from gitdb.exc import BadName, BadObject
+
+from config_server.backends.base import MAX_FILE_BYTES, Backend, Listing, Revision
+from config_server.errors import (
+    ConfigServerError,
+    InvalidConfigFile,
+    LabelNotFound,
+    RepositoryUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+_HEX = re.compile(r"[0-9a-f]{4,40}")
+_SYMLINK_MODE = 0o120000
+_SUBMODULE_MODE = 0o160000
+_REMOTE_SCHEMES = ("file://", "http://", "https://", "ssh://", "git://")
+
+
+def is_remote(spec: str) -> bool:
+    """True for a URL (or scp-like `user@host:path`) that must be cloned before it is served."""
+    return spec.startswith(_REMOTE_SCHEMES) or bool(re.match(r"^[\w.-]+@[\w.-]+:", spec))
+
+
+def redact(url: str) -> str:
+    """The URL without user name and password, fit for logs and property-source names."""
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+class GitBackend(Backend):
+    """Serves a git repository; a remote one is cloned once (as a mirror) and then fetched."""
+
+    def __init__(
+        self,
+        spec: str,
+        cache_dir: str | Path,
+        default_label: str | None = None,
+    ) -> None:
+        self.spec = spec
+        self.remote = is_remote(spec)
+        self._default_label = default_label
+        self._lock = threading.RLock()
+        self._repo: git.Repo | None = None
+        self._last_error: str | None = None
+        self._last_refresh: float | None = None
+        self._listing_cached = functools.lru_cache(maxsize=4096)(self._listing)
+        self._peeled = functools.lru_cache(maxsize=4096)(self._peel)
+        if self.remote:
+            self.uri = redact(spec).rstrip("/")
+            digest = hashlib.sha256(spec.encode()).hexdigest()[:16]
+            self.mirror = Path(cache_dir) / f"mirror-{digest}.git"
+            self._open_mirror()
+        else:
+            path = Path(spec).resolve()
+            try:
+                self._repo = git.Repo(path)
+            except (git.NoSuchPathError, git.InvalidGitRepositoryError) as exc:
+                raise ConfigServerError(f"{spec} is not a git repository") from exc
+            self.uri = path.as_uri()
+
+    # -- labels -----------------------------------------------------------------------------
+
+    def default_label(self) -> str:
+        """`main`, or `master` when the repository has no `main` (unless configured)."""
+        if self._default_label:
+            return self._default_label
+        repo = self._require_repo()
+        for candidate in ("main", "master"):
+            if self._ref_sha(repo, f"refs/heads/{candidate}"):
+                return candidate
+        return "main"
+
+    def resolve(self, label: str | None) -> Revision:
+        """Branch, then tag, then full or abbreviated commit id; an annotated tag gives its commit."""
+        repo = self._require_repo()
+        name = label or self.default_label()
+        for ref in (f"refs/heads/{name}", f"refs/tags/{name}", f"refs/remotes/origin/{name}"):
+            sha = self._ref_sha(repo, ref)
+            if sha:
+                return Revision(name, self._peeled(sha))
+        if _HEX.fullmatch(name):
+            try:
+                return Revision(name, self._peeled(name))
+            except LabelNotFound:
+                pass
+        raise LabelNotFound(f"label {name!r} not found: no such branch, tag or commit")
+
+    def _peel(self, sha: str) -> str:
+        """The commit a ref target or commit id names; the argument is hexadecimal, never an option."""
+        if not _HEX.fullmatch(sha):
+            raise LabelNotFound(f"{sha!r} is not a commit id")
+        with self._lock:
+            try:
+                return self._require_repo().rev_parse(f"{sha}^{{commit}}").hexsha
+            except (BadName, BadObject, ValueError, git.GitCommandError) as exc:
+                raise LabelNotFound(f"label {sha!r} not found: no such commit") from exc
+
+    @staticmethod
+    def _ref_sha(repo: git.Repo, ref: str) -> str | None:
+        try:
+            return git.SymbolicReference.dereference_recursive(repo, ref)
+        except (ValueError, OSError):
+            return None
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def read(self, version: str, path: str) -> bytes | None:
+        """The blob at `path` in commit `version`; symlinks and submodules are not files."""
+        with self._lock:
+            tree = self._tree(version, path.rpartition("/")[0])
+            if tree is None:
+                return None
+            name = path.rpartition("/")[2]
+            for blob in tree.blobs:
+                if blob.name == name:
+                    if blob.mode == _SYMLINK_MODE:
+                        return None
+                    if blob.size > MAX_FILE_BYTES:
+                        raise InvalidConfigFile(
+                            f"{path} is {blob.size} bytes: larger than the {MAX_FILE_BYTES} allowed"
+                        )
+                    return blob.data_stream.read()
+            return None
+
+    def listing(self, version: str, folder: str) -> Listing:
+        """Files and sub-folders of `folder` in commit `version`, cached (commits never change)."""
+        return self._listing_cached(version, folder)
+
+    def _listing(self, version: str, folder: str) -> Listing:
+        with self._lock:
+            tree = self._tree(version, folder)
+            if tree is None:
+                return Listing(frozenset(), frozenset())
+            files = frozenset(b.name for b in tree.blobs if b.mode != _SYMLINK_MODE)
+            folders = frozenset(t.name for t in tree.trees)
+            return Listing(files, folders)
+
+    def _tree(self, version: str, folder: str) -> git.Tree | None:
+        tree = self._require_repo().commit(version).tree
+        for part in filter(None, folder.split("/")):
+            match = [t for t in tree.trees if t.name == part]
+            if not match:
+                return None
+            tree = match[0]
+        return tree
+
+    # -- remote mirror ----------------------------------------------------------------------
+
+    def _require_repo(self) -> git.Repo:
+        if self._repo is None:
+            raise RepositoryUnavailable(
+                f"repository {self.uri} is not available yet: {self._last_error or 'not cloned'}"
+            )
+        return self._repo
+
+    def _open_mirror(self) -> None:
+        """Open the mirror, cloning it first when it does not exist; remember a failure."""
+        try:
+            with self._mirror_lock():
+                if not (self.mirror / "HEAD").exists():
+                    self._clone()
+            self._repo = git.Repo(self.mirror)
+            self._last_error = None
+            self._last_refresh = time.time()
+        except (git.GitCommandError, OSError) as exc:
+            self._last_error = _git_error(exc)
+            log.warning("cannot clone %s: %s", self.uri, self._last_error)
+
+    def _clone(self) -> None:
+        self.mirror.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".clone-", dir=self.mirror.parent))
+        try:
+            git.Repo.clone_from(self.spec, tmp / "repo.git", mirror=True)
+            (tmp / "repo.git").rename(self.mirror)
+            log.info("cloned %s into %s", self.uri, self.mirror)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @contextmanager
+    def _mirror_lock(self):
+        """Serialise clone and fetch across the worker processes sharing one cache directory."""
+        self.mirror.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.mirror.parent / f"{self.mirror.name}.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def refresh(self) -> bool:
+        """Fetch the remote into the mirror (or clone it, if that never worked)."""
+        if not self.remote:
+            return True
+        if self._repo is None:
+            self._open_mirror()
+            return self._repo is not None
+        try:
+            with self._mirror_lock():
+                git.Git(str(self.mirror)).fetch("--prune", "--quiet", "origin")
+            self._last_error = None
+            self._last_refresh = time.time()
+            return True
+        except git.GitCommandError as exc:
+            self._last_error = _git_error(exc)
+            log.warning("cannot fetch %s: %s", self.uri, self._last_error)
+            return False
+
+    def health(self) -> dict[str, Any]:
+        """UP when the repository can be served; remote details for operators."""
+        details: dict[str, Any] = {"repository": self.uri}
+        if self.remote:
+            details["lastRefresh"] = self._last_refresh
+            if self._last_error:
+                details["lastError"] = self._last_error
+        details["status"] = "UP" if self._repo is not None else "DOWN"
+        return details
+
+    def close(self) -> None:
+        """Stop GitPython's persistent `git cat-file` processes."""
+        if self._repo is not None:
+            self._repo.close()
+
+
+def _git_error(exc: Exception) -> str:
+    """A one-line reason without credentials (git echoes the URL it was given)."""
+    text = getattr(exc, "stderr", "") or str(exc)
+    text = " ".join(text.split())
+    return re.sub(r"://[^/@\s]+@", "://", text)[:300]

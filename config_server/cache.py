@@ -1,0 +1,100 @@
+"""Resolved environments, computed once per (version, application, profiles) and kept in a bounded LRU.
+
+A version is immutable, so an entry never goes stale: when a label moves, requests resolve to a
+new version and therefore a new key. The entry carries what every response needs already
+serialised (JSON body, content ETag) so a repeat request parses no YAML and runs no git.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from config_server import render
+from config_server.model import Environment
+
+
+@dataclass(frozen=True)
+class ResolvedEnvironment:
+    """An Environment with its content ETag and lazily built merged views."""
+
+    environment: Environment
+    etag: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        content = json.dumps(
+            [[ps.name, ps.source] for ps in self.environment.property_sources],
+            sort_keys=True, separators=(",", ":"), default=str,
+        )
+        object.__setattr__(self, "etag", '"' + hashlib.sha256(content.encode()).hexdigest()[:32] + '"')
+
+    @cached_property
+    def merged(self) -> dict[str, Any]:
+        """Flat merged settings, most specific source winning, lists replaced whole."""
+        return render.merge(self.environment.property_sources)
+
+    @cached_property
+    def merged_resolved(self) -> dict[str, Any]:
+        """The merged settings with `${...}` placeholders resolved."""
+        return render.resolve_placeholders(self.merged)
+
+    def body(self, label: str | None) -> bytes:
+        """The Environment JSON for a request that asked for `label` (echoed as asked)."""
+        data = self.environment.to_json()
+        data["label"] = label
+        return json.dumps(data, ensure_ascii=False, default=str).encode()
+
+
+class EnvironmentCache:
+    """A thread-safe LRU of ResolvedEnvironment keyed by (version, app, profiles, ...)."""
+
+    def __init__(self, max_entries: int = 1024) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[Hashable, ResolvedEnvironment] = OrderedDict()
+        self._lock = threading.Lock()
+        self._key_locks: dict[Hashable, threading.Lock] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def get_or_compute(
+        self, key: Hashable, compute: Callable[[], Environment]
+    ) -> ResolvedEnvironment:
+        """The cached entry, or compute it once (concurrent callers of one key wait for it)."""
+        with self._lock:
+            entry = self._lookup(key)
+            if entry is not None:
+                return entry
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                entry = self._lookup(key)
+                if entry is not None:
+                    return entry
+                self.misses += 1
+            try:
+                entry = ResolvedEnvironment(compute())
+            finally:
+                with self._lock:
+                    self._key_locks.pop(key, None)
+            with self._lock:
+                self._entries[key] = entry
+                while len(self._entries) > self.max_entries:
+                    self._entries.popitem(last=False)
+            return entry
+
+    def _lookup(self, key: Hashable) -> ResolvedEnvironment | None:
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+            self.hits += 1
+        return entry
+
+    def stats(self) -> dict[str, int]:
+        """Entries, hits and misses, for `/health` and tests."""
+        return {"entries": len(self._entries), "hits": self.hits, "misses": self.misses}

@@ -1,0 +1,47 @@
+"""The server's exceptions: one base class, one subclass per way a request can fail.
+
+The HTTP layer maps each class to a status code in one place (`app.py`), so services raise
+what went wrong and never think about HTTP.
+"""
+
+
+class ConfigServerError(Exception):
+    """Base class of every error the server reports to a caller."""
+
+    status = 500
+    reason = "Internal Server Error"
+
+
+class InvalidName(ConfigServerError):
+    """An application, profile, label or path that is malformed or hostile."""
+
+    status = 400
+    reason = "Bad Request"
+
+
+class LabelNotFound(ConfigServerError):
+    """A label that is neither a branch, a tag nor a commit of the repository."""
+
+    status = 404
+    reason = "Not Found"
+
+
+class ResourceNotFound(ConfigServerError):
+    """A plain-text file that the repository does not have at that label."""
+
+    status = 404
+    reason = "Not Found"
+
+
+class RepositoryUnavailable(ConfigServerError):
+    """A remote repository that cannot be reached and was never cloned."""
+
+    status = 404
+    reason = "Not Found"
+
+
+class InvalidConfigFile(ConfigServerError):
+    """A configuration file that does not parse, or has duplicate keys."""
+
+    status = 500
+    reason = "Internal Server Error"

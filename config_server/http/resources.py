@@ -1,0 +1,26 @@
+"""Plain-text resources: `/{app}/{profile}/{label}/{path}` with placeholders substituted."""
+
+from __future__ import annotations
+
+import mimetypes
+
+from flask import Blueprint, Response, current_app, request
+
+blueprint = Blueprint("resources", __name__)
+
+
+@blueprint.get("/<app>/<profiles>/<label>/<path:path>")
+def resource(app: str, profiles: str, label: str, path: str) -> Response:
+    """A file at a label; with `?useDefaultLabel` the label part is the first folder of the path."""
+    if "useDefaultLabel" in request.args:
+        return serve_resource(app, profiles, None, f"{label}/{path}")
+    return serve_resource(app, profiles, label, path)
+
+
+def serve_resource(app: str, profiles: str, label: str | None, path: str) -> Response:
+    """Answer with the file's (substituted) content and a type guessed from its name."""
+    content, found = current_app.extensions["config_service"].resource(app, profiles, label, path)
+    mimetype = mimetypes.guess_type(found)[0] or "text/plain"
+    if mimetype.startswith("text/") or mimetype in ("application/json", "application/xml"):
+        mimetype += "; charset=utf-8"
+    return Response(content, content_type=mimetype)

@@ -1,0 +1,77 @@
+"""Validation of the names a caller sends: application, profiles, label and resource path.
+
+Every name is hostile until it passes here. A valid label cannot be read by git as an option or
+as a revision expression (`HEAD~1`, `main@{yesterday}`, `:/text`), and a valid path cannot leave
+the repository.
+"""
+
+from __future__ import annotations
+
+import re
+
+from config_server.errors import InvalidName
+
+MAX_NAME_LENGTH = 128
+MAX_LABEL_LENGTH = 255
+MAX_PATH_LENGTH = 1024
+
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+\-]*")
+_LABEL_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+\-]*")
+_PATH_PART = re.compile(r"[^\x00-\x1f\\]+")
+
+SLASH_ALIAS = "(_)"
+
+
+def validate_application(name: str) -> str:
+    """Return `name` when it is a well-formed application name, else raise InvalidName."""
+    return _validate_simple(name, "application")
+
+
+def validate_profiles(profiles: str) -> tuple[str, ...]:
+    """Split comma-separated profiles and validate each; an empty list means `default`."""
+    if len(profiles) > MAX_NAME_LENGTH * 4:
+        raise InvalidName("profiles are too long")
+    parts = tuple(p.strip() for p in profiles.split(",") if p.strip())
+    if not parts:
+        return ("default",)
+    return tuple(_validate_simple(p, "profile") for p in parts)
+
+
+def validate_label(label: str) -> str:
+    """Turn `(_)` into `/` and check the result is a safe git ref name or commit id."""
+    if label.startswith(SLASH_ALIAS):
+        raise InvalidName(f"label {label!r} must not start with '(_)'")
+    real = label.replace(SLASH_ALIAS, "/")
+    if not real or len(real) > MAX_LABEL_LENGTH:
+        raise InvalidName("label is empty or too long")
+    parts = real.split("/")
+    for part in parts:
+        if not _LABEL_PART.fullmatch(part) or ".." in part or part.endswith((".lock", ".")):
+            raise InvalidName(f"label {label!r} is not a valid branch, tag or commit name")
+    return real
+
+
+def validate_path(path: str) -> str:
+    """Normalise a plain-text resource path; refuse absolute paths and any `..` segment."""
+    real = path.replace(SLASH_ALIAS, "/")
+    if not real or len(real) > MAX_PATH_LENGTH:
+        raise InvalidName("resource path is empty or too long")
+    if real.startswith("/"):
+        raise InvalidName("resource path must be relative to the repository")
+    parts = [p for p in real.split("/") if p not in ("", ".")]
+    for part in parts:
+        if part == ".." or not _PATH_PART.fullmatch(part):
+            raise InvalidName(f"resource path {path!r} leaves the repository or is malformed")
+    if not parts:
+        raise InvalidName("resource path is empty")
+    return "/".join(parts)
+
+
+def _validate_simple(name: str, what: str) -> str:
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidName(f"{what} name is too long (at most {MAX_NAME_LENGTH} characters)")
+    if not _NAME.fullmatch(name) or ".." in name:
+        raise InvalidName(
+            f"{what} name {name!r} is malformed: use letters, digits, '.', '_', '+' and '-'"
+        )
+    return name

@@ -1,0 +1,103 @@
+"""Which files serve an (application, profiles) request, and in what order.
+
+Pure: the caller hands in the folders to search and a function that reads a file (or returns
+None); this module decides precedence exactly as `protocol.md` says and builds the Environment.
+Highest precedence comes first in the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from config_server import profiles as profile_rules
+from config_server.model import Environment, PropertySource
+from config_server.parsing import Document, parse_file
+
+SHARED = "application"
+#: Within one name, `.properties` beats `.yml` beats `.yaml`.
+EXTENSIONS = (".properties", ".yml", ".yaml")
+
+ReadFile = Callable[[str], "bytes | None"]
+
+
+@dataclass(frozen=True)
+class Request:
+    """What was asked: application, profiles (last is most specific) and the label, if any."""
+
+    application: str
+    profiles: tuple[str, ...]
+    label: str | None
+
+
+def file_levels(application: str, profiles: Sequence[str]) -> list[tuple[str, str | None]]:
+    """(base name, profile or None) pairs from the most to the least specific."""
+    levels: list[tuple[str, str | None]] = []
+    bases = [SHARED] if application == SHARED else [application, SHARED]
+    for profile in reversed(profiles):
+        levels.extend((base, profile) for base in bases)
+    levels.extend((base, None) for base in bases)
+    return levels
+
+
+def resolve_environment(
+    request: Request,
+    version: str,
+    folders: Sequence[str],
+    read: ReadFile,
+    uri: str,
+) -> Environment:
+    """Build the Environment: one property source per file document, most specific first.
+
+    `folders` lists where to look, lowest precedence first (the root, then each search path).
+    """
+    sources: list[PropertySource] = []
+    for base, profile in file_levels(request.application, request.profiles):
+        stem = f"{base}-{profile}" if profile else base
+        for folder in reversed(folders):
+            for ext in EXTENSIONS:
+                path = f"{folder}/{stem}{ext}" if folder else f"{stem}{ext}"
+                data = read(path)
+                if data is None:
+                    continue
+                documents = parse_file(path, data)
+                sources.extend(_sources_of(path, documents, profile, request.profiles, uri))
+    return Environment(
+        name=request.application,
+        profiles=request.profiles,
+        label=request.label,
+        version=version,
+        property_sources=tuple(sources),
+    )
+
+
+def _sources_of(
+    path: str,
+    documents: list[Document],
+    profile: str | None,
+    active: tuple[str, ...],
+    uri: str,
+) -> list[PropertySource]:
+    """The file's documents that apply, most specific first.
+
+    A profile file contributes its plain documents and those its profiles activate; a plain file
+    contributes its activated documents (later profile first) above its plain ones. Within a
+    file, a later document beats an earlier one.
+    """
+    plain = [d for d in documents if d.activation is None]
+    activated = [
+        d for d in documents
+        if d.activation is not None and profile_rules.is_active(d.activation, active)
+    ]
+    if profile is not None:
+        chosen = sorted(plain + activated, key=lambda d: d.index, reverse=True)
+    else:
+        activated.sort(key=lambda d: (profile_rules.rank(d.activation, active), d.index), reverse=True)
+        chosen = activated + sorted(plain, key=lambda d: d.index, reverse=True)
+    many = len(documents) > 1 or (documents and documents[0].index > 0)
+    return [
+        PropertySource(
+            f"{uri}/{path} (document #{d.index})" if many else f"{uri}/{path}", d.values
+        )
+        for d in chosen
+    ]

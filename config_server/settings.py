@@ -1,0 +1,105 @@
+"""The server's settings: one dataclass, filled from flags, `CONFIG_SERVER_*` variables and a YAML file.
+
+Precedence, highest first: command-line flag, environment variable, settings file, default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENV_PREFIX = "CONFIG_SERVER_"
+
+
+@dataclass
+class Settings:
+    """Everything `create_app` and `config-server serve` need; validated once by `validate()`."""
+
+    repo: str | None = field(default=None, metadata={
+        "help": "Git repository: a local path or a file://, https://, ssh:// or git:// URL; "
+                "a plain folder is served as-is. Default: a git copy of sample-config-repo/."})
+    cache_dir: str = field(default="", metadata={
+        "help": "Where remote repositories are cloned (default: <data-dir>/cache)."})
+    data_dir: str = field(default=".data", metadata={
+        "help": "Working data: clones, and the git copy of the sample repository."})
+    default_label: str | None = field(default=None, metadata={
+        "help": "Label served when a request names none (default: main, else master)."})
+    search_paths: list[str] = field(default_factory=list, metadata={
+        "help": "Comma-separated folders also searched; {application}, {profile}, {label} and "
+                "globs allowed."})
+    refresh_interval: float = field(default=30.0, metadata={
+        "help": "Seconds between background fetches of a remote repository (0: never)."})
+    cache_size: int = field(default=1024, metadata={
+        "help": "Resolved environments kept in memory per worker."})
+    host: str = field(default="127.0.0.1", metadata={"help": "Address to listen on."})
+    port: int = field(default=8888, metadata={"help": "Port to listen on."})
+    workers: int = field(default=2, metadata={"help": "Gunicorn worker processes."})
+    threads: int = field(default=8, metadata={"help": "Threads per worker."})
+    log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
+
+    def validate(self) -> Settings:
+        """Check ranges and fill derived defaults; raise ValueError with a clear message."""
+        if self.port < 0 or self.port > 65535:
+            raise ValueError(f"port {self.port} is out of range")
+        if self.workers < 1 or self.threads < 1:
+            raise ValueError("workers and threads must be at least 1")
+        if self.refresh_interval < 0:
+            raise ValueError("refresh-interval must not be negative")
+        if self.cache_size < 1:
+            raise ValueError("cache-size must be at least 1")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ValueError(f"unknown log level {self.log_level!r}")
+        if not self.cache_dir:
+            self.cache_dir = str(Path(self.data_dir) / "cache")
+        return self
+
+    @classmethod
+    def load(
+        cls,
+        overrides: dict[str, Any] | None = None,
+        settings_file: str | None = None,
+        environ: dict[str, str] | None = None,
+    ) -> Settings:
+        """Merge defaults, the YAML settings file, `CONFIG_SERVER_*` variables and overrides."""
+        environ = dict(os.environ if environ is None else environ)
+        values: dict[str, Any] = {}
+        settings_file = settings_file or environ.get(f"{ENV_PREFIX}CONFIG")
+        if settings_file:
+            values.update(_read_settings_file(settings_file))
+        for f in fields(cls):
+            env_name = ENV_PREFIX + f.name.upper()
+            if env_name in environ:
+                values[f.name] = environ[env_name]
+        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        return cls(**{k: _coerce(cls, k, v) for k, v in values.items()}).validate()
+
+
+def _read_settings_file(path: str) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        data = yaml.safe_load(handle) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"settings file {path} must be a mapping")
+    known = {f.name for f in fields(Settings)}
+    values = {str(k).replace("-", "_"): v for k, v in data.items()}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"settings file {path}: unknown settings {sorted(unknown)}")
+    return values
+
+
+def _coerce(cls: type, name: str, value: Any) -> Any:
+    kind = {f.name: f for f in dataclasses.fields(cls)}[name].type
+    if "list" in str(kind):
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return list(value)
+    if kind == "int" or kind is int:
+        return int(value)
+    if kind == "float" or kind is float:
+        return float(value)
+    return None if value is None else str(value)

@@ -1,0 +1,75 @@
+"""Fixtures: real git repositories, a real HTTP server per app, and a real `git daemon`."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from config_server import create_app
+from config_server.settings import Settings
+from tests.helpers import GIT_ENV, GitRepo, LiveServer, free_port, port_open, wait_for
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> GitRepo:
+    """An empty git repository on branch main."""
+    return GitRepo(tmp_path / "repo")
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    """Start create_app(settings) on a real HTTP server; every server is stopped afterwards."""
+    servers: list[LiveServer] = []
+    apps = []
+
+    def start(repo: str | Path, **settings) -> LiveServer:
+        settings.setdefault("data_dir", str(tmp_path / "data"))
+        app = create_app(Settings(repo=str(repo), **settings))
+        apps.append(app)
+        server = LiveServer(app)
+        server.app = app
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+    for app in apps:
+        app.extensions["config_service"].backend.close()
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    """A requests session, closed afterwards."""
+    with requests.Session() as session:
+        yield session
+
+
+@pytest.fixture
+def git_daemon(tmp_path: Path) -> Iterator[Callable[[GitRepo], str]]:
+    """Serve bare copies of repositories over `git daemon` on 127.0.0.1; returns git:// URLs."""
+    base = tmp_path / "daemon"
+    base.mkdir()
+    port = free_port()
+    process = subprocess.Popen(
+        ["git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack",
+         f"--base-path={base}", "--listen=127.0.0.1", f"--port={port}", str(base)],
+        env=GIT_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: port_open(port), what="git daemon to listen")
+
+        def publish(repo: GitRepo, name: str = "config.git") -> str:
+            subprocess.run(["git", "clone", "--quiet", "--bare", str(repo.path), str(base / name)],
+                           env=GIT_ENV, check=True, capture_output=True)
+            repo.git("remote", "add", "origin", str(base / name))
+            return f"git://127.0.0.1:{port}/{name}"
+
+        yield publish
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
