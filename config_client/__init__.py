@@ -1,1 +1,1 @@
-"""Client library for services: fetches settings from the config server (grows with the live-updates issue)."""
+"""Client library for services: fetches settings from the config server."""

@@ -1,4 +1,4 @@
-"""A configuration server for microservices that serves YAML from git over the Spring Cloud Config protocol."""
+"""A configuration server for microservices: YAML in git, served over the Spring Cloud Config protocol."""
 
 __version__ = "0.1.0"
 

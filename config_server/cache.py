@@ -22,7 +22,7 @@ from config_server.model import Environment
 
 @dataclass(frozen=True)
 class ResolvedEnvironment:
-    """An Environment with its content ETag and lazily built merged views."""
+    """An Environment with its content ETag (unquoted) and lazily built merged views."""
 
     environment: Environment
     etag: str = field(init=False)
@@ -30,9 +30,11 @@ class ResolvedEnvironment:
     def __post_init__(self) -> None:
         content = json.dumps(
             [[ps.name, ps.source] for ps in self.environment.property_sources],
-            sort_keys=True, separators=(",", ":"), default=str,
+            sort_keys=True,
+            separators=(",", ":"),
+            default=str,
         )
-        object.__setattr__(self, "etag", '"' + hashlib.sha256(content.encode()).hexdigest()[:32] + '"')
+        object.__setattr__(self, "etag", hashlib.sha256(content.encode()).hexdigest()[:32])
 
     @cached_property
     def merged(self) -> dict[str, Any]:
@@ -62,9 +64,7 @@ class EnvironmentCache:
         self.hits = 0
         self.misses = 0
 
-    def get_or_compute(
-        self, key: Hashable, compute: Callable[[], Environment]
-    ) -> ResolvedEnvironment:
+    def get_or_compute(self, key: Hashable, compute: Callable[[], Environment]) -> ResolvedEnvironment:
         """The cached entry, or compute it once (concurrent callers of one key wait for it)."""
         with self._lock:
             entry = self._lookup(key)

@@ -23,7 +23,9 @@ def _settings_options(func):
         default = f.default if f.default is not MISSING else None
         shown = f" [default: {default}]" if default not in (None, "", []) else ""
         func = click.option(
-            flag, f.name, default=None,
+            flag,
+            f.name,
+            default=None,
             help=f"{f.metadata.get('help', '')}{shown} (env {ENV_PREFIX}{f.name.upper()})",
         )(func)
     return func
@@ -41,8 +43,13 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--config", "settings_file", default=None, type=click.Path(dir_okay=False),
-              help=f"YAML settings file with any of the options below (env {ENV_PREFIX}CONFIG).")
+@click.option(
+    "--config",
+    "settings_file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help=f"YAML settings file with any of the options below (env {ENV_PREFIX}CONFIG).",
+)
 @_settings_options
 def serve(settings_file: str | None, **options) -> None:
     """Serve the configuration repository over HTTP on gunicorn."""
@@ -53,7 +60,8 @@ def serve(settings_file: str | None, **options) -> None:
     except (ValueError, TypeError, OSError) as exc:
         raise click.UsageError(str(exc)) from exc
     logging.basicConfig(
-        level=settings.log_level.upper(), stream=sys.stderr,
+        level=settings.log_level.upper(),
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:

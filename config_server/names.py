@@ -71,7 +71,5 @@ def _validate_simple(name: str, what: str) -> str:
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidName(f"{what} name is too long (at most {MAX_NAME_LENGTH} characters)")
     if not _NAME.fullmatch(name) or ".." in name:
-        raise InvalidName(
-            f"{what} name {name!r} is malformed: use letters, digits, '.', '_', '+' and '-'"
-        )
+        raise InvalidName(f"{what} name {name!r} is malformed: use letters, digits, '.', '_', '+' and '-'")
     return name

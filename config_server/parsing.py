@@ -30,13 +30,9 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bo
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, str | int | float | bool) and key is not None:
-            raise yaml.constructor.ConstructorError(
-                None, None, "a key must be a scalar", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, "a key must be a scalar", key_node.start_mark)
         if key in mapping:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         mapping[key] = loader.construct_object(value_node, deep=deep)
     return mapping
 
@@ -81,8 +77,7 @@ def _parse_yaml(path: str, text: str) -> list[Document]:
             continue
         if not isinstance(raw, dict):
             raise InvalidConfigFile(
-                f"{path}: document #{index} must be a mapping of keys to values, "
-                f"not a {type(raw).__name__}"
+                f"{path}: document #{index} must be a mapping of keys to values, not a {type(raw).__name__}"
             )
         values = flatten(raw)
         documents.append(Document(index, _activation(values), values))

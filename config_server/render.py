@@ -88,8 +88,9 @@ _MAX_PASSES = 32
 
 def resolve_placeholders(flat: Mapping[str, Any]) -> dict[str, Any]:
     """Substitute `${key}` / `${key:default}` in string values; unresolvable ones stay as written."""
-    return {key: resolve_text(value, flat) if isinstance(value, str) else value
-            for key, value in flat.items()}
+    return {
+        key: resolve_text(value, flat) if isinstance(value, str) else value for key, value in flat.items()
+    }
 
 
 def resolve_text(text: str, settings: Mapping[str, Any]) -> str:
@@ -129,8 +130,7 @@ def to_yaml(flat: Mapping[str, Any]) -> str:
     """Nested YAML with lists, keys sorted."""
     if not flat:
         return "{}\n"
-    return yaml.safe_dump(unflatten(flat), default_flow_style=False, allow_unicode=True,
-                          sort_keys=True)
+    return yaml.safe_dump(unflatten(flat), default_flow_style=False, allow_unicode=True, sort_keys=True)
 
 
 def to_json(flat: Mapping[str, Any]) -> str:

@@ -86,8 +86,7 @@ def _sources_of(
     """
     plain = [d for d in documents if d.activation is None]
     activated = [
-        d for d in documents
-        if d.activation is not None and profile_rules.is_active(d.activation, active)
+        d for d in documents if d.activation is not None and profile_rules.is_active(d.activation, active)
     ]
     if profile is not None:
         chosen = sorted(plain + activated, key=lambda d: d.index, reverse=True)
@@ -96,8 +95,6 @@ def _sources_of(
         chosen = activated + sorted(plain, key=lambda d: d.index, reverse=True)
     many = len(documents) > 1 or (documents and documents[0].index > 0)
     return [
-        PropertySource(
-            f"{uri}/{path} (document #{d.index})" if many else f"{uri}/{path}", d.values
-        )
+        PropertySource(f"{uri}/{path} (document #{d.index})" if many else f"{uri}/{path}", d.values)
         for d in chosen
     ]

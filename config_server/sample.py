@@ -17,8 +17,12 @@ import git
 log = logging.getLogger(__name__)
 
 SAMPLE_FOLDER = "sample-config-repo"
-_IDENTITY = {"GIT_AUTHOR_NAME": "config-server", "GIT_AUTHOR_EMAIL": "config-server@localhost",
-             "GIT_COMMITTER_NAME": "config-server", "GIT_COMMITTER_EMAIL": "config-server@localhost"}
+_IDENTITY = {
+    "GIT_AUTHOR_NAME": "config-server",
+    "GIT_AUTHOR_EMAIL": "config-server@localhost",
+    "GIT_COMMITTER_NAME": "config-server",
+    "GIT_COMMITTER_EMAIL": "config-server@localhost",
+}
 
 
 def find_sample_folder() -> Path | None:
@@ -37,9 +41,7 @@ def ensure_sample_repository(data_dir: str | Path) -> Path:
         return target
     source = find_sample_folder()
     if source is None:
-        raise FileNotFoundError(
-            f"no --repo given and no {SAMPLE_FOLDER}/ found: pass --repo PATH_OR_URL"
-        )
+        raise FileNotFoundError(f"no --repo given and no {SAMPLE_FOLDER}/ found: pass --repo PATH_OR_URL")
     shutil.copytree(source, target, dirs_exist_ok=True)
     repo = git.Repo.init(target, initial_branch="main")
     repo.git.add("--all")

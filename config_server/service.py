@@ -22,9 +22,7 @@ _GLOB_CHARS = set("*?[")
 class ConfigService:
     """Resolves environments and resources from one backend, through one cache."""
 
-    def __init__(
-        self, backend: Backend, search_paths: Sequence[str] = (), cache_size: int = 1024
-    ) -> None:
+    def __init__(self, backend: Backend, search_paths: Sequence[str] = (), cache_size: int = 1024) -> None:
         self.backend = backend
         self.search_paths = tuple(p.strip().strip("/") for p in search_paths if p.strip().strip("/"))
         self.cache = EnvironmentCache(cache_size)
@@ -44,15 +42,16 @@ class ConfigService:
             request = Request(app, wanted, label)
             folders = self._folders(revision, app, wanted)
             return resolve_environment(
-                request, revision.version, folders,
-                lambda path: self.backend.read(revision.version, path), self.backend.uri,
+                request,
+                revision.version,
+                folders,
+                lambda path: self.backend.read(revision.version, path),
+                self.backend.uri,
             )
 
         return revision, self.cache.get_or_compute(key, compute)
 
-    def resource(
-        self, application: str, profiles: str, label: str | None, path: str
-    ) -> tuple[bytes, str]:
+    def resource(self, application: str, profiles: str, label: str | None, path: str) -> tuple[bytes, str]:
         """A plain-text file with placeholders substituted; returns (content, repository path).
 
         For `nginx.conf` and profile `prod` it looks for `nginx-prod.conf` before `nginx.conf`,
@@ -98,17 +97,17 @@ class ConfigService:
             nxt = []
             for base in found:
                 children = sorted(self.backend.listing(version, base).folders)
-                matched = fnmatch.filter(children, part) if _GLOB_CHARS & set(part) else (
-                    [part] if part in children else []
+                matched = (
+                    fnmatch.filter(children, part)
+                    if _GLOB_CHARS & set(part)
+                    else ([part] if part in children else [])
                 )
                 nxt.extend(f"{base}/{m}" if base else m for m in matched)
             found = nxt
         return found
 
 
-def _expand_placeholders(
-    pattern: str, app: str, profiles: tuple[str, ...], label: str
-) -> list[str]:
+def _expand_placeholders(pattern: str, app: str, profiles: tuple[str, ...], label: str) -> list[str]:
     pattern = pattern.replace("{application}", app).replace("{label}", label)
     if "{profile}" not in pattern:
         return [pattern]

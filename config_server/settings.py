@@ -20,22 +20,39 @@ ENV_PREFIX = "CONFIG_SERVER_"
 class Settings:
     """Everything `create_app` and `config-server serve` need; validated once by `validate()`."""
 
-    repo: str | None = field(default=None, metadata={
-        "help": "Git repository: a local path or a file://, https://, ssh:// or git:// URL; "
-                "a plain folder is served as-is. Default: a git copy of sample-config-repo/."})
-    cache_dir: str = field(default="", metadata={
-        "help": "Where remote repositories are cloned (default: <data-dir>/cache)."})
-    data_dir: str = field(default=".data", metadata={
-        "help": "Working data: clones, and the git copy of the sample repository."})
-    default_label: str | None = field(default=None, metadata={
-        "help": "Label served when a request names none (default: main, else master)."})
-    search_paths: list[str] = field(default_factory=list, metadata={
-        "help": "Comma-separated folders also searched; {application}, {profile}, {label} and "
-                "globs allowed."})
-    refresh_interval: float = field(default=30.0, metadata={
-        "help": "Seconds between background fetches of a remote repository (0: never)."})
-    cache_size: int = field(default=1024, metadata={
-        "help": "Resolved environments kept in memory per worker."})
+    repo: str | None = field(
+        default=None,
+        metadata={
+            "help": "Git repository: a local path or a file://, https://, ssh:// or git:// URL; "
+            "a plain folder is served as-is. Default: a git copy of sample-config-repo/."
+        },
+    )
+    cache_dir: str = field(
+        default="",
+        metadata={"help": "Where remote repositories are cloned (default: <data-dir>/cache)."},
+    )
+    data_dir: str = field(
+        default=".data",
+        metadata={"help": "Working data: clones, and the git copy of the sample repository."},
+    )
+    default_label: str | None = field(
+        default=None,
+        metadata={"help": "Label served when a request names none (default: main, else master)."},
+    )
+    search_paths: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Comma-separated folders also searched; {application}, {profile}, {label} and "
+            "globs allowed."
+        },
+    )
+    refresh_interval: float = field(
+        default=30.0,
+        metadata={"help": "Seconds between background fetches of a remote repository (0: never)."},
+    )
+    cache_size: int = field(
+        default=1024, metadata={"help": "Resolved environments kept in memory per worker."}
+    )
     host: str = field(default="127.0.0.1", metadata={"help": "Address to listen on."})
     port: int = field(default=8888, metadata={"help": "Port to listen on."})
     workers: int = field(default=2, metadata={"help": "Gunicorn worker processes."})

@@ -34,6 +34,6 @@ class EncodedSlashMiddleware:
             path = "/".join(segments)
             script = environ.get("SCRIPT_NAME", "")
             if script and path.startswith(script):
-                path = path[len(script):]
+                path = path[len(script) :]
             environ["PATH_INFO"] = path
         return self.app(environ, start_response)

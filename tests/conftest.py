@@ -56,17 +56,33 @@ def git_daemon(tmp_path: Path) -> Iterator[Callable[[GitRepo], str]]:
     base.mkdir()
     port = free_port()
     process = subprocess.Popen(
-        ["git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack",
-         f"--base-path={base}", "--listen=127.0.0.1", f"--port={port}", str(base)],
-        env=GIT_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            "--enable=receive-pack",
+            f"--base-path={base}",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            str(base),
+        ],
+        env=GIT_ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_for(lambda: port_open(port), what="git daemon to listen")
 
         def publish(repo: GitRepo, name: str = "config.git") -> str:
-            subprocess.run(["git", "clone", "--quiet", "--bare", str(repo.path), str(base / name)],
-                           env=GIT_ENV, check=True, capture_output=True)
-            repo.git("remote", "add", "origin", str(base / name))
+            subprocess.run(
+                ["git", "clone", "--quiet", "--bare", str(repo.path), str(base / name)],
+                env=GIT_ENV,
+                check=True,
+                capture_output=True,
+            )
+            if "origin" not in repo.git("remote").split():
+                repo.git("remote", "add", "origin", str(base / name))
             return f"git://127.0.0.1:{port}/{name}"
 
         yield publish

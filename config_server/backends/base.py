@@ -57,4 +57,5 @@ class Backend(ABC):
         return {"status": "UP"}
 
     def close(self) -> None:
-        """Release processes and handles held by the backend."""
+        """Release processes and handles held by the backend (nothing by default)."""
+        return None

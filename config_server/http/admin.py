@@ -12,6 +12,8 @@ def health():
     """`{"status": "UP"}`, or DOWN (503) with the repository's details when it cannot be served."""
     service = current_app.extensions["config_service"]
     details = service.backend.health()
-    body = {"status": details.get("status", "UP"),
-            "details": {"repository": details, "cache": service.cache.stats()}}
+    body = {
+        "status": details.get("status", "UP"),
+        "details": {"repository": details, "cache": service.cache.stats()},
+    }
     return jsonify(body), 200 if body["status"] == "UP" else 503

@@ -51,8 +51,8 @@ def environment_with_label(app: str, profiles: str, label: str) -> Response:
 def environment(app: str, profiles: str, label: str | None) -> Response:
     """The Environment JSON with a content ETag; `If-None-Match` with that ETag answers 304."""
     _, resolved = _service().environment(app, profiles, label)
-    headers = {"ETag": resolved.etag, "Cache-Control": "no-cache"}
-    if resolved.etag in request.if_none_match:
+    headers = {"ETag": f'"{resolved.etag}"', "Cache-Control": "no-cache"}
+    if request.if_none_match.contains(resolved.etag):
         return Response(status=304, headers=headers)
     return Response(resolved.body(label), mimetype="application/json", headers=headers)
 
@@ -68,4 +68,4 @@ def _rendered(label: str | None, name: str) -> Response:
     placeholders = request.args.get("resolvePlaceholders", "true").lower() != "false"
     settings = resolved.merged_resolved if placeholders else resolved.merged
     renderer, mimetype = _FORMATS[match["ext"]]
-    return Response(renderer(settings), content_type=mimetype, headers={"ETag": resolved.etag})
+    return Response(renderer(settings), content_type=mimetype, headers={"ETag": f'"{resolved.etag}"'})

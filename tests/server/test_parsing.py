@@ -23,8 +23,13 @@ def test_properties_separators_continuations_and_escapes():
         "unicode=caf\\u00e9\nkey\\:colon=x\nempty=\n"
     )
     assert parse_properties(text) == {
-        "a": "1", "b": "two", "c": "three", "long": "first second",
-        "unicode": "café", "key:colon": "x", "empty": "",
+        "a": "1",
+        "b": "two",
+        "c": "three",
+        "long": "first second",
+        "unicode": "café",
+        "key:colon": "x",
+        "empty": "",
     }
 
 

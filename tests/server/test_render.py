@@ -11,18 +11,22 @@ def test_higher_source_wins():
 
 
 def test_list_is_replaced_whole():
-    merged = render.merge(sources(
-        {"tags[0]": "x"},
-        {"tags[0]": "a", "tags[1]": "b", "other": 1},
-    ))
+    merged = render.merge(
+        sources(
+            {"tags[0]": "x"},
+            {"tags[0]": "a", "tags[1]": "b", "other": 1},
+        )
+    )
     assert merged == {"tags[0]": "x", "other": 1}
 
 
 def test_nested_list_replacement_keeps_unrelated_keys():
-    merged = render.merge(sources(
-        {"a.items[0].name": "high"},
-        {"a.items[0].name": "low", "a.items[1].name": "low2", "a.size": 3},
-    ))
+    merged = render.merge(
+        sources(
+            {"a.items[0].name": "high"},
+            {"a.items[0].name": "low", "a.items[1].name": "low2", "a.size": 3},
+        )
+    )
     assert merged == {"a.items[0].name": "high", "a.size": 3}
 
 
@@ -37,8 +41,13 @@ def test_unflatten_orders_indexes_numerically():
 
 
 def test_placeholders_resolve_with_defaults_and_nesting():
-    flat = {"host": "db", "url": "jdbc://${host}:${port:5432}/${name:${host}}", "n": 3,
-            "count": "${n}", "missing": "${nope}"}
+    flat = {
+        "host": "db",
+        "url": "jdbc://${host}:${port:5432}/${name:${host}}",
+        "n": 3,
+        "count": "${n}",
+        "missing": "${nope}",
+    }
     resolved = render.resolve_placeholders(flat)
     assert resolved["url"] == "jdbc://db:5432/db"
     assert resolved["count"] == "3"

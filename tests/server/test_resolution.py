@@ -31,14 +31,22 @@ def server(repo, serve):
 
 def test_profile_files_beat_application_files(server, http):
     env = http.get(f"{server.url}/orders/prod").json()
-    assert names(env) == ["orders-prod.yml", "application-prod.yml", "orders.yml", "application.yml"]
+    assert names(env) == [
+        "orders-prod.yml",
+        "application-prod.yml",
+        "orders.yml",
+        "application.yml",
+    ]
     assert env["propertySources"][0]["source"]["level"] == "orders-prod"
 
 
 def test_later_profile_wins(server, http):
     env = http.get(f"{server.url}/orders/dev,prod").json()
     assert names(env)[:4] == [
-        "orders-prod.yml", "application-prod.yml", "orders-dev.yml", "application-dev.yml"
+        "orders-prod.yml",
+        "application-prod.yml",
+        "orders-dev.yml",
+        "application-dev.yml",
     ]
     assert env["profiles"] == ["dev", "prod"]
     env = http.get(f"{server.url}/orders/prod,dev").json()
@@ -76,33 +84,44 @@ def test_application_reads_only_shared_files(server, http):
 
 
 def test_properties_beats_yml_beats_yaml(repo, serve, http):
-    repo.commit({
-        "svc.properties": "k=properties\n", "svc.yml": "k: yml\n", "svc.yaml": "k: yaml\n",
-    })
+    repo.commit(
+        {
+            "svc.properties": "k=properties\n",
+            "svc.yml": "k: yml\n",
+            "svc.yaml": "k: yaml\n",
+        }
+    )
     env = http.get(f"{serve(repo.path).url}/svc/default").json()
     assert names(env) == ["svc.properties", "svc.yml", "svc.yaml"]
     assert env["propertySources"][0]["source"] == {"k": "properties"}
 
 
 def test_multi_document_profile_activation_and_order(repo, serve, http):
-    repo.commit({
-        "application.yml": "x: app\n",
-        "svc.yml": (
-            "x: plain\n---\nspring.config.activate.on-profile: prod\nx: prod\n"
-            "---\nspring:\n  profiles: dev | test\nx: devtest\n"
-            "---\nspring.config.activate.on-profile: '!prod'\nx: notprod\n"
-        ),
-    })
+    repo.commit(
+        {
+            "application.yml": "x: app\n",
+            "svc.yml": (
+                "x: plain\n---\nspring.config.activate.on-profile: prod\nx: prod\n"
+                "---\nspring:\n  profiles: dev | test\nx: devtest\n"
+                "---\nspring.config.activate.on-profile: '!prod'\nx: notprod\n"
+            ),
+        }
+    )
     server = serve(repo.path)
     env = http.get(f"{server.url}/svc/prod").json()
     assert names(env) == ["svc.yml (document #1)", "svc.yml (document #0)", "application.yml"]
     env = http.get(f"{server.url}/svc/prod,test").json()
     assert names(env)[:3] == [
-        "svc.yml (document #2)", "svc.yml (document #1)", "svc.yml (document #0)"
+        "svc.yml (document #2)",
+        "svc.yml (document #1)",
+        "svc.yml (document #0)",
     ]
     env = http.get(f"{server.url}/svc/dev").json()
     assert [ps["source"]["x"] for ps in env["propertySources"]] == [
-        "devtest", "notprod", "plain", "app"
+        "devtest",
+        "notprod",
+        "plain",
+        "app",
     ]
 
 
@@ -114,25 +133,34 @@ def test_profile_file_may_hold_activated_documents(repo, serve, http):
 
 
 def test_search_paths_with_placeholders_and_globs(repo, serve, http):
-    repo.commit({
-        "application.yml": "where: root\n",
-        "shared/application.yml": "where: shared\n",
-        "services/orders/orders.yml": "where: orders-folder\n",
-        "services/orders/orders-prod.yml": "where: orders-folder-prod\n",
-        "envs/prod/application.yml": "where: envs-prod\n",
-        "teams/a/orders.yml": "team: a\n",
-    })
-    server = serve(repo.path, search_paths=["shared", "services/{application}", "envs/{profile}",
-                                            "teams/*"])
+    repo.commit(
+        {
+            "application.yml": "where: root\n",
+            "shared/application.yml": "where: shared\n",
+            "services/orders/orders.yml": "where: orders-folder\n",
+            "services/orders/orders-prod.yml": "where: orders-folder-prod\n",
+            "envs/prod/application.yml": "where: envs-prod\n",
+            "teams/a/orders.yml": "team: a\n",
+        }
+    )
+    server = serve(repo.path, search_paths=["shared", "services/{application}", "envs/{profile}", "teams/*"])
     env = http.get(f"{server.url}/orders/prod").json()
     assert names(env) == [
-        "orders-prod.yml", "orders.yml", "orders.yml", "application.yml", "application.yml",
+        "orders-prod.yml",
+        "orders.yml",
+        "orders.yml",
+        "application.yml",
+        "application.yml",
         "application.yml",
     ]
     paths = [ps["name"].split("/repo/", 1)[1] for ps in env["propertySources"]]
     assert paths == [
-        "services/orders/orders-prod.yml", "teams/a/orders.yml", "services/orders/orders.yml",
-        "envs/prod/application.yml", "shared/application.yml", "application.yml",
+        "services/orders/orders-prod.yml",
+        "teams/a/orders.yml",
+        "services/orders/orders.yml",
+        "envs/prod/application.yml",
+        "shared/application.yml",
+        "application.yml",
     ]
 
 
