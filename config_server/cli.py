@@ -53,12 +53,12 @@ def main() -> None:
 @_settings_options
 def serve(settings_file: str | None, **options) -> None:
     """Serve the configuration repository over HTTP on gunicorn."""
-    from config_server.serving import serve as run
-
     try:
         settings = Settings.load(options, settings_file)
     except (ValueError, TypeError, OSError) as exc:
         raise click.UsageError(str(exc)) from exc
+    from config_server.serving import serve as run
+
     logging.basicConfig(
         level=settings.log_level.upper(),
         stream=sys.stderr,

@@ -3,16 +3,17 @@
 A folder inside this project cannot itself be a git repository, yet a newcomer should see labels
 and versions, edit a file, commit it and watch the new value served. So the first `make run`
 copies the folder into `<data-dir>/config-repo`, makes it a git repository on branch `main` and
-serves that.
+serves that. It uses the git command, not GitPython, because it runs in gunicorn's master.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import shutil
+import subprocess
 from pathlib import Path
-
-import git
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +36,28 @@ def find_sample_folder() -> Path | None:
 
 
 def ensure_sample_repository(data_dir: str | Path) -> Path:
-    """The path of the git copy of the sample, creating it if it does not exist yet."""
-    target = Path(data_dir).resolve() / "config-repo"
-    if (target / ".git").is_dir():
+    """The path of the git copy of the sample, creating it (once, under a lock) if it is missing."""
+    root = Path(data_dir).resolve()
+    target = root / "config-repo"
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".sample.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / ".git").is_dir():
+            return target
+        source = find_sample_folder()
+        if source is None:
+            raise FileNotFoundError(f"no --repo given and no {SAMPLE_FOLDER}/ found: pass --repo PATH_OR_URL")
+        staging = root / ".config-repo.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(source, staging)
+        for args in (
+            ["init", "--quiet", "--initial-branch=main"],
+            ["add", "--all"],
+            ["commit", "--quiet", "-m", "Sample configuration"],
+        ):
+            subprocess.run(
+                ["git", *args], cwd=staging, env={**os.environ, **_IDENTITY}, check=True, capture_output=True
+            )
+        staging.rename(target)
+        log.info("created a git repository from %s in %s", source, target)
         return target
-    source = find_sample_folder()
-    if source is None:
-        raise FileNotFoundError(f"no --repo given and no {SAMPLE_FOLDER}/ found: pass --repo PATH_OR_URL")
-    shutil.copytree(source, target, dirs_exist_ok=True)
-    repo = git.Repo.init(target, initial_branch="main")
-    repo.git.add("--all")
-    repo.git.commit("--quiet", "-m", "Sample configuration", env=_IDENTITY)
-    log.info("created a git repository from %s in %s", source, target)
-    return target

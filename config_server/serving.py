@@ -1,18 +1,19 @@
 """Production serving on gunicorn (never Flask's development server).
 
-The worker model is gunicorn's threaded worker (`gthread`): requests are short and bounded, and
-GitPython's blocking calls release the GIL. The repository is prepared once in the master (the
-sample copied into git, a remote cloned) so that workers never race to create it.
+The default worker model is gunicorn's gevent worker: a long-poll watcher is a parked greenlet
+(a few KiB) instead of a thread (a stack and a scheduler slot), so one worker holds many thousands
+of them; see docs/serving.md. The repository is prepared once in the master (the sample copied
+into git, a remote cloned) so that workers never race to create it.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from config_server.app import create_app
-from config_server.backends import open_backend
+from config_server.repo_spec import is_remote
 from config_server.sample import ensure_sample_repository
 from config_server.settings import Settings
 
@@ -31,11 +32,14 @@ class ConfigServerApplication(BaseApplication):
             "bind": [_bind(self.settings.host, self.settings.port)],
             "workers": self.settings.workers,
             "threads": self.settings.threads,
-            "worker_class": "gthread",
+            "worker_class": WORKER_CLASSES[self.settings.worker_class],
+            "worker_connections": self.settings.worker_connections,
             "loglevel": self.settings.log_level,
             "accesslog": "-",
-            "timeout": 60,
+            "timeout": 90,
+            "keepalive": 75,
             "graceful_timeout": 10,
+            "control_socket_disable": True,
             "limit_request_line": 8190,
             "limit_request_fields": 100,
             **self.extra,
@@ -44,15 +48,21 @@ class ConfigServerApplication(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        """The WSGI app for one worker."""
+        """The WSGI app for one worker (imported here, after the worker patched the library)."""
+        from config_server.app import create_app
+
         return create_app(self.settings)
 
 
+WORKER_CLASSES = {"gevent": "config_server.gevent_worker.GeventWorker", "gthread": "gthread"}
+
+
 def prepare_repository(settings: Settings) -> Settings:
-    """Create the sample copy or clone the remote once, before workers start."""
+    """Seed the sample repository, or check that a local repository exists, before workers start."""
     if not settings.repo:
         settings.repo = str(ensure_sample_repository(settings.data_dir))
-    open_backend(settings.repo, settings.cache_dir, settings.default_label).close()
+    elif not is_remote(settings.repo) and not Path(settings.repo).is_dir():
+        raise FileNotFoundError(f"repository {settings.repo} does not exist")
     return settings
 
 

@@ -50,13 +50,41 @@ class Settings:
         default=30.0,
         metadata={"help": "Seconds between background fetches of a remote repository (0: never)."},
     )
+    watch: bool = field(
+        default=True,
+        metadata={"help": "Watch the repository with watchdog so watchers hear of a commit at once."},
+    )
+    poll_interval: float = field(
+        default=5.0,
+        metadata={"help": "Seconds between safety checks of watched environments."},
+    )
+    webhook_secret: str | None = field(
+        default=None,
+        metadata={"help": "Secret POST /monitor deliveries must be signed with (HMAC-SHA256 or token)."},
+    )
     cache_size: int = field(
         default=1024, metadata={"help": "Resolved environments kept in memory per worker."}
     )
     host: str = field(default="127.0.0.1", metadata={"help": "Address to listen on."})
     port: int = field(default=8888, metadata={"help": "Port to listen on."})
     workers: int = field(default=2, metadata={"help": "Gunicorn worker processes."})
-    threads: int = field(default=8, metadata={"help": "Threads per worker."})
+    worker_class: str = field(
+        default="gevent",
+        metadata={"help": "gevent (many long polls per worker) or gthread (a thread per request)."},
+    )
+    worker_connections: int = field(
+        default=12000,
+        metadata={"help": "Concurrent connections per gevent worker (long-poll watchers included)."},
+    )
+    worker_class: str = field(
+        default="gevent",
+        metadata={"help": "gevent (many long polls per worker) or gthread (a thread per request)."},
+    )
+    worker_connections: int = field(
+        default=12000,
+        metadata={"help": "Concurrent connections per gevent worker, long-poll watchers included."},
+    )
+    threads: int = field(default=8, metadata={"help": "Threads per gthread worker."})
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
 
     def validate(self) -> Settings:
@@ -69,6 +97,10 @@ class Settings:
             raise ValueError("refresh-interval must not be negative")
         if self.cache_size < 1:
             raise ValueError("cache-size must be at least 1")
+        if self.worker_class not in ("gevent", "gthread"):
+            raise ValueError(f"worker-class must be gevent or gthread, not {self.worker_class!r}")
+        if self.poll_interval <= 0:
+            raise ValueError("poll-interval must be positive")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ValueError(f"unknown log level {self.log_level!r}")
         if not self.cache_dir:
@@ -115,6 +147,12 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
         if isinstance(value, str):
             return [p.strip() for p in value.split(",") if p.strip()]
         return list(value)
+    if kind == "bool" or kind is bool:
+        if isinstance(value, str):
+            if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(f"{name} must be true or false, not {value!r}")
+            return value.lower() in ("1", "true", "yes", "on")
+        return bool(value)
     if kind == "int" or kind is int:
         return int(value)
     if kind == "float" or kind is float:

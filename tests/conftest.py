@@ -39,7 +39,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     for server in servers:
         server.stop()
     for app in apps:
-        app.extensions["config_service"].backend.close()
+        app.extensions["config_server"].close()
 
 
 @pytest.fixture

@@ -52,6 +52,14 @@ class Backend(ABC):
         """Bring remote state up to date; return True when something may have changed."""
         return False
 
+    def watch_paths(self) -> list[str]:
+        """Folders whose changes may mean a new version (watched with watchdog)."""
+        return []
+
+    def is_change_path(self, path: str) -> bool:
+        """True when a change to this file under `watch_paths()` may mean a new version."""
+        return False
+
     def health(self) -> dict[str, Any]:
         """A small dict for `/health`: at least `status` ("UP" or "DOWN")."""
         return {"status": "UP"}

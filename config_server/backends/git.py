@@ -20,7 +20,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import git
 from gitdb.exc import BadName, BadObject
@@ -32,29 +31,13 @@ from config_server.errors import (
     LabelNotFound,
     RepositoryUnavailable,
 )
+from config_server.repo_spec import is_remote, redact
 
 log = logging.getLogger(__name__)
 
 _HEX = re.compile(r"[0-9a-f]{4,40}")
 _SYMLINK_MODE = 0o120000
 _SUBMODULE_MODE = 0o160000
-_REMOTE_SCHEMES = ("file://", "http://", "https://", "ssh://", "git://")
-
-
-def is_remote(spec: str) -> bool:
-    """True for a URL (or scp-like `user@host:path`) that must be cloned before it is served."""
-    return spec.startswith(_REMOTE_SCHEMES) or bool(re.match(r"^[\w.-]+@[\w.-]+:", spec))
-
-
-def redact(url: str) -> str:
-    """The URL without user name and password, fit for logs and property-source names."""
-    if "://" not in url:
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 class GitBackend(Backend):
@@ -234,6 +217,20 @@ class GitBackend(Backend):
             self._last_error = _git_error(exc)
             log.warning("cannot fetch %s: %s", self.uri, self._last_error)
             return False
+
+    def watch_paths(self) -> list[str]:
+        """The git directory (or the mirror), where refs move when a commit lands or a fetch runs."""
+        if self.remote:
+            return [str(self.mirror)]
+        return [self._require_repo().git_dir]
+
+    def is_change_path(self, path: str) -> bool:
+        """Refs, `packed-refs` and `HEAD` announce new commits; objects and logs do not."""
+        base = self.watch_paths()[0] if self._repo is not None else None
+        if base is None:
+            return False
+        relative = Path(path).as_posix().removeprefix(Path(base).as_posix()).lstrip("/")
+        return relative.startswith("refs/") or relative in ("packed-refs", "HEAD")
 
     def health(self) -> dict[str, Any]:
         """UP when the repository can be served; remote details for operators."""

@@ -55,6 +55,15 @@ class NativeBackend(Backend):
                 (folders if rest else names).add(head)
         return Listing(frozenset(names), frozenset(folders))
 
+    def watch_paths(self) -> list[str]:
+        """The folder itself."""
+        return [str(self.root)]
+
+    def is_change_path(self, path: str) -> bool:
+        """Any file that is not hidden."""
+        relative = Path(path).relative_to(self.root) if Path(path).is_relative_to(self.root) else None
+        return relative is not None and not any(p.startswith(".") for p in relative.parts)
+
     def _snapshot(self) -> str:
         entries = list(self._walk())
         signature = tuple((rel, st.st_size, st.st_mtime_ns) for rel, _, st in entries)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from flask import Blueprint, Response, current_app, request
 
 from config_server import render
-from config_server.errors import ResourceNotFound
+from config_server.cache import ResolvedEnvironment
+from config_server.errors import InvalidConfigFile, InvalidName, ResourceNotFound
 from config_server.http.resources import serve_resource
 from config_server.service import ConfigService
+from config_server.watch import MAX_WAIT_SECONDS
 
 blueprint = Blueprint("environment", __name__)
 
@@ -49,12 +52,46 @@ def environment_with_label(app: str, profiles: str, label: str) -> Response:
 
 
 def environment(app: str, profiles: str, label: str | None) -> Response:
-    """The Environment JSON with a content ETag; `If-None-Match` with that ETag answers 304."""
-    _, resolved = _service().environment(app, profiles, label)
+    """The Environment JSON with a content ETag; `If-None-Match` with that ETag answers 304.
+
+    With `?wait=SECONDS` as well, the request is held until the ETag moves (200 with the new
+    Environment) or the wait (at most 60 s) ends (304): the long-poll watch.
+    """
+    wait = _wait_seconds()
+    known = request.if_none_match
+    try:
+        _, resolved = _service().environment(app, profiles, label)
+    except InvalidConfigFile:
+        if not (wait and known):
+            raise
+        resolved = None  # a watcher waits through a broken commit for the next good one
+    if resolved is not None and not known.contains(resolved.etag):
+        return _environment_response(resolved, label)
+    if wait and known:
+        hub = current_app.extensions["config_server"].hub
+        changed = hub.wait_for_change(app, profiles, label, known.as_set(), wait)
+        if changed is not None:
+            return _environment_response(changed, label)
+    etag = resolved.etag if resolved is not None else next(iter(known.as_set()), "")
+    return Response(status=304, headers={"ETag": f'"{etag}"', "Cache-Control": "no-cache"})
+
+
+def _environment_response(resolved: ResolvedEnvironment, label: str | None) -> Response:
     headers = {"ETag": f'"{resolved.etag}"', "Cache-Control": "no-cache"}
-    if request.if_none_match.contains(resolved.etag):
-        return Response(status=304, headers=headers)
     return Response(resolved.body(label), mimetype="application/json", headers=headers)
+
+
+def _wait_seconds() -> float:
+    raw = request.args.get("wait")
+    if raw is None:
+        return 0.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise InvalidName(f"wait must be a number of seconds, not {raw!r}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InvalidName("wait must be a non-negative number of seconds")
+    return min(seconds, MAX_WAIT_SECONDS)
 
 
 def _rendered(label: str | None, name: str) -> Response:

@@ -3,7 +3,7 @@
 import pytest
 
 from config_server import create_app
-from config_server.backends.git import redact
+from config_server.repo_spec import redact
 from config_server.settings import Settings
 from tests.helpers import LiveServer, wait_for
 
@@ -73,7 +73,7 @@ def test_dead_remote_is_404_and_health_down_then_recovers(repo, git_daemon, tmp_
         assert http.get(f"{server.url}/health").status_code == 200
     finally:
         server.stop()
-        backend.close()
+        app.extensions["config_server"].close()
 
 
 def test_dead_remote_after_clone_keeps_serving_the_mirror(repo, git_daemon, serve, http):

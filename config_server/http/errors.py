@@ -1,0 +1,44 @@
+"""Every error as a Spring-style JSON body, mapped from exception classes in one place."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from flask import Flask, Response, json, request
+from werkzeug.exceptions import HTTPException
+
+from config_server.errors import ConfigServerError
+
+log = logging.getLogger(__name__)
+
+
+def error_body(status: int, error: str, message: str) -> Response:
+    """A Spring-style JSON error: timestamp, status, error, message, path."""
+    body = {
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "status": status,
+        "error": error,
+        "message": message,
+        "path": request.path,
+    }
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Map every error to a JSON body with the right status; never a stack trace."""
+
+    @app.errorhandler(ConfigServerError)
+    def config_error(exc: ConfigServerError) -> Response:
+        if exc.status >= 500:
+            log.warning("%s %s: %s", request.method, request.path, exc)
+        return error_body(exc.status, exc.reason, str(exc))
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        return error_body(exc.code or 500, exc.name, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return error_body(500, "Internal Server Error", "unexpected server error; see the server log")

@@ -1,0 +1,248 @@
+"""Change detection and the long-poll hub.
+
+`ChangeDetector` notices new commits: watchdog on the repository's refs (or the plain folder), a
+background fetch for a remote, and a slow safety poll. Each notice asks the `WatchHub` to check
+the environments somebody is waiting on. The hub resolves each watched (application, profiles,
+label) once per change, through the cache, and wakes only the waiters of environments whose
+content ETag moved, all of them with the same resolved result: no re-resolution per waiter.
+
+Only `threading` primitives are used, so the same code runs on real threads (tests, the threaded
+worker) and on greenlets under gunicorn's gevent worker, where `threading` is monkey-patched.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from config_server.backends.base import Backend
+from config_server.cache import ResolvedEnvironment
+from config_server.errors import ConfigServerError
+from config_server.service import ConfigService
+
+log = logging.getLogger(__name__)
+
+#: The longest a long-poll request is held, whatever `?wait=` asks for.
+MAX_WAIT_SECONDS = 60.0
+
+
+@dataclass
+class _Slot:
+    """The waiters of one environment: the latest resolved result and the event that wakes them."""
+
+    application: str
+    profiles: str
+    label: str | None
+    latest: ResolvedEnvironment | None
+    event: threading.Event = field(default_factory=threading.Event)
+    waiters: int = 0
+
+
+class WatchHub:
+    """Holds long-poll waiters per environment and wakes them when that environment's ETag moves."""
+
+    def __init__(self, service: ConfigService) -> None:
+        self.service = service
+        self._slots: dict[tuple[str, str, str | None], _Slot] = {}
+        self._lock = threading.Lock()
+        self._check_lock = threading.Lock()
+        self.checks = 0
+
+    def wait_for_change(
+        self,
+        application: str,
+        profiles: str,
+        label: str | None,
+        known_etags: Iterable[str],
+        timeout: float,
+    ) -> ResolvedEnvironment | None:
+        """Block until the environment's ETag is not one of `known_etags` (return it) or timeout (None).
+
+        While the environment does not resolve (a broken file was committed) the waiter keeps
+        waiting: a broken version is never something to hand a watcher.
+        """
+        known = set(known_etags)
+        current = self._resolve(application, profiles, label)
+        key = (application, profiles, label)
+        with self._lock:
+            slot = self._slots.get(key)
+            if slot is None:
+                slot = self._slots[key] = _Slot(application, profiles, label, current)
+            slot.waiters += 1
+        deadline = time.monotonic() + min(timeout, MAX_WAIT_SECONDS)
+        try:
+            while True:
+                event = slot.event
+                latest = slot.latest
+                if latest is not None and latest.etag not in known:
+                    return latest
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                event.wait(remaining)
+        finally:
+            with self._lock:
+                slot.waiters -= 1
+                if slot.waiters == 0 and self._slots.get(key) is slot:
+                    del self._slots[key]
+
+    def check(self, applications: Iterable[str] | None = None) -> int:
+        """Re-resolve watched environments (all, or only those of `applications`; `*` means all).
+
+        Returns how many environments changed, whose waiters were woken.
+        """
+        wanted = None if applications is None else set(applications)
+        if wanted is not None and "*" in wanted:
+            wanted = None
+        with self._check_lock:
+            self.checks += 1
+            with self._lock:
+                slots = list(self._slots.values())
+            changed = 0
+            for slot in slots:
+                if wanted is not None and slot.application not in wanted:
+                    continue
+                current = self._resolve(slot.application, slot.profiles, slot.label)
+                if current is None:
+                    continue
+                if slot.latest is None or current.etag != slot.latest.etag:
+                    slot.latest = current
+                    woken, slot.event = slot.event, threading.Event()
+                    woken.set()
+                    changed += 1
+            return changed
+
+    def watchers(self) -> int:
+        """How many requests are waiting right now."""
+        with self._lock:
+            return sum(slot.waiters for slot in self._slots.values())
+
+    def _resolve(self, application: str, profiles: str, label: str | None) -> ResolvedEnvironment | None:
+        try:
+            return self.service.environment(application, profiles, label)[1]
+        except ConfigServerError as exc:
+            log.info("watched %s/%s/%s does not resolve: %s", application, profiles, label, exc)
+            return None
+
+
+class _RefsChanged(FileSystemEventHandler):
+    """Turns file-system events under the watched paths into a trigger."""
+
+    def __init__(self, detector: ChangeDetector) -> None:
+        self.detector = detector
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        """Trigger a check when a relevant path changed."""
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        for path in (event.src_path, getattr(event, "dest_path", "")):
+            if path and self.detector.backend.is_change_path(str(path)):
+                self.detector.trigger()
+                return
+
+
+class ChangeDetector:
+    """Runs watchdog, the remote refresh and a safety poll; each notice checks the hub.
+
+    One dispatcher thread performs the checks, so a burst of file events (a commit writes
+    several files) coalesces into one or two checks.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        hub: WatchHub,
+        refresh_interval: float = 0.0,
+        poll_interval: float = 5.0,
+        use_watchdog: bool = True,
+    ) -> None:
+        self.backend = backend
+        self.hub = hub
+        self.refresh_interval = refresh_interval
+        self.poll_interval = poll_interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._pending: set[str] | None = set()
+        self._pending_lock = threading.Lock()
+        self._observer: Observer | None = None
+        self._threads: list[threading.Thread] = []
+        self.use_watchdog = use_watchdog
+
+    def start(self) -> ChangeDetector:
+        """Start the observer and the dispatcher (and the refresh loop for a remote)."""
+        paths = self.backend.watch_paths() if self.use_watchdog else []
+        if paths:
+            observer = Observer()
+            handler = _RefsChanged(self)
+            for path in paths:
+                if Path(path).is_dir():
+                    observer.schedule(handler, str(path), recursive=True)
+            observer.daemon = True
+            try:
+                observer.start()
+                self._observer = observer
+            except OSError as exc:  # inotify limits: fall back to the safety poll
+                log.warning("cannot watch %s (%s); polling every %ss", paths, exc, self.poll_interval)
+        self._spawn(self._dispatch, "config-watch")
+        if self.refresh_interval > 0 and getattr(self.backend, "remote", False):
+            self._spawn(self._refresh_loop, "config-refresh")
+        return self
+
+    def trigger(self, applications: Iterable[str] | None = None) -> None:
+        """Ask for a check soon (of some applications, or of all when None)."""
+        with self._pending_lock:
+            if applications is None or self._pending is None:
+                self._pending = None
+            else:
+                self._pending.update(applications)
+        self._wake.set()
+
+    def refresh_now(self, applications: Iterable[str] | None = None) -> bool:
+        """Fetch the remote (if any) and check the hub at once; used by the webhook."""
+        ok = self.backend.refresh()
+        self.trigger(applications)
+        return ok
+
+    def stop(self) -> None:
+        """Stop every thread this detector started."""
+        self._stop.set()
+        self._wake.set()
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def _spawn(self, target, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _dispatch(self) -> None:
+        while not self._stop.is_set():
+            woke = self._wake.wait(self.poll_interval)
+            if self._stop.is_set():
+                return
+            self._wake.clear()
+            with self._pending_lock:
+                pending, self._pending = self._pending, set()
+            apps = None if (pending is None or not woke) else pending
+            try:
+                self.hub.check(apps)
+            except Exception:  # noqa: BLE001 - the dispatcher must outlive any one failure
+                log.exception("watch check failed")
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(self.refresh_interval):
+            try:
+                if self.backend.refresh():
+                    self.trigger()
+            except Exception:  # noqa: BLE001 - a failed refresh must never end the loop
+                log.exception("background refresh failed")
