@@ -99,3 +99,14 @@ def port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def http_ready(url: str) -> bool:
+    """True when `url` answers HTTP at all (a raw TCP probe would leave an idle connection behind)."""
+    import requests
+
+    try:
+        requests.get(url, timeout=1)
+        return True
+    except requests.ConnectionError:
+        return False

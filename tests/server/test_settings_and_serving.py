@@ -10,10 +10,12 @@ import requests
 
 from config_server.sample import ensure_sample_repository
 from config_server.settings import Settings
-from tests.helpers import GIT_ENV, free_port, port_open, wait_for
+from tests.helpers import GIT_ENV, free_port, http_ready, wait_for
 
 PROJECT = Path(__file__).resolve().parents[2]
 CONFIG_SERVER = Path(sys.executable).with_name("config-server")
+#: Close each connection, so that stopping gunicorn does not wait for idle keep-alive ones.
+CLOSE = {"Connection": "close"}
 
 
 def test_flag_beats_environment_beats_file(tmp_path):
@@ -81,7 +83,7 @@ def test_serve_runs_gunicorn_and_picks_up_commits(tmp_path):
     port = free_port()
     env = {**os.environ, "CONFIG_SERVER_DATA_DIR": str(tmp_path / "data")}
     process = subprocess.Popen(
-        [str(CONFIG_SERVER), "serve", "--port", str(port), "--workers", "2"],
+        [str(CONFIG_SERVER), "serve", "--port", str(port), "--workers", "1"],
         cwd=PROJECT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -89,9 +91,9 @@ def test_serve_runs_gunicorn_and_picks_up_commits(tmp_path):
         text=True,
     )
     try:
-        wait_for(lambda: port_open(port), timeout=30, what="config-server to listen")
         base = f"http://127.0.0.1:{port}"
-        response = requests.get(f"{base}/orders/prod", timeout=5)
+        wait_for(lambda: http_ready(f"{base}/health"), timeout=30, what="config-server to listen")
+        response = requests.get(f"{base}/orders/prod", timeout=5, headers=CLOSE)
         assert response.status_code == 200
         assert response.headers["Server"].startswith("gunicorn")
         env_json = response.json()
@@ -100,7 +102,7 @@ def test_serve_runs_gunicorn_and_picks_up_commits(tmp_path):
         text = (repo / "orders.yml").read_text().replace("max-items: 100", "max-items: 250")
         (repo / "orders.yml").write_text(text)
         subprocess.run(["git", "commit", "-qam", "raise"], cwd=repo, env=GIT_ENV, check=True)
-        rendered = requests.get(f"{base}/orders-default.yml", timeout=5).text
+        rendered = requests.get(f"{base}/orders-default.yml", timeout=5, headers=CLOSE).text
         assert "max-items: 250" in rendered
     finally:
         process.terminate()
