@@ -59,11 +59,16 @@ class GitRepo:
 class LiveServer:
     """A WSGI app on a real HTTP server on 127.0.0.1, on a port the OS chose."""
 
-    def __init__(self, app: Any) -> None:
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+    def __init__(self, app: Any, port: int = 0) -> None:
+        self.server = make_server("127.0.0.1", port, app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on."""
+        return self.server.server_port
 
     def stop(self) -> None:
         """Stop serving and close the socket."""

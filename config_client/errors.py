@@ -1,0 +1,21 @@
+"""The client's exceptions: one base class and one subclass per way fetching can fail."""
+
+
+class ConfigClientError(Exception):
+    """Base class of every error the client raises."""
+
+
+class ConfigUnavailable(ConfigClientError):
+    """The server cannot be reached (and, at start-up, there is no last-known-good copy)."""
+
+
+class ServerError(ConfigClientError):
+    """The server answered with an error status; its message is kept."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"server answered {status}: {message}")
+        self.status = status
+
+
+class InvalidResponse(ConfigClientError):
+    """The server's answer is not a valid Environment; it is never applied."""

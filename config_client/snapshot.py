@@ -1,0 +1,179 @@
+"""Immutable settings: one Environment merged into flat keys, dotted-key lookup, and diffs.
+
+A snapshot is built once, never changed, and swapped in whole, so a reader always sees one
+complete version. Merging follows the server's rules: the most specific property source wins and
+a list set by a higher source replaces a lower source's list whole.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from config_client.errors import InvalidResponse
+
+_LIST_INDEX = re.compile(r"\[\d+\]")
+_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one new version changed: added and removed keys, changed keys with (old, new) values."""
+
+    old_version: str | None
+    new_version: str | None
+    added: Mapping[str, Any] = field(default_factory=dict)
+    removed: Mapping[str, Any] = field(default_factory=dict)
+    changed: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    @property
+    def keys(self) -> list[str]:
+        """Every key this change touches, sorted."""
+        return sorted({*self.added, *self.removed, *self.changed})
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.changed)
+
+    def only(self, patterns: Iterable[str] | None) -> Change:
+        """The part of the change whose keys match any of the glob patterns (all when None)."""
+        if patterns is None:
+            return self
+        pats = list(patterns)
+
+        def keep(mapping: Mapping[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in mapping.items() if any(fnmatch.fnmatchcase(k, p) for p in pats)}
+
+        return Change(
+            self.old_version, self.new_version, keep(self.added), keep(self.removed), keep(self.changed)
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-friendly dict of the change."""
+        return {
+            "old_version": self.old_version,
+            "version": self.new_version,
+            "changed": self.keys,
+            "added": dict(self.added),
+            "removed": dict(self.removed),
+            "modified": {k: {"old": o, "new": n} for k, (o, n) in self.changed.items()},
+        }
+
+
+class Snapshot:
+    """One version of a service's settings, read-only."""
+
+    __slots__ = ("version", "etag", "label", "environment", "values", "_nested")
+
+    def __init__(self, environment: Mapping[str, Any], etag: str | None = None) -> None:
+        sources = _property_sources(environment)
+        self.environment = environment
+        self.version: str | None = environment.get("version")
+        self.label: str | None = environment.get("label")
+        self.values: Mapping[str, Any] = MappingProxyType(merge_sources(sources))
+        self.etag = etag or content_tag(environment)
+        self._nested: dict[str, Any] | None = None
+
+    @classmethod
+    def empty(cls) -> Snapshot:
+        """A snapshot with no settings and no version (before anything was fetched)."""
+        return cls({"version": None, "propertySources": []}, etag="")
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of a flat key (`db.pool.max`, `hosts[0]`), or `default`."""
+        return self.values.get(key, default)
+
+    def nested(self) -> dict[str, Any]:
+        """All settings as nested dicts and lists (a fresh copy the caller may change)."""
+        if self._nested is None:
+            self._nested = unflatten(self.values)
+        return copy.deepcopy(self._nested)
+
+    def diff(self, newer: Snapshot) -> Change:
+        """What changes from this snapshot to `newer`."""
+        old, new = self.values, newer.values
+        return Change(
+            self.version,
+            newer.version,
+            added={k: v for k, v in new.items() if k not in old},
+            removed={k: v for k, v in old.items() if k not in new},
+            changed={k: (old[k], v) for k, v in new.items() if k in old and old[k] != v},
+        )
+
+
+def content_tag(environment: Mapping[str, Any]) -> str:
+    """A tag for servers that send no ETag: a hash of the property sources."""
+    sources = environment.get("propertySources")
+    text = json.dumps(sources, sort_keys=True, separators=(",", ":"), default=str)
+    return "content-" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def merge_sources(sources: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Flat settings from property sources given most specific first; lists replaced whole."""
+    merged: dict[str, Any] = {}
+    lists_taken: set[str] = set()
+    for source in sources:
+        lists_here: set[str] = set()
+        for key, value in source.items():
+            owners = [key[: m.start()] for m in _LIST_INDEX.finditer(key)]
+            if key in merged or lists_taken.intersection(owners):
+                continue
+            merged[key] = value
+            lists_here.update(owners)
+        lists_taken |= lists_here
+    return merged
+
+
+def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Flat `a.b[0]` keys into nested dicts and lists (conflicting keys keep the first shape)."""
+    root: dict[str, Any] = {}
+    for key in sorted(flat, key=lambda k: [(n, int(i) if i else -1) for n, i in _PART.findall(k)]):
+        parts: list[Any] = [int(i) if i else n for n, i in _PART.findall(key)]
+        node: Any = root
+        for part, following in zip(parts, parts[1:], strict=False):
+            fresh: Any = [] if isinstance(following, int) else {}
+            node = _descend(node, part, fresh)
+            if node is None:
+                break
+        else:
+            _descend(node, parts[-1], flat[key], leaf=True)
+    return root
+
+
+def _descend(node: Any, part: Any, fresh: Any, leaf: bool = False) -> Any:
+    if isinstance(node, dict) and isinstance(part, str):
+        if leaf:
+            node.setdefault(part, fresh)
+            return None
+        child = node.setdefault(part, fresh)
+    elif isinstance(node, list) and isinstance(part, int):
+        node.extend([None] * (part + 1 - len(node)))
+        if leaf:
+            node[part] = fresh
+            return None
+        if node[part] is None:
+            node[part] = fresh
+        child = node[part]
+    else:
+        return None
+    return child if isinstance(child, dict | list) and type(child) is type(fresh) else None
+
+
+def _property_sources(environment: Any) -> list[Mapping[str, Any]]:
+    if not isinstance(environment, Mapping):
+        raise InvalidResponse("the answer is not a JSON object")
+    sources = environment.get("propertySources")
+    if not isinstance(sources, list):
+        raise InvalidResponse("the answer has no propertySources list")
+    result = []
+    for item in sources:
+        if not isinstance(item, Mapping) or not isinstance(item.get("source"), Mapping):
+            raise InvalidResponse("a property source has no source object")
+        result.append(item["source"])
+    return result
