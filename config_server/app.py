@@ -29,7 +29,8 @@ class ServerState:
     detector: ChangeDetector
 
     def close(self) -> None:
-        """Stop the detector's threads and the backend's git processes."""
+        """Release long-poll waiters, stop the detector's threads and the backend's git processes."""
+        self.hub.close()
         self.detector.stop()
         self.service.backend.close()
 

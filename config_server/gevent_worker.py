@@ -13,7 +13,14 @@ from gunicorn.workers.ggevent import GeventWorker as _GunicornGeventWorker
 
 
 class GeventWorker(_GunicornGeventWorker):
-    """The gevent worker with `monkey.patch_all(queue=False)`."""
+    """The gevent worker with `monkey.patch_all(queue=False)`, releasing long polls on shutdown."""
+
+    def handle_exit(self, sig, frame) -> None:
+        """On SIGTERM, answer held long polls (304) so the graceful shutdown does not wait for them."""
+        super().handle_exit(sig, frame)
+        state = getattr(getattr(self, "wsgi", None), "extensions", {}).get("config_server")
+        if state is not None:
+            state.hub.close()
 
     def patch(self) -> None:
         """Patch the standard library (except queue) and rebuild the listening sockets."""

@@ -53,6 +53,7 @@ class WatchHub:
         self._slots: dict[tuple[str, str, str | None], _Slot] = {}
         self._lock = threading.Lock()
         self._check_lock = threading.Lock()
+        self._closed = False
         self.checks = 0
 
     def wait_for_change(
@@ -84,7 +85,7 @@ class WatchHub:
                 if latest is not None and latest.etag not in known:
                     return latest
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or self._closed:
                     return None
                 event.wait(remaining)
         finally:
@@ -118,6 +119,14 @@ class WatchHub:
                     woken.set()
                     changed += 1
             return changed
+
+    def close(self) -> None:
+        """Answer every waiter now (304) and every later one at once: the server is shutting down."""
+        self._closed = True
+        with self._lock:
+            slots = list(self._slots.values())
+        for slot in slots:
+            slot.event.set()
 
     def watchers(self) -> int:
         """How many requests are waiting right now."""
