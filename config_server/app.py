@@ -5,9 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
+from config_server.audit import AuditLog
+from config_server.auth import AuthFile
 from config_server.backends import Backend, open_backend
-from config_server.http import admin, environment, resources
+from config_server.crypto import load_keyring
+from config_server.http import admin, encryption, environment, openapi, resources, security
 from config_server.http.errors import register_error_handlers
 from config_server.sample import ensure_sample_repository
 from config_server.service import ConfigService
@@ -21,18 +25,21 @@ MAX_BODY_BYTES = 1024 * 1024
 
 @dataclass
 class ServerState:
-    """What one app instance owns: the service, the long-poll hub and the change detector."""
+    """What one app instance owns: service, long-poll hub, change detector, clients and audit log."""
 
     settings: Settings
     service: ConfigService
     hub: WatchHub
     detector: ChangeDetector
+    auth: AuthFile | None
+    audit: AuditLog
 
     def close(self) -> None:
         """Release long-poll waiters, stop the detector's threads and the backend's git processes."""
         self.hub.close()
         self.detector.stop()
         self.service.backend.close()
+        self.audit.close()
 
 
 def create_app(settings: Settings | None = None, backend: Backend | None = None) -> Flask:
@@ -42,10 +49,12 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     `app.extensions["config_server"].close()` to stop it when embedding or testing.
     """
     settings = (settings or Settings()).validate()
+    keyring = load_keyring(settings.encrypt_key, settings.encrypt_key_file, settings.encrypt_salt)
+    auth = AuthFile(settings.auth_file) if settings.auth_file else None
     if backend is None:
         spec = settings.repo or str(ensure_sample_repository(settings.data_dir))
         backend = open_backend(spec, settings.cache_dir, settings.default_label)
-    service = ConfigService(backend, settings.search_paths, settings.cache_size)
+    service = ConfigService(backend, settings.search_paths, settings.cache_size, keyring)
     hub = WatchHub(service)
     detector = ChangeDetector(
         backend, hub, settings.refresh_interval, settings.poll_interval, use_watchdog=settings.watch
@@ -55,10 +64,15 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["config_service"] = service
-    app.extensions["config_server"] = ServerState(settings, service, hub, detector)
-    app.register_blueprint(admin.blueprint)
-    app.register_blueprint(environment.blueprint)
-    app.register_blueprint(resources.blueprint)
+    app.extensions["config_server"] = ServerState(
+        settings, service, hub, detector, auth, AuditLog(settings.audit_log)
+    )
+    security.install(app)
+    for module in (admin, encryption, openapi, environment, resources):
+        app.register_blueprint(module.blueprint)
     register_error_handlers(app)
     app.wsgi_app = EncodedSlashMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+    if settings.proxy_hops:
+        hops = settings.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     return app

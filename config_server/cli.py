@@ -19,6 +19,8 @@ from config_server.settings import ENV_PREFIX, Settings
 
 def _settings_options(func):
     for f in reversed(fields(Settings)):
+        if not f.metadata.get("flag", True):
+            continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
         shown = f" [default: {default}]" if default not in (None, "", []) else ""
@@ -68,6 +70,90 @@ def serve(settings_file: str | None, **options) -> None:
         run(settings)
     except Exception as exc:  # noqa: BLE001 - a start-up failure is reported, not traced
         raise click.ClickException(str(exc)) from exc
+
+
+def _keyring_from(settings_file: str | None, key_file: str | None):
+    from config_server.crypto import CryptoError, load_keyring
+
+    try:
+        settings = Settings.load({"encrypt_key_file": key_file}, settings_file)
+        keyring = load_keyring(settings.encrypt_key, settings.encrypt_key_file, settings.encrypt_salt)
+    except (ValueError, TypeError, OSError, CryptoError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    if keyring is None:
+        raise click.UsageError("no key: set ENCRYPT_KEY or give --key-file")
+    return keyring
+
+
+def _value_or_stdin(value: str | None) -> str:
+    if value is None or value == "-":
+        return sys.stdin.read().rstrip("\n")
+    return value
+
+
+_key_file_option = click.option(
+    "--key-file",
+    default=None,
+    type=click.Path(dir_okay=False, exists=True),
+    help="Key file (passphrase, PEM or keyring); default: ENCRYPT_KEY or CONFIG_SERVER_ENCRYPT_KEY[_FILE].",
+)
+_settings_file_option = click.option(
+    "--config", "settings_file", default=None, type=click.Path(dir_okay=False), help="YAML settings file."
+)
+
+
+@main.command()
+@_settings_file_option
+@_key_file_option
+@click.option(
+    "--key", "key_name", default=None, help="Name of the keyring key to use (default: the primary)."
+)
+@click.option("--spring", is_flag=True, help="Write Spring's AES-CBC format instead of AES-GCM.")
+@click.argument("value", required=False)
+def encrypt(settings_file, key_file, key_name, spring, value) -> None:
+    """Print `{cipher}...` for VALUE (or standard input), ready to paste into a YAML file."""
+    from config_server.crypto import CryptoError
+
+    keyring = _keyring_from(settings_file, key_file)
+    try:
+        click.echo("{cipher}" + keyring.encrypt(_value_or_stdin(value), key_name=key_name, spring=spring))
+    except CryptoError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@_settings_file_option
+@_key_file_option
+@click.argument("value", required=False)
+def decrypt(settings_file, key_file, value) -> None:
+    """Print the plain text of VALUE (or standard input), with or without `{cipher}`."""
+    from config_server.crypto import CryptoError
+
+    keyring = _keyring_from(settings_file, key_file)
+    try:
+        click.echo(keyring.decrypt(_value_or_stdin(value)))
+    except CryptoError as exc:
+        raise click.ClickException(f"cannot decrypt: {exc}") from exc
+
+
+@main.command()
+@click.option("--name", default="my-service", help="Client name for the auth-file snippet.")
+@click.option("--hash", "hash_only", is_flag=True, help="Hash a token read from standard input instead.")
+def token(name: str, hash_only: bool) -> None:
+    """Make a new client token: the token on standard output, an auth-file entry on standard error."""
+    from config_server.auth import hash_token, new_token
+
+    if hash_only:
+        click.echo(hash_token(sys.stdin.read().strip()))
+        return
+    fresh = new_token()
+    click.echo(fresh)
+    click.echo(
+        f"# give the token above to the client; put this in the auth file:\n"
+        f"  - name: {name}\n    tokens: [{hash_token(fresh)}]\n    roles: [read]\n"
+        f'    applications: ["*"]',
+        err=True,
+    )
 
 
 if __name__ == "__main__":

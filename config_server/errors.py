@@ -45,3 +45,31 @@ class InvalidConfigFile(ConfigServerError):
 
     status = 500
     reason = "Internal Server Error"
+
+
+class AuthenticationRequired(ConfigServerError):
+    """No credentials, or a token that no client holds."""
+
+    status = 401
+    reason = "Unauthorized"
+
+
+class AccessDenied(ConfigServerError):
+    """A known client asking for something its roles or globs do not allow."""
+
+    status = 403
+    reason = "Forbidden"
+
+
+class EncryptionUnavailable(ConfigServerError):
+    """`/encrypt` or `/decrypt` with no key configured (Spring's `NO_KEY`)."""
+
+    status = 404
+    reason = "Not Found"
+
+
+class PayloadRejected(ConfigServerError):
+    """A request body that cannot be used: not text, or a value that cannot be decrypted."""
+
+    status = 400
+    reason = "Bad Request"

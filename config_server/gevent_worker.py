@@ -1,19 +1,31 @@
-"""Gunicorn's gevent worker, patching everything but `queue` (watchdog relies on its semantics).
+"""Gunicorn's gevent worker, patching everything but `queue`, with deadlines for slow clients.
 
 gevent's `queue.Queue(maxsize=0)` stores `maxsize=None`, which watchdog's event queue compares
 with `>`; the standard `queue.Queue` works on gevent's patched locks, so it is left alone.
+
+Slow clients: gunicorn already bounds reading a request's headers by `keepalive` (our
+`client_timeout`); this worker also sets that timeout on every socket read and write (a client
+that stops sending a body, or stops reading a response, is dropped) and cuts off any request that
+runs past `request_timeout` in total, however steadily its client trickles bytes.
 """
 
 from __future__ import annotations
 
 import socket
 
+import gevent
 from gevent import monkey
 from gunicorn.workers.ggevent import GeventWorker as _GunicornGeventWorker
+
+from config_server.settings import Settings
 
 
 class GeventWorker(_GunicornGeventWorker):
     """The gevent worker with `monkey.patch_all(queue=False)`, releasing long polls on shutdown."""
+
+    def _settings(self) -> Settings:
+        state = getattr(getattr(self, "wsgi", None), "extensions", {}).get("config_server")
+        return state.settings if state is not None else Settings()
 
     def handle_exit(self, sig, frame) -> None:
         """On SIGTERM, answer held long polls (304) so the graceful shutdown does not wait for them."""
@@ -21,6 +33,27 @@ class GeventWorker(_GunicornGeventWorker):
         state = getattr(getattr(self, "wsgi", None), "extensions", {}).get("config_server")
         if state is not None:
             state.hub.close()
+
+    def handle(self, listener, client, addr) -> None:
+        """Serve one connection with a timeout on every socket read and write."""
+        client.settimeout(self._settings().client_timeout)
+        super().handle(listener, client, addr)
+
+    def handle_request(self, listener_name, req, sock, addr):
+        """Serve one request, closing the connection when it runs past `request_timeout`."""
+        deadline = gevent.Timeout(self._settings().request_timeout)
+        deadline.start()
+        try:
+            return super().handle_request(listener_name, req, sock, addr)
+        except gevent.Timeout as exc:
+            if exc is not deadline:
+                raise
+            self.log.warning(
+                "request %s %s from %s cut off after the request timeout", req.method, req.path, addr
+            )
+            raise StopIteration("request timeout") from None
+        finally:
+            deadline.close()
 
     def patch(self) -> None:
         """Patch the standard library (except queue) and rebuild the listening sockets."""

@@ -19,6 +19,11 @@ from config_server.errors import InvalidConfigFile
 
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+#: Deepest nesting of maps and lists a file may have.
+MAX_DEPTH = 64
+#: Most values (scalars, maps, lists) a file may expand to, aliases counted as many times as used.
+MAX_NODES = 200_000
+
 
 class _StrictLoader(_BaseLoader):  # type: ignore[misc, valid-type]
     """A safe loader that refuses duplicate keys in a mapping."""
@@ -61,8 +66,47 @@ def parse_file(path: str, data: bytes) -> list[Document]:
     return _parse_yaml(path, text)
 
 
+def _check_size(path: str, text: str) -> None:
+    """Refuse alias bombs and deep nesting from the event stream, before anything is built.
+
+    Each anchor's expanded size is remembered, so an alias costs what it would cost written out;
+    the check itself is linear in the file and never expands anything.
+    """
+    anchored: dict[str, int] = {}
+    stack: list[list] = []  # [anchor, size so far]
+    total = 0
+    for event in yaml.parse(text, Loader=_BaseLoader):
+        if isinstance(event, yaml.AliasEvent):
+            size = anchored.get(event.anchor, 1)
+        elif isinstance(event, yaml.ScalarEvent):
+            size = 1
+            if event.anchor:
+                anchored[event.anchor] = 1
+        elif isinstance(event, yaml.CollectionStartEvent):
+            stack.append([event.anchor, 1])
+            if len(stack) > MAX_DEPTH:
+                where = f"line {event.start_mark.line + 1}" if event.start_mark else "somewhere"
+                raise InvalidConfigFile(f"{path}: nested deeper than {MAX_DEPTH} levels at {where}")
+            continue
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, size = stack.pop()
+            if anchor:
+                anchored[anchor] = size
+        else:
+            continue
+        if stack:
+            stack[-1][1] += size
+        else:
+            total += size
+        if total + sum(frame[1] for frame in stack) > MAX_NODES:
+            raise InvalidConfigFile(
+                f"{path}: expands to more than {MAX_NODES} values (an alias bomb or an oversized file)"
+            )
+
+
 def _parse_yaml(path: str, text: str) -> list[Document]:
     try:
+        _check_size(path, text)
         raw_documents = list(yaml.load_all(text, Loader=_StrictLoader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from config_server import names, render
 from config_server.backends.base import Backend, Revision
 from config_server.cache import EnvironmentCache, ResolvedEnvironment
+from config_server.crypto import Keyring
+from config_server.decryption import decrypt_environment
 from config_server.errors import ResourceNotFound
 from config_server.resolve import Request, resolve_environment
 
@@ -20,10 +22,17 @@ _GLOB_CHARS = set("*?[")
 
 
 class ConfigService:
-    """Resolves environments and resources from one backend, through one cache."""
+    """Resolves environments and resources from one backend, through one cache; decrypts `{cipher}`."""
 
-    def __init__(self, backend: Backend, search_paths: Sequence[str] = (), cache_size: int = 1024) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        search_paths: Sequence[str] = (),
+        cache_size: int = 1024,
+        keyring: Keyring | None = None,
+    ) -> None:
         self.backend = backend
+        self.keyring = keyring
         self.search_paths = tuple(p.strip().strip("/") for p in search_paths if p.strip().strip("/"))
         self.cache = EnvironmentCache(cache_size)
         self._label_in_paths = any("{label}" in p for p in self.search_paths)
@@ -41,13 +50,14 @@ class ConfigService:
         def compute():
             request = Request(app, wanted, label)
             folders = self._folders(revision, app, wanted)
-            return resolve_environment(
+            resolved = resolve_environment(
                 request,
                 revision.version,
                 folders,
                 lambda path: self.backend.read(revision.version, path),
                 self.backend.uri,
             )
+            return decrypt_environment(resolved, self.keyring)
 
         return revision, self.cache.get_or_compute(key, compute)
 

@@ -8,11 +8,15 @@ into git, a remote cloned) so that workers never race to create it.
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from config_server.auth import AuthFile
+from config_server.crypto import load_keyring
 from config_server.repo_spec import is_remote
 from config_server.sample import ensure_sample_repository
 from config_server.settings import Settings
@@ -35,13 +39,16 @@ class ConfigServerApplication(BaseApplication):
             "worker_class": WORKER_CLASSES[self.settings.worker_class],
             "worker_connections": self.settings.worker_connections,
             "loglevel": self.settings.log_level,
+            "certfile": self.settings.certfile,
+            "keyfile": self.settings.keyfile,
             "accesslog": "-",
             "timeout": 90,
-            "keepalive": 75,
+            "keepalive": self.settings.client_timeout,
             "graceful_timeout": 10,
             "control_socket_disable": True,
             "limit_request_line": 8190,
             "limit_request_fields": 100,
+            "limit_request_field_size": 8190,
             **self.extra,
         }
         for key, value in options.items():
@@ -53,6 +60,8 @@ class ConfigServerApplication(BaseApplication):
 
         return create_app(self.settings)
 
+
+log = logging.getLogger(__name__)
 
 WORKER_CLASSES = {"gevent": "config_server.gevent_worker.GeventWorker", "gthread": "gthread"}
 
@@ -66,8 +75,42 @@ def prepare_repository(settings: Settings) -> Settings:
     return settings
 
 
+def check_security(settings: Settings) -> None:
+    """Read the key and auth files once before workers start, so a mistake stops the start-up."""
+    load_keyring(settings.encrypt_key, settings.encrypt_key_file, settings.encrypt_salt)
+    if settings.auth_file:
+        AuthFile(settings.auth_file)
+    for path in (settings.certfile, settings.keyfile):
+        if path and not Path(path).is_file():
+            raise FileNotFoundError(f"TLS file {path} does not exist")
+    warning = open_server_warning(settings)
+    if warning:
+        log.warning(warning)
+
+
+def open_server_warning(settings: Settings) -> str | None:
+    """A loud warning when the server has no auth file and listens beyond the loopback address."""
+    if settings.auth_file or _is_loopback(settings.host):
+        return None
+    return (
+        f"!!! OPEN SERVER: no --auth-file, listening on {settings.host}: anyone who can reach port "
+        f"{settings.port} reads every application's configuration, secrets decrypted. "
+        "Configure --auth-file (docs/security.md). !!!"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def serve(settings: Settings) -> None:
-    """Prepare the repository, then run gunicorn until it is stopped."""
+    """Check the settings, prepare the repository, then run gunicorn until it is stopped."""
+    check_security(settings)
     ConfigServerApplication(prepare_repository(settings)).run()
 
 

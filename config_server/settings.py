@@ -74,18 +74,69 @@ class Settings:
     )
     worker_connections: int = field(
         default=12000,
-        metadata={"help": "Concurrent connections per gevent worker (long-poll watchers included)."},
-    )
-    worker_class: str = field(
-        default="gevent",
-        metadata={"help": "gevent (many long polls per worker) or gthread (a thread per request)."},
-    )
-    worker_connections: int = field(
-        default=12000,
         metadata={"help": "Concurrent connections per gevent worker, long-poll watchers included."},
     )
     threads: int = field(default=8, metadata={"help": "Threads per gthread worker."})
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
+    client_timeout: float = field(
+        default=15.0,
+        metadata={
+            "help": "Seconds a client may take to send its request headers, and to send any one "
+            "chunk of a request or read any chunk of a response (gevent worker)."
+        },
+    )
+    request_timeout: float = field(
+        default=120.0,
+        metadata={
+            "help": "Seconds after which a request is cut off however busy its client is; must "
+            "exceed the 60 s long-poll cap (gevent worker)."
+        },
+    )
+    encrypt_key: str | None = field(
+        default=None,
+        repr=False,
+        metadata={
+            "help": "Symmetric key (or RSA private key in PEM) for {cipher} values. Set it with "
+            "ENCRYPT_KEY or CONFIG_SERVER_ENCRYPT_KEY, never on the command line.",
+            "flag": False,
+            "secret": True,
+        },
+    )
+    encrypt_key_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "File holding the key: a passphrase, an RSA private key in PEM, or a YAML "
+            "keyring of named keys (see docs/security.md)."
+        },
+    )
+    encrypt_salt: str = field(
+        default="deadbeef",
+        metadata={"help": "Hex salt of Spring-compatible AES-CBC and RSA values (Spring's default)."},
+    )
+    auth_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "YAML file of clients (hashed tokens, roles, application/profile/label globs). "
+            "Without it the server is open to anyone who can reach it."
+        },
+    )
+    audit_log: str | None = field(
+        default=None,
+        metadata={
+            "help": "File that receives one JSON line per read, encrypt, decrypt, monitor and "
+            "denied request ('-' for standard error)."
+        },
+    )
+    certfile: str | None = field(
+        default=None, metadata={"help": "TLS certificate (PEM) to serve HTTPS directly."}
+    )
+    keyfile: str | None = field(default=None, metadata={"help": "TLS private key (PEM) for --certfile."})
+    proxy_hops: int = field(
+        default=0,
+        metadata={
+            "help": "Reverse proxies in front of the server whose X-Forwarded-For/-Proto to trust (0: none)."
+        },
+    )
 
     def validate(self) -> Settings:
         """Check ranges and fill derived defaults; raise ValueError with a clear message."""
@@ -103,6 +154,16 @@ class Settings:
             raise ValueError("poll-interval must be positive")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ValueError(f"unknown log level {self.log_level!r}")
+        if self.client_timeout <= 0 or self.request_timeout <= 0:
+            raise ValueError("client-timeout and request-timeout must be positive")
+        if self.proxy_hops < 0:
+            raise ValueError("proxy-hops must not be negative")
+        if bool(self.certfile) != bool(self.keyfile):
+            raise ValueError("certfile and keyfile go together: give both or neither")
+        try:
+            bytes.fromhex(self.encrypt_salt)
+        except ValueError:
+            raise ValueError(f"encrypt-salt must be hex, not {self.encrypt_salt!r}") from None
         if not self.cache_dir:
             self.cache_dir = str(Path(self.data_dir) / "cache")
         return self
@@ -120,6 +181,8 @@ class Settings:
         settings_file = settings_file or environ.get(f"{ENV_PREFIX}CONFIG")
         if settings_file:
             values.update(_read_settings_file(settings_file))
+        if "ENCRYPT_KEY" in environ:  # Spring Cloud Config's own variable
+            values["encrypt_key"] = environ["ENCRYPT_KEY"]
         for f in fields(cls):
             env_name = ENV_PREFIX + f.name.upper()
             if env_name in environ:

@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 from config_server.backends.base import MAX_FILE_BYTES, Backend, Listing, Revision
-from config_server.errors import LabelNotFound
+from config_server.errors import InvalidConfigFile, LabelNotFound
 
 _KEEP_SNAPSHOTS = 4
 
@@ -26,7 +26,7 @@ class NativeBackend(Backend):
         self._label = label
         self._lock = threading.Lock()
         self._signature: tuple = ()
-        self._snapshots: dict[str, dict[str, bytes]] = {}
+        self._snapshots: dict[str, dict[str, bytes | int]] = {}  # int: size of an oversized file
         self._current = ""
 
     def default_label(self) -> str:
@@ -40,9 +40,12 @@ class NativeBackend(Backend):
         return Revision(self._label, self._snapshot())
 
     def read(self, version: str, path: str) -> bytes | None:
-        """A file from the snapshot taken for `version`."""
+        """A file from the snapshot taken for `version`; an oversized file is an error, not absent."""
         files = self._snapshots.get(version)
-        return None if files is None else files.get(path)
+        data = None if files is None else files.get(path)
+        if isinstance(data, int):
+            raise InvalidConfigFile(f"{path} is {data} bytes: larger than the {MAX_FILE_BYTES} allowed")
+        return data
 
     def listing(self, version: str, folder: str) -> Listing:
         """Entries of one folder in the snapshot taken for `version`."""
@@ -70,10 +73,17 @@ class NativeBackend(Backend):
         with self._lock:
             if signature == self._signature and self._current in self._snapshots:
                 return self._current
-            files = {rel: full.read_bytes() for rel, full, _ in entries}
+            files = {
+                rel: full.read_bytes() if st.st_size <= MAX_FILE_BYTES else st.st_size
+                for rel, full, st in entries
+            }
             digest = hashlib.sha256()
             for rel in sorted(files):
-                digest.update(rel.encode() + b"\0" + hashlib.sha256(files[rel]).digest())
+                content = files[rel]
+                fingerprint = (
+                    hashlib.sha256(content).digest() if isinstance(content, bytes) else b"%d" % content
+                )
+                digest.update(rel.encode() + b"\0" + fingerprint)
             version = digest.hexdigest()[:40]
             self._snapshots[version] = files
             while len(self._snapshots) > _KEEP_SNAPSHOTS:
@@ -92,6 +102,4 @@ class NativeBackend(Backend):
                 if not real.is_relative_to(self.root) or not real.is_file():
                     continue
                 st = real.stat()
-                if st.st_size > MAX_FILE_BYTES:
-                    continue
                 yield full.relative_to(self.root).as_posix(), real, st

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 
+from config_server.errors import AccessDenied, AuthenticationRequired
+from config_server.http import security
 from config_server.http.errors import error_body
 from config_server.webhooks import WebhookRejected, applications_for, parse_push
 
@@ -15,17 +17,20 @@ log = logging.getLogger(__name__)
 
 @blueprint.get("/health")
 def health():
-    """`{"status": "UP"}`, or DOWN (503) with the repository's details when it cannot be served."""
+    """`{"status": "UP"}`, or DOWN (503) when the repository cannot be served.
+
+    The details (repository, cache, watchers) are shown to admins, or to all on an open server.
+    """
     state = current_app.extensions["config_server"]
     details = state.service.backend.health()
-    body = {
-        "status": details.get("status", "UP"),
-        "details": {
+    body = {"status": details.get("status", "UP")}
+    client = g.get("client")
+    if client is not None and client.has_role("admin"):
+        body["details"] = {
             "repository": details,
             "cache": state.service.cache.stats(),
             "watchers": state.hub.watchers(),
-        },
-    }
+        }
     return jsonify(body), 200 if body["status"] == "UP" else 503
 
 
@@ -33,15 +38,36 @@ def health():
 def monitor():
     """A push webhook: verify it, fetch the remote now, and wake the watchers of what changed."""
     state = current_app.extensions["config_server"]
+    security.note("monitor")
+    secret = _webhook_secret_needed(state.settings.webhook_secret)
     try:
-        push = parse_push(request.headers, request.get_data(cache=False), state.settings.webhook_secret)
+        push = parse_push(request.headers, request.get_data(cache=False), secret)
     except WebhookRejected as exc:
         log.warning("rejected webhook from %s: %s", request.remote_addr, exc)
         response = error_body(401, "Unauthorized", str(exc))
         response.headers["WWW-Authenticate"] = 'Signature realm="monitor"'
         return response
     applications = applications_for(push.paths)
+    security.note("monitor", sender=push.sender, applications=applications)
     refreshed = state.detector.refresh_now(None if applications == ["*"] else applications)
     if not refreshed:
         return error_body(503, "Service Unavailable", "the repository could not be refreshed")
     return jsonify(applications)
+
+
+def _webhook_secret_needed(secret: str | None) -> str | None:
+    """The secret a delivery must prove, None when a token already proved the caller may monitor.
+
+    A client token with the `monitor` role is enough; otherwise a configured webhook secret must
+    sign the delivery; otherwise, on a server with an auth file, the caller is refused.
+    """
+    client = security.authenticated_client()
+    if client is not None and client.has_role("monitor"):
+        return None
+    if secret:
+        return secret
+    if security.auth_enabled():
+        if client is None:
+            raise AuthenticationRequired("POST /monitor needs a token with the monitor role")
+        raise AccessDenied(f"client {client.name!r} does not have the 'monitor' role")
+    return None

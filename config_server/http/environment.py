@@ -10,6 +10,7 @@ from flask import Blueprint, Response, current_app, request
 from config_server import render
 from config_server.cache import ResolvedEnvironment
 from config_server.errors import InvalidConfigFile, InvalidName, ResourceNotFound
+from config_server.http import security
 from config_server.http.resources import serve_resource
 from config_server.service import ConfigService
 from config_server.watch import MAX_WAIT_SECONDS
@@ -58,9 +59,11 @@ def environment(app: str, profiles: str, label: str | None) -> Response:
     Environment) or the wait (at most 60 s) ends (304): the long-poll watch.
     """
     wait = _wait_seconds()
+    security.require_read(app, profiles, label, event="watch" if wait else "read")
     known = request.if_none_match
     try:
-        _, resolved = _service().environment(app, profiles, label)
+        revision, resolved = _service().environment(app, profiles, label)
+        security.note("watch" if wait else "read", version=revision.version)
     except InvalidConfigFile:
         if not (wait and known):
             raise
@@ -101,7 +104,9 @@ def _rendered(label: str | None, name: str) -> Response:
             f"{name!r} is not a rendered configuration: use {{application}}-{{profiles}}.yml, "
             ".yaml, .properties or .json"
         )
-    _, resolved = _service().environment(match["app"], match["profiles"], label)
+    security.require_read(match["app"], match["profiles"], label)
+    revision, resolved = _service().environment(match["app"], match["profiles"], label)
+    security.note("read", version=revision.version, format=match["ext"])
     placeholders = request.args.get("resolvePlaceholders", "true").lower() != "false"
     settings = resolved.merged_resolved if placeholders else resolved.merged
     renderer, mimetype = _FORMATS[match["ext"]]

@@ -12,6 +12,9 @@ from config_server.errors import ConfigServerError
 
 log = logging.getLogger(__name__)
 
+#: What a 401 offers: a bearer token, or the token as the password of HTTP Basic.
+AUTH_CHALLENGES = ('Bearer realm="config-server"', 'Basic realm="config-server", charset="UTF-8"')
+
 
 def error_body(status: int, error: str, message: str) -> Response:
     """A Spring-style JSON error: timestamp, status, error, message, path."""
@@ -32,11 +35,21 @@ def register_error_handlers(app: Flask) -> None:
     def config_error(exc: ConfigServerError) -> Response:
         if exc.status >= 500:
             log.warning("%s %s: %s", request.method, request.path, exc)
-        return error_body(exc.status, exc.reason, str(exc))
+        response = error_body(exc.status, exc.reason, str(exc))
+        if exc.status == 401:
+            for challenge in AUTH_CHALLENGES:
+                response.headers.add("WWW-Authenticate", challenge)
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
         return error_body(exc.code or 500, exc.name, exc.description or exc.name)
+
+    @app.errorhandler(TimeoutError)
+    def client_too_slow(exc: TimeoutError) -> Response:
+        response = error_body(408, "Request Timeout", "the client was too slow sending its request")
+        response.headers["Connection"] = "close"
+        return response
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:

@@ -6,6 +6,8 @@ import mimetypes
 
 from flask import Blueprint, Response, current_app, request
 
+from config_server.http import security
+
 blueprint = Blueprint("resources", __name__)
 
 
@@ -19,7 +21,9 @@ def resource(app: str, profiles: str, label: str, path: str) -> Response:
 
 def serve_resource(app: str, profiles: str, label: str | None, path: str) -> Response:
     """Answer with the file's (substituted) content and a type guessed from its name."""
+    security.require_read(app, profiles, label)
     content, found = current_app.extensions["config_service"].resource(app, profiles, label, path)
+    security.note("read", resource=found)
     mimetype = mimetypes.guess_type(found)[0] or "text/plain"
     if mimetype.startswith("text/") or mimetype in ("application/json", "application/xml"):
         mimetype += "; charset=utf-8"

@@ -1,0 +1,192 @@
+"""Clients, their hashed tokens and what each may do, read from the `--auth-file`.
+
+```yaml
+clients:
+  - name: orders-service
+    tokens: [sha256:9f86d0...]          # `config-server token` makes one; two during a rotation
+    roles: [read]                       # read, encrypt, decrypt, monitor, admin (admin: all)
+    applications: [orders]              # globs; default "*"
+    profiles: ["*"]
+    labels: [main, "release-*"]
+```
+
+Tokens are random 256-bit strings, so one SHA-256 is an adequate hash (as for GitHub's tokens);
+the file never holds a token in plain text. A presented token is hashed and compared with every
+stored hash in constant time, with no early exit. The file is re-read when it changes, so tokens
+are added, rotated and revoked without a restart; a broken edit keeps the last good clients.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+ROLES = frozenset({"read", "encrypt", "decrypt", "monitor", "admin"})
+HASH_PREFIX = "sha256:"
+_RELOAD_CHECK_SECONDS = 1.0
+
+
+class AuthFileError(ValueError):
+    """An auth file that cannot be used: the message says which entry and why."""
+
+
+def new_token() -> str:
+    """A fresh random token (256 bits, URL-safe)."""
+    return secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    """The `sha256:<hex>` form the auth file stores."""
+    return HASH_PREFIX + hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Client:
+    """One caller: its name, roles and the applications, profiles and labels it may read."""
+
+    name: str
+    roles: frozenset[str]
+    applications: tuple[str, ...] = ("*",)
+    profiles: tuple[str, ...] = ("*",)
+    labels: tuple[str, ...] = ("*",)
+    token_digests: tuple[bytes, ...] = ()
+
+    def has_role(self, role: str) -> bool:
+        """True when the client holds `role` or `admin`."""
+        return role in self.roles or "admin" in self.roles
+
+    def may_read(self, application: str, profiles: Iterable[str], label: str) -> bool:
+        """True when the application, every profile and the label match the client's globs."""
+        return (
+            self.has_role("read")
+            and _matches(application, self.applications)
+            and all(_matches(p, self.profiles) for p in profiles)
+            and _matches(label, self.labels)
+        )
+
+
+#: The caller when no auth file is configured: the server is open.
+ANONYMOUS = Client("anonymous", frozenset({"admin"}))
+
+
+def _matches(value: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatchcase(value, p) for p in patterns)
+
+
+def parse_clients(data: object, source: str = "auth file") -> tuple[Client, ...]:
+    """Validate the YAML structure and build the clients; raise AuthFileError on any mistake."""
+    if not isinstance(data, dict) or not isinstance(data.get("clients"), list):
+        raise AuthFileError(f"{source}: expected a mapping with a 'clients' list")
+    clients, names = [], set()
+    for index, entry in enumerate(data["clients"]):
+        where = f"{source}: client #{index}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
+            raise AuthFileError(f"{where} needs a name")
+        where = f"{source}: client {entry['name']!r}"
+        if entry["name"] in names:
+            raise AuthFileError(f"{where} is listed twice")
+        names.add(entry["name"])
+        if "token" in entry:
+            raise AuthFileError(f"{where} has a plain 'token': store its hash under 'tokens'")
+        roles = frozenset(_strings(entry.get("roles", ["read"]), where, "roles"))
+        if roles - ROLES:
+            raise AuthFileError(f"{where} has unknown roles {sorted(roles - ROLES)}")
+        digests = tuple(_digest(h, where) for h in _strings(entry.get("tokens", []), where, "tokens"))
+        if not digests:
+            raise AuthFileError(f"{where} has no tokens")
+        clients.append(
+            Client(
+                name=entry["name"],
+                roles=roles,
+                applications=tuple(_strings(entry.get("applications", ["*"]), where, "applications")),
+                profiles=tuple(_strings(entry.get("profiles", ["*"]), where, "profiles")),
+                labels=tuple(_strings(entry.get("labels", ["*"]), where, "labels")),
+                token_digests=digests,
+            )
+        )
+    return tuple(clients)
+
+
+def _strings(value: object, where: str, what: str) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise AuthFileError(f"{where}: {what} must be a list of strings")
+    return value
+
+
+def _digest(stored: str, where: str) -> bytes:
+    if not stored.startswith(HASH_PREFIX):
+        raise AuthFileError(f"{where}: a token hash must look like sha256:<64 hex digits>")
+    try:
+        digest = bytes.fromhex(stored[len(HASH_PREFIX) :])
+    except ValueError:
+        digest = b""
+    if len(digest) != 32:
+        raise AuthFileError(f"{where}: a token hash must look like sha256:<64 hex digits>")
+    return digest
+
+
+class AuthFile:
+    """The clients of an auth file, re-read (at most once a second) when the file changes."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._stamp = self._file_stamp()
+        self._clients = self._load()
+        self._checked = time.monotonic()
+
+    def _file_stamp(self) -> tuple[int, int, int]:
+        st = self.path.stat()
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _load(self) -> tuple[Client, ...]:
+        try:
+            data = yaml.safe_load(self.path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise AuthFileError(f"{self.path}: not valid YAML ({exc})") from None
+        return parse_clients(data, str(self.path))
+
+    def clients(self) -> tuple[Client, ...]:
+        """The current clients, reloading the file first when it changed."""
+        now = time.monotonic()
+        if now - self._checked >= _RELOAD_CHECK_SECONDS:
+            with self._lock:
+                if now - self._checked >= _RELOAD_CHECK_SECONDS:
+                    self._checked = now
+                    self._reload_if_changed()
+        return self._clients
+
+    def _reload_if_changed(self) -> None:
+        try:
+            stamp = self._file_stamp()
+            if stamp == self._stamp:
+                return
+            self._clients, self._stamp = self._load(), stamp
+            log.info("auth file %s reloaded: %d clients", self.path, len(self._clients))
+        except (OSError, AuthFileError) as exc:
+            log.error("auth file %s not reloaded, keeping the previous clients: %s", self.path, exc)
+
+    def authenticate(self, token: str) -> Client | None:
+        """The client holding `token`, comparing against every stored hash in constant time."""
+        presented = hashlib.sha256(token.encode()).digest()
+        found = None
+        for client in self.clients():
+            for digest in client.token_digests:
+                if hmac.compare_digest(presented, digest) and found is None:
+                    found = client
+        return found

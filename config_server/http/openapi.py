@@ -1,0 +1,228 @@
+"""`GET /openapi.json`: an OpenAPI 3.1 description of the server's HTTP API.
+
+Written by hand (it is small), kept honest by a schemathesis run in the test suite that calls every
+operation with generated input and checks that no answer is a 5xx or breaks this description.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+from config_server import __version__
+from config_server.names import MAX_LABEL_LENGTH, MAX_NAME_LENGTH
+
+blueprint = Blueprint("openapi", __name__)
+
+_NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH}
+_ERROR = {"$ref": "#/components/responses/Error"}
+_TEXT = {"text/plain": {"schema": {"type": "string"}}}
+
+
+def _path_param(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": schema or _NAME,
+    }
+
+
+_APPLICATION = _path_param("application", "Application name, e.g. `orders`.")
+_PROFILES = _path_param("profiles", "Comma-separated profiles, later wins, e.g. `prod` or `dev,eu`.")
+_LABEL = _path_param(
+    "label",
+    "Branch, tag or commit id; `(_)` stands for `/` (so does a percent-encoded `/`).",
+    {"type": "string", "minLength": 1, "maxLength": MAX_LABEL_LENGTH},
+)
+_WAIT = {
+    "name": "wait",
+    "in": "query",
+    "required": False,
+    "description": "Long poll: hold the request until the ETag differs from If-None-Match, at most "
+    "this many seconds (capped at 60).",
+    "schema": {"type": "number", "minimum": 0, "maximum": 60},
+}
+_IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": "The ETag the caller holds: 304 when it is still current.",
+    "schema": {"type": "string", "pattern": '^"[0-9a-f]{32}"$'},
+}
+_ERRORS = {str(code): _ERROR for code in (400, 401, 403, 404, 413, 500)}
+
+
+def _environment_operation(summary: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": summary,
+            "parameters": [*parameters, _WAIT, _IF_NONE_MATCH],
+            "security": [{}, {"bearer": []}, {"token": []}, {"basic": []}],
+            "responses": {
+                "200": {
+                    "description": "The Environment, with its content ETag.",
+                    "headers": {"ETag": {"schema": {"type": "string"}}},
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Environment"}}},
+                },
+                "304": {"description": "The caller's ETag is current (or the long poll ended)."},
+                **_ERRORS,
+            },
+        }
+    }
+
+
+def _text_post(summary: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "requestBody": {"required": True, "content": _TEXT},
+            "responses": {"200": {"description": summary, "content": _TEXT}, **_ERRORS},
+        }
+    }
+
+
+SPEC: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "gitconfig-server",
+        "version": __version__,
+        "description": "Spring Cloud Config compatible configuration server over git. Rendered "
+        "documents are also served at `/{application}-{profiles}.{yml|yaml|properties|json}` and "
+        "`/{label}/{application}-{profiles}.{ext}`; see docs/api.md.",
+    },
+    "paths": {
+        "/{application}/{profiles}": _environment_operation(
+            "Environment at the default label", [_APPLICATION, _PROFILES]
+        ),
+        "/{application}/{profiles}/{label}": _environment_operation(
+            "Environment at a label", [_APPLICATION, _PROFILES, _LABEL]
+        ),
+        "/{application}/{profiles}/{label}/{path}": {
+            "get": {
+                "summary": "A plain-text file with `${...}` placeholders substituted",
+                "parameters": [
+                    _APPLICATION,
+                    _PROFILES,
+                    _LABEL,
+                    _path_param(
+                        "path", "File path inside the repository.", {"type": "string", "minLength": 1}
+                    ),
+                ],
+                "responses": {"200": {"description": "The file.", "content": {"*/*": {}}}, **_ERRORS},
+            }
+        },
+        "/health": {
+            "get": {
+                "summary": "Health: details for admins (everyone on an open server)",
+                "responses": {
+                    "200": {
+                        "description": "UP",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "503": {
+                        "description": "DOWN",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                },
+            }
+        },
+        "/monitor": {
+            "post": {
+                "summary": "Push webhook (GitHub, GitLab, Gitea, Bitbucket or form `path=`)",
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {"schema": {"type": "object"}},
+                        "application/x-www-form-urlencoded": {
+                            "schema": {"type": "object", "properties": {"path": {"type": "string"}}}
+                        },
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "Applications refreshed",
+                        "content": {
+                            "application/json": {"schema": {"type": "array", "items": {"type": "string"}}}
+                        },
+                    },
+                    "503": _ERROR,
+                    **_ERRORS,
+                },
+            }
+        },
+        "/encrypt": _text_post("Encrypt the body; write the answer as `{cipher}<answer>`"),
+        "/decrypt": _text_post("Decrypt the body (needs the decrypt role)"),
+        "/encrypt/status": {
+            "get": {
+                "summary": "Whether a key is configured",
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **_ERRORS,
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {"200": {"description": "OpenAPI", "content": {"application/json": {}}}},
+            }
+        },
+    },
+    "components": {
+        "schemas": {
+            "Environment": {
+                "type": "object",
+                "required": ["name", "profiles", "propertySources"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "profiles": {"type": "array", "items": {"type": "string"}},
+                    "label": {"type": ["string", "null"]},
+                    "version": {"type": ["string", "null"]},
+                    "state": {"type": ["string", "null"]},
+                    "propertySources": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "source"],
+                            "properties": {"name": {"type": "string"}, "source": {"type": "object"}},
+                        },
+                    },
+                },
+            },
+            "Error": {
+                "type": "object",
+                "required": ["status", "error", "message", "path"],
+                "properties": {
+                    "timestamp": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "error": {"type": "string"},
+                    "message": {"type": "string"},
+                    "path": {"type": "string"},
+                },
+            },
+        },
+        "responses": {
+            "Error": {
+                "description": "A Spring-style error body",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }
+        },
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "basic": {"type": "http", "scheme": "basic", "description": "The token as the password."},
+            "token": {"type": "apiKey", "in": "header", "name": "X-Config-Token"},
+        },
+    },
+}
+
+
+@blueprint.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI description."""
+    return jsonify(SPEC)

@@ -1,0 +1,143 @@
+"""Who is calling, what they may do, and the audit line each request leaves.
+
+Every request is identified before it is dispatched: a token from `Authorization: Bearer`,
+`X-Config-Token`, or the password of HTTP Basic. A token that no client holds is a 401 at once;
+no token is a 401 only where an endpoint needs a client. Handlers then state what they need
+(`require_read`, `require_role`), which answers 403 when the client may not.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+
+from config_server import names
+from config_server.auth import ANONYMOUS, Client
+from config_server.errors import AccessDenied, AuthenticationRequired
+
+
+def _state():
+    return current_app.extensions["config_server"]
+
+
+def presented_token() -> str | None:
+    """The token the request carries, from whichever header it came in."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    if scheme.lower() == "basic" and value.strip():
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise AuthenticationRequired("the Basic credentials are malformed") from None
+        return decoded.partition(":")[2] or None
+    token = request.headers.get("X-Config-Token", "").strip()
+    return token or None
+
+
+def identify() -> None:
+    """Before each request: set `g.client` (ANONYMOUS when the server is open)."""
+    auth = _state().auth
+    g.client = ANONYMOUS if auth is None else None
+    if auth is None:
+        return
+    token = presented_token()
+    if token is None:
+        return
+    client = auth.authenticate(token)
+    if client is None:
+        raise AuthenticationRequired("the token is not valid")
+    g.client = client
+
+
+def current_client() -> Client:
+    """The identified client; 401 when the request carried no credentials."""
+    client = g.get("client")
+    if client is None:
+        raise AuthenticationRequired("this endpoint needs a token (Bearer, X-Config-Token or Basic)")
+    return client
+
+
+def authenticated_client() -> Client | None:
+    """The client that proved itself with a token, or None (an open server proves nothing)."""
+    client = g.get("client")
+    return None if client is None or client is ANONYMOUS else client
+
+
+def auth_enabled() -> bool:
+    """True when an auth file is configured."""
+    return _state().auth is not None
+
+
+def require_role(role: str, event: str) -> Client:
+    """The client, when it holds `role`; 401 or 403 otherwise. Marks the request for the audit log."""
+    note(event)
+    client = current_client()
+    if not client.has_role(role):
+        raise AccessDenied(f"client {client.name!r} does not have the {role!r} role")
+    return client
+
+
+def require_read(application: str, profiles: str, label: str | None, event: str = "read") -> None:
+    """Validate the names, then check the client may read them (the default label when none)."""
+    app = names.validate_application(application)
+    wanted = names.validate_profiles(profiles)
+    real_label = names.validate_label(label) if label is not None else None
+    note(event, application=app, profiles=",".join(wanted), label=real_label)
+    client = current_client()
+    if client is ANONYMOUS:
+        return
+    effective = real_label or _state().service.backend.default_label()
+    if not client.may_read(app, wanted, effective):
+        raise AccessDenied(
+            f"client {client.name!r} may not read application {app!r}, profiles "
+            f"{','.join(wanted)!r}, label {effective!r}"
+        )
+
+
+def note(event: str, **fields: Any) -> None:
+    """Mark this request for the audit log with its event and fields (added to what is there)."""
+    audit = g.setdefault("audit", {})
+    audit["event"] = event
+    audit.update(fields)
+
+
+def write_audit(response: Response) -> Response:
+    """After each request: one audit line for noted requests and for every 401/403."""
+    log = _state().audit
+    if not log.enabled:
+        return response
+    fields = dict(g.pop("audit", None) or {})
+    event = fields.pop("event", None)
+    if response.status_code in (401, 403):
+        fields["intended"] = event
+        event = "denied"
+        fields["reason"] = _message(response)
+    if event is None:
+        return response
+    client = g.get("client")
+    log.record(
+        event,
+        client=client.name if client is not None else None,
+        remote=request.remote_addr,
+        method=request.method,
+        path=request.path,
+        status=response.status_code,
+        **fields,
+    )
+    return response
+
+
+def _message(response: Response) -> str | None:
+    data = response.get_json(silent=True) if response.is_json else None
+    return data.get("message") if isinstance(data, dict) else None
+
+
+def install(app: Flask) -> None:
+    """Register identification and auditing on the app."""
+    app.before_request(identify)
+    app.after_request(write_audit)
