@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +40,9 @@ class ConfigServerApplication(BaseApplication):
             "worker_class": WORKER_CLASSES[self.settings.worker_class],
             "worker_connections": self.settings.worker_connections,
             "loglevel": self.settings.log_level,
-            "certfile": self.settings.certfile,
-            "keyfile": self.settings.keyfile,
             "accesslog": "-",
             "timeout": 90,
-            "keepalive": self.settings.client_timeout,
+            "keepalive": max(1, math.ceil(self.settings.client_timeout)),
             "graceful_timeout": 10,
             "control_socket_disable": True,
             "limit_request_line": 8190,
@@ -51,6 +50,8 @@ class ConfigServerApplication(BaseApplication):
             "limit_request_field_size": 8190,
             **self.extra,
         }
+        if self.settings.certfile:
+            options.update(certfile=self.settings.certfile, keyfile=self.settings.keyfile)
         for key, value in options.items():
             self.cfg.set(key, value)
 
