@@ -11,7 +11,7 @@ import requests
 
 from config_server import create_app
 from config_server.settings import Settings
-from tests.helpers import GIT_ENV, GitRepo, LiveServer, free_port, port_open, wait_for
+from tests.helpers import GIT_ENV, GitRepo, LiveServer, ServerProcess, free_port, port_open, wait_for
 
 
 @pytest.fixture
@@ -89,3 +89,18 @@ def git_daemon(tmp_path: Path) -> Iterator[Callable[[GitRepo], str]]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def server_process(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start `config-server serve` subprocesses (gunicorn); every one is stopped afterwards."""
+    started: list[ServerProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None, scheme: str = "http") -> ServerProcess:
+        server = ServerProcess(list(args), tmp_path, env, scheme)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

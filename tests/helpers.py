@@ -115,3 +115,45 @@ def http_ready(url: str) -> bool:
         return True
     except requests.ConnectionError:
         return False
+
+
+class ServerProcess:
+    """`config-server serve` on gunicorn in a subprocess; `stop()` ends it and returns its stderr."""
+
+    def __init__(self, args: list[str], tmp: Path, env: dict[str, str] | None = None, scheme: str = "http"):
+        import sys
+
+        self.port = free_port()
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self.log_path = tmp / f"server-{self.port}.log"
+        self._log = self.log_path.open("w")
+        command = [str(Path(sys.executable).with_name("config-server")), "serve", "--port", str(self.port)]
+        self.process = subprocess.Popen(
+            [*command, "--data-dir", str(tmp / "data"), *args],
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+        )
+
+    def wait_ready(self, probe: Callable[[], bool], timeout: float = 30) -> ServerProcess:
+        """Wait until `probe()` is true, failing early with the log if the server died."""
+
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited: {self.log_path.read_text()}")
+            return probe()
+
+        wait_for(ready, timeout=timeout, what="config-server to listen")
+        return self
+
+    def stop(self) -> str:
+        """Terminate the server, wait for it and return what it wrote to standard error."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self._log.close()
+        return self.log_path.read_text()
