@@ -42,6 +42,8 @@ class Transport:
         self.server_url = server_url.rstrip("/")
         self.timeout = timeout
         self.session = requests.Session()
+        # Passed with each request too: requests lets REQUESTS_CA_BUNDLE override a session's verify.
+        self.verify = verify
         self.session.verify = verify
         self.session.headers["Accept"] = "application/json"
         if username is not None or password is not None:
@@ -65,7 +67,9 @@ class Transport:
         timeout = (self.timeout[0], self.timeout[1] + (wait or 0))
         url = self.environment_url(app, profiles, label)
         try:
-            response = self.session.get(url, headers=headers, params=params, timeout=timeout)
+            response = self.session.get(
+                url, headers=headers, params=params, timeout=timeout, verify=self.verify
+            )
         except requests.RequestException as exc:
             raise ConfigUnavailable(f"cannot reach {self.server_url}: {exc}") from exc
         tag = _unquoted(response.headers.get("ETag"))

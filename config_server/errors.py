@@ -73,3 +73,10 @@ class PayloadRejected(ConfigServerError):
 
     status = 400
     reason = "Bad Request"
+
+
+class PayloadTooLarge(ConfigServerError):
+    """A request body larger than the endpoint accepts."""
+
+    status = 413
+    reason = "Request Entity Too Large"

@@ -25,19 +25,28 @@ MAX_DEPTH = 64
 MAX_NODES = 200_000
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _StrictLoader(_BaseLoader):  # type: ignore[misc, valid-type]
     """A safe loader that refuses duplicate keys in a mapping."""
 
 
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
     loader.flatten_mapping(node)
+    inherited = len(node.value) - own  # `<<` merges come first; the mapping's own keys override them
     mapping: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
+    own_keys: set[Any] = set()
+    for index, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, str | int | float | bool) and key is not None:
             raise yaml.constructor.ConstructorError(None, None, "a key must be a scalar", key_node.start_mark)
-        if key in mapping:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        if index >= inherited:
+            if key in own_keys:
+                message = f"duplicate key {key!r}"
+                raise yaml.constructor.ConstructorError(None, None, message, key_node.start_mark)
+            own_keys.add(key)
         mapping[key] = loader.construct_object(value_node, deep=deep)
     return mapping
 

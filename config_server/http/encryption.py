@@ -14,7 +14,7 @@ from urllib.parse import unquote_plus
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from config_server.crypto import CryptoError, Keyring, NoKeyError
-from config_server.errors import AccessDenied, EncryptionUnavailable, PayloadRejected
+from config_server.errors import AccessDenied, EncryptionUnavailable, PayloadRejected, PayloadTooLarge
 from config_server.http import security
 
 blueprint = Blueprint("encryption", __name__)
@@ -32,9 +32,9 @@ def _keyring() -> Keyring:
 
 
 def _body_text() -> str:
-    data = request.get_data(cache=False)
+    data = request.stream.read(MAX_VALUE_BYTES + 1)  # never buffer more than the limit
     if len(data) > MAX_VALUE_BYTES:
-        raise PayloadRejected(f"the value is larger than {MAX_VALUE_BYTES} bytes")
+        raise PayloadTooLarge(f"the value is larger than {MAX_VALUE_BYTES} bytes")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -1,0 +1,76 @@
+"""HTTPS served directly by gunicorn with --certfile/--keyfile, and the client library over it."""
+
+import datetime
+import ipaddress
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from config_client import ConfigClient
+
+
+def self_signed(tmp_path):
+    """A certificate for 127.0.0.1 and its key, written as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+def test_https_with_certfile_and_keyfile(server_process, repo, tmp_path):
+    repo.commit({"orders.yml": "secure: true\n"})
+    cert, key = self_signed(tmp_path)
+    server = server_process(
+        "--repo",
+        str(repo.path),
+        "--workers",
+        "1",
+        "--certfile",
+        str(cert),
+        "--keyfile",
+        str(key),
+        scheme="https",
+    )
+    close = {"Connection": "close"}
+    server.wait_ready(
+        lambda: requests.get(f"{server.url}/health", verify=str(cert), timeout=1, headers=close).ok
+    )
+    response = requests.get(f"{server.url}/orders/default", verify=str(cert), timeout=5, headers=close)
+    assert response.json()["propertySources"][0]["source"] == {"secure": True}
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"{server.url}/orders/default", timeout=5, headers=close)  # not trusted by default
+    with ConfigClient(server.url, "orders", "default", verify=str(cert), watch=False) as client:
+        assert client.get("secure") is True
+
+
+def test_certfile_without_keyfile_is_refused(server_process, repo, tmp_path):
+    cert, _ = self_signed(tmp_path)
+    server = server_process("--repo", str(repo.path), "--certfile", str(cert))
+    server.process.wait(timeout=30)
+    log = server.stop()
+    assert server.process.returncode != 0 and "certfile and keyfile go together" in log
