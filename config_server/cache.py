@@ -26,6 +26,7 @@ class ResolvedEnvironment:
 
     environment: Environment
     etag: str = field(init=False)
+    _bodies: dict[str | None, bytes] = field(init=False, default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         content = json.dumps(
@@ -47,10 +48,19 @@ class ResolvedEnvironment:
         return render.resolve_placeholders(self.merged)
 
     def body(self, label: str | None) -> bytes:
-        """The Environment JSON for a request that asked for `label` (echoed as asked)."""
-        data = self.environment.to_json()
-        data["label"] = label
-        return json.dumps(data, ensure_ascii=False, default=str).encode()
+        """The Environment JSON for a request that asked for `label` (echoed as asked).
+
+        Serialised once per label and kept: a change woken for thousands of watchers, or a warm
+        request, costs a dict lookup here.
+        """
+        body = self._bodies.get(label)
+        if body is None:
+            data = self.environment.to_json()
+            data["label"] = label
+            body = json.dumps(data, ensure_ascii=False, default=str).encode()
+            if len(self._bodies) < 16:
+                self._bodies[label] = body
+        return body
 
 
 class EnvironmentCache:

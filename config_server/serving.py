@@ -40,7 +40,7 @@ class ConfigServerApplication(BaseApplication):
             "worker_class": WORKER_CLASSES[self.settings.worker_class],
             "worker_connections": self.settings.worker_connections,
             "loglevel": self.settings.log_level,
-            "accesslog": "-",
+            "accesslog": "-" if self.settings.access_log else None,
             "timeout": 90,
             "keepalive": max(1, math.ceil(self.settings.client_timeout)),
             "graceful_timeout": 10,

@@ -78,6 +78,10 @@ class Settings:
     )
     threads: int = field(default=8, metadata={"help": "Threads per gthread worker."})
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
+    access_log: bool = field(
+        default=False,
+        metadata={"help": "Log every request to standard output, gunicorn's access-log format."},
+    )
     client_timeout: float = field(
         default=15.0,
         metadata={

@@ -190,9 +190,9 @@ class ChangeDetector:
         if paths:
             observer = Observer()
             handler = _RefsChanged(self)
-            for path in paths:
+            for path, recursive in paths:
                 if Path(path).is_dir():
-                    observer.schedule(handler, str(path), recursive=True)
+                    observer.schedule(handler, str(path), recursive=recursive)
             observer.daemon = True
             try:
                 observer.start()

@@ -52,8 +52,8 @@ class Backend(ABC):
         """Bring remote state up to date; return True when something may have changed."""
         return False
 
-    def watch_paths(self) -> list[str]:
-        """Folders whose changes may mean a new version (watched with watchdog)."""
+    def watch_paths(self) -> list[tuple[str, bool]]:
+        """(folder, recursive) pairs whose changes may mean a new version (watched with watchdog)."""
         return []
 
     def is_change_path(self, path: str) -> bool:

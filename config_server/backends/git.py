@@ -12,6 +12,7 @@ import fcntl
 import functools
 import hashlib
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -58,6 +59,7 @@ class GitBackend(Backend):
         self._last_refresh: float | None = None
         self._listing_cached = functools.lru_cache(maxsize=4096)(self._listing)
         self._peeled = functools.lru_cache(maxsize=4096)(self._peel)
+        self._refs: dict[str, tuple[tuple, str | None]] = {}
         if self.remote:
             self.uri = redact(spec).rstrip("/")
             digest = hashlib.sha256(spec.encode()).hexdigest()[:16]
@@ -108,12 +110,25 @@ class GitBackend(Backend):
             except (BadName, BadObject, ValueError, git.GitCommandError) as exc:
                 raise LabelNotFound(f"label {sha!r} not found: no such commit") from exc
 
-    @staticmethod
-    def _ref_sha(repo: git.Repo, ref: str) -> str | None:
+    def _ref_sha(self, repo: git.Repo, ref: str) -> str | None:
+        """The id a ref points to, remembered until its file or `packed-refs` changes on disk.
+
+        Two `stat` calls replace GitPython's ref parsing on every request; git moves a ref by
+        renaming a new file into place, so a moved ref always changes the signature.
+        """
+        git_dir = repo.git_dir
+        signature = (_stat_signature(f"{git_dir}/{ref}"), _stat_signature(f"{git_dir}/packed-refs"))
+        cached = self._refs.get(ref)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
         try:
-            return git.SymbolicReference.dereference_recursive(repo, ref)
+            sha = git.SymbolicReference.dereference_recursive(repo, ref)
         except (ValueError, OSError):
-            return None
+            sha = None
+        if len(self._refs) > 4096:
+            self._refs.clear()
+        self._refs[ref] = (signature, sha)
+        return sha
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -218,17 +233,22 @@ class GitBackend(Backend):
             log.warning("cannot fetch %s: %s", self.uri, self._last_error)
             return False
 
-    def watch_paths(self) -> list[str]:
-        """The git directory (or the mirror), where refs move when a commit lands or a fetch runs."""
-        if self.remote:
-            return [str(self.mirror)]
-        return [self._require_repo().git_dir]
+    def _git_dir(self) -> str:
+        return str(self.mirror) if self.remote else self._require_repo().git_dir
+
+    def watch_paths(self) -> list[tuple[str, bool]]:
+        """The git directory itself (`packed-refs`, `HEAD`) and `refs/` below it.
+
+        Not `objects/`: a commit writes many objects, and their events would only be filtered out.
+        """
+        base = self._git_dir()
+        return [(base, False), (str(Path(base) / "refs"), True)]
 
     def is_change_path(self, path: str) -> bool:
         """Refs, `packed-refs` and `HEAD` announce new commits; objects and logs do not."""
-        base = self.watch_paths()[0] if self._repo is not None else None
-        if base is None:
+        if self._repo is None:
             return False
+        base = self._git_dir()
         relative = Path(path).as_posix().removeprefix(Path(base).as_posix()).lstrip("/")
         return relative.startswith("refs/") or relative in ("packed-refs", "HEAD")
 
@@ -246,6 +266,14 @@ class GitBackend(Backend):
         """Stop GitPython's persistent `git cat-file` processes."""
         if self._repo is not None:
             self._repo.close()
+
+
+def _stat_signature(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_ino, st.st_size)
 
 
 def _git_error(exc: Exception) -> str:

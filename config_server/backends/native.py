@@ -58,9 +58,9 @@ class NativeBackend(Backend):
                 (folders if rest else names).add(head)
         return Listing(frozenset(names), frozenset(folders))
 
-    def watch_paths(self) -> list[str]:
-        """The folder itself."""
-        return [str(self.root)]
+    def watch_paths(self) -> list[tuple[str, bool]]:
+        """The folder and everything under it."""
+        return [(str(self.root), True)]
 
     def is_change_path(self, path: str) -> bool:
         """Any file that is not hidden."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from flask import Blueprint, current_app, g, jsonify, request
 
@@ -30,6 +31,7 @@ def health():
             "repository": details,
             "cache": state.service.cache.stats(),
             "watchers": state.hub.watchers(),
+            "worker": os.getpid(),
         }
     return jsonify(body), 200 if body["status"] == "UP" else 503
 

@@ -1,0 +1,202 @@
+"""Propagation: `git commit` to every one of N watching clients having the new settings, beside etcd.
+
+For each N, our server (gunicorn, gevent, 2 workers) holds N long polls on `orders/default`; the
+clock starts just before `git commit` and stops, per watcher, when it has read and parsed the new
+Environment. etcd (Debian's etcd-server) gets the same N watchers on one key over its HTTP gateway;
+the clock starts just before the put and stops when each watcher has the event. Both sides are
+driven by the same asyncio harness in one process. Prints a table and writes JSON.
+
+    .venv/bin/python bench/propagation.py                   # N = 100, 1000, 10000; 3 rounds each
+    .venv/bin/python bench/propagation.py --sizes 1000 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from bench.common import (
+    RESULTS,
+    ConfigServer,
+    ensure_tools,
+    free_port,
+    git,
+    print_table,
+    raise_fd_limit,
+    sample_repository,
+    summary_ms,
+    wait_until,
+    write_json,
+)
+from bench.watchers import EtcdWatchers, LongPollWatchers
+
+TARGETS_MS = {1000: 200.0, 10000: 1000.0}
+
+
+def _parked(url: str, count: int, workers: int) -> bool:
+    """True when the workers together hold `count` long polls (each /health answers for one worker)."""
+    seen: dict[int, int] = {}
+    for _ in range(8 * workers):
+        details = requests.get(f"{url}/health", timeout=5, headers={"Connection": "close"}).json()["details"]
+        seen[details["worker"]] = details["watchers"]
+        if len(seen) == workers and sum(seen.values()) == count:
+            return True
+    return False
+
+
+async def _ours_round(server: ConfigServer, repo: Path, count: int, round_no: int, workers: int) -> list[float]:
+    loop = asyncio.get_running_loop()
+    etag = requests.get(f"{server.url}/orders/default", timeout=10).headers["ETag"].strip('"')
+    watchers = LongPollWatchers(server.port, "/orders/default", etag, count)
+    await watchers.start()
+    await loop.run_in_executor(None, lambda: wait_until(lambda: _parked(server.url, count, workers), 60, "parked"))
+    orders = repo / "orders.yml"
+    # The first document applies to every profile (later ones are profile-activated).
+    orders.write_text(f"bench-round-{round_no}: {round_no}\n" + orders.read_text())
+    git(repo, "add", "-A")
+
+    def commit() -> float:
+        started = time.perf_counter()
+        git(repo, "commit", "-qm", f"bench round {round_no}")
+        return started
+
+    started = await loop.run_in_executor(None, commit)
+    await watchers.finish(timeout=30)
+    done = [r.done_at - started for r in watchers.results if r.done_at and r.status == 200]
+    if len(done) != count:
+        raise RuntimeError(f"only {len(done)} of {count} watchers got the new settings")
+    return done
+
+
+async def _etcd_round(port: int, count: int, round_no: int) -> list[float]:
+    loop = asyncio.get_running_loop()
+    watchers = EtcdWatchers(port, "config/orders", count)
+    await watchers.start()
+    deadline = time.monotonic() + 60
+    while watchers.created < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {watchers.created} of {count} etcd watches created")
+        await asyncio.sleep(0.01)
+
+    def put() -> float:
+        started = time.perf_counter()
+        body = {
+            "key": base64.b64encode(b"config/orders").decode(),
+            "value": base64.b64encode(f"round {round_no}".encode()).decode(),
+        }
+        requests.post(f"http://127.0.0.1:{port}/v3/kv/put", json=body, timeout=10).raise_for_status()
+        return started
+
+    started = await loop.run_in_executor(None, put)
+    await watchers.finish(timeout=30)
+    done = [r.done_at - started for r in watchers.results if r.done_at]
+    if len(done) != count:
+        raise RuntimeError(f"only {len(done)} of {count} etcd watchers got the event")
+    return done
+
+
+class Etcd:
+    """A single-member etcd on loopback in a temporary data directory."""
+
+    def __init__(self, binary: str, data_dir: Path) -> None:
+        self.port, peer = free_port(), free_port()
+        self.process = subprocess.Popen(
+            [
+                binary,
+                "--name=bench",
+                f"--data-dir={data_dir}",
+                f"--listen-client-urls=http://127.0.0.1:{self.port}",
+                f"--advertise-client-urls=http://127.0.0.1:{self.port}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-cluster=bench=http://127.0.0.1:{peer}",
+                "--log-level=error",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def wait_ready(self) -> None:
+        """Until the gateway answers."""
+
+        def ready() -> bool:
+            try:
+                return requests.get(f"http://127.0.0.1:{self.port}/health", timeout=1).ok
+            except requests.RequestException:
+                return False
+
+        wait_until(ready, 30, "etcd ready")
+
+    def stop(self) -> None:
+        """Terminate etcd."""
+        self.process.terminate()
+        self.process.wait(timeout=20)
+
+
+def measure(sizes: list[int], rounds: int, workers: int, with_etcd: bool) -> list[dict]:
+    """Run every size against both; one row per (system, N)."""
+    raise_fd_limit()
+    tools = ensure_tools("etcd") if with_etcd else {}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = sample_repository(Path(tmp) / "repo")
+        with ConfigServer(repo, Path(tmp) / "data", workers) as server:
+            server.wait_ready()
+            for count in sizes:
+                latencies: list[float] = []
+                for round_no in range(rounds):
+                    latencies += asyncio.run(_ours_round(server, repo, count, round_no + count, workers))
+                rows.append({"system": "config-server", "watchers": count, "rounds": rounds, **summary_ms(latencies)})
+        if with_etcd:
+            etcd = Etcd(tools["etcd"], Path(tmp) / "etcd")
+            try:
+                etcd.wait_ready()
+                for count in sizes:
+                    latencies = []
+                    for round_no in range(rounds):
+                        latencies += asyncio.run(_etcd_round(etcd.port, count, round_no))
+                    rows.append({"system": "etcd", "watchers": count, "rounds": rounds, **summary_ms(latencies)})
+            finally:
+                etcd.stop()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Parse arguments, measure, print the table, write JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="100,1000,10000", help="comma-separated watcher counts")
+    parser.add_argument("--rounds", type=int, default=3, help="commits (puts) per size")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--no-etcd", action="store_true", help="skip the etcd side")
+    parser.add_argument("--json", default=str(RESULTS / "propagation.json"))
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows = measure(sizes, args.rounds, args.workers, not args.no_etcd)
+    etcd = {r["watchers"]: r for r in rows if r["system"] == "etcd"}
+    table = []
+    for row in rows:
+        peer = etcd.get(row["watchers"])
+        ratio = round(row["p99_ms"] / peer["p99_ms"], 2) if peer and row["system"] != "etcd" else ""
+        target = TARGETS_MS.get(row["watchers"], "") if row["system"] != "etcd" else ""
+        table.append(
+            [row["system"], row["watchers"], row["rounds"], row["p50_ms"], row["p99_ms"], row["max_ms"], ratio, target]
+        )
+    print_table(
+        "Propagation: commit (or put) to every watcher holding the new value",
+        ["system", "watchers", "rounds", "p50 ms", "p99 ms", "max ms", "p99 / etcd p99", "target p99 ms"],
+        table,
+    )
+    result = {"rows": rows}
+    write_json(args.json, result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
