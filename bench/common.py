@@ -45,7 +45,9 @@ def ensure_tools(*tools: str) -> dict[str, str]:
             subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
             _apt_updated = True
         packages = [PACKAGES[t] for t in missing]
-        subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True, env=env, capture_output=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", *packages], check=True, env=env, capture_output=True
+        )
     return {t: _which(t) or "" for t in tools}
 
 
@@ -214,4 +216,8 @@ def machine() -> dict[str, Any]:
     """CPU count, memory and Python of this machine."""
     meminfo = Path("/proc/meminfo").read_text().splitlines()
     total_kib = int(next(line.split()[1] for line in meminfo if line.startswith("MemTotal:")))
-    return {"nproc": os.cpu_count(), "mem_gib": round(total_kib / 1024 / 1024, 1), "python": sys.version.split()[0]}
+    return {
+        "nproc": os.cpu_count(),
+        "mem_gib": round(total_kib / 1024 / 1024, 1),
+        "python": sys.version.split()[0],
+    }

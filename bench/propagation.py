@@ -51,12 +51,16 @@ def _parked(url: str, count: int, workers: int) -> bool:
     return False
 
 
-async def _ours_round(server: ConfigServer, repo: Path, count: int, round_no: int, workers: int) -> list[float]:
+async def _ours_round(
+    server: ConfigServer, repo: Path, count: int, round_no: int, workers: int
+) -> list[float]:
     loop = asyncio.get_running_loop()
     etag = requests.get(f"{server.url}/orders/default", timeout=10).headers["ETag"].strip('"')
     watchers = LongPollWatchers(server.port, "/orders/default", etag, count)
     await watchers.start()
-    await loop.run_in_executor(None, lambda: wait_until(lambda: _parked(server.url, count, workers), 60, "parked"))
+    await loop.run_in_executor(
+        None, lambda: wait_until(lambda: _parked(server.url, count, workers), 60, "parked")
+    )
     orders = repo / "orders.yml"
     # The first document applies to every profile (later ones are profile-activated).
     orders.write_text(f"bench-round-{round_no}: {round_no}\n" + orders.read_text())
@@ -153,7 +157,9 @@ def measure(sizes: list[int], rounds: int, workers: int, with_etcd: bool) -> lis
                 latencies: list[float] = []
                 for round_no in range(rounds):
                     latencies += asyncio.run(_ours_round(server, repo, count, round_no + count, workers))
-                rows.append({"system": "config-server", "watchers": count, "rounds": rounds, **summary_ms(latencies)})
+                rows.append(
+                    {"system": "config-server", "watchers": count, "rounds": rounds, **summary_ms(latencies)}
+                )
         if with_etcd:
             etcd = Etcd(tools["etcd"], Path(tmp) / "etcd")
             try:
@@ -162,7 +168,9 @@ def measure(sizes: list[int], rounds: int, workers: int, with_etcd: bool) -> lis
                     latencies = []
                     for round_no in range(rounds):
                         latencies += asyncio.run(_etcd_round(etcd.port, count, round_no))
-                    rows.append({"system": "etcd", "watchers": count, "rounds": rounds, **summary_ms(latencies)})
+                    rows.append(
+                        {"system": "etcd", "watchers": count, "rounds": rounds, **summary_ms(latencies)}
+                    )
             finally:
                 etcd.stop()
     return rows
@@ -186,7 +194,16 @@ def main(argv: list[str] | None = None) -> dict:
         ratio = round(row["p99_ms"] / peer["p99_ms"], 2) if peer and row["system"] != "etcd" else ""
         target = TARGETS_MS.get(row["watchers"], "") if row["system"] != "etcd" else ""
         table.append(
-            [row["system"], row["watchers"], row["rounds"], row["p50_ms"], row["p99_ms"], row["max_ms"], ratio, target]
+            [
+                row["system"],
+                row["watchers"],
+                row["rounds"],
+                row["p50_ms"],
+                row["p99_ms"],
+                row["max_ms"],
+                ratio,
+                target,
+            ]
         )
     print_table(
         "Propagation: commit (or put) to every watcher holding the new value",

@@ -11,7 +11,7 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 #: Connections opened at once; more would overflow the listen backlog and wait on SYN retries.
@@ -27,28 +27,57 @@ class WatchResult:
     payload: dict = field(default_factory=dict)
 
 
-async def _read_http_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
-    status_line = await reader.readline()
-    if not status_line:
-        raise ConnectionError("connection closed before an answer")
-    status = int(status_line.split()[1])
+class _Watch(asyncio.Protocol):
+    """One connection: send the request, then hand every byte received to `on_data`."""
+
+    def __init__(self, request: bytes, on_data: Callable[[_Watch, bytes], None]) -> None:
+        self.request, self.on_data = request, on_data
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self.on_data(self, data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def _connect_all(
+    port: int, requests: list[tuple[bytes, Callable[[_Watch, bytes], None]]]
+) -> list[_Watch]:
+    """Open one connection per request, in batches (a burst would overflow the listen backlog)."""
+    loop = asyncio.get_running_loop()
+    watches: list[_Watch] = []
+    for first in range(0, len(requests), CONNECT_BATCH):
+        batch = requests[first : first + CONNECT_BATCH]
+        made = await asyncio.gather(
+            *(loop.create_connection(lambda r=r, h=h: _Watch(r, h), "127.0.0.1", port) for r, h in batch)
+        )
+        watches.extend(protocol for _, protocol in made)
+    return watches
+
+
+def _split_head(buffer: bytes) -> tuple[int, dict[bytes, bytes], bytes] | None:
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    lines = buffer[:end].split(b"\r\n")
     headers = {}
-    while True:
-        line = await reader.readline()
-        if line in (b"\r\n", b"\n", b""):
-            return status, headers
-        name, _, value = line.decode("latin-1").partition(":")
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
         headers[name.strip().lower()] = value.strip()
-
-
-async def _connect_all(count: int, port: int, start: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable]):
-    """Open `count` connections in batches and start one task per connection."""
-    tasks = []
-    for first in range(0, count, CONNECT_BATCH):
-        batch = range(first, min(count, first + CONNECT_BATCH))
-        streams = await asyncio.gather(*(asyncio.open_connection("127.0.0.1", port) for _ in batch))
-        tasks.extend(asyncio.create_task(start(r, w)) for r, w in streams)
-    return tasks
+    return int(lines[0].split()[1]), headers, buffer[end + 4 :]
 
 
 class LongPollWatchers:
@@ -57,35 +86,36 @@ class LongPollWatchers:
     def __init__(self, port: int, path: str, etag: str, count: int) -> None:
         self.port, self.path, self.etag, self.count = port, path, etag, count
         self.results = [WatchResult() for _ in range(count)]
-        self.writers: list[asyncio.StreamWriter] = []
-        self.tasks: list[asyncio.Task] = []
+        self.watches: list[_Watch] = []
 
     async def start(self) -> None:
         """Open every connection and send every request (the server may not have parked them yet)."""
-        index = iter(range(self.count))
         request = (
-            f"GET {self.path}?wait=60 HTTP/1.1\r\nHost: bench\r\nIf-None-Match: \"{self.etag}\"\r\n"
+            f'GET {self.path}?wait=60 HTTP/1.1\r\nHost: bench\r\nIf-None-Match: "{self.etag}"\r\n'
             "Connection: close\r\n\r\n"
         ).encode()
 
-        async def watch(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            result = self.results[next(index)]
-            self.writers.append(writer)
-            writer.write(request)
-            await writer.drain()
-            status, headers = await _read_http_head(reader)
-            body = await reader.readexactly(int(headers.get("content-length", "0")))
-            result.payload = json.loads(body) if status == 200 else {}
-            result.status, result.done_at = status, time.perf_counter()
-            writer.close()
+        def handler(result: WatchResult) -> Callable[[_Watch, bytes], None]:
+            def on_data(watch: _Watch, _: bytes) -> None:
+                head = _split_head(watch.buffer)
+                if head is None or result.done_at is not None:
+                    return
+                status, headers, body = head
+                if len(body) < int(headers.get(b"content-length", b"0")):
+                    return
+                result.payload = json.loads(body) if status == 200 else {}
+                result.status, result.done_at = status, time.perf_counter()
+                watch.close()
 
-        self.tasks = await _connect_all(self.count, self.port, watch)
+            return on_data
+
+        self.watches = await _connect_all(self.port, [(request, handler(r)) for r in self.results])
 
     async def finish(self, timeout: float) -> None:
-        """Wait for every watcher to get its answer (or the timeout)."""
-        await asyncio.wait(self.tasks, timeout=timeout)
-        for writer in self.writers:
-            writer.close()
+        """Wait for every watcher to get its answer (or the timeout), then close them all."""
+        await asyncio.wait([w.closed for w in self.watches], timeout=timeout)
+        for watch in self.watches:
+            watch.close()
 
 
 class EtcdWatchers:
@@ -95,46 +125,35 @@ class EtcdWatchers:
         self.port, self.key, self.count = port, key, count
         self.results = [WatchResult() for _ in range(count)]
         self.created = 0
-        self.writers: list[asyncio.StreamWriter] = []
-        self.tasks: list[asyncio.Task] = []
+        self.watches: list[_Watch] = []
 
     async def start(self) -> None:
         """Open every watch; `created` counts those etcd has confirmed."""
-        index = iter(range(self.count))
         body = json.dumps({"create_request": {"key": base64.b64encode(self.key.encode()).decode()}}).encode()
         request = (
             f"POST /v3/watch HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
 
-        async def watch(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            result = self.results[next(index)]
-            self.writers.append(writer)
-            writer.write(request)
-            await writer.drain()
-            status, _ = await _read_http_head(reader)
-            result.status = status
-            buffer = b""
-            while True:
-                size = int((await reader.readline()).strip() or b"0", 16)
-                if size == 0:
-                    return
-                buffer += await reader.readexactly(size)
-                await reader.readline()
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    message = json.loads(line).get("result", {})
-                    if message.get("created"):
+        def handler(result: WatchResult) -> Callable[[_Watch, bytes], None]:
+            def on_data(watch: _Watch, _: bytes) -> None:
+                # The gateway streams one JSON message per line: first "created", then the events.
+                while b"\n" in watch.buffer:
+                    line, watch.buffer = watch.buffer.split(b"\n", 1)
+                    if b'"created":true' in line:
                         self.created += 1
-                    if message.get("events"):
-                        result.payload, result.done_at = message, time.perf_counter()
-                        writer.close()
+                    elif b'"events"' in line:
+                        result.payload = json.loads(line)["result"]
+                        result.status, result.done_at = 200, time.perf_counter()
+                        watch.close()
                         return
 
-        self.tasks = await _connect_all(self.count, self.port, watch)
+            return on_data
+
+        self.watches = await _connect_all(self.port, [(request, handler(r)) for r in self.results])
 
     async def finish(self, timeout: float) -> None:
-        """Wait for every watcher to see the event (or the timeout)."""
-        await asyncio.wait(self.tasks, timeout=timeout)
-        for writer in self.writers:
-            writer.close()
+        """Wait for every watcher to see the event (or the timeout), then close them all."""
+        await asyncio.wait([w.closed for w in self.watches], timeout=timeout)
+        for watch in self.watches:
+            watch.close()

@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.extensions["config_server"] = ServerState(
         settings, service, hub, detector, auth, AuditLog(settings.audit_log)
     )
-    security.install(app)
+    security.install(app, authenticate=auth is not None, audit=bool(settings.audit_log))
     for module in (admin, encryption, openapi, environment, resources):
         app.register_blueprint(module.blueprint)
     register_error_handlers(app)

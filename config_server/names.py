@@ -1,5 +1,7 @@
 """Validation of the names a caller sends: application, profiles, label and resource path.
 
+Results are cached (bounded), since the same few names arrive on every request.
+
 Every name is hostile until it passes here. A valid label cannot be read by git as an option or
 as a revision expression (`HEAD~1`, `main@{yesterday}`, `:/text`), and a valid path cannot leave
 the repository.
@@ -7,6 +9,7 @@ the repository.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from config_server.errors import InvalidName
@@ -22,11 +25,13 @@ _PATH_PART = re.compile(r"[^\x00-\x1f\\]+")
 SLASH_ALIAS = "(_)"
 
 
+@functools.lru_cache(maxsize=4096)
 def validate_application(name: str) -> str:
     """Return `name` when it is a well-formed application name, else raise InvalidName."""
     return _validate_simple(name, "application")
 
 
+@functools.lru_cache(maxsize=4096)
 def validate_profiles(profiles: str) -> tuple[str, ...]:
     """Split comma-separated profiles and validate each; an empty list means `default`."""
     if len(profiles) > MAX_NAME_LENGTH * 4:
@@ -37,6 +42,7 @@ def validate_profiles(profiles: str) -> tuple[str, ...]:
     return tuple(_validate_simple(p, "profile") for p in parts)
 
 
+@functools.lru_cache(maxsize=4096)
 def validate_label(label: str) -> str:
     """Turn `(_)` into `/` and check the result is a safe git ref name or commit id."""
     if label.startswith(SLASH_ALIAS):

@@ -77,17 +77,26 @@ class GitBackend(Backend):
 
     def default_label(self) -> str:
         """`main`, or `master` when the repository has no `main` (unless configured)."""
-        if self._default_label:
-            return self._default_label
+        return self._default_ref()[0]
+
+    def _default_ref(self) -> tuple[str, str | None]:
+        """The default label and the commit its branch points to (None when it is no branch)."""
         repo = self._require_repo()
+        if self._default_label:
+            return self._default_label, self._ref_sha(repo, f"refs/heads/{self._default_label}")
         for candidate in ("main", "master"):
-            if self._ref_sha(repo, f"refs/heads/{candidate}"):
-                return candidate
-        return "main"
+            sha = self._ref_sha(repo, f"refs/heads/{candidate}")
+            if sha:
+                return candidate, sha
+        return "main", None
 
     def resolve(self, label: str | None) -> Revision:
         """Branch, then tag, then full or abbreviated commit id; an annotated tag gives its commit."""
         repo = self._require_repo()
+        if label is None:
+            name, sha = self._default_ref()
+            if sha:
+                return Revision(name, self._peeled(sha))
         name = label or self.default_label()
         for ref in (f"refs/heads/{name}", f"refs/tags/{name}", f"refs/remotes/origin/{name}"):
             sha = self._ref_sha(repo, ref)
@@ -117,7 +126,9 @@ class GitBackend(Backend):
         renaming a new file into place, so a moved ref always changes the signature.
         """
         git_dir = repo.git_dir
-        signature = (_stat_signature(f"{git_dir}/{ref}"), _stat_signature(f"{git_dir}/packed-refs"))
+        loose = _stat_signature(f"{git_dir}/{ref}")
+        # A loose ref file wins over packed-refs, so only a missing one needs packed-refs checked.
+        signature = (loose, None if loose else _stat_signature(f"{git_dir}/packed-refs"))
         cached = self._refs.get(ref)
         if cached is not None and cached[0] == signature:
             return cached[1]

@@ -7,6 +7,7 @@ import os
 
 from flask import Blueprint, current_app, g, jsonify, request
 
+from config_server.auth import ANONYMOUS
 from config_server.errors import AccessDenied, AuthenticationRequired
 from config_server.http import security
 from config_server.http.errors import error_body
@@ -25,7 +26,7 @@ def health():
     state = current_app.extensions["config_server"]
     details = state.service.backend.health()
     body = {"status": details.get("status", "UP")}
-    client = g.get("client")
+    client = g.get("client", None if security.auth_enabled() else ANONYMOUS)
     if client is not None and client.has_role("admin"):
         body["details"] = {
             "repository": details,

@@ -40,11 +40,9 @@ def presented_token() -> str | None:
 
 
 def identify() -> None:
-    """Before each request: set `g.client` (ANONYMOUS when the server is open)."""
+    """Before each request on a server with an auth file: set `g.client` from the token, if any."""
     auth = _state().auth
-    g.client = ANONYMOUS if auth is None else None
-    if auth is None:
-        return
+    g.client = None
     token = presented_token()
     if token is None:
         return
@@ -56,7 +54,7 @@ def identify() -> None:
 
 def current_client() -> Client:
     """The identified client; 401 when the request carried no credentials."""
-    client = g.get("client")
+    client = g.get("client", ANONYMOUS if _state().auth is None else None)
     if client is None:
         raise AuthenticationRequired("this endpoint needs a token (Bearer, X-Config-Token or Basic)")
     return client
@@ -101,6 +99,8 @@ def require_read(application: str, profiles: str, label: str | None, event: str 
 
 def note(event: str, **fields: Any) -> None:
     """Mark this request for the audit log with its event and fields (added to what is there)."""
+    if not _state().audit.enabled:
+        return
     audit = g.setdefault("audit", {})
     audit["event"] = event
     audit.update(fields)
@@ -109,8 +109,6 @@ def note(event: str, **fields: Any) -> None:
 def write_audit(response: Response) -> Response:
     """After each request: one audit line for noted requests and for every 401/403."""
     log = _state().audit
-    if not log.enabled:
-        return response
     fields = dict(g.pop("audit", None) or {})
     event = fields.pop("event", None)
     if response.status_code in (401, 403):
@@ -119,7 +117,7 @@ def write_audit(response: Response) -> Response:
         fields["reason"] = _message(response)
     if event is None:
         return response
-    client = g.get("client")
+    client = g.get("client", ANONYMOUS if _state().auth is None else None)
     log.record(
         event,
         client=client.name if client is not None else None,
@@ -137,7 +135,12 @@ def _message(response: Response) -> str | None:
     return data.get("message") if isinstance(data, dict) else None
 
 
-def install(app: Flask) -> None:
-    """Register identification and auditing on the app."""
-    app.before_request(identify)
-    app.after_request(write_audit)
+def install(app: Flask, authenticate: bool, audit: bool) -> None:
+    """Register identification (with an auth file) and auditing (with an audit log) on the app.
+
+    An open server without an audit log registers neither, and pays nothing per request.
+    """
+    if authenticate:
+        app.before_request(identify)
+    if audit:
+        app.after_request(write_audit)

@@ -24,6 +24,8 @@ from config_server.resolve import Request, resolve_environment
 from config_server.settings import Settings
 from tests.helpers import GitRepo, LiveServer
 
+#: Spring's test vector: "SUPER SECRET" under key "foo".
+SPRING_VECTOR = "d1b2458ccede07c856ff952bd841638ff4dd12ed1d36812663c3c7262d57bf46"
 SCHEMA = schemathesis.openapi.from_dict(SPEC)
 FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 
@@ -36,7 +38,7 @@ def live(tmp_path_factory):
     repo.commit(
         {
             "application.yml": "shared: 1\nurl: http://${host:localhost}/\n",
-            "orders.yml": "a: [1, 2]\nsecret: '{cipher}d1b2458ccede07c856ff952bd841638ff4dd12ed1d36812663c3c7262d57bf46'\n",
+            "orders.yml": f"a: [1, 2]\nsecret: '{{cipher}}{SPRING_VECTOR}'\n",
             "orders-prod.yml": "a: [3]\n",
             "templates/t.txt": "a=${a[0]}\n",
         }
