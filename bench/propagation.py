@@ -40,7 +40,7 @@ from bench.watchers import EtcdWatchers, LongPollWatchers
 TARGETS_MS = {1000: 200.0, 10000: 1000.0}
 
 
-def _parked(url: str, count: int, workers: int) -> bool:
+def parked(url: str, count: int, workers: int) -> bool:
     """True when the workers together hold `count` long polls (each /health answers for one worker)."""
     seen: dict[int, int] = {}
     for _ in range(8 * workers):
@@ -59,7 +59,7 @@ async def _ours_round(
     watchers = LongPollWatchers(server.port, "/orders/default", etag, count)
     await watchers.start()
     await loop.run_in_executor(
-        None, lambda: wait_until(lambda: _parked(server.url, count, workers), 60, "parked")
+        None, lambda: wait_until(lambda: parked(server.url, count, workers), 60, "parked")
     )
     orders = repo / "orders.yml"
     # The first document applies to every profile (later ones are profile-activated).

@@ -37,8 +37,8 @@ from config_server.repo_spec import is_remote, redact
 log = logging.getLogger(__name__)
 
 _HEX = re.compile(r"[0-9a-f]{4,40}")
-_SYMLINK_MODE = 0o120000
-_SUBMODULE_MODE = 0o160000
+_FILE_TYPE = 0o100000  # regular files; symlinks (0o120000) and submodules (0o160000) are not
+_TREE_TYPE = 0o040000
 
 
 class GitBackend(Backend):
@@ -57,7 +57,8 @@ class GitBackend(Backend):
         self._repo: git.Repo | None = None
         self._last_error: str | None = None
         self._last_refresh: float | None = None
-        self._listing_cached = functools.lru_cache(maxsize=4096)(self._listing)
+        self._root_tree = functools.lru_cache(maxsize=4096)(self._commit_tree)
+        self._tree_entries = functools.lru_cache(maxsize=1024)(self._read_tree)
         self._peeled = functools.lru_cache(maxsize=4096)(self._peel)
         self._refs: dict[str, tuple[tuple, str | None]] = {}
         if self.remote:
@@ -145,43 +146,48 @@ class GitBackend(Backend):
 
     def read(self, version: str, path: str) -> bytes | None:
         """The blob at `path` in commit `version`; symlinks and submodules are not files."""
+        folder, _, name = path.rpartition("/")
         with self._lock:
-            tree = self._tree(version, path.rpartition("/")[0])
-            if tree is None:
+            entries = self._folder_entries(version, folder)
+            entry = entries.get(name) if entries is not None else None
+            if entry is None or entry[0] & 0o170000 != _FILE_TYPE:
                 return None
-            name = path.rpartition("/")[2]
-            for blob in tree.blobs:
-                if blob.name == name:
-                    if blob.mode == _SYMLINK_MODE:
-                        return None
-                    if blob.size > MAX_FILE_BYTES:
-                        raise InvalidConfigFile(
-                            f"{path} is {blob.size} bytes: larger than the {MAX_FILE_BYTES} allowed"
-                        )
-                    return blob.data_stream.read()
-            return None
+            odb = self._require_repo().odb
+            size = odb.info(entry[1]).size  # before streaming: an unread stream would jam git's pipe
+            if size > MAX_FILE_BYTES:
+                raise InvalidConfigFile(f"{path} is {size} bytes: larger than the {MAX_FILE_BYTES} allowed")
+            return odb.stream(entry[1]).read()
 
     def listing(self, version: str, folder: str) -> Listing:
-        """Files and sub-folders of `folder` in commit `version`, cached (commits never change)."""
-        return self._listing_cached(version, folder)
-
-    def _listing(self, version: str, folder: str) -> Listing:
+        """Files and sub-folders of `folder` in commit `version` (commits never change)."""
         with self._lock:
-            tree = self._tree(version, folder)
-            if tree is None:
-                return Listing(frozenset(), frozenset())
-            files = frozenset(b.name for b in tree.blobs if b.mode != _SYMLINK_MODE)
-            folders = frozenset(t.name for t in tree.trees)
-            return Listing(files, folders)
+            entries = self._folder_entries(version, folder)
+        if entries is None:
+            return Listing(frozenset(), frozenset())
+        files = frozenset(n for n, (mode, _) in entries.items() if mode & 0o170000 == _FILE_TYPE)
+        folders = frozenset(n for n, (mode, _) in entries.items() if mode & 0o170000 == _TREE_TYPE)
+        return Listing(files, folders)
 
-    def _tree(self, version: str, folder: str) -> git.Tree | None:
-        tree = self._require_repo().commit(version).tree
+    def _folder_entries(self, version: str, folder: str) -> dict[str, tuple[int, bytes]] | None:
+        """Name -> (mode, object id) of one folder at a commit; None when there is no such folder.
+
+        Trees are parsed from their raw bytes once per tree id and kept (a folder unchanged
+        between commits is parsed once), so a repository with thousands of files at its root
+        costs one parse per new root tree, not one per file read.
+        """
+        entries = self._tree_entries(self._root_tree(version))
         for part in filter(None, folder.split("/")):
-            match = [t for t in tree.trees if t.name == part]
-            if not match:
+            entry = entries.get(part)
+            if entry is None or entry[0] & 0o170000 != _TREE_TYPE:
                 return None
-            tree = match[0]
-        return tree
+            entries = self._tree_entries(entry[1])
+        return entries
+
+    def _commit_tree(self, version: str) -> bytes:
+        return self._require_repo().commit(version).tree.binsha
+
+    def _read_tree(self, binsha: bytes) -> dict[str, tuple[int, bytes]]:
+        return parse_tree(self._require_repo().odb.stream(binsha).read())
 
     # -- remote mirror ----------------------------------------------------------------------
 
@@ -277,6 +283,19 @@ class GitBackend(Backend):
         """Stop GitPython's persistent `git cat-file` processes."""
         if self._repo is not None:
             self._repo.close()
+
+
+def parse_tree(data: bytes) -> dict[str, tuple[int, bytes]]:
+    """A raw git tree object's entries: name -> (mode, 20-byte object id)."""
+    entries: dict[str, tuple[int, bytes]] = {}
+    position, end = 0, len(data)
+    while position < end:
+        space = data.index(b" ", position)
+        nul = data.index(b"\0", space)
+        name = data[space + 1 : nul].decode("utf-8", "surrogateescape")
+        entries[name] = (int(data[position:space], 8), data[nul + 1 : nul + 21])
+        position = nul + 21
+    return entries
 
 
 def _stat_signature(path: str) -> tuple[int, int, int] | None:
