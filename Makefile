@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8888
 
-.PHONY: run test lint clean system-deps
+.PHONY: run test bench lint clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +16,15 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-# git (with git daemon) is the only system tool the suite needs; install it when missing.
+# System tools, installed with apt-get only when missing: git (with git daemon) for the suite;
+# wrk, nginx and etcd for the benchmarks (the suite runs each benchmark at a tiny size).
+APT_TOOLS := git:git wrk:wrk nginx:nginx etcd:etcd-server
 system-deps:
-	@if ! command -v git >/dev/null || [ ! -x "$$(git --exec-path)/git-daemon" ]; then \
-	  apt-get update -qq && apt-get install -y -qq git >/dev/null; fi
+	@missing=""; for pair in $(APT_TOOLS); do tool=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$tool >/dev/null || [ -x /usr/sbin/$$tool ] || missing="$$missing $$pkg"; done; \
+	if command -v git >/dev/null && [ ! -x "$$(git --exec-path)/git-daemon" ]; then missing="$$missing git"; fi; \
+	if [ -n "$$missing" ]; then echo "installing$$missing"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
 run: $(VENV)/.installed system-deps
 	$(BIN)/config-server serve --host $(HOST) --port $(PORT) --data-dir .data
@@ -27,6 +32,10 @@ run: $(VENV)/.installed system-deps
 test: $(VENV)/.installed system-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# Every benchmark at full size (about 6 minutes); tables on stdout, JSON in bench/results/.
+bench: $(VENV)/.installed system-deps
+	$(BIN)/python -m bench.run_all
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
