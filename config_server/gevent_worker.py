@@ -51,11 +51,17 @@ class GeventWorker(_GunicornGeventWorker):
         super().handle(listener, client, addr)
 
     def handle_request(self, listener_name, req, sock, addr):
-        """Serve one request, closing the connection when it runs past `request_timeout`."""
+        """Serve one request, closing the connection when it runs past `request_timeout`.
+
+        The response goes out through a socket that joins the status line and headers with the
+        first body bytes: one `send` and one packet per answer instead of two, which halves the
+        system calls when thousands of long polls are answered at once.
+        """
         deadline = gevent.Timeout(self._settings().request_timeout)
         deadline.start()
+        coalescing = _CoalescingSocket(sock)
         try:
-            return super().handle_request(listener_name, req, sock, addr)
+            return super().handle_request(listener_name, req, coalescing, addr)
         except gevent.Timeout as exc:
             if exc is not deadline:
                 raise
@@ -65,6 +71,7 @@ class GeventWorker(_GunicornGeventWorker):
             raise StopIteration("request timeout") from None
         finally:
             deadline.close()
+            coalescing.flush()
 
     def patch(self) -> None:
         """Patch the standard library (except queue) and rebuild the listening sockets."""
@@ -72,3 +79,38 @@ class GeventWorker(_GunicornGeventWorker):
         self.sockets = [
             socket.socket(s.FAMILY, socket.SOCK_STREAM, fileno=s.sock.detach()) for s in self.sockets
         ]
+
+
+class _CoalescingSocket:
+    """Holds back the first `sendall` (gunicorn's status line and headers) to send it with the next.
+
+    Whatever is still held back is sent by `flush()`, which the worker calls when the request is
+    done (a 304 has headers only). Every other socket operation goes straight to the socket.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._held: bytes | None = None
+        self._first = True
+
+    def sendall(self, data: bytes, *args) -> None:
+        """Hold the first write; send it joined with the second; pass later writes through."""
+        if self._first:
+            self._first = False
+            self._held = bytes(data)
+            return
+        if self._held is not None:
+            data, self._held = self._held + bytes(data), None
+        self._sock.sendall(data, *args)
+
+    def flush(self) -> None:
+        """Send what is held back, if anything (the socket may already be closed)."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            try:
+                self._sock.sendall(held)
+            except OSError:
+                pass
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)

@@ -48,6 +48,7 @@ class ConfigServerApplication(BaseApplication):
             "limit_request_line": 8190,
             "limit_request_fields": 100,
             "limit_request_field_size": 8190,
+            "sendfile": False,  # the worker joins headers and body in one write; see gevent_worker.py
             **self.extra,
         }
         if self.settings.certfile:
