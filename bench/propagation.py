@@ -36,6 +36,7 @@ from bench.common import (
     write_json,
 )
 from bench.watchers import EtcdWatchers, LongPollWatchers
+from bench.watchers import run as watchers_run
 
 TARGETS_MS = {1000: 200.0, 10000: 1000.0}
 
@@ -156,7 +157,7 @@ def measure(sizes: list[int], rounds: int, workers: int, with_etcd: bool) -> lis
             for count in sizes:
                 latencies: list[float] = []
                 for round_no in range(rounds):
-                    latencies += asyncio.run(_ours_round(server, repo, count, round_no + count, workers))
+                    latencies += watchers_run(_ours_round(server, repo, count, round_no + count, workers))
                 rows.append(
                     {"system": "config-server", "watchers": count, "rounds": rounds, **summary_ms(latencies)}
                 )
@@ -167,7 +168,7 @@ def measure(sizes: list[int], rounds: int, workers: int, with_etcd: bool) -> lis
                 for count in sizes:
                     latencies = []
                     for round_no in range(rounds):
-                        latencies += asyncio.run(_etcd_round(etcd.port, count, round_no))
+                        latencies += watchers_run(_etcd_round(etcd.port, count, round_no))
                     rows.append(
                         {"system": "etcd", "watchers": count, "rounds": rounds, **summary_ms(latencies)}
                     )

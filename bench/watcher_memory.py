@@ -27,6 +27,7 @@ from bench.common import (
 )
 from bench.propagation import parked
 from bench.watchers import LongPollWatchers
+from bench.watchers import run as watchers_run
 
 TARGET_KIB = 64
 
@@ -55,7 +56,7 @@ def measure(count: int, workers: int) -> dict:
             server.wait_ready()
             for _ in range(200):  # warm every worker's cache and code paths
                 requests.get(f"{server.url}/orders/default", timeout=10, headers={"Connection": "close"})
-            before, during = asyncio.run(_hold(server, count, workers))
+            before, during = watchers_run(_hold(server, count, workers))
     per_watcher = (during - before) / count
     return {
         "watchers": count,

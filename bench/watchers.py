@@ -14,6 +14,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+
+def run(coroutine):
+    """Run `coroutine` on uvloop when it is installed (a faster loop for the harness), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coroutine)
+
+
 #: Connections opened at once; more would overflow the listen backlog and wait on SYN retries.
 CONNECT_BATCH = 256
 

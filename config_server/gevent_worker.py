@@ -16,8 +16,10 @@ import socket
 
 import gevent
 from gevent import monkey
+from gunicorn.workers.base_async import ALREADY_HANDLED
 from gunicorn.workers.ggevent import GeventWorker as _GunicornGeventWorker
 
+from config_server.http.wire import ANSWERED, DIRECT_SOCKET
 from config_server.settings import Settings
 
 
@@ -42,6 +44,7 @@ class GeventWorker(_GunicornGeventWorker):
         every full collection, which shows as latency spikes under load.
         """
         super().load_wsgi()
+        self.wsgi = _DirectAnswers(self.wsgi)
         gc.collect()
         gc.freeze()
 
@@ -112,5 +115,36 @@ class _CoalescingSocket:
             except OSError:
                 pass
 
+    @property
+    def raw(self) -> socket.socket:
+        """The socket itself, for writers that send whole answers at once."""
+        return self._sock
+
     def __getattr__(self, name: str):
         return getattr(self._sock, name)
+
+
+class _DirectAnswers:
+    """WSGI wrapper: offers the raw connection for direct long-poll answers (see `watch.py`).
+
+    When the hub has answered a request on it, gunicorn is told the request is already handled,
+    so nothing more is written; the connection stays open for the client's next request.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        """Run the app; turn a directly answered request into gunicorn's ALREADY_HANDLED."""
+        sock = environ.get("gunicorn.socket")
+        if sock is not None:
+            environ[DIRECT_SOCKET] = getattr(sock, "raw", sock)
+        result = self.app(environ, start_response)
+        if environ.get(ANSWERED):
+            if hasattr(result, "close"):
+                result.close()
+            return ALREADY_HANDLED
+        return result
+
+    def __getattr__(self, name: str):
+        return getattr(self.app, name)

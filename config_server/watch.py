@@ -8,6 +8,11 @@ content ETag moved, all of them with the same resolved result: no re-resolution 
 
 Only `threading` primitives are used, so the same code runs on real threads (tests, the threaded
 worker) and on greenlets under gunicorn's gevent worker, where `threading` is monkey-patched.
+
+Direct answers: a waiter may hand the hub a `DirectAnswer` (the gevent worker offers its socket).
+On a change the hub writes one pre-built HTTP answer to every such socket in a tight loop, before
+it wakes anybody, so ten thousand watchers get the new settings in one pass instead of each
+waiting for its turn through the framework; the woken requests then only unwind.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -43,6 +49,38 @@ class _Slot:
     latest: ResolvedEnvironment | None
     event: threading.Event = field(default_factory=threading.Event)
     waiters: int = 0
+    direct: set[DirectAnswer] = field(default_factory=set)
+
+
+class DirectAnswer:
+    """A waiting request the hub may answer itself by writing raw HTTP to its connection.
+
+    The hub calls `deliver` (from the dispatcher) and the request calls `finish` when it resumes;
+    a lock makes sure exactly one of them answers: `finish` returns True when the hub already did.
+    """
+
+    def __init__(self, write: Callable[[bytes], None]) -> None:
+        self._write = write
+        self._lock = threading.Lock()
+        self._finished = False
+        self.answered = False
+
+    def deliver(self, response: bytes) -> None:
+        """Write the answer unless the request has already moved on; a dead socket is ignored."""
+        with self._lock:
+            if self._finished:
+                return
+            try:
+                self._write(response)
+                self.answered = True
+            except OSError:
+                self.answered = False
+
+    def finish(self) -> bool:
+        """Stop further deliveries; True when this request has been answered by the hub."""
+        with self._lock:
+            self._finished = True
+            return self.answered
 
 
 class WatchHub:
@@ -63,6 +101,7 @@ class WatchHub:
         label: str | None,
         known_etags: Iterable[str],
         timeout: float,
+        direct: DirectAnswer | None = None,
     ) -> ResolvedEnvironment | None:
         """Block until the environment's ETag is not one of `known_etags` (return it) or timeout (None).
 
@@ -77,6 +116,8 @@ class WatchHub:
             if slot is None:
                 slot = self._slots[key] = _Slot(application, profiles, label, current)
             slot.waiters += 1
+            if direct is not None:
+                slot.direct.add(direct)
         deadline = time.monotonic() + min(timeout, MAX_WAIT_SECONDS)
         try:
             while True:
@@ -91,6 +132,7 @@ class WatchHub:
         finally:
             with self._lock:
                 slot.waiters -= 1
+                slot.direct.discard(direct)  # type: ignore[arg-type]
                 if slot.waiters == 0 and self._slots.get(key) is slot:
                     del self._slots[key]
 
@@ -115,10 +157,21 @@ class WatchHub:
                     continue
                 if slot.latest is None or current.etag != slot.latest.etag:
                     slot.latest = current
+                    self._answer_directly(slot, current)
                     woken, slot.event = slot.event, threading.Event()
                     woken.set()
                     changed += 1
             return changed
+
+    def _answer_directly(self, slot: _Slot, current: ResolvedEnvironment) -> None:
+        """Write the new answer to every waiter that offered its connection, in one pass."""
+        with self._lock:
+            waiting = list(slot.direct)
+        if not waiting:
+            return
+        response = current.http_response(slot.label, formatdate(usegmt=True))
+        for answer in waiting:
+            answer.deliver(response)
 
     def close(self) -> None:
         """Answer every waiter now (304) and every later one at once: the server is shutting down."""

@@ -12,8 +12,9 @@ from config_server.cache import ResolvedEnvironment
 from config_server.errors import InvalidConfigFile, InvalidName, ResourceNotFound
 from config_server.http import security
 from config_server.http.resources import serve_resource
+from config_server.http.wire import ANSWERED, DIRECT_SOCKET
 from config_server.service import ConfigService
-from config_server.watch import MAX_WAIT_SECONDS
+from config_server.watch import MAX_WAIT_SECONDS, DirectAnswer
 
 blueprint = Blueprint("environment", __name__)
 
@@ -72,11 +73,21 @@ def environment(app: str, profiles: str, label: str | None) -> Response:
         return _environment_response(resolved, label)
     if wait and known:
         hub = current_app.extensions["config_server"].hub
-        changed = hub.wait_for_change(app, profiles, label, known.as_set(), wait)
+        direct = _direct_answer()
+        changed = hub.wait_for_change(app, profiles, label, known.as_set(), wait, direct)
+        if direct is not None and direct.finish():
+            request.environ[ANSWERED] = True  # the hub wrote the answer; the worker sends nothing more
+            return Response(status=200)
         if changed is not None:
             return _environment_response(changed, label)
     etag = resolved.etag if resolved is not None else next(iter(known.as_set()), "")
     return Response(status=304, headers={"ETag": f'"{etag}"', "Cache-Control": "no-cache"})
+
+
+def _direct_answer() -> DirectAnswer | None:
+    """A DirectAnswer over the raw connection, when the worker offers one (the gevent worker)."""
+    sock = request.environ.get(DIRECT_SOCKET)
+    return DirectAnswer(sock.sendall) if sock is not None else None
 
 
 def _environment_response(resolved: ResolvedEnvironment, label: str | None) -> Response:

@@ -1,0 +1,86 @@
+"""The production worker: direct long-poll answers, one connection reused, coalesced writes."""
+
+import socket
+import threading
+
+import pytest
+import requests
+
+from tests.helpers import wait_for
+
+
+@pytest.fixture
+def gunicorn_server(server_process, repo):
+    repo.commit({"orders.yml": "value: 1\n", "payments.yml": "p: 1\n"})
+    server = server_process("--repo", str(repo.path), "--workers", "1")
+    server.wait_ready(
+        lambda: requests.get(f"{server.url}/health", timeout=1, headers={"Connection": "close"}).ok
+    )
+    server.repo = repo
+    return server
+
+
+def watchers(url: str) -> int:
+    return requests.get(f"{url}/health", timeout=5, headers={"Connection": "close"}).json()["details"][
+        "watchers"
+    ]
+
+
+def test_long_polls_are_answered_directly_and_keep_their_connection(gunicorn_server):
+    url = gunicorn_server.url
+    with requests.Session() as session:
+        first = session.get(f"{url}/orders/default", timeout=5)
+        etag = first.headers["ETag"]
+        answers = []
+
+        def poll():
+            answers.append(
+                session.get(f"{url}/orders/default?wait=30", headers={"If-None-Match": etag}, timeout=35)
+            )
+
+        thread = threading.Thread(target=poll)
+        thread.start()
+        try:
+            wait_for(lambda: watchers(url) == 1, what="the long poll to park")
+            gunicorn_server.repo.commit({"orders.yml": "value: 2\n"})
+            thread.join(timeout=15)
+        finally:
+            thread.join(timeout=35)
+        answer = answers[0]
+        assert answer.status_code == 200 and answer.headers["ETag"] != etag
+        assert answer.headers["Content-Type"] == "application/json" and "Date" in answer.headers
+        assert "Server" not in answer.headers  # written by the hub, not by gunicorn's response path
+        assert answer.json()["propertySources"][0]["source"] == {"value": 2}
+        # The same connection serves the next requests: a 304, then a plain 200.
+        again = session.get(
+            f"{url}/orders/default", headers={"If-None-Match": answer.headers["ETag"]}, timeout=5
+        )
+        assert again.status_code == 304
+        assert session.get(f"{url}/payments/default", timeout=5).json()["propertySources"][0]["source"] == {
+            "p": 1
+        }
+
+
+def test_a_long_poll_that_times_out_gets_304(gunicorn_server):
+    url = gunicorn_server.url
+    etag = requests.get(f"{url}/orders/default", timeout=5).headers["ETag"]
+    answer = requests.get(
+        f"{url}/orders/default?wait=0.5", headers={"If-None-Match": etag, "Connection": "close"}, timeout=10
+    )
+    assert answer.status_code == 304 and answer.headers["ETag"] == etag and answer.content == b""
+
+
+def test_coalesced_answer_is_well_formed(gunicorn_server):
+    with socket.create_connection(("127.0.0.1", gunicorn_server.port), timeout=5) as sock:
+        sock.sendall(b"GET /orders/default HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b'"value": 1' in body
+    length = int(
+        next(
+            line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+        )
+    )
+    assert len(body) == length
