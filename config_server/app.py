@@ -13,6 +13,7 @@ from config_server.backends import Backend, open_backend
 from config_server.crypto import load_keyring
 from config_server.http import admin, encryption, environment, openapi, resources, security
 from config_server.http.errors import register_error_handlers
+from config_server.http.fast_path import FastEnvironmentPath
 from config_server.sample import ensure_sample_repository
 from config_server.service import ConfigService
 from config_server.settings import Settings
@@ -71,6 +72,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     for module in (admin, encryption, openapi, environment, resources):
         app.register_blueprint(module.blueprint)
     register_error_handlers(app)
+    if auth is None and not settings.audit_log:
+        app.wsgi_app = FastEnvironmentPath(app, service, app.wsgi_app)  # type: ignore[method-assign]
     app.wsgi_app = EncodedSlashMiddleware(app.wsgi_app)  # type: ignore[method-assign]
     if settings.proxy_hops:
         hops = settings.proxy_hops

@@ -1,0 +1,69 @@
+"""The hottest request, a plain `GET /{app}/{profiles}[/{label}]`, answered without Flask.
+
+Every service instance asks this at start-up, so a release storm is thousands of them. Flask's
+request context, routing and response objects cost more than resolving a cached environment, so
+this WSGI middleware answers the plain case itself: GET, no query string, no `If-None-Match`, a
+path of two or three segments that is not a fixed route or a rendered document. Anything else,
+and any error, goes to the Flask app unchanged, which therefore still decides every status code
+and error body. It is installed only on an open server without an audit log (a server with an
+auth file or an audit log needs Flask's hooks on every request).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask
+
+from config_server.errors import ConfigServerError
+from config_server.service import ConfigService
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+#: `/{app}-{profiles}.{ext}` as the second segment is a rendered document, not an Environment.
+_RENDERED = re.compile(r".+-[^-]+\.(?:yml|yaml|properties|json)")
+
+
+class FastEnvironmentPath:
+    """WSGI middleware: plain Environment GETs answered from the cache, the rest passed to Flask."""
+
+    def __init__(self, app: Flask, service: ConfigService, downstream: WSGIApp) -> None:
+        self.service = service
+        self.downstream = downstream
+        self.fixed_paths = frozenset(rule.rule for rule in app.url_map.iter_rules() if not rule.arguments)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """Answer a plain Environment GET, or hand the request to Flask."""
+        answer = self._answer(environ)
+        if answer is None:
+            return self.downstream(environ, start_response)
+        status, headers, body = answer
+        start_response(status, headers)
+        return [body]
+
+    def _answer(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes] | None:
+        if environ.get("REQUEST_METHOD") != "GET" or environ.get("QUERY_STRING"):
+            return None
+        if "HTTP_IF_NONE_MATCH" in environ:
+            return None
+        path = environ.get("PATH_INFO", "")
+        parts = path.split("/")
+        if len(parts) not in (3, 4) or parts[0] or not all(parts[1:]) or path in self.fixed_paths:
+            return None
+        if len(parts) == 3 and _RENDERED.fullmatch(parts[2]):
+            return None
+        label = parts[3] if len(parts) == 4 else None
+        try:
+            _, resolved = self.service.environment(parts[1], parts[2], label)
+        except ConfigServerError:
+            return None  # Flask answers errors, with the usual JSON body
+        body = resolved.body(label)
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("ETag", f'"{resolved.etag}"'),
+            ("Cache-Control", "no-cache"),
+        ]
+        return "200 OK", headers, body

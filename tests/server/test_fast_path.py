@@ -1,0 +1,49 @@
+"""The Flask-free path for plain Environment GETs answers exactly what the Flask view answers."""
+
+import pytest
+
+
+@pytest.fixture
+def server(repo, serve):
+    repo.commit(
+        {
+            "application.yml": "shared: 1\n",
+            "orders.yml": "a: [1, 2]\nname: ${shared}\n",
+            "orders-prod.yml": "a: [3]\n",
+        }
+    )
+    repo.git("branch", "release/1")
+    return serve(repo.path, encrypt_key="k")
+
+
+@pytest.mark.parametrize(
+    "path", ["/orders/default", "/orders/prod", "/orders/dev,prod/main", "/orders/prod/release(_)1"]
+)
+def test_fast_answers_match_the_flask_view(server, http, path):
+    fast = http.get(server.url + path)
+    # A query string sends the same request through Flask.
+    slow = http.get(server.url + path + "?via=flask")
+    assert fast.status_code == slow.status_code == 200
+    assert fast.content == slow.content
+    for header in ("Content-Type", "ETag", "Cache-Control", "Content-Length"):
+        assert fast.headers[header] == slow.headers[header], header
+
+
+def test_everything_else_still_reaches_flask(server, http):
+    assert http.get(f"{server.url}/encrypt/status").json() == {"status": "OK"}
+    assert "a:" in http.get(f"{server.url}/orders-prod.yml").text
+    unknown = http.get(f"{server.url}/orders/default/nope")
+    assert unknown.status_code == 404 and unknown.json()["path"] == "/orders/default/nope"
+    bad = http.get(f"{server.url}/..x/default")
+    assert bad.status_code == 400 and bad.json()["error"] == "Bad Request"
+    etag = http.get(f"{server.url}/orders/default").headers["ETag"]
+    assert http.get(f"{server.url}/orders/default", headers={"If-None-Match": etag}).status_code == 304
+    assert http.head(f"{server.url}/orders/default").status_code == 200
+
+
+def test_not_installed_with_an_audit_log(repo, serve, tmp_path):
+    repo.commit({"orders.yml": "a: 1\n"})
+    audited = serve(repo.path, audit_log=str(tmp_path / "audit.log"))
+    assert type(audited.app.wsgi_app.app).__name__ != "FastEnvironmentPath"
+    plain = serve(repo.path)
+    assert type(plain.app.wsgi_app.app).__name__ == "FastEnvironmentPath"
