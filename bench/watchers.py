@@ -91,13 +91,32 @@ def _split_head(buffer: bytes) -> tuple[int, dict[bytes, bytes], bytes] | None:
     return int(lines[0].split()[1]), headers, buffer[end + 4 :]
 
 
-class LongPollWatchers:
+class _Watchers:
+    """N watchers of one thing: their connections, their results, and waiting for them all."""
+
+    def __init__(self, port: int, count: int) -> None:
+        self.port, self.count = port, count
+        self.results = [WatchResult() for _ in range(count)]
+        self.watches: list[_Watch] = []
+
+    async def _open(
+        self, request: bytes, handler: Callable[[WatchResult], Callable[[_Watch, bytes], None]]
+    ) -> None:
+        self.watches = await _connect_all(self.port, [(request, handler(r)) for r in self.results])
+
+    async def finish(self, timeout: float) -> None:
+        """Wait for every watcher to get its answer (or the timeout), then close them all."""
+        await asyncio.wait([w.closed for w in self.watches], timeout=timeout)
+        for watch in self.watches:
+            watch.close()
+
+
+class LongPollWatchers(_Watchers):
     """N long polls `GET path?wait=60` with `If-None-Match` against our server."""
 
     def __init__(self, port: int, path: str, etag: str, count: int) -> None:
-        self.port, self.path, self.etag, self.count = port, path, etag, count
-        self.results = [WatchResult() for _ in range(count)]
-        self.watches: list[_Watch] = []
+        super().__init__(port, count)
+        self.path, self.etag = path, etag
 
     async def start(self) -> None:
         """Open every connection and send every request (the server may not have parked them yet)."""
@@ -120,23 +139,16 @@ class LongPollWatchers:
 
             return on_data
 
-        self.watches = await _connect_all(self.port, [(request, handler(r)) for r in self.results])
-
-    async def finish(self, timeout: float) -> None:
-        """Wait for every watcher to get its answer (or the timeout), then close them all."""
-        await asyncio.wait([w.closed for w in self.watches], timeout=timeout)
-        for watch in self.watches:
-            watch.close()
+        await self._open(request, handler)
 
 
-class EtcdWatchers:
+class EtcdWatchers(_Watchers):
     """N etcd watches of one key over etcd's HTTP/JSON gateway (`POST /v3/watch`, a chunked stream)."""
 
     def __init__(self, port: int, key: str, count: int) -> None:
-        self.port, self.key, self.count = port, key, count
-        self.results = [WatchResult() for _ in range(count)]
+        super().__init__(port, count)
+        self.key = key
         self.created = 0
-        self.watches: list[_Watch] = []
 
     async def start(self) -> None:
         """Open every watch; `created` counts those etcd has confirmed."""
@@ -161,10 +173,4 @@ class EtcdWatchers:
 
             return on_data
 
-        self.watches = await _connect_all(self.port, [(request, handler(r)) for r in self.results])
-
-    async def finish(self, timeout: float) -> None:
-        """Wait for every watcher to see the event (or the timeout), then close them all."""
-        await asyncio.wait([w.closed for w in self.watches], timeout=timeout)
-        for watch in self.watches:
-            watch.close()
+        await self._open(request, handler)

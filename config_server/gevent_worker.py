@@ -75,6 +75,9 @@ class GeventWorker(_GunicornGeventWorker):
         finally:
             deadline.close()
             coalescing.flush()
+            # Let the other connections have their turn: a keep-alive client whose next request
+            # is already in the socket would otherwise be served again and again while they wait.
+            gevent.sleep(0)
 
     def patch(self) -> None:
         """Patch the standard library (except queue) and rebuild the listening sockets."""
