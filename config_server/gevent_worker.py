@@ -44,7 +44,8 @@ class GeventWorker(_GunicornGeventWorker):
         every full collection, which shows as latency spikes under load.
         """
         super().load_wsgi()
-        self.wsgi = _DirectAnswers(self.wsgi)
+        if not self.cfg.is_ssl:  # a direct answer writes plain bytes; TLS answers take the usual path
+            self.wsgi = _DirectAnswers(self.wsgi)
         gc.collect()
         gc.freeze()
 

@@ -55,32 +55,45 @@ class _Slot:
 class DirectAnswer:
     """A waiting request the hub may answer itself by writing raw HTTP to its connection.
 
-    The hub calls `deliver` (from the dispatcher) and the request calls `finish` when it resumes;
-    a lock makes sure exactly one of them answers: `finish` returns True when the hub already did.
+    The hub calls `deliver` (from the dispatcher), which never blocks: it sends what the socket
+    takes at once and leaves the rest to the request. The request calls `finish` when it resumes,
+    which sends any rest and returns True when the answer was the hub's. A lock makes sure exactly
+    one of them answers, and a client that does not read cannot stall the others' answers.
     """
 
-    def __init__(self, write: Callable[[bytes], None]) -> None:
-        self._write = write
+    def __init__(self, send_nowait: Callable[[bytes], int], sendall: Callable[[bytes], None]) -> None:
+        self._send_nowait = send_nowait
+        self._sendall = sendall
         self._lock = threading.Lock()
         self._finished = False
+        self._rest = b""
         self.answered = False
 
     def deliver(self, response: bytes) -> None:
-        """Write the answer unless the request has already moved on; a dead socket is ignored."""
+        """Send as much of `response` as the socket takes now, unless the request has moved on."""
         with self._lock:
             if self._finished:
                 return
             try:
-                self._write(response)
-                self.answered = True
+                sent = self._send_nowait(response)
+            except BlockingIOError:
+                sent = 0
             except OSError:
-                self.answered = False
+                return  # a dead connection: the request's own path will notice
+            self.answered = True
+            self._rest = response[sent:]
 
     def finish(self) -> bool:
-        """Stop further deliveries; True when this request has been answered by the hub."""
+        """Stop further deliveries, send what the hub could not, and say whether the hub answered."""
         with self._lock:
             self._finished = True
-            return self.answered
+            answered, rest, self._rest = self.answered, self._rest, b""
+        if rest:
+            try:
+                self._sendall(rest)
+            except OSError:
+                pass
+        return answered
 
 
 class WatchHub:

@@ -87,7 +87,8 @@ def environment(app: str, profiles: str, label: str | None) -> Response:
 def _direct_answer() -> DirectAnswer | None:
     """A DirectAnswer over the raw connection, when the worker offers one (the gevent worker)."""
     sock = request.environ.get(DIRECT_SOCKET)
-    return DirectAnswer(sock.sendall) if sock is not None else None
+    raw = getattr(sock, "_sock", None)  # gevent's non-blocking OS socket under the cooperative one
+    return DirectAnswer(raw.send, sock.sendall) if raw is not None else None
 
 
 def _environment_response(resolved: ResolvedEnvironment, label: str | None) -> Response:

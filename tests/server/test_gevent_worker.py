@@ -84,3 +84,48 @@ def test_coalesced_answer_is_well_formed(gunicorn_server):
         )
     )
     assert len(body) == length
+
+
+def test_direct_answer_never_blocks_on_a_client_that_does_not_read():
+    """A real socket pair whose buffer is full: the hub's write returns, the request sends the rest."""
+    from config_server.watch import DirectAnswer
+
+    server_side, client_side = socket.socketpair()
+    with server_side, client_side:
+        server_side.setblocking(False)
+        filled = 0
+        try:
+            while True:
+                filled += server_side.send(b"x" * 65536)
+        except BlockingIOError:
+            pass
+
+        def sendall(data: bytes) -> None:
+            server_side.setblocking(True)
+            server_side.sendall(data)
+
+        answer = DirectAnswer(server_side.send, sendall)
+        response = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+        answer.deliver(response)  # returns at once although nothing fits
+        assert answer.answered
+        received = bytearray()
+
+        def drain() -> None:
+            while len(received) < filled + len(response):
+                received.extend(client_side.recv(1 << 20))
+
+        reader = threading.Thread(target=drain)
+        reader.start()
+        assert answer.finish() is True  # the request sends what the hub could not
+        reader.join(timeout=10)
+        assert bytes(received[filled:]) == response
+
+
+def test_a_finished_request_is_never_answered_twice():
+    from config_server.watch import DirectAnswer
+
+    sent = []
+    answer = DirectAnswer(lambda data: sent.append(data) or len(data), sent.append)
+    assert answer.finish() is False
+    answer.deliver(b"late")
+    assert sent == [] and answer.answered is False

@@ -74,3 +74,54 @@ def test_certfile_without_keyfile_is_refused(server_process, repo, tmp_path):
     server.process.wait(timeout=30)
     log = server.stop()
     assert server.process.returncode != 0 and "certfile and keyfile go together" in log
+
+
+def test_long_polls_over_https_take_the_usual_path(server_process, repo, tmp_path):
+    import threading
+
+    from tests.helpers import wait_for
+
+    repo.commit({"orders.yml": "v: 1\n"})
+    cert, key = self_signed(tmp_path)
+    server = server_process(
+        "--repo",
+        str(repo.path),
+        "--workers",
+        "1",
+        "--certfile",
+        str(cert),
+        "--keyfile",
+        str(key),
+        scheme="https",
+    )
+    close = {"Connection": "close"}
+    server.wait_ready(
+        lambda: requests.get(f"{server.url}/health", verify=str(cert), timeout=1, headers=close).ok
+    )
+    etag = requests.get(f"{server.url}/orders/default", verify=str(cert), timeout=5, headers=close).headers[
+        "ETag"
+    ]
+    answers = []
+
+    def poll():
+        headers = {**close, "If-None-Match": etag}
+        answers.append(
+            requests.get(
+                f"{server.url}/orders/default?wait=20", verify=str(cert), headers=headers, timeout=25
+            )
+        )
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    try:
+
+        def watchers() -> int:
+            health = requests.get(f"{server.url}/health", verify=str(cert), timeout=5, headers=close)
+            return health.json()["details"]["watchers"]
+
+        wait_for(lambda: watchers() == 1, what="the long poll to park")
+        repo.commit({"orders.yml": "v: 2\n"})
+    finally:
+        thread.join(timeout=25)
+    assert answers[0].status_code == 200 and answers[0].json()["propertySources"][0]["source"] == {"v": 2}
+    assert answers[0].headers["Server"].startswith("gunicorn")  # through gunicorn's TLS response path
