@@ -143,7 +143,13 @@ class _DirectAnswers:
         sock = environ.get("gunicorn.socket")
         if sock is not None:
             environ[DIRECT_SOCKET] = getattr(sock, "raw", sock)
-        result = self.app(environ, start_response)
+
+        def start(status, headers, exc_info=None):
+            if environ.get(ANSWERED):
+                return _discard  # already answered: spare gunicorn's header processing
+            return start_response(status, headers, exc_info)
+
+        result = self.app(environ, start)
         if environ.get(ANSWERED):
             if hasattr(result, "close"):
                 result.close()
@@ -152,3 +158,7 @@ class _DirectAnswers:
 
     def __getattr__(self, name: str):
         return getattr(self.app, name)
+
+
+def _discard(data: bytes) -> None:
+    """The WSGI `write` of a request the hub has already answered."""
