@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8888
 
-.PHONY: run test bench lint clean system-deps
+.PHONY: run test bench lint clean system-deps bench-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,25 +16,33 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-# System tools, installed with apt-get only when missing: git (with git daemon) for the suite;
-# wrk, nginx and etcd for the benchmarks (the suite runs each benchmark at a tiny size).
-APT_TOOLS := git:git wrk:wrk nginx:nginx etcd:etcd-server
-system-deps:
-	@missing=""; for pair in $(APT_TOOLS); do tool=$${pair%%:*}; pkg=$${pair##*:}; \
+# System tools, installed with apt-get only when missing: git for serving (and git daemon for the
+# suite); wrk, nginx and etcd for the benchmarks, which the suite also runs at a tiny size.
+RUN_TOOLS := git:git
+BENCH_TOOLS := $(RUN_TOOLS) wrk:wrk nginx:nginx etcd:etcd-server
+define apt_install
+	@missing=""; for pair in $(1); do tool=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$tool >/dev/null || [ -x /usr/sbin/$$tool ] || missing="$$missing $$pkg"; done; \
 	if command -v git >/dev/null && [ ! -x "$$(git --exec-path)/git-daemon" ]; then missing="$$missing git"; fi; \
 	if [ -n "$$missing" ]; then echo "installing$$missing"; apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+endef
+
+system-deps:
+	$(call apt_install,$(RUN_TOOLS))
+
+bench-deps:
+	$(call apt_install,$(BENCH_TOOLS))
 
 run: $(VENV)/.installed system-deps
 	$(BIN)/config-server serve --host $(HOST) --port $(PORT) --data-dir .data
 
-test: $(VENV)/.installed system-deps
+test: $(VENV)/.installed bench-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-# Every benchmark at full size (about 6 minutes); tables on stdout, JSON in bench/results/.
-bench: $(VENV)/.installed system-deps
+# Every benchmark at full size (about 3 minutes); tables on stdout, JSON in bench/results/.
+bench: $(VENV)/.installed bench-deps
 	$(BIN)/python -m bench.run_all
 
 lint: $(VENV)/.installed
