@@ -1,9 +1,11 @@
 """Who is calling, what they may do, and the audit line each request leaves.
 
-Every request is identified before it is dispatched: a token from `Authorization: Bearer`,
-`X-Config-Token`, or the password of HTTP Basic. A token that no client holds is a 401 at once;
-no token is a 401 only where an endpoint needs a client. Handlers then state what they need
-(`require_read`, `require_role`), which answers 403 when the client may not.
+With an auth file, every request is identified before it is dispatched: a token from
+`Authorization: Bearer`, `X-Config-Token`, or the password of HTTP Basic. A token that no client
+holds is a 401 at once; no token is a 401 only where an endpoint needs a client. Handlers then
+state what they need (`require_read`, `require_role`), which answers 403 when the client may not.
+Without an auth file every caller is `ANONYMOUS` (all roles). With an audit log, one line is
+written after each request that was noted, and after every 401 and 403.
 """
 
 from __future__ import annotations
