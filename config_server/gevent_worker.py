@@ -26,24 +26,28 @@ from config_server.settings import Settings
 class GeventWorker(_GunicornGeventWorker):
     """The gevent worker with `monkey.patch_all(queue=False)`, releasing long polls on shutdown."""
 
-    def _settings(self) -> Settings:
-        state = getattr(getattr(self, "wsgi", None), "extensions", {}).get("config_server")
-        return state.settings if state is not None else Settings()
+    #: The app's ServerState once loaded (None for another WSGI app, such as the benchmark's).
+    _state = None
+    _client_timeout = Settings.client_timeout
+    _request_timeout = Settings.request_timeout
 
     def handle_exit(self, sig, frame) -> None:
         """On SIGTERM, answer held long polls (304) so the graceful shutdown does not wait for them."""
         super().handle_exit(sig, frame)
-        state = getattr(getattr(self, "wsgi", None), "extensions", {}).get("config_server")
-        if state is not None:
-            state.hub.close()
+        if self._state is not None:
+            self._state.hub.close()
 
     def load_wsgi(self) -> None:
-        """Load the app, then move everything it built out of the garbage collector's sight.
+        """Load the app, read its timeouts once, then hide what it built from the garbage collector.
 
         The app's long-lived objects (GitPython, caches, routes) would otherwise be re-scanned by
         every full collection, which shows as latency spikes under load.
         """
         super().load_wsgi()
+        self._state = getattr(self.wsgi, "extensions", {}).get("config_server")
+        if self._state is not None:
+            self._client_timeout = self._state.settings.client_timeout
+            self._request_timeout = self._state.settings.request_timeout
         if not self.cfg.is_ssl:  # a direct answer writes plain bytes; TLS answers take the usual path
             self.wsgi = _DirectAnswers(self.wsgi)
         gc.collect()
@@ -51,7 +55,7 @@ class GeventWorker(_GunicornGeventWorker):
 
     def handle(self, listener, client, addr) -> None:
         """Serve one connection with a timeout on every socket read and write."""
-        client.settimeout(self._settings().client_timeout)
+        client.settimeout(self._client_timeout)
         super().handle(listener, client, addr)
 
     def handle_request(self, listener_name, req, sock, addr):
@@ -61,7 +65,7 @@ class GeventWorker(_GunicornGeventWorker):
         first body bytes: one `send` and one packet per answer instead of two, which halves the
         system calls when thousands of long polls are answered at once.
         """
-        deadline = gevent.Timeout(self._settings().request_timeout)
+        deadline = gevent.Timeout(self._request_timeout)
         deadline.start()
         coalescing = _CoalescingSocket(sock)
         try:
