@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 import os
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
-from config_server.auth import ANONYMOUS
 from config_server.errors import AccessDenied, AuthenticationRequired
 from config_server.http import security
 from config_server.http.errors import error_body
@@ -26,7 +25,7 @@ def health():
     state = current_app.extensions["config_server"]
     details = state.service.backend.health()
     body = {"status": details.get("status", "UP")}
-    client = g.get("client", None if security.auth_enabled() else ANONYMOUS)
+    client = security.caller()
     if client is not None and client.has_role("admin"):
         body["details"] = {
             "repository": details,

@@ -54,9 +54,14 @@ def identify() -> None:
     g.client = client
 
 
+def caller() -> Client | None:
+    """The client making this request: ANONYMOUS on an open server, None when no token came."""
+    return g.get("client", ANONYMOUS if _state().auth is None else None)
+
+
 def current_client() -> Client:
     """The identified client; 401 when the request carried no credentials."""
-    client = g.get("client", ANONYMOUS if _state().auth is None else None)
+    client = caller()
     if client is None:
         raise AuthenticationRequired("this endpoint needs a token (Bearer, X-Config-Token or Basic)")
     return client
@@ -119,7 +124,7 @@ def write_audit(response: Response) -> Response:
         fields["reason"] = _message(response)
     if event is None:
         return response
-    client = g.get("client", ANONYMOUS if _state().auth is None else None)
+    client = caller()
     log.record(
         event,
         client=client.name if client is not None else None,
