@@ -78,36 +78,30 @@ def parse_file(path: str, data: bytes) -> list[Document]:
 def _check_size(path: str, text: str) -> None:
     """Refuse alias bombs and deep nesting from the event stream, before anything is built.
 
-    Each anchor's expanded size is remembered, so an alias costs what it would cost written out;
-    the check itself is linear in the file and never expands anything.
+    One running count of values: an alias adds its anchor's expanded size (remembered when the
+    anchored node ends), so it costs what it would cost written out; nothing is ever expanded.
     """
     anchored: dict[str, int] = {}
-    stack: list[list] = []  # [anchor, size so far]
-    total = 0
+    open_collections: list[tuple[str | None, int]] = []  # (anchor, count when it opened)
+    count = 0
     for event in yaml.parse(text, Loader=_BaseLoader):
         if isinstance(event, yaml.AliasEvent):
-            size = anchored.get(event.anchor, 1)
+            count += anchored.get(event.anchor, 1)
         elif isinstance(event, yaml.ScalarEvent):
-            size = 1
+            count += 1
             if event.anchor:
                 anchored[event.anchor] = 1
         elif isinstance(event, yaml.CollectionStartEvent):
-            stack.append([event.anchor, 1])
-            if len(stack) > MAX_DEPTH:
+            open_collections.append((event.anchor, count))
+            count += 1
+            if len(open_collections) > MAX_DEPTH:
                 where = f"line {event.start_mark.line + 1}" if event.start_mark else "somewhere"
                 raise InvalidConfigFile(f"{path}: nested deeper than {MAX_DEPTH} levels at {where}")
-            continue
         elif isinstance(event, yaml.CollectionEndEvent):
-            anchor, size = stack.pop()
+            anchor, opened_at = open_collections.pop()
             if anchor:
-                anchored[anchor] = size
-        else:
-            continue
-        if stack:
-            stack[-1][1] += size
-        else:
-            total += size
-        if total + sum(frame[1] for frame in stack) > MAX_NODES:
+                anchored[anchor] = count - opened_at
+        if count > MAX_NODES:
             raise InvalidConfigFile(
                 f"{path}: expands to more than {MAX_NODES} values (an alias bomb or an oversized file)"
             )

@@ -103,7 +103,6 @@ class Settings:
             "help": "Symmetric key (or RSA private key in PEM) for {cipher} values. Set it with "
             "ENCRYPT_KEY or CONFIG_SERVER_ENCRYPT_KEY, never on the command line.",
             "flag": False,
-            "secret": True,
         },
     )
     encrypt_key_file: str | None = field(

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 _HEX = re.compile(r"[0-9a-f]{4,40}")
 _FILE_TYPE = 0o100000  # regular files; symlinks (0o120000) and submodules (0o160000) are not
 _TREE_TYPE = 0o040000
+_TYPE_MASK = 0o170000
 
 
 class GitBackend(Backend):
@@ -98,7 +99,8 @@ class GitBackend(Backend):
             name, sha = self._default_ref()
             if sha:
                 return Revision(name, self._peeled(sha))
-        name = label or self.default_label()
+        else:
+            name = label
         for ref in (f"refs/heads/{name}", f"refs/tags/{name}", f"refs/remotes/origin/{name}"):
             sha = self._ref_sha(repo, ref)
             if sha:
@@ -150,7 +152,7 @@ class GitBackend(Backend):
         with self._lock:
             entries = self._folder_entries(version, folder)
             entry = entries.get(name) if entries is not None else None
-            if entry is None or entry[0] & 0o170000 != _FILE_TYPE:
+            if entry is None or not _is(entry, _FILE_TYPE):
                 return None
             odb = self._require_repo().odb
             size = odb.info(entry[1]).size  # before streaming: an unread stream would jam git's pipe
@@ -164,8 +166,8 @@ class GitBackend(Backend):
             entries = self._folder_entries(version, folder)
         if entries is None:
             return Listing(frozenset(), frozenset())
-        files = frozenset(n for n, (mode, _) in entries.items() if mode & 0o170000 == _FILE_TYPE)
-        folders = frozenset(n for n, (mode, _) in entries.items() if mode & 0o170000 == _TREE_TYPE)
+        files = frozenset(n for n, entry in entries.items() if _is(entry, _FILE_TYPE))
+        folders = frozenset(n for n, entry in entries.items() if _is(entry, _TREE_TYPE))
         return Listing(files, folders)
 
     def _folder_entries(self, version: str, folder: str) -> dict[str, tuple[int, bytes]] | None:
@@ -178,7 +180,7 @@ class GitBackend(Backend):
         entries = self._tree_entries(self._root_tree(version))
         for part in filter(None, folder.split("/")):
             entry = entries.get(part)
-            if entry is None or entry[0] & 0o170000 != _TREE_TYPE:
+            if entry is None or not _is(entry, _TREE_TYPE):
                 return None
             entries = self._tree_entries(entry[1])
         return entries
@@ -296,6 +298,10 @@ def parse_tree(data: bytes) -> dict[str, tuple[int, bytes]]:
         entries[name] = (int(data[position:space], 8), data[nul + 1 : nul + 21])
         position = nul + 21
     return entries
+
+
+def _is(entry: tuple[int, bytes], kind: int) -> bool:
+    return entry[0] & _TYPE_MASK == kind
 
 
 def _stat_signature(path: str) -> tuple[int, int, int] | None:
