@@ -154,11 +154,14 @@ class GitBackend(Backend):
             entry = entries.get(name) if entries is not None else None
             if entry is None or not _is(entry, _FILE_TYPE):
                 return None
-            odb = self._require_repo().odb
-            size = odb.info(entry[1]).size  # before streaming: an unread stream would jam git's pipe
-            if size > MAX_FILE_BYTES:
-                raise InvalidConfigFile(f"{path} is {size} bytes: larger than the {MAX_FILE_BYTES} allowed")
-            return odb.stream(entry[1]).read()
+            stream = self._require_repo().odb.stream(entry[1])
+            if stream.size > MAX_FILE_BYTES:
+                while stream.read(1 << 16):  # drain it: an unread stream would jam git's pipe
+                    pass
+                raise InvalidConfigFile(
+                    f"{path} is {stream.size} bytes: larger than the {MAX_FILE_BYTES} allowed"
+                )
+            return stream.read()
 
     def listing(self, version: str, folder: str) -> Listing:
         """Files and sub-folders of `folder` in commit `version` (commits never change)."""
