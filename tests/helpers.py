@@ -13,6 +13,9 @@ from typing import Any
 
 from werkzeug.serving import make_server
 
+#: Spring Cloud Config's own test vector: "SUPER SECRET" encrypted under the key "foo".
+SPRING_VECTOR = "d1b2458ccede07c856ff952bd841638ff4dd12ed1d36812663c3c7262d57bf46"
+
 GIT_ENV = {
     **os.environ,
     "GIT_AUTHOR_NAME": "Test",

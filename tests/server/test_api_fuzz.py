@@ -22,10 +22,8 @@ from config_server.http.openapi import SPEC
 from config_server.parsing import parse_file
 from config_server.resolve import Request, resolve_environment
 from config_server.settings import Settings
-from tests.helpers import GitRepo, LiveServer
+from tests.helpers import SPRING_VECTOR, GitRepo, LiveServer
 
-#: Spring's test vector: "SUPER SECRET" under key "foo".
-SPRING_VECTOR = "d1b2458ccede07c856ff952bd841638ff4dd12ed1d36812663c3c7262d57bf46"
 SCHEMA = schemathesis.openapi.from_dict(SPEC)
 FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 

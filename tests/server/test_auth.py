@@ -10,10 +10,9 @@ from config_client import ConfigClient
 from config_server.auth import AuthFile, AuthFileError, hash_token
 from config_server.serving import open_server_warning
 from config_server.settings import Settings
-from tests.helpers import wait_for
+from tests.helpers import SPRING_VECTOR, wait_for
 
 TOKENS = {name: f"token-of-{name}-{'x' * 20}" for name in ("orders", "ops", "crypto", "hook", "admin")}
-SPRING_VECTOR = "d1b2458ccede07c856ff952bd841638ff4dd12ed1d36812663c3c7262d57bf46"
 
 
 def auth_yaml(tokens=TOKENS) -> str:

@@ -11,10 +11,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from config_server.crypto import CryptoError, Keyring, NoKeyError, load_keyring
+from tests.helpers import SPRING_VECTOR
 
 VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "spring_vectors.json").read_text())
-#: Spring: "SUPER SECRET" under key "foo".
-SPRING_VECTOR = "d1b2458ccede07c856ff952bd841638ff4dd12ed1d36812663c3c7262d57bf46"
 CONFIG_SERVER = Path(sys.executable).with_name("config-server")
 
 
@@ -26,7 +25,7 @@ CONFIG_SERVER = Path(sys.executable).with_name("config-server")
     [
         # The two vectors of Spring's own test suite (protocol.md).
         ("mykey", "6defc102cd76752fcf4c78231ed82ead85133a09741d9a1442595b4800e2b3d1", "password"),
-        ("foo", "d1b2458ccede07c856ff952bd841638ff4dd12ed1d36812663c3c7262d57bf46", "SUPER SECRET"),
+        ("foo", SPRING_VECTOR, "SUPER SECRET"),
         # Produced by tests/vectors/SpringVectors.java with Spring's algorithm and parameters.
         (VECTORS["symmetric_key"], VECTORS["aes_cbc_hex"], VECTORS["plaintext"]),
     ],
@@ -104,7 +103,7 @@ def test_keyring_file_names_keys_and_rotates(tmp_path):
 def test_key_file_with_a_plain_passphrase_or_pem(tmp_path):
     plain = tmp_path / "key.txt"
     plain.write_text("foo\n")
-    vector = "d1b2458ccede07c856ff952bd841638ff4dd12ed1d36812663c3c7262d57bf46"
+    vector = SPRING_VECTOR
     assert load_keyring(None, str(plain)).decrypt(vector) == "SUPER SECRET"
     pem = tmp_path / "key.pem"
     pem.write_text(VECTORS["rsa_private_key_pem"])
@@ -124,7 +123,7 @@ def secret_repo(repo):
             "orders.yml": (
                 "db:\n"
                 f"  password: '{{cipher}}{keyring.encrypt('hunter2')}'\n"
-                "  spring: '{cipher}d1b2458ccede07c856ff952bd841638ff4dd12ed1d36812663c3c7262d57bf46'\n"
+                f"  spring: '{{cipher}}{SPRING_VECTOR}'\n"
                 "  broken: '{cipher}0badc0de'\n"
                 "  url: jdbc://db/${db.password}\n"
             ),
@@ -191,7 +190,7 @@ def test_no_key_answers_like_spring(repo, serve, http):
 def test_decrypt_is_refused_on_an_open_server(repo, serve, http):
     repo.commit({"a.yml": "x: 1\n"})
     server = serve(repo.path, encrypt_key="foo")
-    vector = "d1b2458ccede07c856ff952bd841638ff4dd12ed1d36812663c3c7262d57bf46"
+    vector = SPRING_VECTOR
     response = http.post(f"{server.url}/decrypt", data=vector, headers={"Content-Type": "text/plain"})
     assert response.status_code == 403 and "auth file" in response.json()["message"]
 
@@ -226,7 +225,7 @@ def test_cli_encrypt_and_decrypt_round_trip(tmp_path):
     ).stdout
     assert decrypted == "cli-secret\n"
     spring = subprocess.run(
-        [str(CONFIG_SERVER), "decrypt", "d1b2458ccede07c856ff952bd841638ff4dd12ed1d36812663c3c7262d57bf46"],
+        [str(CONFIG_SERVER), "decrypt", SPRING_VECTOR],
         env=env,
         capture_output=True,
         text=True,

@@ -2,6 +2,7 @@
 
 import datetime
 import ipaddress
+import threading
 
 import pytest
 import requests
@@ -11,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from config_client import ConfigClient
+from tests.helpers import wait_for
 
 
 def self_signed(tmp_path):
@@ -42,45 +44,12 @@ def self_signed(tmp_path):
     return cert_path, key_path
 
 
-def test_https_with_certfile_and_keyfile(server_process, repo, tmp_path):
-    repo.commit({"orders.yml": "secure: true\n"})
-    cert, key = self_signed(tmp_path)
-    server = server_process(
-        "--repo",
-        str(repo.path),
-        "--workers",
-        "1",
-        "--certfile",
-        str(cert),
-        "--keyfile",
-        str(key),
-        scheme="https",
-    )
-    close = {"Connection": "close"}
-    server.wait_ready(
-        lambda: requests.get(f"{server.url}/health", verify=str(cert), timeout=1, headers=close).ok
-    )
-    response = requests.get(f"{server.url}/orders/default", verify=str(cert), timeout=5, headers=close)
-    assert response.json()["propertySources"][0]["source"] == {"secure": True}
-    with pytest.raises(requests.exceptions.SSLError):
-        requests.get(f"{server.url}/orders/default", timeout=5, headers=close)  # not trusted by default
-    with ConfigClient(server.url, "orders", "default", verify=str(cert), watch=False) as client:
-        assert client.get("secure") is True
+CLOSE = {"Connection": "close"}
 
 
-def test_certfile_without_keyfile_is_refused(server_process, repo, tmp_path):
-    cert, _ = self_signed(tmp_path)
-    server = server_process("--repo", str(repo.path), "--certfile", str(cert))
-    server.process.wait(timeout=30)
-    log = server.stop()
-    assert server.process.returncode != 0 and "certfile and keyfile go together" in log
-
-
-def test_long_polls_over_https_take_the_usual_path(server_process, repo, tmp_path):
-    import threading
-
-    from tests.helpers import wait_for
-
+@pytest.fixture
+def https_server(server_process, repo, tmp_path):
+    """config-server on HTTPS with a fresh self-signed certificate; `.cert` is its path for verify."""
     repo.commit({"orders.yml": "v: 1\n"})
     cert, key = self_signed(tmp_path)
     server = server_process(
@@ -94,32 +63,50 @@ def test_long_polls_over_https_take_the_usual_path(server_process, repo, tmp_pat
         str(key),
         scheme="https",
     )
-    close = {"Connection": "close"}
-    server.wait_ready(
-        lambda: requests.get(f"{server.url}/health", verify=str(cert), timeout=1, headers=close).ok
-    )
-    etag = requests.get(f"{server.url}/orders/default", verify=str(cert), timeout=5, headers=close).headers[
-        "ETag"
-    ]
+    server.cert = str(cert)
+    server.wait_ready(lambda: get(server, "/health", timeout=1).ok)
+    return server
+
+
+def get(server, path: str, **kwargs) -> requests.Response:
+    """GET over the server's TLS, trusting its certificate, on a connection closed afterwards."""
+    headers = {**CLOSE, **kwargs.pop("headers", {})}
+    return requests.get(server.url + path, verify=server.cert, headers=headers, **{"timeout": 5, **kwargs})
+
+
+def test_https_with_certfile_and_keyfile(https_server):
+    response = get(https_server, "/orders/default")
+    assert response.json()["propertySources"][0]["source"] == {"v": 1}
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"{https_server.url}/orders/default", timeout=5, headers=CLOSE)  # not trusted by default
+    with ConfigClient(https_server.url, "orders", "default", verify=https_server.cert, watch=False) as client:
+        assert client.get("v") == 1
+
+
+def test_certfile_without_keyfile_is_refused(server_process, repo, tmp_path):
+    cert, _ = self_signed(tmp_path)
+    server = server_process("--repo", str(repo.path), "--certfile", str(cert))
+    server.process.wait(timeout=30)
+    log = server.stop()
+    assert server.process.returncode != 0 and "certfile and keyfile go together" in log
+
+
+def test_long_polls_over_https_take_the_usual_path(https_server, repo):
+    etag = get(https_server, "/orders/default").headers["ETag"]
     answers = []
 
     def poll():
-        headers = {**close, "If-None-Match": etag}
         answers.append(
-            requests.get(
-                f"{server.url}/orders/default?wait=20", verify=str(cert), headers=headers, timeout=25
-            )
+            get(https_server, "/orders/default?wait=20", headers={"If-None-Match": etag}, timeout=25)
         )
 
     thread = threading.Thread(target=poll)
     thread.start()
     try:
-
-        def watchers() -> int:
-            health = requests.get(f"{server.url}/health", verify=str(cert), timeout=5, headers=close)
-            return health.json()["details"]["watchers"]
-
-        wait_for(lambda: watchers() == 1, what="the long poll to park")
+        wait_for(
+            lambda: get(https_server, "/health").json()["details"]["watchers"] == 1,
+            what="the long poll to park",
+        )
         repo.commit({"orders.yml": "v: 2\n"})
     finally:
         thread.join(timeout=25)
