@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     if backend is None:
         spec = settings.repo or str(ensure_sample_repository(settings.data_dir))
         backend = open_backend(spec, settings.cache_dir, settings.default_label)
-    service = ConfigService(backend, settings.search_paths, settings.cache_size, keyring)
+    service = ConfigService(backend, settings.search_paths, settings.cache_size, keyring, settings.overrides)
     hub = WatchHub(service)
     detector = ChangeDetector(
         backend, hub, settings.refresh_interval, settings.poll_interval, use_watchdog=settings.watch

@@ -52,9 +52,18 @@ def main() -> None:
     type=click.Path(dir_okay=False),
     help=f"YAML settings file with any of the options below (env {ENV_PREFIX}CONFIG).",
 )
+@click.option(
+    "--override",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A property put first in every environment (Spring's overrides); repeatable. "
+    f"(env {ENV_PREFIX}OVERRIDES: key=value pairs, comma- or newline-separated)",
+)
 @_settings_options
 def serve(settings_file: str | None, **options) -> None:
     """Serve the configuration repository over HTTP on gunicorn."""
+    options["overrides"] = list(options["overrides"]) or None
     try:
         settings = Settings.load(options, settings_file)
     except (ValueError, TypeError, OSError) as exc:

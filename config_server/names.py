@@ -17,6 +17,8 @@ from config_server.errors import InvalidName
 MAX_NAME_LENGTH = 128
 MAX_LABEL_LENGTH = 255
 MAX_PATH_LENGTH = 1024
+#: Most names, or labels, one request may list (`orders,shared`, `main,release-1`).
+MAX_LIST_ITEMS = 16
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+\-]*")
 _LABEL_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+\-]*")
@@ -29,6 +31,12 @@ SLASH_ALIAS = "(_)"
 def validate_application(name: str) -> str:
     """Return `name` when it is a well-formed application name, else raise InvalidName."""
     return _validate_simple(name, "application")
+
+
+@functools.lru_cache(maxsize=4096)
+def validate_applications(text: str) -> tuple[str, ...]:
+    """Split `orders,shared` into validated application names, in request order (a later one wins)."""
+    return tuple(validate_application(name) for name in _split_list(text, "application"))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -55,6 +63,24 @@ def validate_label(label: str) -> str:
         if not _LABEL_PART.fullmatch(part) or ".." in part or part.endswith((".lock", ".")):
             raise InvalidName(f"label {label!r} is not a valid branch, tag or commit name")
     return real
+
+
+@functools.lru_cache(maxsize=4096)
+def validate_labels(text: str) -> tuple[str, ...]:
+    """Split `main,release-1` into validated labels (each with `(_)` as `/`), in request order."""
+    return tuple(validate_label(label) for label in _split_list(text, "label"))
+
+
+def _split_list(text: str, what: str) -> list[str]:
+    """The comma-separated elements of `text`; none may be empty, and there are a bounded number."""
+    if len(text) > MAX_LIST_ITEMS * (MAX_LABEL_LENGTH + 1):
+        raise InvalidName(f"{what} list is too long")
+    parts = text.split(",", MAX_LIST_ITEMS)
+    if len(parts) > MAX_LIST_ITEMS:
+        raise InvalidName(f"at most {MAX_LIST_ITEMS} {what}s may be listed in one request")
+    if len(parts) > 1 and not all(parts):
+        raise InvalidName(f"{what} list {text!r} has an empty element")
+    return parts
 
 
 def validate_path(path: str) -> str:

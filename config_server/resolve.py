@@ -1,8 +1,13 @@
-"""Which files serve an (application, profiles) request, and in what order.
+"""Which files serve an (applications, profiles) request, and in what order.
 
 Pure: the caller hands in the folders to search and a function that reads a file (or returns
 None); this module decides precedence exactly as `protocol.md` says and builds the Environment.
 Highest precedence comes first in the result.
+
+Several application names (`orders,shared`) read `application`, then each name, a later name
+beating an earlier one. Profile files beat plain files; within a tier the later profile wins,
+then (among the requested names) the later search location, then the later name; the shared
+`application` files of a tier come below every requested name's files of that tier.
 """
 
 from __future__ import annotations
@@ -23,21 +28,43 @@ ReadFile = Callable[[str], "bytes | None"]
 
 @dataclass(frozen=True)
 class Request:
-    """What was asked: application, profiles (last is most specific) and the label, if any."""
+    """What was asked: application(s), profiles (last is most specific) and the label, if any.
+
+    `application` is the request's text, echoed as the Environment's name; `names` are the
+    validated names it lists (`orders,shared`), empty meaning just `application`.
+    """
 
     application: str
     profiles: tuple[str, ...]
     label: str | None
+    names: tuple[str, ...] = ()
 
 
-def file_levels(application: str, profiles: Sequence[str]) -> list[tuple[str, str | None]]:
-    """(base name, profile or None) pairs from the most to the least specific."""
-    levels: list[tuple[str, str | None]] = []
-    bases = [SHARED] if application == SHARED else [application, SHARED]
-    for profile in reversed(profiles):
-        levels.extend((base, profile) for base in bases)
-    levels.extend((base, None) for base in bases)
-    return levels
+def own_names(names: Sequence[str]) -> list[str]:
+    """The requested names other than `application`, most specific (latest listed) first, once each."""
+    seen: list[str] = []
+    for name in reversed(names):
+        if name != SHARED and name not in seen:
+            seen.append(name)
+    return seen
+
+
+def search_order(
+    names: Sequence[str], profiles: Sequence[str], folders: Sequence[str]
+) -> list[tuple[str, str | None]]:
+    """(path without extension, profile or None) pairs from the most to the least specific.
+
+    `folders` are lowest precedence first (the root, then each search path).
+    """
+    groups = [own_names(names), [SHARED]]
+    order: list[tuple[str, str | None]] = []
+    for profile in [*reversed(profiles), None]:
+        for group in groups:
+            for folder in reversed(folders):
+                for name in group:
+                    stem = f"{name}-{profile}" if profile else name
+                    order.append((f"{folder}/{stem}" if folder else stem, profile))
+    return order
 
 
 def resolve_environment(
@@ -52,16 +79,14 @@ def resolve_environment(
     `folders` lists where to look, lowest precedence first (the root, then each search path).
     """
     sources: list[PropertySource] = []
-    for base, profile in file_levels(request.application, request.profiles):
-        stem = f"{base}-{profile}" if profile else base
-        for folder in reversed(folders):
-            for ext in EXTENSIONS:
-                path = f"{folder}/{stem}{ext}" if folder else f"{stem}{ext}"
-                data = read(path)
-                if data is None:
-                    continue
-                documents = parse_file(path, data)
-                sources.extend(_sources_of(path, documents, profile, request.profiles, uri))
+    for stem, profile in search_order(request.names or (request.application,), request.profiles, folders):
+        for ext in EXTENSIONS:
+            path = stem + ext
+            data = read(path)
+            if data is None:
+                continue
+            documents = parse_file(path, data)
+            sources.extend(_sources_of(path, documents, profile, request.profiles, uri))
     return Environment(
         name=request.application,
         profiles=request.profiles,

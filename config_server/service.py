@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
 
 from config_server import names, render
 from config_server.backends.base import Backend, Revision
@@ -16,13 +18,24 @@ from config_server.cache import EnvironmentCache, ResolvedEnvironment
 from config_server.crypto import Keyring
 from config_server.decryption import decrypt_environment
 from config_server.errors import ResourceNotFound
+from config_server.model import Environment, PropertySource
+from config_server.parsing import flatten
 from config_server.resolve import Request, resolve_environment
+
+#: The name of the property source that holds the server's overrides (Spring's name).
+OVERRIDES = "overrides"
 
 _GLOB_CHARS = set("*?[")
 
 
 class ConfigService:
-    """Resolves environments and resources from one backend, through one cache; decrypts `{cipher}`."""
+    """Resolves environments and resources from one backend, through one cache; decrypts `{cipher}`.
+
+    A request may list several application names (`orders,shared`) and several labels
+    (`main,release-1`): each label is resolved on its own and a later label's sources come first;
+    the version is the labels' versions joined by `,`. Server-side `overrides` come first in
+    every environment, their placeholders resolved against that environment.
+    """
 
     def __init__(
         self,
@@ -30,70 +43,120 @@ class ConfigService:
         search_paths: Sequence[str] = (),
         cache_size: int = 1024,
         keyring: Keyring | None = None,
+        overrides: Mapping[str, Any] | None = None,
     ) -> None:
         self.backend = backend
         self.keyring = keyring
         self.search_paths = tuple(p.strip().strip("/") for p in search_paths if p.strip().strip("/"))
         self.cache = EnvironmentCache(cache_size)
+        self.overrides = _decrypted_overrides(flatten(dict(overrides)) if overrides else {}, keyring)
         self._label_in_paths = any("{label}" in p for p in self.search_paths)
 
     def environment(
         self, application: str, profiles: str, label: str | None
     ) -> tuple[Revision, ResolvedEnvironment]:
-        """Validate the names, resolve the label, and return the (cached) resolved environment."""
-        app = names.validate_application(application)
+        """Validate the names, resolve the label(s), and return the (cached) resolved environment."""
+        _, revision, resolved = self._environment(application, profiles, label)
+        return revision, resolved
+
+    def _environment(
+        self, application: str, profiles: str, label: str | None
+    ) -> tuple[list[Revision], Revision, ResolvedEnvironment]:
+        """Each label's revision, the combined revision (versions joined by `,`) and the result."""
+        apps = names.validate_applications(application)
         wanted = names.validate_profiles(profiles)
-        real_label = names.validate_label(label) if label is not None else None
-        revision = self.backend.resolve(real_label)
-        key = (revision.version, app, wanted, revision.label if self._label_in_paths else None)
+        labels: tuple[str | None, ...] = names.validate_labels(label) if label is not None else (None,)
+        revisions = [self.backend.resolve(one) for one in labels]
+        if len(revisions) == 1:
+            revision = revisions[0]
+        else:
+            revision = Revision(",".join(r.label for r in revisions), ",".join(r.version for r in revisions))
+        key = (
+            revision.version,
+            application,
+            wanted,
+            revision.label if self._label_in_paths else None,
+        )
 
-        def compute():
-            request = Request(app, wanted, label)
-            folders = self._folders(revision, app, wanted)
-            resolved = resolve_environment(
-                request,
-                revision.version,
-                folders,
-                lambda path: self.backend.read(revision.version, path),
-                self.backend.uri,
-            )
-            return decrypt_environment(resolved, self.keyring)
+        def compute() -> Environment:
+            files = [self._files(application, apps, wanted, label, one) for one in revisions]
+            sources = tuple(source for env in reversed(files) for source in env)
+            environment = Environment(application, wanted, label, revision.version, sources)
+            return self._with_overrides(decrypt_environment(environment, self.keyring))
 
-        return revision, self.cache.get_or_compute(key, compute)
+        return revisions, revision, self.cache.get_or_compute(key, compute)
+
+    def _files(
+        self,
+        application: str,
+        apps: tuple[str, ...],
+        wanted: tuple[str, ...],
+        label: str | None,
+        revision: Revision,
+    ) -> tuple[PropertySource, ...]:
+        """The property sources of the files at one resolved label, most specific first."""
+        request = Request(application, wanted, label, apps)
+        folders = self._folders(revision, apps, wanted)
+        resolved = resolve_environment(
+            request,
+            revision.version,
+            folders,
+            lambda path: self.backend.read(revision.version, path),
+            self.backend.uri,
+        )
+        return resolved.property_sources
+
+    def _with_overrides(self, environment: Environment) -> Environment:
+        """The environment with the `overrides` source first, its placeholders resolved against it."""
+        if not self.overrides:
+            return environment
+        merged = render.merge((PropertySource(OVERRIDES, self.overrides), *environment.property_sources))
+        values = {
+            key: render.resolve_text(value, merged) if isinstance(value, str) else value
+            for key, value in self.overrides.items()
+        }
+        return replace(
+            environment, property_sources=(PropertySource(OVERRIDES, values), *environment.property_sources)
+        )
 
     def resource(self, application: str, profiles: str, label: str | None, path: str) -> tuple[bytes, str]:
         """A plain-text file with placeholders substituted; returns (content, repository path).
 
         For `nginx.conf` and profile `prod` it looks for `nginx-prod.conf` before `nginx.conf`,
-        in the search paths (later first) before the root.
+        in the search paths (later first) before the root; with several labels, in the later
+        label first.
         """
         safe_path = names.validate_path(path)
-        revision, resolved = self.environment(application, profiles, label)
-        folders = self._folders(revision, resolved.environment.name, resolved.environment.profiles)
+        revisions, revision, resolved = self._environment(application, profiles, label)
+        apps = names.validate_applications(application)
+        wanted = resolved.environment.profiles
         stem, ext = posixpath.splitext(safe_path)
-        candidates = [f"{stem}-{p}{ext}" for p in reversed(resolved.environment.profiles)]
+        candidates = [f"{stem}-{p}{ext}" for p in reversed(wanted)]
         candidates.append(safe_path)
-        for candidate in candidates:
-            for folder in reversed(folders):
-                full = f"{folder}/{candidate}" if folder else candidate
-                data = self.backend.read(revision.version, full)
-                if data is None:
-                    continue
-                try:
-                    text = data.decode("utf-8")
-                except UnicodeDecodeError:
-                    return data, full
-                return render.resolve_text(text, resolved.merged).encode("utf-8"), full
+        for one in reversed(revisions):
+            folders = self._folders(one, apps, wanted)
+            for candidate in candidates:
+                for folder in reversed(folders):
+                    full = f"{folder}/{candidate}" if folder else candidate
+                    data = self.backend.read(one.version, full)
+                    if data is None:
+                        continue
+                    try:
+                        text = data.decode("utf-8")
+                    except UnicodeDecodeError:
+                        return data, full
+                    return render.resolve_text(text, resolved.merged).encode("utf-8"), full
         raise ResourceNotFound(f"no file {safe_path!r} at label {revision.label!r}")
 
-    def _folders(self, revision: Revision, app: str, profiles: tuple[str, ...]) -> list[str]:
+    def _folders(self, revision: Revision, apps: tuple[str, ...], profiles: tuple[str, ...]) -> list[str]:
         """The root, then every search path (placeholders filled, globs expanded), in order."""
         folders = [""]
         for pattern in self.search_paths:
-            for expanded in _expand_placeholders(pattern, app, profiles, revision.label):
-                for folder in self._glob(revision.version, expanded):
-                    if folder not in folders:
-                        folders.append(folder)
+            for app in apps:
+                for expanded in _expand_placeholders(pattern, app, profiles, revision.label):
+                    for folder in self._glob(revision.version, expanded):
+                        if folder not in folders:
+                            folders.append(folder)
         return folders
 
     def _glob(self, version: str, pattern: str) -> list[str]:
@@ -115,6 +178,14 @@ class ConfigService:
                 nxt.extend(f"{base}/{m}" if base else m for m in matched)
             found = nxt
         return found
+
+
+def _decrypted_overrides(overrides: dict[str, Any], keyring: Keyring | None) -> dict[str, Any]:
+    """The flat overrides with `{cipher}` values decrypted (or marked invalid), once at start-up."""
+    if not overrides:
+        return {}
+    holder = Environment(OVERRIDES, (), None, "", (PropertySource(OVERRIDES, overrides),))
+    return decrypt_environment(holder, keyring).property_sources[0].source
 
 
 def _expand_placeholders(pattern: str, app: str, profiles: tuple[str, ...], label: str) -> list[str]:

@@ -141,6 +141,16 @@ class Settings:
         },
     )
 
+    overrides: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "Properties put first in every environment (Spring's overrides): repeat "
+            "--override key=value; CONFIG_SERVER_OVERRIDES takes key=value pairs separated by commas "
+            "or newlines, or a YAML mapping; the settings file an `overrides:` mapping.",
+            "flag": False,
+        },
+    )
+
     def validate(self) -> Settings:
         """Check ranges and fill derived defaults; raise ValueError with a clear message."""
         if self.port < 0 or self.port > 65535:
@@ -167,6 +177,7 @@ class Settings:
             bytes.fromhex(self.encrypt_salt)
         except ValueError:
             raise ValueError(f"encrypt-salt must be hex, not {self.encrypt_salt!r}") from None
+        self.overrides = parse_overrides(self.overrides)
         if not self.cache_dir:
             self.cache_dir = str(Path(self.data_dir) / "cache")
         return self
@@ -184,14 +195,56 @@ class Settings:
         settings_file = settings_file or environ.get(f"{ENV_PREFIX}CONFIG")
         if settings_file:
             values.update(_read_settings_file(settings_file))
+        layers = [values.pop("overrides", None), environ.get(f"{ENV_PREFIX}OVERRIDES")]
         if "ENCRYPT_KEY" in environ:  # Spring Cloud Config's own variable
             values["encrypt_key"] = environ["ENCRYPT_KEY"]
         for f in fields(cls):
             env_name = ENV_PREFIX + f.name.upper()
-            if env_name in environ:
+            if env_name in environ and f.name != "overrides":
                 values[f.name] = environ[env_name]
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        layers.append(values.pop("overrides", None))
+        merged: dict[str, Any] = {}  # per key: the settings file, then the variable, then the flags
+        for layer in layers:
+            merged.update(parse_overrides(layer))
+        values["overrides"] = merged
         return cls(**{k: _coerce(cls, k, v) for k, v in values.items()}).validate()
+
+
+def parse_overrides(value: Any) -> dict[str, Any]:
+    """Overrides from a mapping, `key=value` strings, or text of `key=value` pairs or a YAML mapping.
+
+    Text pairs are separated by newlines when there are any, else by commas. Raises ValueError
+    naming the malformed item.
+    """
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            value = yaml.safe_load(text)
+            if not isinstance(value, dict):
+                raise ValueError("overrides must be a mapping of keys to values")
+        else:
+            value = [item.strip() for item in text.split("\n" if "\n" in text else ",") if item.strip()]
+    if isinstance(value, dict):
+        pairs = list(value.items())
+    elif isinstance(value, (list, tuple)):
+        pairs = []
+        for item in value:
+            key, sep, text = str(item).partition("=")
+            if not sep:
+                raise ValueError(f"override {item!r} must be written key=value")
+            pairs.append((key, text))
+    else:
+        raise ValueError("overrides must be a mapping or key=value pairs")
+    result: dict[str, Any] = {}
+    for key, item in pairs:
+        name = str(key).strip()
+        if not name or any(c.isspace() for c in name):
+            raise ValueError(f"override key {key!r} is empty or contains spaces")
+        result[name] = item
+    return result
 
 
 def _read_settings_file(path: str) -> dict[str, Any]:
@@ -209,6 +262,8 @@ def _read_settings_file(path: str) -> dict[str, Any]:
 
 def _coerce(cls: type, name: str, value: Any) -> Any:
     kind = {f.name: f for f in dataclasses.fields(cls)}[name].type
+    if "dict" in str(kind):
+        return parse_overrides(value)
     if "list" in str(kind):
         if isinstance(value, str):
             return [p.strip() for p in value.split(",") if p.strip()]

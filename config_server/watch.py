@@ -163,8 +163,8 @@ class WatchHub:
                 slots = list(self._slots.values())
             changed = 0
             for slot in slots:
-                if wanted is not None and slot.application not in wanted:
-                    continue
+                if wanted is not None and wanted.isdisjoint(slot.application.split(",")):
+                    continue  # `orders,shared` is watched by a change to either name
                 current = self._resolve(slot.application, slot.profiles, slot.label)
                 if current is None:
                     continue

@@ -31,6 +31,7 @@ def health():
             "repository": details,
             "cache": state.service.cache.stats(),
             "watchers": state.hub.watchers(),
+            "overrides": state.settings.overrides,
             "worker": os.getpid(),
         }
     return jsonify(body), 200 if body["status"] == "UP" else 503

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from config_server import __version__
-from config_server.names import MAX_LABEL_LENGTH, MAX_NAME_LENGTH
+from config_server.names import MAX_LABEL_LENGTH, MAX_LIST_ITEMS, MAX_NAME_LENGTH
 
 blueprint = Blueprint("openapi", __name__)
 
@@ -30,12 +30,17 @@ def _path_param(name: str, description: str, schema: dict[str, Any] | None = Non
     }
 
 
-_APPLICATION = _path_param("application", "Application name, e.g. `orders`.")
+_APPLICATION = _path_param(
+    "application",
+    "Application name, or several separated by commas (a later one wins), e.g. `orders` or `orders,shared`.",
+    {"type": "string", "minLength": 1, "maxLength": MAX_LIST_ITEMS * (MAX_NAME_LENGTH + 1) - 1},
+)
 _PROFILES = _path_param("profiles", "Comma-separated profiles, later wins, e.g. `prod` or `dev,eu`.")
 _LABEL = _path_param(
     "label",
-    "Branch, tag or commit id; `(_)` stands for `/` (so does a percent-encoded `/`).",
-    {"type": "string", "minLength": 1, "maxLength": MAX_LABEL_LENGTH},
+    "Branch, tag or commit id, or several separated by commas (a later one wins; the version is "
+    "their commit ids joined by `,`); `(_)` stands for `/` (so does a percent-encoded `/`).",
+    {"type": "string", "minLength": 1, "maxLength": MAX_LIST_ITEMS * (MAX_LABEL_LENGTH + 1) - 1},
 )
 _WAIT = {
     "name": "wait",

@@ -88,20 +88,29 @@ def require_role(role: str, event: str) -> Client:
 
 
 def require_read(application: str, profiles: str, label: str | None, event: str = "read") -> None:
-    """Validate the names, then check the client may read them (the default label when none)."""
-    app = names.validate_application(application)
+    """Validate the names, then check the client may read them (the default label when none).
+
+    A request listing several applications (`orders,shared`) or labels (`main,release-1`) needs
+    every one of them.
+    """
+    apps = names.validate_applications(application)
     wanted = names.validate_profiles(profiles)
-    real_label = names.validate_label(label) if label is not None else None
-    note(event, application=app, profiles=",".join(wanted), label=real_label)
+    labels = names.validate_labels(label) if label is not None else None
+    note(event, application=",".join(apps), profiles=",".join(wanted), label=_joined(labels))
     client = current_client()
     if client is ANONYMOUS:
         return
-    effective = real_label or _state().service.backend.default_label()
-    if not client.may_read(app, wanted, effective):
-        raise AccessDenied(
-            f"client {client.name!r} may not read application {app!r}, profiles "
-            f"{','.join(wanted)!r}, label {effective!r}"
-        )
+    for effective in labels or (_state().service.backend.default_label(),):
+        for app in apps:
+            if not client.may_read(app, wanted, effective):
+                raise AccessDenied(
+                    f"client {client.name!r} may not read application {app!r}, profiles "
+                    f"{','.join(wanted)!r}, label {effective!r}"
+                )
+
+
+def _joined(labels: tuple[str, ...] | None) -> str | None:
+    return None if labels is None else ",".join(labels)
 
 
 def note(event: str, **fields: Any) -> None:

@@ -48,3 +48,26 @@ def test_client_sees_an_unknown_label_as_a_failure(server):
     )
     with pytest.raises(ConnectionError):
         client.get_config()
+
+
+def test_client_fetches_several_names_and_labels(repo, server):
+    """`app_name="orders,shared"` as `spring.cloud.config.name` would send it, at a label list."""
+    repo.commit(
+        {
+            "shared.yml": "orders:\n  max-items: 7\n  region: eu\n",
+            "shared-prod.yml": "database:\n  port: 6543\n",
+        }
+    )
+    client = ConfigClient(
+        address=server.url, app_name="orders,shared", profile="prod", label="v1,main", fail_fast=False
+    )
+    client.get_config()
+    assert client.get("orders.max-items") == 500  # orders-prod.yml: profile files beat shared.yml
+    assert client.get("orders.region") == "eu"
+    assert client.get("database.port") == 6543  # shared-prod.yml beats application.yml
+    assert client.get("database.host") == "db.prod.internal"
+    missing = ConfigClient(
+        address=server.url, app_name="orders,shared", profile="prod", label="main,nope", fail_fast=False
+    )
+    with pytest.raises(ConnectionError):
+        missing.get_config()
