@@ -222,7 +222,10 @@ def parse_overrides(value: Any) -> dict[str, Any]:
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("{"):
-            value = yaml.safe_load(text)
+            try:
+                value = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ValueError(f"overrides are not a valid YAML mapping: {exc}") from None
             if not isinstance(value, dict):
                 raise ValueError("overrides must be a mapping of keys to values")
         else:

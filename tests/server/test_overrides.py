@@ -95,7 +95,7 @@ def test_overrides_merge_per_key_flag_over_variable_over_file(tmp_path):
     assert parse_overrides('{a: "1,2", b: 3}') == {"a": "1,2", "b": 3}
 
 
-@pytest.mark.parametrize("value", [["novalue"], ["=x"], ["a b=c"], "[1, 2]", 5])
+@pytest.mark.parametrize("value", [["novalue"], ["=x"], ["a b=c"], "[1, 2]", 5, "{a: [", "{}x: 1"])
 def test_malformed_overrides_are_refused_clearly(value):
     with pytest.raises(ValueError, match="override"):
         Settings.load({"overrides": value}, None, {})
