@@ -306,3 +306,29 @@ def test_fast_answers_for_lists_match_the_flask_view(labelled, repo, serve, http
         assert fast.headers[header] == slow.headers[header], header
     missing = http.get(server.url + "/orders/default/main,nope")
     assert missing.status_code == 404 and missing.json()["path"] == "/orders/default/main,nope"
+
+
+def test_gevent_worker_answers_a_list_long_poll_directly_with_the_flask_body(repo, server_process):
+    repo.commit({"orders.yml": "a: 1\n", "shared.yml": "b: 1\n"})
+    repo.git("branch", "release-1")
+    server = server_process("--repo", str(repo.path), "--workers", "1")
+    close = {"Connection": "close"}
+    server.wait_ready(lambda: requests.get(f"{server.url}/health", timeout=1, headers=close).ok)
+    url = f"{server.url}/orders,shared/default/release-1,main"
+    etag = requests.get(url, timeout=5, headers=close).headers["ETag"]
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        future = executor.submit(watch, url, etag)
+        wait_for(
+            lambda: (
+                requests.get(f"{server.url}/health", timeout=5, headers=close).json()["details"]["watchers"]
+                == 1
+            ),
+            what="the long poll to park",
+        )
+        main = repo.commit({"shared.yml": "b: 2\n"})
+        answer = future.result(timeout=20)
+    assert answer.status_code == 200 and "Server" not in answer.headers  # written by the hub
+    assert answer.json()["version"] == f"{repo.git('rev-parse', 'release-1')},{main}"
+    plain = requests.get(url + "?via=flask", timeout=5, headers=close)
+    assert answer.content == plain.content
+    assert answer.headers["ETag"] == plain.headers["ETag"]
