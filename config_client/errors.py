@@ -19,3 +19,13 @@ class ServerError(ConfigClientError):
 
 class InvalidResponse(ConfigClientError):
     """The server's answer is not a valid Environment; it is never applied."""
+
+
+class RejectedVersion(ConfigClientError):
+    """A version the service must not run (a bound exceeded, an undecryptable value, or the
+    service's own validation failed): it is not applied and the last good settings stay."""
+
+    def __init__(self, version: str | None, reason: str) -> None:
+        super().__init__(f"version {version} rejected: {reason}")
+        self.version = version
+        self.reason = reason

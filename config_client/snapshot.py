@@ -2,7 +2,12 @@
 
 A snapshot is built once, never changed, and swapped in whole, so a reader always sees one
 complete version. Merging follows the server's rules: the most specific property source wins and
-a list set by a higher source replaces a lower source's list whole.
+a list set by a higher source replaces a lower source's list whole (a test in
+tests/integration feeds the same documents to both packages and asserts they agree).
+
+A version is refused (`RejectedVersion`) before it can be applied when a list index exceeds
+`MAX_LIST_INDEX` (`servers[2000000000]=x` would allocate two billion entries in `nested()`) or
+when it carries Spring's undecryptable-value marker (`invalid.<key>` = `<n/a>`).
 """
 
 from __future__ import annotations
@@ -17,9 +22,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from config_client.errors import InvalidResponse
+from config_client.errors import InvalidResponse, RejectedVersion
+
+#: The largest list index a version may use; a bigger one makes the version refused.
+MAX_LIST_INDEX = 10_000
+#: What the server sends, as `invalid.<key>`, for a value it could not decrypt.
+UNDECRYPTABLE = "<n/a>"
 
 _LIST_INDEX = re.compile(r"\[\d+\]")
+_INDEX_VALUE = re.compile(r"\[(\d+)\]")
 _PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
@@ -69,16 +80,20 @@ class Change:
 class Snapshot:
     """One version of a service's settings, read-only."""
 
-    __slots__ = ("version", "etag", "label", "environment", "values", "_nested")
+    __slots__ = ("version", "etag", "label", "environment", "values", "_nested", "_models")
 
     def __init__(self, environment: Mapping[str, Any], etag: str | None = None) -> None:
+        """Merge an Environment; raises InvalidResponse for a malformed one and RejectedVersion for
+        one that must not be applied (list index over the bound, undecryptable value)."""
         sources = _property_sources(environment)
         self.environment = environment
         self.version: str | None = environment.get("version")
         self.label: str | None = environment.get("label")
+        check_usable(sources, self.version)
         self.values: Mapping[str, Any] = MappingProxyType(merge_sources(sources))
         self.etag = etag or content_tag(environment)
         self._nested: dict[str, Any] | None = None
+        self._models: Mapping[object, Any] = MappingProxyType({})
 
     @classmethod
     def empty(cls) -> Snapshot:
@@ -103,8 +118,45 @@ class Snapshot:
             newer.version,
             added={k: v for k, v in new.items() if k not in old},
             removed={k: v for k, v in old.items() if k not in new},
-            changed={k: (old[k], v) for k, v in new.items() if k in old and old[k] != v},
+            changed={k: (old[k], v) for k, v in new.items() if k in old and _differs(old[k], v)},
         )
+
+    def model(self, binding: object) -> Any:
+        """The instance of a bound model (see `ConfigClient.bind`) built from this very version."""
+        try:
+            return self._models[binding]
+        except KeyError:
+            raise KeyError(f"{binding!r} has no instance in version {self.version}") from None
+
+    def with_models(self, models: Mapping[object, Any]) -> Snapshot:
+        """A copy of this snapshot (same version, same values) carrying these bound-model instances."""
+        twin = object.__new__(Snapshot)
+        for name in Snapshot.__slots__:
+            object.__setattr__(twin, name, getattr(self, name))
+        twin._models = MappingProxyType(dict(models))
+        return twin
+
+
+def _differs(old: Any, new: Any) -> bool:
+    """`1 -> true` and `0 -> false` are changes: Python's `1 == True` must not hide them."""
+    return type(old) is not type(new) or old != new
+
+
+def check_usable(sources: list[Mapping[str, Any]], version: str | None) -> None:
+    """Raise RejectedVersion when a source has a list index over MAX_LIST_INDEX or an
+    undecryptable value (Spring's `invalid.<key>` = `<n/a>`)."""
+    for source in sources:
+        for key, value in source.items():
+            if not isinstance(key, str):
+                raise InvalidResponse("a property source has a key that is not a string")
+            if "[" in key:
+                for index in _INDEX_VALUE.findall(key):
+                    if len(index.lstrip("0")) > 6 or int(index) > MAX_LIST_INDEX:
+                        raise RejectedVersion(
+                            version, f"{key}: list index over the limit of {MAX_LIST_INDEX}"
+                        )
+            if key.startswith("invalid.") and value == UNDECRYPTABLE:
+                raise RejectedVersion(version, f"{key[len('invalid.'):]}: the server could not decrypt it")
 
 
 def content_tag(environment: Mapping[str, Any]) -> str:
@@ -133,8 +185,10 @@ def merge_sources(sources: list[Mapping[str, Any]]) -> dict[str, Any]:
 def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     """Flat `a.b[0]` keys into nested dicts and lists (conflicting keys keep the first shape)."""
     root: dict[str, Any] = {}
-    for key in sorted(flat, key=lambda k: [(n, int(i) if i else -1) for n, i in _PART.findall(k)]):
+    for key in sorted(flat, key=_natural_key):
         parts: list[Any] = [int(i) if i else n for n, i in _PART.findall(key)]
+        if not parts:
+            continue
         node: Any = root
         for part, following in zip(parts, parts[1:], strict=False):
             fresh: Any = [] if isinstance(following, int) else {}
@@ -146,6 +200,11 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     return root
 
 
+def _natural_key(key: str) -> list[tuple[int, str, int]]:
+    """Names before indexes, indexes in numeric order: the server's order, so both nest alike."""
+    return [(0, name, 0) if name else (1, "", int(i)) for name, i in _PART.findall(key)]
+
+
 def _descend(node: Any, part: Any, fresh: Any, leaf: bool = False) -> Any:
     if isinstance(node, dict) and isinstance(part, str):
         if leaf:
@@ -153,6 +212,8 @@ def _descend(node: Any, part: Any, fresh: Any, leaf: bool = False) -> Any:
             return None
         child = node.setdefault(part, fresh)
     elif isinstance(node, list) and isinstance(part, int):
+        if part > MAX_LIST_INDEX:  # Snapshot refuses such versions; unflatten() stays bounded too
+            return None
         node.extend([None] * (part + 1 - len(node)))
         if leaf:
             node[part] = fresh

@@ -37,7 +37,6 @@ class Transport:
         token: str | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         verify: bool | str = True,
-        client_id: str | None = None,
     ) -> None:
         self.server_url = server_url.rstrip("/")
         self.timeout = timeout
@@ -50,8 +49,6 @@ class Transport:
             self.session.auth = (username or "", password or "")
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
-        if client_id:
-            self.session.headers["X-Config-Client-Id"] = client_id
 
     def environment_url(self, app: str, profiles: str, label: str | None) -> str:
         """`/{app}/{profiles}[/{label}]` with each part escaped and `/` in a label written `(_)`."""
@@ -59,10 +56,19 @@ class Transport:
         return self.server_url + "/" + "/".join(quote(p, safe="(),_-.") for p in parts)
 
     def fetch(
-        self, app: str, profiles: str, label: str | None, etag: str | None = None, wait: float | None = None
+        self,
+        app: str,
+        profiles: str,
+        label: str | None,
+        etag: str | None = None,
+        wait: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> FetchResult:
-        """GET the Environment; with `etag` it is conditional, with `wait` it is a long poll."""
-        headers = {"If-None-Match": _quoted(etag)} if etag else {}
+        """GET the Environment; with `etag` it is conditional, with `wait` it is a long poll;
+        `headers` are added (the instance report)."""
+        headers = dict(headers or {})
+        if etag:
+            headers["If-None-Match"] = _quoted(etag)
         params = {"wait": f"{wait:g}"} if wait else None
         timeout = (self.timeout[0], self.timeout[1] + (wait or 0))
         url = self.environment_url(app, profiles, label)
