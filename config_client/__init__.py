@@ -1,7 +1,7 @@
 """Client library for services: settings from the config server, kept current without a restart."""
 
-from config_client.client import ConfigClient
 from config_client.binding import Binding
+from config_client.client import ConfigClient
 from config_client.errors import (
     ConfigClientError,
     ConfigUnavailable,

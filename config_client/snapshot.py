@@ -156,7 +156,7 @@ def check_usable(sources: list[Mapping[str, Any]], version: str | None) -> None:
                             version, f"{key}: list index over the limit of {MAX_LIST_INDEX}"
                         )
             if key.startswith("invalid.") and value == UNDECRYPTABLE:
-                raise RejectedVersion(version, f"{key[len('invalid.'):]}: the server could not decrypt it")
+                raise RejectedVersion(version, f"{key[len('invalid.') :]}: the server could not decrypt it")
 
 
 def content_tag(environment: Mapping[str, Any]) -> str:

@@ -145,7 +145,9 @@ def test_token_is_read_from_config_client_token_env(repo, serve, tmp_path, monke
     repo.commit({"orders.yml": "a: 7\n"})
     token = "token-of-orders-" + "x" * 20
     auth_file = tmp_path / "auth.yml"
-    auth_file.write_text(f"clients:\n  - name: orders\n    tokens: [{hash_token(token)}]\n    roles: [read]\n")
+    auth_file.write_text(
+        f"clients:\n  - name: orders\n    tokens: [{hash_token(token)}]\n    roles: [read]\n"
+    )
     server = serve(repo.path, auth_file=str(auth_file))
     with pytest.raises(Exception, match="401"):
         ConfigClient(server.url, "orders", fail_fast=True, start_attempts=1, watch=False).start()

@@ -178,14 +178,18 @@ def test_instance_headers_are_sent_on_every_environment_request(repo, serve, cli
         client = clients(front.url, "orders", validate=validate, wait=1).start()
         good = client.version
         first = recorder.seen[0]
-        assert re.fullmatch(rf"{re.escape(socket.gethostname())}:{os.getpid()}:[0-9a-f]{{8}}", first["X-Config-Client-Id"])
+        assert re.fullmatch(
+            rf"{re.escape(socket.gethostname())}:{os.getpid()}:[0-9a-f]{{8}}", first["X-Config-Client-Id"]
+        )
         assert "X-Config-Applied" not in first and "X-Config-Rejected" not in first
         wait_for(lambda: len(recorder.seen) >= 2, what="the first long poll")
         assert recorder.seen[1]["X-Config-Applied"] == good
         bad = repo.commit({"orders.yml": "orders:\n  currency: XXX\n"})
         wait_for(lambda: any("X-Config-Rejected" in h for h in recorder.seen), what="a rejected report")
         report = next(h for h in recorder.seen if "X-Config-Rejected" in h)
-        assert report["X-Config-Rejected"] == f'{bad}; reason="currency \\"XXX\\" is not allowed see the wiki"'
+        assert (
+            report["X-Config-Rejected"] == f'{bad}; reason="currency \\"XXX\\" is not allowed see the wiki"'
+        )
         assert report["X-Config-Applied"] == good
         ids = {h["X-Config-Client-Id"] for h in recorder.seen}
         assert ids == {first["X-Config-Client-Id"]}
