@@ -138,6 +138,9 @@ class ConfigClient:
         self._client_id: tuple[int, str] | None = None
         self._started_pid: int | None = None
         self._fork_warned = False
+        #: Set by integrations that start a fresh client in a forked child themselves (Django's
+        #: `client()`): the parent's copy is then expected to go stale, and no warning is given.
+        self.restarts_after_fork = False
         self.long_poll = True
         #: Where the current settings came from: "server", "cache" or "none".
         self.source = "none"
@@ -485,6 +488,8 @@ class ConfigClient:
     # -- pre-fork servers ---------------------------------------------------------------------
 
     def _warn_forked(self) -> None:
+        if self.restarts_after_fork:
+            return
         if not self._fork_warned:
             self._fork_warned = True
             log.warning(

@@ -43,6 +43,7 @@ def client() -> ConfigClient:
     with _lock:
         if _running is None or _running[0] != os.getpid():
             made = _make_client()
+            made.restarts_after_fork = True  # a forked child starts its own on first use
             made.on_change(_send_signal)
             made.start()
             _running = (os.getpid(), made)
