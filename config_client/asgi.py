@@ -24,23 +24,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, TypeVar
 
 from config_client.binding import Binding
-from config_client.client import ConfigClient
+from config_client.client import ConfigClient, Listener
 from config_client.snapshot import Snapshot
 
 M = TypeVar("M")
 
 
-def lifespan(client: ConfigClient) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
+def lifespan(
+    client: ConfigClient, listeners: Iterable[Listener] = ()
+) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
     """A lifespan for `FastAPI(lifespan=...)` / `Starlette(lifespan=...)`: starts the client (in a
     thread: the first fetch is blocking HTTP) before the first request, stops it at shutdown, and
-    puts it in `app.state.config_client`."""
+    puts it in `app.state.config_client`. `listeners` (coroutine functions welcome) are registered
+    on the server's event loop, so coroutine listeners run there."""
 
     @contextlib.asynccontextmanager
     async def run(app: Any) -> AsyncIterator[None]:
+        unsubscribers = [client.on_change(listener) for listener in listeners]
         await asyncio.to_thread(client.start)
         state = getattr(app, "state", None)
         if state is not None:
@@ -48,6 +52,8 @@ def lifespan(client: ConfigClient) -> Callable[[Any], contextlib.AbstractAsyncCo
         try:
             yield
         finally:
+            for unsubscribe in unsubscribers:
+                unsubscribe()
             await asyncio.to_thread(client.stop)
 
     return run

@@ -1,6 +1,6 @@
 """Django and pre-fork servers (issue 14), with real gunicorn workers and real commits.
 
-- A minimal real Django project (written to a temporary folder) served by gunicorn with two
+- The minimal real Django project of examples/django_service served by gunicorn with two
   workers: `config_client.django` starts the client in `AppConfig.ready()`, views read values
   that change, a receiver of `config_changed` sees the commit; with `--preload` (the app loaded
   before the fork) each worker starts its own client on first use.
@@ -25,61 +25,7 @@ from tests.helpers import free_port, wait_for
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 
-DJANGO_FILES = {
-    "proj/__init__.py": "",
-    "proj/settings.py": """
-        import os
-        SECRET_KEY = "test-only"
-        DEBUG = False
-        ALLOWED_HOSTS = ["127.0.0.1"]
-        INSTALLED_APPS = ["config_client.django", "shop"]
-        MIDDLEWARE = []
-        ROOT_URLCONF = "proj.urls"
-        DATABASES = {}
-        USE_TZ = True
-        CONFIG_SERVER = {"url": os.environ["CONFIG_URL"], "app": "orders", "profiles": "default",
-                         "wait": 5}
-        """,
-    "proj/urls.py": """
-        from django.urls import path
-        from shop.views import index
-        urlpatterns = [path("", index)]
-        """,
-    "proj/wsgi.py": """
-        import os
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proj.settings")
-        from django.core.wsgi import get_wsgi_application
-        application = get_wsgi_application()
-        """,
-    "shop/__init__.py": "",
-    "shop/apps.py": """
-        from django.apps import AppConfig
-
-        class ShopConfig(AppConfig):
-            name = "shop"
-
-            def ready(self):
-                from config_client.django import config_changed
-                from shop import views
-                config_changed.connect(views.record_change)
-        """,
-    "shop/views.py": """
-        import os
-        from django.http import JsonResponse
-        import config_client.django as config
-
-        changes = []
-
-        def record_change(sender, change, **kwargs):
-            changes.append(change.new_version)
-
-        def index(request):
-            settings = config.snapshot()  # one version for this request
-            return JsonResponse({"pid": os.getpid(), "version": settings.version,
-                                 "limit": settings.get("orders.limit"),
-                                 "limit_via_get": config.get("orders.limit"), "signalled": changes})
-        """,
-}
+DJANGO_EXAMPLE = ROOT / "examples" / "django_service"
 
 
 def write_files(base: Path, files: dict[str, str]) -> None:
@@ -92,7 +38,7 @@ def write_files(base: Path, files: dict[str, str]) -> None:
 class Gunicorn:
     """gunicorn in a subprocess; stopped (and its log returned) by `stop()`."""
 
-    def __init__(self, cwd: Path, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, cwd: Path, args: list[str], env: dict[str, str], path: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log = cwd / f"gunicorn-{self.port}.log"
@@ -100,7 +46,7 @@ class Gunicorn:
             self.process = subprocess.Popen(
                 [GUNICORN, "--bind", f"127.0.0.1:{self.port}", "--workers", "2", *args],
                 cwd=cwd,
-                env={**os.environ, "PYTHONPATH": f"{cwd}{os.pathsep}{ROOT}", **env},
+                env={**os.environ, "PYTHONPATH": f"{path or cwd}{os.pathsep}{ROOT}", **env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -125,8 +71,8 @@ class Gunicorn:
 def gunicorn(tmp_path):
     started: list[Gunicorn] = []
 
-    def start(args: list[str], env: dict[str, str]) -> Gunicorn:
-        server = Gunicorn(tmp_path, args, env)
+    def start(args: list[str], env: dict[str, str], path: Path | None = None) -> Gunicorn:
+        server = Gunicorn(tmp_path, args, env, path)
         started.append(server)
         return server
 
@@ -137,21 +83,21 @@ def gunicorn(tmp_path):
 
 @pytest.mark.parametrize("preload", [False, True], ids=["per-worker-import", "preload"])
 def test_django_project_reads_changing_values_and_gets_signals(repo, serve, tmp_path, gunicorn, preload):
-    repo.commit({"orders.yml": "orders:\n  limit: 1\n"})
+    repo.commit({"orders.yml": "orders:\n  max-items: 1\n  currency: EUR\n"})
     config = serve(repo.path)
-    write_files(tmp_path, DJANGO_FILES)
-    args = ["proj.wsgi:application"] + (["--preload"] if preload else [])
-    server = gunicorn(args, {"CONFIG_URL": config.url})
-    wait_for(lambda: server.get()["limit"] == 1, timeout=30, what="Django to answer")
-    sha = repo.commit({"orders.yml": "orders:\n  limit: 2\n"})
+    args = ["orders_site.wsgi:application"] + (["--preload"] if preload else [])
+    env = {"CONFIG_SERVER_URL": config.url, "CONFIG_CACHE_DIR": str(tmp_path / "cache")}
+    server = gunicorn(args, env, DJANGO_EXAMPLE)
+    wait_for(lambda: server.get()["max_items"] == 1, timeout=30, what="Django to answer")
+    sha = repo.commit({"orders.yml": "orders:\n  max-items: 2\n  currency: USD\n"})
 
     def all_new() -> bool:
         answers = [server.get() for _ in range(8)]
-        return all(a["version"] == sha and a["limit"] == a["limit_via_get"] == 2 for a in answers)
+        return all(a["version"] == sha and (a["max_items"], a["currency"]) == (2, "USD") for a in answers)
 
     wait_for(all_new, timeout=20, what="every worker to apply the commit")
-    answers = [server.get() for _ in range(8)]
-    assert all(sha in a["signalled"] for a in answers)
+    # the signal is sent right after the swap: wait for it in every worker that answers
+    wait_for(lambda: all(sha in server.get()["signalled"] for _ in range(8)), what="the signal")
     log = server.stop()
     assert "started in process" not in log  # Django's accessor restarts after a fork: no warning
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import runpy
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import pydantic
 import requests
@@ -12,6 +17,24 @@ from fastapi import Depends, FastAPI
 from config_client import ConfigClient, Snapshot
 from config_client.asgi import lifespan, model_dependency, snapshot_dependency
 from tests.helpers import free_port, wait_for
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fastapi_service.py"
+
+
+@contextlib.contextmanager
+def uvicorn_serving(app: FastAPI) -> Iterator[str]:
+    """Serve `app` with a real uvicorn on 127.0.0.1; yields its URL; stopped afterwards."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, what="uvicorn to start")
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert not thread.is_alive()
 
 
 class OrdersSettings(pydantic.BaseModel):
@@ -48,13 +71,7 @@ def test_fastapi_app_under_uvicorn_follows_a_commit(repo, serve):
     repo.commit({"orders.yml": "orders:\n  limit: 1\n  currency: EUR\n"})
     config = serve(repo.path)
     app, client = make_app(config.url)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: server.started, what="uvicorn to start")
-        url = f"http://127.0.0.1:{port}/"
+    with uvicorn_serving(app) as url:
         first = requests.get(url, timeout=5).json()
         assert first == {
             "version": repo.head(),
@@ -73,8 +90,29 @@ def test_fastapi_app_under_uvicorn_follows_a_commit(repo, serve):
             "flat_limit": 2,
             "live_currency": "USD",
         }
-    finally:
-        server.should_exit = True
-        thread.join(10)
-    assert not thread.is_alive()
     assert client._stop.is_set()  # the lifespan stopped the client
+
+
+def test_fastapi_example_follows_a_commit_and_refuses_a_bad_one(repo, serve, tmp_path, monkeypatch, caplog):
+    repo.commit({"orders.yml": "orders:\n  max-items: 100\n  currency: EUR\ndatabase:\n  host: db1\n"})
+    config = serve(repo.path)
+    monkeypatch.setenv("CONFIG_SERVER_URL", config.url)
+    monkeypatch.setenv("CONFIG_CACHE_DIR", str(tmp_path / "cache"))
+    example = runpy.run_path(str(EXAMPLE))
+    with caplog.at_level(logging.INFO, logger="orders"), uvicorn_serving(example["app"]) as url:
+        assert requests.get(url, timeout=5).json() == {
+            "version": repo.head(),
+            "max_items": 100,
+            "currency": "EUR",
+            "database": "db1",
+        }
+        sha = repo.commit(
+            {"orders.yml": "orders:\n  max-items: 5\n  currency: USD\ndatabase:\n  host: db2\n"}
+        )
+        wait_for(lambda: requests.get(url, timeout=5).json()["version"] == sha, what="the commit")
+        assert requests.get(url, timeout=5).json()["max_items"] == 5
+        wait_for(lambda: f"settings changed to {sha}" in caplog.text, what="the coroutine listener")
+        bad = repo.commit({"orders.yml": "orders:\n  max-items: lots\n"})
+        wait_for(lambda: example["client"].rejected, what="the bad commit to be refused")
+        assert example["client"].rejected[0] == bad
+        assert requests.get(url, timeout=5).json()["version"] == sha

@@ -1,0 +1,1 @@
+"""The example app: a view reading settings that change."""
