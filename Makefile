@@ -12,6 +12,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# A plain install is the client only; `[dev]` = the `[server]` extra + pydantic + the test
+# frameworks (FastAPI, uvicorn, Django...) + ruff: what run, test and bench need.
 $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@

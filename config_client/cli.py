@@ -127,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("key", nargs="?", help="one flat key (or a prefix) to print")
             sub.add_argument("--format", choices=("yaml", "json", "properties", "env"), default="yaml")
         sub.add_argument("--label", help="branch, tag or commit (default: the server's)")
-        sub.add_argument("--token", help="bearer token")
+        sub.add_argument("--token", help="bearer token (default: the CONFIG_CLIENT_TOKEN variable)")
         sub.add_argument("--username", help="HTTP Basic user name")
         sub.add_argument("--password", help="HTTP Basic password")
         sub.add_argument("--cache-dir", help="folder for the last-known-good copy")
