@@ -51,7 +51,7 @@ class Binding(Generic[M]):
     def current(self) -> M:
         """The instance built from the client's current version (one consistent object)."""
         try:
-            return self._client.snapshot.model(self)
+            return self._client.snapshot.model(self)  # type: ignore[no-any-return]
         except KeyError:
             raise ConfigClientError(
                 f"no version of {self._client.app}/{self._client.profiles} satisfying "

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(message)s",
     )
     try:
-        return args.run(args)
+        return int(args.run(args))
     except ConfigClientError as exc:
         print(f"config-client: {exc}", file=sys.stderr)
         return 2

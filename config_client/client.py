@@ -231,28 +231,26 @@ class ConfigClient:
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value of a flat key such as `db.pool.max` or `hosts[0]`, or `default`."""
-        return self.snapshot.values.get(key, default)
+        return self._snapshot.values.get(key, default)
 
     def __getitem__(self, key: str) -> Any:
-        value = self.snapshot.values.get(key, _MISSING)
+        value = self._snapshot.values.get(key, _MISSING)
         if value is _MISSING:
             raise KeyError(key)
         return value
 
     def __contains__(self, key: object) -> bool:
-        return key in self.snapshot.values
+        return key in self._snapshot.values
 
     @property
     def snapshot(self) -> Snapshot:
         """The current immutable snapshot (keep it to read several keys of one version)."""
-        if self._started_pid is not None and self._started_pid != os.getpid():
-            self._warn_forked()
         return self._snapshot
 
     @property
     def settings(self) -> dict[str, Any]:
         """All settings nested (`{"db": {"pool": {"max": 10}}}`), as a copy."""
-        return self.snapshot.nested()
+        return self._snapshot.nested()
 
     @property
     def version(self) -> str | None:
@@ -375,9 +373,11 @@ class ConfigClient:
         if result.status == 200 and wait and self.long_poll and _server_ignored_long_poll(result, etag):
             self.long_poll = False
             log.info("server does not hold long polls; polling every %ss", self.poll_interval)
-        return self._apply(result, applied_before, notify)
+        return self._apply(result, applied_before, notify=notify)
 
-    def _apply(self, result: FetchResult, applied_before: int, notify: bool = True) -> Any:
+    def _apply(self, result: FetchResult, applied_before: int | None = None, notify: bool = True) -> Any:
+        """Check and apply one answer. `applied_before` is the apply count when its request was
+        sent: if another version was applied since, the answer is _STALE (None: no such check)."""
         if result.status == 304:
             if self._rejected is None:
                 self.source = "server"  # the server confirmed what runs
@@ -389,7 +389,7 @@ class ConfigClient:
         with self._apply_lock:
             if notify and self._stop.is_set():
                 return None  # an answer that arrives after stop() is never applied
-            if self._applied_count != applied_before:
+            if applied_before is not None and self._applied_count != applied_before:
                 return _STALE
             old = self._snapshot
             if tag == old.etag and version == old.version:
@@ -426,7 +426,7 @@ class ConfigClient:
 
     def _checked(self, candidate: Snapshot) -> Snapshot:
         """The candidate with its bound models built, after every check; else RejectedVersion."""
-        models = {binding: binding.build(candidate) for binding in self._bindings}
+        models: dict[object, Any] = {binding: binding.build(candidate) for binding in self._bindings}
         candidate = candidate.with_models(models)
         if self.logging_levels:
             levels_from(candidate.values, candidate.version)

@@ -35,7 +35,8 @@ def test_config_server_without_server_packages_exits_2_naming_the_extra(tmp_path
     target = tmp_path / "venv"
     venv.create(target, with_pip=False)
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--prefix", str(target), str(ROOT)],
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--ignore-installed"]
+        + ["--prefix", str(target), str(ROOT)],
         check=True,
         capture_output=True,
     )
