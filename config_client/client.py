@@ -406,10 +406,10 @@ class ConfigClient:
                 raise
             self.source = "server"
             change = old.diff(candidate)
+            self._apply_levels(candidate)  # before the swap: whoever sees the version sees them
+            self._rejected = None
             self._snapshot = candidate
             self._applied_count += 1
-            self._rejected = None
-            self._apply_levels(candidate)
             self._wake_version_waiters(candidate.version, None)
             if self.store is not None:
                 try:

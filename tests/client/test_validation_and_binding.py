@@ -44,6 +44,7 @@ def test_validate_callable_rejects_a_version_and_keeps_the_last_good(repo, serve
         client.refresh()
     fixed = repo.commit({"orders.yml": "orders:\n  limit: 50\n  currency: EUR\n"})
     wait_for(lambda: client.version == fixed, what="the repair to be applied")
+    wait_for(lambda: seen, what="the listener (called right after the swap)")
     assert client.rejected is None and seen[0].changed["orders.limit"] == (10, 50)
 
 
