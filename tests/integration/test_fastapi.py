@@ -116,3 +116,25 @@ def test_fastapi_example_follows_a_commit_and_refuses_a_bad_one(repo, serve, tmp
         wait_for(lambda: example["client"].rejected, what="the bad commit to be refused")
         assert example["client"].rejected[0] == bad
         assert requests.get(url, timeout=5).json()["version"] == sha
+
+
+def test_starlette_app_with_the_lifespan_follows_a_commit(repo, serve):
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    repo.commit({"orders.yml": "limit: 1\n"})
+    config = serve(repo.path)
+    client = ConfigClient(config.url, "orders", wait=5)
+
+    async def index(request):
+        settings = request.app.state.config_client.snapshot  # one version for this request
+        return JSONResponse({"version": settings.version, "limit": settings.get("limit")})
+
+    app = Starlette(routes=[Route("/", index)], lifespan=lifespan(client))
+    with uvicorn_serving(app) as url:
+        assert requests.get(url, timeout=5).json()["limit"] == 1
+        sha = repo.commit({"orders.yml": "limit: 2\n"})
+        wait_for(
+            lambda: requests.get(url, timeout=5).json() == {"version": sha, "limit": 2}, what="the commit"
+        )
