@@ -17,7 +17,8 @@ from config_server.http.fast_path import FastEnvironmentPath
 from config_server.sample import ensure_sample_repository
 from config_server.service import ConfigService
 from config_server.settings import Settings
-from config_server.watch import ChangeDetector, WatchHub
+from config_server.watch.detector import ChangeDetector
+from config_server.watch.hub import WatchHub
 from config_server.wsgi import EncodedSlashMiddleware
 
 #: Largest request body accepted (webhooks, encrypt): anything bigger is a 413.
@@ -64,7 +65,6 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["config_service"] = service
     app.extensions["config_server"] = ServerState(
         settings, service, hub, detector, auth, AuditLog(settings.audit_log)
     )

@@ -16,8 +16,6 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-EVENTS = frozenset({"read", "watch", "encrypt", "decrypt", "monitor", "denied"})
-
 
 class AuditLog:
     """Writes audit records to a file (or standard error for `-`); `None` disables it."""

@@ -47,19 +47,6 @@ class ResolvedEnvironment:
         """The merged settings with `${...}` placeholders resolved."""
         return render.resolve_placeholders(self.merged)
 
-    def http_response(self, label: str | None, date: str) -> bytes:
-        """The whole HTTP/1.1 200 answer (status line, headers, body) for a direct long-poll answer."""
-        body = self.body(label)
-        head = (
-            "HTTP/1.1 200 OK\r\n"
-            f"Date: {date}\r\n"
-            "Content-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            f'ETag: "{self.etag}"\r\n'
-            "Cache-Control: no-cache\r\n\r\n"
-        )
-        return head.encode("latin-1") + body
-
     def body(self, label: str | None) -> bytes:
         """The Environment JSON for a request that asked for `label` (echoed as asked).
 

@@ -19,8 +19,9 @@ from gevent import monkey
 from gunicorn.workers.base_async import ALREADY_HANDLED
 from gunicorn.workers.ggevent import GeventWorker as _GunicornGeventWorker
 
-from config_server.http.wire import ANSWERED, DIRECT_SOCKET
+from config_server.http.wire import ANSWERED, DIRECT_ANSWER
 from config_server.settings import Settings
+from config_server.watch.direct import DirectAnswer
 
 
 class GeventWorker(_GunicornGeventWorker):
@@ -133,10 +134,12 @@ class _CoalescingSocket:
 
 
 class _DirectAnswers:
-    """WSGI wrapper: offers the raw connection for direct long-poll answers (see `watch.py`).
+    """WSGI wrapper: offers a long-poll GET's connection for a direct answer (see `watch/direct.py`).
 
-    When the hub has answered a request on it, gunicorn is told the request is already handled,
-    so nothing more is written; the connection stays open for the client's next request.
+    The worker owns the sockets, so it builds the `DirectAnswer` over gevent's non-blocking OS
+    socket (for the hub's never-blocking write) and the cooperative one (for the rest). When the
+    hub has answered a request on it, gunicorn is told the request is already handled, so nothing
+    more is written; the connection stays open for the client's next request.
     """
 
     def __init__(self, app) -> None:
@@ -144,9 +147,9 @@ class _DirectAnswers:
 
     def __call__(self, environ, start_response):
         """Run the app; turn a directly answered request into gunicorn's ALREADY_HANDLED."""
-        sock = environ.get("gunicorn.socket")
-        if sock is not None:
-            environ[DIRECT_SOCKET] = getattr(sock, "raw", sock)
+        direct = _offer(environ)
+        if direct is not None:
+            environ[DIRECT_ANSWER] = direct
 
         def start(status, headers, exc_info=None):
             if environ.get(ANSWERED):
@@ -162,6 +165,18 @@ class _DirectAnswers:
 
     def __getattr__(self, name: str):
         return getattr(self.app, name)
+
+
+def _offer(environ) -> DirectAnswer | None:
+    """A DirectAnswer for a long-poll request."""
+    if "wait=" not in environ.get("QUERY_STRING", ""):
+        return None
+    sock = environ.get("gunicorn.socket")
+    cooperative = getattr(sock, "raw", sock)
+    raw = getattr(cooperative, "_sock", None)  # gevent's non-blocking OS socket under the cooperative one
+    if raw is None:
+        return None
+    return DirectAnswer(raw.send, cooperative.sendall)
 
 
 def _discard(data: bytes) -> None:

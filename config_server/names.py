@@ -26,6 +26,11 @@ _PATH_PART = re.compile(r"[^\x00-\x1f\\]+")
 
 SLASH_ALIAS = "(_)"
 
+#: `{app}-{profiles}.{ext}`: a rendered document's name (it splits at the last hyphen). A path
+#: segment matching it is a rendered document, not an application; defined here once for the
+#: Flask routes and the fast path alike.
+RENDERED_DOCUMENT = re.compile(r"(?P<app>.+)-(?P<profiles>[^-]+)\.(?P<ext>yml|yaml|properties|json)")
+
 
 @functools.lru_cache(maxsize=4096)
 def validate_application(name: str) -> str:

@@ -64,8 +64,8 @@ def _webhook_secret_needed(secret: str | None) -> str | None:
     A client token with the `monitor` role is enough; otherwise a configured webhook secret must
     sign the delivery; otherwise, on a server with an auth file, the caller is refused.
     """
-    client = security.authenticated_client()
-    if client is not None and client.has_role("monitor"):
+    client = security.caller()
+    if security.auth_enabled() and client is not None and client.has_role("monitor"):
         return None
     if secret:
         return secret

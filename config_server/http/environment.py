@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import math
-import re
 
 from flask import Blueprint, Response, current_app, request
 
 from config_server import render
-from config_server.cache import ResolvedEnvironment
+from config_server.answer import Answer, environment_answer
 from config_server.errors import InvalidConfigFile, InvalidName, ResourceNotFound
 from config_server.http import security
 from config_server.http.resources import serve_resource
-from config_server.http.wire import ANSWERED, DIRECT_SOCKET
+from config_server.http.wire import ANSWERED, DIRECT_ANSWER
+from config_server.names import RENDERED_DOCUMENT
 from config_server.service import ConfigService
-from config_server.watch import MAX_WAIT_SECONDS, DirectAnswer
+from config_server.watch.hub import MAX_WAIT_SECONDS
 
 blueprint = Blueprint("environment", __name__)
-
-_RENDERED = re.compile(r"(?P<app>.+)-(?P<profiles>[^-]+)\.(?P<ext>yml|yaml|properties|json)")
 _FORMATS = {
     "yml": (render.to_yaml, "text/plain; charset=utf-8"),
     "yaml": (render.to_yaml, "text/plain; charset=utf-8"),
@@ -28,7 +26,7 @@ _FORMATS = {
 
 
 def _service() -> ConfigService:
-    return current_app.extensions["config_service"]
+    return current_app.extensions["config_server"].service
 
 
 @blueprint.get("/<name>")
@@ -40,7 +38,7 @@ def rendered_default_label(name: str) -> Response:
 @blueprint.get("/<first>/<second>")
 def environment_or_rendered(first: str, second: str) -> Response:
     """`/{app}/{profiles}`, or `/{label}/{app}-{profiles}.{ext}` when the second part has an extension."""
-    if _RENDERED.fullmatch(second):
+    if RENDERED_DOCUMENT.fullmatch(second):
         return _rendered(first, second)
     return environment(first, second, None)
 
@@ -70,30 +68,23 @@ def environment(app: str, profiles: str, label: str | None) -> Response:
             raise
         resolved = None  # a watcher waits through a broken commit for the next good one
     if resolved is not None and not known.contains(resolved.etag):
-        return _environment_response(resolved, label)
+        return _response(environment_answer(resolved, label))
     if wait and known:
         hub = current_app.extensions["config_server"].hub
-        direct = _direct_answer()
+        direct = request.environ.get(DIRECT_ANSWER)  # offered by the gevent worker
         changed = hub.wait_for_change(app, profiles, label, known.as_set(), wait, direct)
         if direct is not None and direct.finish():
             request.environ[ANSWERED] = True  # the hub wrote the answer; the worker sends nothing more
             return Response(status=200)
         if changed is not None:
-            return _environment_response(changed, label)
+            return _response(environment_answer(changed, label))
     etag = resolved.etag if resolved is not None else next(iter(known.as_set()), "")
-    return Response(status=304, headers={"ETag": f'"{etag}"', "Cache-Control": "no-cache"})
+    return _response(environment_answer(None, label, etag=etag))
 
 
-def _direct_answer() -> DirectAnswer | None:
-    """A DirectAnswer over the raw connection, when the worker offers one (the gevent worker)."""
-    sock = request.environ.get(DIRECT_SOCKET)
-    raw = getattr(sock, "_sock", None)  # gevent's non-blocking OS socket under the cooperative one
-    return DirectAnswer(raw.send, sock.sendall) if raw is not None else None
-
-
-def _environment_response(resolved: ResolvedEnvironment, label: str | None) -> Response:
-    headers = {"ETag": f'"{resolved.etag}"', "Cache-Control": "no-cache"}
-    return Response(resolved.body(label), mimetype="application/json", headers=headers)
+def _response(answer: Answer) -> Response:
+    """The Flask response carrying exactly the answer's status, headers (in order) and body."""
+    return Response(answer.body or None, status=answer.status, headers=list(answer.headers))
 
 
 def _wait_seconds() -> float:
@@ -112,7 +103,7 @@ def _wait_seconds() -> float:
 
 
 def _rendered(label: str | None, name: str) -> Response:
-    match = _RENDERED.fullmatch(name)
+    match = RENDERED_DOCUMENT.fullmatch(name)
     if not match:
         raise ResourceNotFound(
             f"{name!r} is not a rendered configuration: use {{application}}-{{profiles}}.yml, "

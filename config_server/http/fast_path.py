@@ -11,19 +11,17 @@ auth file or an audit log needs Flask's hooks on every request).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask
 
+from config_server.answer import Answer, environment_answer
 from config_server.errors import ConfigServerError
+from config_server.names import RENDERED_DOCUMENT
 from config_server.service import ConfigService
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-#: `/{app}-{profiles}.{ext}` as the second segment is a rendered document, not an Environment.
-_RENDERED = re.compile(r".+-[^-]+\.(?:yml|yaml|properties|json)")
 
 
 class FastEnvironmentPath:
@@ -39,11 +37,10 @@ class FastEnvironmentPath:
         answer = self._answer(environ)
         if answer is None:
             return self.downstream(environ, start_response)
-        status, headers, body = answer
-        start_response(status, headers)
-        return [body]
+        start_response(answer.status_line, list(answer.headers))
+        return [answer.body]
 
-    def _answer(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes] | None:
+    def _answer(self, environ: dict[str, Any]) -> Answer | None:
         if environ.get("REQUEST_METHOD") != "GET" or environ.get("QUERY_STRING"):
             return None
         if "HTTP_IF_NONE_MATCH" in environ:
@@ -52,18 +49,11 @@ class FastEnvironmentPath:
         parts = path.split("/")
         if len(parts) not in (3, 4) or parts[0] or not all(parts[1:]) or path in self.fixed_paths:
             return None
-        if len(parts) == 3 and _RENDERED.fullmatch(parts[2]):
+        if len(parts) == 3 and RENDERED_DOCUMENT.fullmatch(parts[2]):
             return None
         label = parts[3] if len(parts) == 4 else None
         try:
             _, resolved = self.service.environment(parts[1], parts[2], label)
         except ConfigServerError:
             return None  # Flask answers errors, with the usual JSON body
-        body = resolved.body(label)
-        headers = [
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(body))),
-            ("ETag", f'"{resolved.etag}"'),
-            ("Cache-Control", "no-cache"),
-        ]
-        return "200 OK", headers, body
+        return environment_answer(resolved, label)

@@ -55,22 +55,20 @@ def identify() -> None:
 
 
 def caller() -> Client | None:
-    """The client making this request: ANONYMOUS on an open server, None when no token came."""
+    """Who makes this request, the one answer to that question (endpoints, checks, audit lines).
+
+    On an open server: ANONYMOUS (it may do everything). With an auth file: the client whose token
+    the request carried, or None when it carried none.
+    """
     return g.get("client", ANONYMOUS if _state().auth is None else None)
 
 
-def current_client() -> Client:
-    """The identified client; 401 when the request carried no credentials."""
+def _identified_caller() -> Client:
+    """The caller; 401 when a server with an auth file got no credentials."""
     client = caller()
     if client is None:
         raise AuthenticationRequired("this endpoint needs a token (Bearer, X-Config-Token or Basic)")
     return client
-
-
-def authenticated_client() -> Client | None:
-    """The client that proved itself with a token, or None (an open server proves nothing)."""
-    client = g.get("client")
-    return None if client is None or client is ANONYMOUS else client
 
 
 def auth_enabled() -> bool:
@@ -81,7 +79,7 @@ def auth_enabled() -> bool:
 def require_role(role: str, event: str) -> Client:
     """The client, when it holds `role`; 401 or 403 otherwise. Marks the request for the audit log."""
     note(event)
-    client = current_client()
+    client = _identified_caller()
     if not client.has_role(role):
         raise AccessDenied(f"client {client.name!r} does not have the {role!r} role")
     return client
@@ -97,7 +95,7 @@ def require_read(application: str, profiles: str, label: str | None, event: str 
     wanted = names.validate_profiles(profiles)
     labels = names.validate_labels(label) if label is not None else None
     note(event, application=",".join(apps), profiles=",".join(wanted), label=_joined(labels))
-    client = current_client()
+    client = _identified_caller()
     if client is ANONYMOUS:
         return
     for effective in labels or (_state().service.backend.default_label(),):

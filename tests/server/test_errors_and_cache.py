@@ -47,7 +47,7 @@ def test_broken_file_at_one_label_does_not_affect_another(repo, serve, http):
 def test_repeat_request_is_served_from_cache(repo, serve, http):
     repo.commit({"application.yml": "a: 1\n", "svc-prod.yml": "b: 2\n"})
     server = serve(repo.path)
-    cache = server.app.extensions["config_service"].cache
+    cache = server.app.extensions["config_server"].service.cache
     first = http.get(f"{server.url}/svc/prod").content
     misses = cache.stats()["misses"]
     for _ in range(5):
@@ -60,7 +60,7 @@ def test_repeat_request_is_served_from_cache(repo, serve, http):
 def test_repeat_request_reads_no_file_from_git(repo, serve, http):
     repo.commit({"application.yml": "a: 1\n"})
     server = serve(repo.path)
-    backend = server.app.extensions["config_service"].backend
+    backend = server.app.extensions["config_server"].service.backend
     http.get(f"{server.url}/svc/prod")
     reads = []
     original = backend.read
@@ -74,4 +74,4 @@ def test_cache_is_bounded(repo, serve, http):
     server = serve(repo.path, cache_size=3)
     for i in range(6):
         assert http.get(f"{server.url}/app{i}/default").status_code == 200
-    assert server.app.extensions["config_service"].cache.stats()["entries"] == 3
+    assert server.app.extensions["config_server"].service.cache.stats()["entries"] == 3

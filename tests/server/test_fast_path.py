@@ -1,5 +1,8 @@
 """The Flask-free path for plain Environment GETs answers exactly what the Flask view answers."""
 
+import re
+import socket
+
 import pytest
 
 
@@ -47,3 +50,21 @@ def test_not_installed_with_an_audit_log(repo, serve, tmp_path):
     assert type(audited.app.wsgi_app.app).__name__ != "FastEnvironmentPath"
     plain = serve(repo.path)
     assert type(plain.app.wsgi_app.app).__name__ == "FastEnvironmentPath"
+
+
+def raw_get(server, path: str, method: str = "GET") -> bytes:
+    """The whole answer as the socket carried it, with the Date line normalised."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return re.sub(rb"\r\nDate: [^\r]*", b"\r\nDate: -", data)
+
+
+@pytest.mark.parametrize("path", ["/orders/default", "/orders/prod/release(_)1"])
+def test_fast_answers_match_the_flask_view_byte_for_byte(server, path):
+    fast = raw_get(server, path)
+    slow = raw_get(server, path + "?via=flask")
+    assert fast.startswith(b"HTTP/1.1 200") and b"\r\nDate: -\r\n" in fast
+    assert fast == slow

@@ -88,7 +88,7 @@ def test_coalesced_answer_is_well_formed(gunicorn_server):
 
 def test_direct_answer_never_blocks_on_a_client_that_does_not_read():
     """A real socket pair whose buffer is full: the hub's write returns, the request sends the rest."""
-    from config_server.watch import DirectAnswer
+    from config_server.watch.direct import DirectAnswer
 
     server_side, client_side = socket.socketpair()
     with server_side, client_side:
@@ -122,7 +122,7 @@ def test_direct_answer_never_blocks_on_a_client_that_does_not_read():
 
 
 def test_a_finished_request_is_never_answered_twice():
-    from config_server.watch import DirectAnswer
+    from config_server.watch.direct import DirectAnswer
 
     sent = []
     answer = DirectAnswer(lambda data: sent.append(data) or len(data), sent.append)

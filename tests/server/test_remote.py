@@ -30,7 +30,7 @@ def test_no_fetch_on_the_request_path(repo, git_daemon, serve, http):
     repo.commit({"svc.yml": "a: 2\n"})
     repo.git("push", "--quiet", "origin", "main")
     assert version(http, server.url) == first
-    server.app.extensions["config_service"].backend.refresh()
+    server.app.extensions["config_server"].service.backend.refresh()
     assert version(http, server.url) == repo.head()
 
 
@@ -52,7 +52,7 @@ def test_remote_branches_and_deleted_branches(repo, git_daemon, serve, http):
     server = serve(url, refresh_interval=0)
     assert http.get(f"{server.url}/svc/default/feature(_)y").status_code == 200
     repo.git("push", "--quiet", "origin", "--delete", "feature/y")
-    server.app.extensions["config_service"].backend.refresh()
+    server.app.extensions["config_server"].service.backend.refresh()
     assert http.get(f"{server.url}/svc/default/feature(_)y").status_code == 404
 
 
@@ -61,7 +61,7 @@ def test_dead_remote_is_404_and_health_down_then_recovers(repo, git_daemon, tmp_
     later = git_daemon(repo).replace("config.git", "later.git")
     app = create_app(Settings(repo=later, data_dir=str(tmp_path / "d"), refresh_interval=0))
     server = LiveServer(app)
-    backend = app.extensions["config_service"].backend
+    backend = app.extensions["config_server"].service.backend
     try:
         response = http.get(f"{server.url}/svc/default")
         assert response.status_code == 404
@@ -80,7 +80,7 @@ def test_dead_remote_after_clone_keeps_serving_the_mirror(repo, git_daemon, serv
     sha = repo.commit({"svc.yml": "a: 1\n"})
     url = git_daemon(repo)
     server = serve(url, refresh_interval=0)
-    backend = server.app.extensions["config_service"].backend
+    backend = server.app.extensions["config_server"].service.backend
     backend.spec = url.replace("config.git", "missing.git")
     backend._repo.git.remote("set-url", "origin", backend.spec)
     assert backend.refresh() is False

@@ -1,0 +1,60 @@
+"""The one place an Environment answer (status, headers, body) is built.
+
+Every path that answers an Environment request calls `environment_answer`: the Flask view, the
+fast path (`http/fast_path.py`) and the hub's direct long-poll answers (`watch/direct.py`), so
+the three cannot drift apart; a test compares their bytes. It is plain data, free of Flask and
+of sockets, and imports nothing of the server (the gunicorn master may load it). Headers a later
+feature adds to an answer (for example a held-back version) go in through `extra_headers`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from config_server.cache import ResolvedEnvironment
+
+Headers = tuple[tuple[str, str], ...]
+
+_REASONS = {200: "OK", 304: "Not Modified"}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer as data: status code, headers in order, body."""
+
+    status: int
+    headers: Headers
+    body: bytes = b""
+
+    @property
+    def status_line(self) -> str:
+        """The status as WSGI and HTTP/1.1 spell it, such as `200 OK`."""
+        return f"{self.status} {_REASONS.get(self.status, '')}".rstrip()
+
+
+def environment_answer(
+    resolved: ResolvedEnvironment | None,
+    label: str | None,
+    *,
+    etag: str | None = None,
+    extra_headers: Sequence[tuple[str, str]] = (),
+) -> Answer:
+    """200 with the Environment JSON of `resolved` for a request that asked for `label`; or, when
+    `resolved` is None, 304 for `etag` (the version the caller holds is current).
+
+    The ETag is the unquoted content ETag; it goes out quoted, with `Cache-Control: no-cache`.
+    """
+    if resolved is None:
+        return Answer(304, ((("ETag", f'"{etag or ""}"'), ("Cache-Control", "no-cache"), *extra_headers)))
+    body = resolved.body(label)
+    headers = (
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(body))),
+        ("ETag", f'"{resolved.etag}"'),
+        ("Cache-Control", "no-cache"),
+        *extra_headers,
+    )
+    return Answer(200, headers, body)

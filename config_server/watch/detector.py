@@ -1,0 +1,136 @@
+"""Change detection: notice new commits and ask the long-poll hub to check.
+
+watchdog on the repository's refs (or the plain folder), a background fetch for a remote, and a
+slow safety poll. One dispatcher thread performs the checks, so a burst of file events coalesces.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from config_server.backends.base import Backend
+from config_server.watch.hub import WatchHub
+
+log = logging.getLogger(__name__)
+
+
+class _RefsChanged(FileSystemEventHandler):
+    """Turns file-system events under the watched paths into a trigger."""
+
+    def __init__(self, detector: ChangeDetector) -> None:
+        self.detector = detector
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        """Trigger a check when a relevant path changed."""
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        for path in (event.src_path, getattr(event, "dest_path", "")):
+            if path and self.detector.backend.is_change_path(str(path)):
+                self.detector.trigger()
+                return
+
+
+class ChangeDetector:
+    """Runs watchdog, the remote refresh and a safety poll; each notice checks the hub.
+
+    One dispatcher thread performs the checks, so a burst of file events (a commit writes
+    several files) coalesces into one or two checks.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        hub: WatchHub,
+        refresh_interval: float = 0.0,
+        poll_interval: float = 5.0,
+        use_watchdog: bool = True,
+    ) -> None:
+        self.backend = backend
+        self.hub = hub
+        self.refresh_interval = refresh_interval
+        self.poll_interval = poll_interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._pending: set[str] | None = set()
+        self._pending_lock = threading.Lock()
+        self._observer: Observer | None = None
+        self._threads: list[threading.Thread] = []
+        self.use_watchdog = use_watchdog
+
+    def start(self) -> ChangeDetector:
+        """Start the observer and the dispatcher (and the refresh loop for a remote)."""
+        paths = self.backend.watch_paths() if self.use_watchdog else []
+        if paths:
+            observer = Observer()
+            handler = _RefsChanged(self)
+            for path, recursive in paths:
+                if Path(path).is_dir():
+                    observer.schedule(handler, str(path), recursive=recursive)
+            observer.daemon = True
+            try:
+                observer.start()
+                self._observer = observer
+            except OSError as exc:  # inotify limits: fall back to the safety poll
+                log.warning("cannot watch %s (%s); polling every %ss", paths, exc, self.poll_interval)
+        self._spawn(self._dispatch, "config-watch")
+        if self.refresh_interval > 0 and getattr(self.backend, "remote", False):
+            self._spawn(self._refresh_loop, "config-refresh")
+        return self
+
+    def trigger(self, applications: Iterable[str] | None = None) -> None:
+        """Ask for a check soon (of some applications, or of all when None)."""
+        with self._pending_lock:
+            if applications is None or self._pending is None:
+                self._pending = None
+            else:
+                self._pending.update(applications)
+        self._wake.set()
+
+    def refresh_now(self, applications: Iterable[str] | None = None) -> bool:
+        """Fetch the remote (if any) and check the hub at once; used by the webhook."""
+        ok = self.backend.refresh()
+        self.trigger(applications)
+        return ok
+
+    def stop(self) -> None:
+        """Stop every thread this detector started."""
+        self._stop.set()
+        self._wake.set()
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def _spawn(self, target, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _dispatch(self) -> None:
+        while not self._stop.is_set():
+            woke = self._wake.wait(self.poll_interval)
+            if self._stop.is_set():
+                return
+            self._wake.clear()
+            with self._pending_lock:
+                pending, self._pending = self._pending, set()
+            apps = None if (pending is None or not woke) else pending
+            try:
+                self.hub.check(apps)
+            except Exception:  # noqa: BLE001 - the dispatcher must outlive any one failure
+                log.exception("watch check failed")
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(self.refresh_interval):
+            try:
+                if self.backend.refresh():
+                    self.trigger()
+            except Exception:  # noqa: BLE001 - a failed refresh must never end the loop
+                log.exception("background refresh failed")
