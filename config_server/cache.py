@@ -7,6 +7,7 @@ serialised (JSON body, content ETag) so a repeat request parses no YAML and runs
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import threading
@@ -14,9 +15,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, NoReturn
 
 from config_server import render
+from config_server.errors import InvalidConfigFile
 from config_server.model import Environment
 
 
@@ -63,42 +65,75 @@ class ResolvedEnvironment:
         return body
 
 
+class _Broken:
+    """A cache entry for a (version, application, profiles) whose files do not parse."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: InvalidConfigFile) -> None:
+        self.error = error
+
+    def raise_again(self) -> NoReturn:
+        """Raise a fresh copy of the error (one instance raised again would grow its traceback)."""
+        raise copy.copy(self.error).with_traceback(None)
+
+
 class EnvironmentCache:
-    """A thread-safe LRU of ResolvedEnvironment keyed by (version, app, profiles, ...)."""
+    """A thread-safe LRU of ResolvedEnvironment keyed by (version, app, profiles, ...).
+
+    Invariants: each key is computed at most once while it stays cached, also when it is broken:
+    an `InvalidConfigFile` (content that does not parse at that immutable version) is remembered
+    and raised again, so a release storm against a broken commit parses it once, not per request.
+    Other errors (a repository that cannot be read right now) are not remembered.
+    """
 
     def __init__(self, max_entries: int = 1024) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[Hashable, ResolvedEnvironment] = OrderedDict()
+        self._entries: OrderedDict[Hashable, ResolvedEnvironment | _Broken] = OrderedDict()
         self._lock = threading.Lock()
         self._key_locks: dict[Hashable, threading.Lock] = {}
         self.hits = 0
         self.misses = 0
 
     def get_or_compute(self, key: Hashable, compute: Callable[[], Environment]) -> ResolvedEnvironment:
-        """The cached entry, or compute it once (concurrent callers of one key wait for it)."""
+        """The cached entry, or compute it once (concurrent callers of one key wait for it).
+
+        Raises the `InvalidConfigFile` of a broken key, computed once and remembered.
+        """
+        with self._lock:
+            entry = self._lookup(key)
+            if entry is None:
+                key_lock = self._key_locks.setdefault(key, threading.Lock())
+        if entry is None:
+            with key_lock:
+                entry = self._compute_once(key, compute)
+        if isinstance(entry, _Broken):
+            entry.raise_again()
+        return entry
+
+    def _compute_once(
+        self, key: Hashable, compute: Callable[[], Environment]
+    ) -> ResolvedEnvironment | _Broken:
         with self._lock:
             entry = self._lookup(key)
             if entry is not None:
                 return entry
-            key_lock = self._key_locks.setdefault(key, threading.Lock())
-        with key_lock:
-            with self._lock:
-                entry = self._lookup(key)
-                if entry is not None:
-                    return entry
-                self.misses += 1
-            try:
-                entry = ResolvedEnvironment(compute())
-            finally:
-                with self._lock:
-                    self._key_locks.pop(key, None)
-            with self._lock:
-                self._entries[key] = entry
-                while len(self._entries) > self.max_entries:
-                    self._entries.popitem(last=False)
-            return entry
+            self.misses += 1
+        computed: ResolvedEnvironment | _Broken | None = None
+        try:
+            computed = ResolvedEnvironment(compute())
+        except InvalidConfigFile as exc:
+            computed = _Broken(exc)
+        finally:
+            with self._lock:  # stored before the key lock goes, so nobody computes it again
+                if computed is not None:
+                    self._entries[key] = computed
+                    while len(self._entries) > self.max_entries:
+                        self._entries.popitem(last=False)
+                self._key_locks.pop(key, None)
+        return computed
 
-    def _lookup(self, key: Hashable) -> ResolvedEnvironment | None:
+    def _lookup(self, key: Hashable) -> ResolvedEnvironment | _Broken | None:
         entry = self._entries.get(key)
         if entry is not None:
             self._entries.move_to_end(key)

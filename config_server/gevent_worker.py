@@ -168,8 +168,8 @@ class _DirectAnswers:
 
 
 def _offer(environ) -> DirectAnswer | None:
-    """A DirectAnswer for a long-poll request."""
-    if "wait=" not in environ.get("QUERY_STRING", ""):
+    """A DirectAnswer for a long-poll GET (only GET: a HEAD answer must carry no body)."""
+    if environ.get("REQUEST_METHOD") != "GET" or "wait=" not in environ.get("QUERY_STRING", ""):
         return None
     sock = environ.get("gunicorn.socket")
     cooperative = getattr(sock, "raw", sock)

@@ -3,10 +3,17 @@
 Every service instance asks this at start-up, so a release storm is thousands of them. Flask's
 request context, routing and response objects cost more than resolving a cached environment, so
 this WSGI middleware answers the plain case itself: GET, no query string, no `If-None-Match`, a
-path of two or three segments that is not a fixed route or a rendered document. Anything else,
-and any error, goes to the Flask app unchanged, which therefore still decides every status code
-and error body. It is installed only on an open server without an audit log (a server with an
-auth file or an audit log needs Flask's hooks on every request).
+path of two or three segments that is not a fixed route or a rendered document. Anything else
+goes to the Flask app unchanged. It is installed only on an open server without an audit log (a
+server with an auth file or an audit log needs Flask's hooks on every request).
+
+Invariants:
+- It answers only 200s, built by `answer.environment_answer` as the Flask view builds them: the
+  same bytes (a test compares them, Date aside).
+- It never answers an error: any exception, a `ConfigServerError` or not, hands the request to
+  Flask, whose JSON error handlers decide the status and body; never a bare 500 from gunicorn.
+- Handing over costs no second parse: the service's cache remembers a broken version's error,
+  so Flask's attempt at a broken request is a cache hit.
 """
 
 from __future__ import annotations
@@ -17,7 +24,6 @@ from typing import Any
 from flask import Flask
 
 from config_server.answer import Answer, environment_answer
-from config_server.errors import ConfigServerError
 from config_server.names import RENDERED_DOCUMENT
 from config_server.service import ConfigService
 
@@ -54,6 +60,6 @@ class FastEnvironmentPath:
         label = parts[3] if len(parts) == 4 else None
         try:
             _, resolved = self.service.environment(parts[1], parts[2], label)
-        except ConfigServerError:
-            return None  # Flask answers errors, with the usual JSON body
+        except Exception:  # noqa: BLE001 - any failure: Flask answers it, with the usual JSON body
+            return None
         return environment_answer(resolved, label)

@@ -44,9 +44,10 @@ class DirectAnswer:
         self.answered = False
 
     def deliver(self, response: bytes) -> None:
-        """Send as much of `response` as the socket takes now, unless the request has moved on."""
+        """Send as much of `response` as the socket takes now, unless the request has moved on or
+        was already answered (a second change before the request woke is not written again)."""
         with self._lock:
-            if self._finished:
+            if self._finished or self.answered:
                 return
             try:
                 sent = self._send_nowait(response)

@@ -128,6 +128,7 @@ class WatchHub:
         """Write the new answer to every waiter that offered its connection, in one pass."""
         with self._lock:
             waiting = list(slot.direct)
+            slot.direct.clear()  # each connection is answered once; its request only unwinds now
         if not waiting:
             return
         response = encode_http(environment_answer(current, slot.label), formatdate(usegmt=True))

@@ -4,6 +4,12 @@ import re
 import socket
 
 import pytest
+import requests
+
+from config_server import create_app
+from config_server.backends import open_backend
+from config_server.settings import Settings
+from tests.helpers import LiveServer
 
 
 @pytest.fixture
@@ -68,3 +74,41 @@ def test_fast_answers_match_the_flask_view_byte_for_byte(server, path):
     slow = raw_get(server, path + "?via=flask")
     assert fast.startswith(b"HTTP/1.1 200") and b"\r\nDate: -\r\n" in fast
     assert fast == slow
+
+
+def test_unexpected_errors_on_the_fast_path_get_the_json_500(repo, tmp_path):
+    repo.commit({"orders.yml": "a: 1\n"})
+    settings = Settings(repo=str(repo.path), data_dir=str(tmp_path / "data"))
+    backend = open_backend(settings.repo, settings.cache_dir, settings.default_label)
+
+    class DiskOnFire:
+        """A read that fails with a non-ConfigServerError (an I/O fault we cannot cause for real)."""
+
+        def __getattr__(self, name):
+            return getattr(backend, name)
+
+        def read(self, version, path):
+            raise RuntimeError("disk on fire")
+
+    app = create_app(settings, backend=DiskOnFire())
+    server = LiveServer(app)
+    try:
+        response = requests.get(f"{server.url}/orders/default", timeout=5)
+        assert response.status_code == 500
+        assert response.json()["message"] == "unexpected server error; see the server log"
+        assert "disk on fire" not in response.text
+    finally:
+        server.stop()
+        app.extensions["config_server"].close()
+
+
+def test_a_broken_commit_is_parsed_once(repo, serve, http):
+    repo.commit({"orders.yml": "a: [\n"})
+    server = serve(repo.path)
+    cache = server.app.extensions["config_server"].service.cache
+    misses = cache.stats()["misses"]
+    for _ in range(3):
+        response = http.get(f"{server.url}/orders/default")
+        assert response.status_code == 500 and "orders.yml" in response.json()["message"]
+    assert http.get(f"{server.url}/orders/default?via=flask").status_code == 500
+    assert cache.stats()["misses"] == misses + 1

@@ -1,5 +1,6 @@
 """The production worker: direct long-poll answers, one connection reused, coalesced writes."""
 
+import re
 import socket
 import threading
 
@@ -129,3 +130,46 @@ def test_a_finished_request_is_never_answered_twice():
     assert answer.finish() is False
     answer.deliver(b"late")
     assert sent == [] and answer.answered is False
+
+
+def read_answer(sock: socket.socket, buffer: bytearray, head_only: bool = False) -> bytes:
+    """One HTTP answer from `buffer` + the socket: the head, plus Content-Length bytes unless HEAD."""
+    while b"\r\n\r\n" not in buffer:
+        buffer.extend(sock.recv(65536))
+    end = buffer.index(b"\r\n\r\n") + 4
+    head = bytes(buffer[:end])
+    length = 0 if head_only else int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
+    while len(buffer) < end + length:
+        buffer.extend(sock.recv(65536))
+    answer = bytes(buffer[: end + length])
+    del buffer[: end + length]
+    return answer
+
+
+def test_head_long_poll_gets_no_body(gunicorn_server):
+    url = gunicorn_server.url
+    etag = requests.get(f"{url}/orders/default", timeout=5).headers["ETag"]
+    with socket.create_connection(("127.0.0.1", gunicorn_server.port), timeout=15) as sock:
+        sock.sendall(
+            f"HEAD /orders/default?wait=30 HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\n\r\n".encode()
+        )
+        wait_for(lambda: watchers(url) == 1, what="the long poll to park")
+        gunicorn_server.repo.commit({"orders.yml": "value: 2\n"})
+        buffer = bytearray()
+        head = read_answer(sock, buffer, head_only=True)
+        assert head.startswith(b"HTTP/1.1 200")
+        # The next answer on the connection starts right after the head: no body came in between.
+        sock.sendall(b"GET /payments/default HTTP/1.1\r\nHost: x\r\n\r\n")
+        following = read_answer(sock, buffer)
+        assert following.startswith(b"HTTP/1.1 200") and b'"p": 1' in following
+
+
+def test_a_direct_answer_is_delivered_once():
+    from config_server.watch.direct import DirectAnswer
+
+    sent = []
+    answer = DirectAnswer(lambda data: sent.append(data) or len(data), sent.append)
+    answer.deliver(b"first change")
+    answer.deliver(b"second change")  # landed before the request woke
+    assert answer.finish() is True
+    assert sent == [b"first change"]
