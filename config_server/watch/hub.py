@@ -12,6 +12,7 @@ worker) and on greenlets under gunicorn's gevent worker, where `threading` is mo
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -33,25 +34,38 @@ MAX_WAIT_SECONDS = 60.0
 
 @dataclass
 class _Slot:
-    """The waiters of one environment: the latest resolved result and the event that wakes them."""
+    """The waiters of one environment: the newest resolved result and the event that wakes them.
+
+    `resolution` numbers the resolution `latest` came from (resolutions are numbered as they
+    start, so a higher number saw the label no earlier); `direct` maps each offered connection
+    to the ETags its request already holds.
+    """
 
     application: str
     profiles: str
     label: str | None
-    latest: ResolvedEnvironment | None
+    latest: ResolvedEnvironment | None = None
+    resolution: int = 0
     event: threading.Event = field(default_factory=threading.Event)
     waiters: int = 0
-    direct: set[DirectAnswer] = field(default_factory=set)
+    direct: dict[DirectAnswer, frozenset[str]] = field(default_factory=dict)
 
 
 class WatchHub:
-    """Holds long-poll waiters per environment and wakes them when that environment's ETag moves."""
+    """Holds long-poll waiters per environment and wakes them when that environment's ETag moves.
+
+    Invariant: a waiter is answered only with a resolution that started after it joined, so a
+    long poll never moves a client back to a version older than one the server resolved before
+    (a request joining with a newer version than the slot's publishes it, and wakes the others).
+    """
 
     def __init__(self, service: ConfigService) -> None:
         self.service = service
         self._slots: dict[tuple[str, str, str | None], _Slot] = {}
         self._lock = threading.Lock()
         self._check_lock = threading.Lock()
+        self._publish_lock = threading.Lock()
+        self._resolutions = itertools.count(1)
         self._closed = False
         self.checks = 0
 
@@ -69,22 +83,26 @@ class WatchHub:
         While the environment does not resolve (a broken file was committed) the waiter keeps
         waiting: a broken version is never something to hand a watcher.
         """
-        known = set(known_etags)
+        known = frozenset(known_etags)
+        joined = next(self._resolutions)
         current = self._resolve(application, profiles, label)
         key = (application, profiles, label)
         with self._lock:
             slot = self._slots.get(key)
             if slot is None:
-                slot = self._slots[key] = _Slot(application, profiles, label, current)
+                slot = self._slots[key] = _Slot(application, profiles, label)
             slot.waiters += 1
-            if direct is not None:
-                slot.direct.add(direct)
+        if current is not None:
+            self._publish(slot, current, joined)
+        if direct is not None:
+            with self._lock:
+                slot.direct[direct] = known
         deadline = time.monotonic() + min(timeout, MAX_WAIT_SECONDS)
         try:
             while True:
                 event = slot.event
-                latest = slot.latest
-                if latest is not None and latest.etag not in known:
+                latest, resolution = slot.latest, slot.resolution
+                if latest is not None and resolution >= joined and latest.etag not in known:
                     return latest
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._closed:
@@ -93,7 +111,8 @@ class WatchHub:
         finally:
             with self._lock:
                 slot.waiters -= 1
-                slot.direct.discard(direct)  # type: ignore[arg-type]
+                if direct is not None:
+                    slot.direct.pop(direct, None)
                 if slot.waiters == 0 and self._slots.get(key) is slot:
                     del self._slots[key]
 
@@ -113,22 +132,33 @@ class WatchHub:
             for slot in slots:
                 if wanted is not None and wanted.isdisjoint(slot.application.split(",")):
                     continue  # `orders,shared` is watched by a change to either name
+                resolution = next(self._resolutions)
                 current = self._resolve(slot.application, slot.profiles, slot.label)
-                if current is None:
-                    continue
-                if slot.latest is None or current.etag != slot.latest.etag:
-                    slot.latest = current
-                    self._answer_directly(slot, current)
-                    woken, slot.event = slot.event, threading.Event()
-                    woken.set()
+                if current is not None and self._publish(slot, current, resolution):
                     changed += 1
             return changed
+
+    def _publish(self, slot: _Slot, current: ResolvedEnvironment, resolution: int) -> bool:
+        """Make `current` the slot's latest unless a later resolution got there first; when its
+        ETag moved, answer the direct waiters and wake the others. True when it moved."""
+        with self._publish_lock:
+            if resolution <= slot.resolution:
+                return False
+            slot.resolution = resolution
+            if slot.latest is not None and slot.latest.etag == current.etag:
+                return False
+            slot.latest = current
+            self._answer_directly(slot, current)
+            woken, slot.event = slot.event, threading.Event()
+        woken.set()
+        return True
 
     def _answer_directly(self, slot: _Slot, current: ResolvedEnvironment) -> None:
         """Write the new answer to every waiter that offered its connection, in one pass."""
         with self._lock:
-            waiting = list(slot.direct)
-            slot.direct.clear()  # each connection is answered once; its request only unwinds now
+            waiting = [answer for answer, known in slot.direct.items() if current.etag not in known]
+            for answer in waiting:  # each connection is answered once; its request only unwinds
+                del slot.direct[answer]
         if not waiting:
             return
         response = encode_http(environment_answer(current, slot.label), formatdate(usegmt=True))

@@ -1,12 +1,15 @@
 """The Flask-free path for plain Environment GETs answers exactly what the Flask view answers."""
 
+import json
 import re
 import socket
 
 import pytest
 import requests
+from flask import request
 
 from config_server import create_app
+from config_server.auth import hash_token
 from config_server.backends import open_backend
 from config_server.settings import Settings
 from tests.helpers import LiveServer
@@ -112,3 +115,34 @@ def test_a_broken_commit_is_parsed_once(repo, serve, http):
         assert response.status_code == 500 and "orders.yml" in response.json()["message"]
     assert http.get(f"{server.url}/orders/default?via=flask").status_code == 500
     assert cache.stats()["misses"] == misses + 1
+
+
+def test_authorised_reads_take_the_fast_path_with_the_same_audit_line(repo, serve, http, tmp_path):
+    repo.commit({"orders.yml": "a: 1\n", "payments.yml": "p: 1\n"})
+    auth_file = tmp_path / "auth.yml"
+    token = "orders-token-" + "y" * 30
+    auth_file.write_text(
+        f"clients:\n  - name: orders-service\n    tokens: [{hash_token(token)}]\n"
+        "    applications: [orders]\n"
+    )
+    audit = tmp_path / "audit.log"
+    server = serve(repo.path, auth_file=str(auth_file), audit_log=str(audit))
+    through_flask = []
+    server.app.before_request(lambda: through_flask.append(request.path) and None)
+    headers = {"Authorization": f"Bearer {token}"}
+    fast = http.get(f"{server.url}/orders/default/main", headers=headers)
+    slow = http.get(f"{server.url}/orders/default/main?via=flask", headers=headers)
+    assert fast.status_code == slow.status_code == 200 and fast.content == slow.content
+    assert through_flask == ["/orders/default/main"]  # only the request with a query string
+    # Refusals still come from Flask, with their audit lines.
+    assert http.get(f"{server.url}/payments/default", headers=headers).status_code == 403
+    assert http.get(f"{server.url}/orders/default").status_code == 401
+    assert http.get(f"{server.url}/orders/default", headers={"X-Config-Token": "nope"}).status_code == 401
+    server.app.extensions["config_server"].audit._handler.flush()
+    lines = [json.loads(line) for line in audit.read_text().splitlines()]
+    for line in lines:
+        line.pop("time")
+    assert lines[0] == lines[1]
+    assert lines[0]["event"] == "read" and lines[0]["client"] == "orders-service"
+    assert [line["event"] for line in lines[2:]] == ["denied", "denied", "denied"]
+    assert [line["status"] for line in lines[2:]] == [403, 401, 401]

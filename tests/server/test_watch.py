@@ -248,3 +248,21 @@ def test_changed_files_name_the_applications():
     assert applications_for(["application-dev.yml"]) == ["*"]
     assert applications_for(["templates/nginx.conf"]) == ["*"]
     assert applications_for(None) == ["*"]
+
+
+def test_long_poll_never_answers_older_than_the_newest_resolved(repo, serve, pool):
+    repo.commit(FILES)
+    # No watchdog and no safety poll within the test: only requests resolve the environment.
+    server = serve(repo.path, watch=False, poll_interval=600)
+    url = f"{server.url}/orders/default"
+    old = etag_of(url)
+    held = pool.submit(watch, url, old, 10)
+    waiting(server)
+    repo.commit({"orders.yml": "limit: 2\n"})
+    new = etag_of(url)  # the server has now resolved the new version
+    assert new != old
+    response = watch(url, new, wait=1)
+    assert response.status_code == 304 and response.headers["ETag"] == new
+    # The joining request saw the new version first: the older waiter gets it too, at once.
+    answer = held.result(timeout=5)
+    assert answer.status_code == 200 and answer.headers["ETag"] == new
