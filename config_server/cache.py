@@ -24,9 +24,14 @@ from config_server.model import Environment
 
 @dataclass(frozen=True)
 class ResolvedEnvironment:
-    """An Environment with its content ETag (unquoted) and lazily built merged views."""
+    """An Environment with its content ETag (unquoted) and lazily built merged views.
+
+    `undecryptable` names the values served as `invalid.<key>` (source name, key): such a result
+    is what a plain GET shows, as Spring does, but `broken` for watchers, who are never handed it.
+    """
 
     environment: Environment
+    undecryptable: tuple[tuple[str, str], ...] = ()
     etag: str = field(init=False)
     _bodies: dict[str | None, bytes] = field(init=False, default_factory=dict, repr=False, compare=False)
 
@@ -38,6 +43,11 @@ class ResolvedEnvironment:
             default=str,
         )
         object.__setattr__(self, "etag", hashlib.sha256(content.encode()).hexdigest()[:32])
+
+    @property
+    def broken(self) -> bool:
+        """True when a value could not be decrypted: not a version to deliver to a watcher."""
+        return bool(self.undecryptable)
 
     @cached_property
     def merged(self) -> dict[str, Any]:
@@ -95,7 +105,9 @@ class EnvironmentCache:
         self.hits = 0
         self.misses = 0
 
-    def get_or_compute(self, key: Hashable, compute: Callable[[], Environment]) -> ResolvedEnvironment:
+    def get_or_compute(
+        self, key: Hashable, compute: Callable[[], ResolvedEnvironment]
+    ) -> ResolvedEnvironment:
         """The cached entry, or compute it once (concurrent callers of one key wait for it).
 
         Raises the `InvalidConfigFile` of a broken key, computed once and remembered.
@@ -112,7 +124,7 @@ class EnvironmentCache:
         return entry
 
     def _compute_once(
-        self, key: Hashable, compute: Callable[[], Environment]
+        self, key: Hashable, compute: Callable[[], ResolvedEnvironment]
     ) -> ResolvedEnvironment | _Broken:
         with self._lock:
             entry = self._lookup(key)
@@ -121,7 +133,7 @@ class EnvironmentCache:
             self.misses += 1
         computed: ResolvedEnvironment | _Broken | None = None
         try:
-            computed = ResolvedEnvironment(compute())
+            computed = compute()
         except InvalidConfigFile as exc:
             computed = _Broken(exc)
         finally:

@@ -78,11 +78,12 @@ class ConfigService:
             revision.label if self._label_in_paths else None,
         )
 
-        def compute() -> Environment:
+        def compute() -> ResolvedEnvironment:
             files = [self._files(application, apps, wanted, label, one) for one in revisions]
             sources = tuple(source for env in reversed(files) for source in env)
             environment = Environment(application, wanted, label, revision.version, sources)
-            return self._with_overrides(decrypt_environment(environment, self.keyring))
+            decrypted = decrypt_environment(environment, self.keyring)
+            return ResolvedEnvironment(self._with_overrides(decrypted.environment), decrypted.undecryptable)
 
         return revisions, revision, self.cache.get_or_compute(key, compute)
 

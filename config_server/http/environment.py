@@ -67,6 +67,8 @@ def environment(app: str, profiles: str, label: str | None) -> Response:
         if not (wait and known):
             raise
         resolved = None  # a watcher waits through a broken commit for the next good one
+    if resolved is not None and resolved.broken and wait and known:
+        resolved = None  # nor is a watcher handed a version with undecryptable values
     if resolved is not None and not known.contains(resolved.etag):
         return _response(environment_answer(resolved, label))
     if wait and known:

@@ -80,8 +80,8 @@ class WatchHub:
     ) -> ResolvedEnvironment | None:
         """Block until the environment's ETag is not one of `known_etags` (return it) or timeout (None).
 
-        While the environment does not resolve (a broken file was committed) the waiter keeps
-        waiting: a broken version is never something to hand a watcher.
+        While the environment is broken (a file that does not parse, a value that does not
+        decrypt) the waiter keeps waiting: a broken version is never something to hand a watcher.
         """
         known = frozenset(known_etags)
         joined = next(self._resolutions)
@@ -179,10 +179,20 @@ class WatchHub:
             return sum(slot.waiters for slot in self._slots.values())
 
     def _resolve(self, application: str, profiles: str, label: str | None) -> ResolvedEnvironment | None:
+        """The environment now, or None when it is broken for watchers (does not parse, or holds
+        a value that does not decrypt)."""
         try:
-            return self.service.environment(application, profiles, label)[1]
+            resolved = self.service.environment(application, profiles, label)[1]
         except ConfigServerError as exc:
             log.info("watched %s/%s/%s does not resolve: %s", application, profiles, label, exc)
             return None
-
-
+        if resolved.broken:
+            log.info(
+                "watched %s/%s/%s has undecryptable values %s: not delivered",
+                application,
+                profiles,
+                label,
+                [key for _, key in resolved.undecryptable],
+            )
+            return None
+        return resolved

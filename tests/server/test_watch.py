@@ -250,6 +250,30 @@ def test_changed_files_name_the_applications():
     assert applications_for(None) == ["*"]
 
 
+def test_undecryptable_value_is_not_delivered_to_watchers(repo, serve, pool):
+    from tests.helpers import SPRING_VECTOR
+
+    repo.commit({**FILES, "orders.yml": f"password: '{{cipher}}{SPRING_VECTOR}'\n"})
+    server = serve(repo.path, encrypt_key="foo")
+    hub = server.app.extensions["config_server"].hub
+    url = f"{server.url}/orders/default"
+    etag = etag_of(url)
+    future = pool.submit(watch, url, etag)
+    waiting(server)
+    checks = hub.checks
+    repo.commit({"orders.yml": "password: '{cipher}00ff00ff00ff00ff00ff00ff00ff00ff00ff'\n"})
+    wait_for(lambda: hub.checks > checks, what="the hub to check the bad ciphertext")
+    plain = requests.get(url, timeout=5).json()["propertySources"][0]["source"]
+    assert plain == {"invalid.password": "<n/a>"}  # what Spring shows on a plain GET
+    assert not future.done()
+    # A watcher joining now, holding the good version, is not answered with the broken one either.
+    assert watch(url, etag, wait=0.5).status_code == 304
+    repo.commit({"orders.yml": f"password: '{{cipher}}{SPRING_VECTOR}'\nlimit: 2\n"})
+    response = future.result(timeout=20)
+    assert response.status_code == 200
+    assert response.json()["propertySources"][0]["source"] == {"password": "SUPER SECRET", "limit": 2}
+
+
 def test_long_poll_never_answers_older_than_the_newest_resolved(repo, serve, pool):
     repo.commit(FILES)
     # No watchdog and no safety poll within the test: only requests resolve the environment.
