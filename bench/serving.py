@@ -1,9 +1,11 @@
 """Serving: warm `GET /orders/prod` under wrk, beside nginx (the physical limit) and bare Flask.
 
-Three servers answer the identical bytes on this machine: nginx serving them as a static file,
+Four servers answer the identical bytes on this machine: nginx serving them as a static file,
 a bare Flask app under the same gunicorn worker class and settings as ours (the framework's
-ceiling), and config-server. wrk (Debian's) drives each with the same threads and connections
-after a warm-up. Prints requests per second, p99 latency and the ratios; writes JSON.
+ceiling), config-server open, and config-server as `docs/security.md` asks for production (an
+auth file, the request carrying a client's token, and an audit log on disk). wrk (Debian's)
+drives each with the same threads and connections after a warm-up. Prints requests per second,
+p50/p99 latency and the ratios; writes JSON.
 
     .venv/bin/python bench/serving.py                      # 64 connections, 10 s each
     .venv/bin/python bench/serving.py --duration 30 --connections 64
@@ -34,15 +36,30 @@ from bench.common import (
     wait_until,
     write_json,
 )
+from config_server.auth import hash_token
 
 PATH = "/orders/prod"
+SECURED = "config-server (auth file + audit log)"
+#: The benchmark's client token (a fixed made-up value; only its hash goes in the auth file).
+TOKEN = "bench-token-" + "0" * 32
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def run_wrk(wrk: str, url: str, connections: int, duration: float, threads: int) -> dict[str, float]:
+def run_wrk(
+    wrk: str, url: str, connections: int, duration: float, threads: int, headers: tuple[str, ...] = ()
+) -> dict[str, float]:
     """Requests per second and p50/p99 latency (ms) from one wrk run."""
+    header_args = [arg for header in headers for arg in ("-H", header)]
     out = subprocess.run(
-        [wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", url],
+        [
+            wrk,
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{max(1, round(duration))}s",
+            "--latency",
+            *header_args,
+            url,
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -142,25 +159,34 @@ def measure(connections: int, duration: float, workers: int, threads: int, repea
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         repo = sample_repository(root / "repo")
-        with ConfigServer(repo, root / "data", workers) as server:
+        auth_file = root / "auth.yml"
+        auth_file.write_text(f"clients:\n  - name: bench\n    tokens: [{hash_token(TOKEN)}]\n")
+        secured_args = ("--auth-file", str(auth_file), "--audit-log", str(root / "audit.log"))
+        with (
+            ConfigServer(repo, root / "data", workers) as server,
+            ConfigServer(repo, root / "data-secured", workers, *secured_args) as secured,
+        ):
             server.wait_ready()
+            secured.wait_ready()
             answer = requests.get(server.url + PATH, timeout=10)
             body = root / "body.json"
             body.write_bytes(answer.content)
             nginx = Nginx(tools["nginx"], root, body, workers)
             bare = BareFlask(body, answer.headers["ETag"], workers)
+            token = (f"Authorization: Bearer {TOKEN}",)
             targets = (
-                ("nginx (static file)", f"http://127.0.0.1:{nginx.port}{PATH}"),
-                ("bare Flask (same gunicorn)", f"http://127.0.0.1:{bare.port}{PATH}"),
-                ("config-server", server.url + PATH),
+                ("nginx (static file)", f"http://127.0.0.1:{nginx.port}{PATH}", ()),
+                ("bare Flask (same gunicorn)", f"http://127.0.0.1:{bare.port}{PATH}", ()),
+                ("config-server", server.url + PATH, ()),
+                (SECURED, secured.url + PATH, token),
             )
             try:
-                for _, url in targets:
-                    run_wrk(tools["wrk"], url, connections, max(1.0, duration / 5), threads)  # warm-up
-                runs: dict[str, list[dict]] = {name: [] for name, _ in targets}
+                for _, url, headers in targets:  # warm-up
+                    run_wrk(tools["wrk"], url, connections, max(1.0, duration / 5), threads, headers)
+                runs: dict[str, list[dict]] = {name: [] for name, _, _ in targets}
                 for _ in range(repeat):  # interleaved, so a noisy moment hits every server alike
-                    for name, url in targets:
-                        runs[name].append(run_wrk(tools["wrk"], url, connections, duration, threads))
+                    for name, url, headers in targets:
+                        runs[name].append(run_wrk(tools["wrk"], url, connections, duration, threads, headers))
                 for name, results in runs.items():
                     median = sorted(results, key=lambda r: r["rps"])[len(results) // 2]
                     rows.append({"server": name, **median, "runs_rps": [r["rps"] for r in results]})
@@ -219,6 +245,8 @@ def main(argv: list[str] | None = None) -> dict:
         "rows": rows,
         "ratio_to_nginx": round(ours["rps"] / nginx["rps"], 3),
         "ratio_to_bare_flask": round(ours["rps"] / bare["rps"], 3),
+        "secured_ratio_to_bare_flask": round(by_name[SECURED]["rps"] / bare["rps"], 3),
+        "secured_p99_ms": by_name[SECURED]["p99_ms"],
     }
     write_json(args.json, result)
     return result

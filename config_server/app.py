@@ -72,8 +72,9 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     for module in (admin, encryption, openapi, environment, resources):
         app.register_blueprint(module.blueprint)
     register_error_handlers(app)
-    if auth is None and not settings.audit_log:
-        app.wsgi_app = FastEnvironmentPath(app, service, app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = FastEnvironmentPath(  # type: ignore[method-assign]
+        app, service, app.wsgi_app, auth, app.extensions["config_server"].audit
+    )
     app.wsgi_app = EncodedSlashMiddleware(app.wsgi_app)  # type: ignore[method-assign]
     if settings.proxy_hops:
         hops = settings.proxy_hops

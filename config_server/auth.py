@@ -11,9 +11,11 @@ clients:
 ```
 
 Tokens are random 256-bit strings, so one SHA-256 is an adequate hash (as for GitHub's tokens);
-the file never holds a token in plain text. A presented token is hashed and compared with every
-stored hash in constant time, with no early exit. The file is re-read when it changes, so tokens
-are added, rotated and revoked without a restart; a broken edit keeps the last good clients.
+the file never holds a token in plain text. A presented token is hashed and looked up by its hash
+in an index of the stored hashes (built when the file is read, so bounded by it; never the plain
+token), then confirmed with a constant-time compare: no scan of every client per request. The
+file is re-read when it changes, so tokens are added, rotated and revoked without a restart; a
+broken edit keeps the last good clients.
 """
 
 from __future__ import annotations
@@ -147,8 +149,16 @@ class AuthFile:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._stamp = self._file_stamp()
-        self._clients = self._load()
+        self._set(self._load())
         self._checked = time.monotonic()
+
+    def _set(self, clients: tuple[Client, ...]) -> None:
+        """Install new clients with the index from each stored token hash to its client."""
+        index: dict[bytes, Client] = {}
+        for client in clients:
+            for digest in client.token_digests:
+                index.setdefault(digest, client)
+        self._clients, self._index = clients, index
 
     def _file_stamp(self) -> tuple[int, int, int]:
         st = self.path.stat()
@@ -176,17 +186,20 @@ class AuthFile:
             stamp = self._file_stamp()
             if stamp == self._stamp:
                 return
-            self._clients, self._stamp = self._load(), stamp
+            self._set(self._load())
+            self._stamp = stamp
             log.info("auth file %s reloaded: %d clients", self.path, len(self._clients))
         except (OSError, AuthFileError) as exc:
             log.error("auth file %s not reloaded, keeping the previous clients: %s", self.path, exc)
 
     def authenticate(self, token: str) -> Client | None:
-        """The client holding `token`, comparing against every stored hash in constant time."""
+        """The client holding `token`: looked up by the token's SHA-256, confirmed in constant time."""
         presented = hashlib.sha256(token.encode()).digest()
-        found = None
-        for client in self.clients():
-            for digest in client.token_digests:
-                if hmac.compare_digest(presented, digest) and found is None:
-                    found = client
-        return found
+        self.clients()  # reload first when the file changed
+        client = self._index.get(presented)
+        if client is None:
+            return None
+        confirmed = False
+        for digest in client.token_digests:
+            confirmed |= hmac.compare_digest(presented, digest)
+        return client if confirmed else None

@@ -4,26 +4,34 @@ Every service instance asks this at start-up, so a release storm is thousands of
 request context, routing and response objects cost more than resolving a cached environment, so
 this WSGI middleware answers the plain case itself: GET, no query string, no `If-None-Match`, a
 path of two or three segments that is not a fixed route or a rendered document. Anything else
-goes to the Flask app unchanged. It is installed only on an open server without an audit log (a
-server with an auth file or an audit log needs Flask's hooks on every request).
+goes to the Flask app unchanged. With an auth file it serves authorised reads only (the token
+identifies a client that may read the application, profiles and label); with an audit log it
+writes the same `read` line as Flask's hooks would.
 
 Invariants:
 - It answers only 200s, built by `answer.environment_answer` as the Flask view builds them: the
   same bytes (a test compares them, Date aside).
 - It never answers an error: any exception, a `ConfigServerError` or not, hands the request to
   Flask, whose JSON error handlers decide the status and body; never a bare 500 from gunicorn.
+- It never refuses: no token, an unknown or malformed one, a client that may not read, a name
+  that does not validate: Flask answers (401, 403, 400) and writes the `denied` audit line.
 - Handing over costs no second parse: the service's cache remembers a broken version's error,
   so Flask's attempt at a broken request is a cache hit.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask
 
+from config_server import names
 from config_server.answer import Answer, environment_answer
+from config_server.audit import AuditLog
+from config_server.auth import ANONYMOUS, AuthFile, Client
+from config_server.http.security import token_from
 from config_server.names import RENDERED_DOCUMENT
 from config_server.service import ConfigService
 
@@ -33,9 +41,18 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 class FastEnvironmentPath:
     """WSGI middleware: plain Environment GETs answered from the cache, the rest passed to Flask."""
 
-    def __init__(self, app: Flask, service: ConfigService, downstream: WSGIApp) -> None:
+    def __init__(
+        self,
+        app: Flask,
+        service: ConfigService,
+        downstream: WSGIApp,
+        auth: AuthFile | None = None,
+        audit: AuditLog | None = None,
+    ) -> None:
         self.service = service
         self.downstream = downstream
+        self.auth = auth
+        self.audit = audit if audit is not None and audit.enabled else None
         self.fixed_paths = frozenset(rule.rule for rule in app.url_map.iter_rules() if not rule.arguments)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -59,7 +76,62 @@ class FastEnvironmentPath:
             return None
         label = parts[3] if len(parts) == 4 else None
         try:
-            _, resolved = self.service.environment(parts[1], parts[2], label)
+            client = self._authorised_reader(environ, parts[1], parts[2], label)
+            if client is None:
+                return None
+            revision, resolved = self.service.environment(parts[1], parts[2], label)
         except Exception:  # noqa: BLE001 - any failure: Flask answers it, with the usual JSON body
             return None
-        return environment_answer(resolved, label)
+        answer = environment_answer(resolved, label)
+        if self.audit is not None:
+            self._audit(environ, client, parts[1], parts[2], label, revision.version, answer.status)
+        return answer
+
+    def _authorised_reader(
+        self, environ: dict[str, Any], application: str, profiles: str, label: str | None
+    ) -> Client | None:
+        """The client when it may read this environment (ANONYMOUS on an open server), else None."""
+        if self.auth is None:
+            return ANONYMOUS
+        token = token_from(environ.get("HTTP_AUTHORIZATION", ""), environ.get("HTTP_X_CONFIG_TOKEN", ""))
+        client = self.auth.authenticate(token) if token is not None else None
+        if client is None:
+            return None
+        app = names.validate_application(application)
+        wanted = names.validate_profiles(profiles)
+        effective = names.validate_label(label) if label is not None else self.service.backend.default_label()
+        return client if _may_read(client, app, wanted, effective) else None
+
+    def _audit(
+        self,
+        environ: dict[str, Any],
+        client: Client,
+        application: str,
+        profiles: str,
+        label: str | None,
+        version: str,
+        status: int,
+    ) -> None:
+        """The `read` line Flask's hooks write for the same request (`http/security.py`)."""
+        path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+        self.audit.record(  # type: ignore[union-attr]
+            "read",
+            client=client.name,
+            remote=environ.get("REMOTE_ADDR"),
+            method="GET",
+            path="/" + path.lstrip("/"),
+            status=status,
+            application=names.validate_application(application),
+            profiles=",".join(names.validate_profiles(profiles)),
+            label=names.validate_label(label) if label is not None else None,
+            version=version,
+        )
+
+
+@functools.lru_cache(maxsize=4096)
+def _may_read(client: Client, application: str, profiles: tuple[str, ...], label: str) -> bool:
+    """`client.may_read`, remembered: the same few clients read the same few environments.
+
+    Keyed by the client object, so a reloaded auth file (new Client objects) is checked afresh.
+    """
+    return client.may_read(application, profiles, label)

@@ -27,8 +27,15 @@ def _state():
 
 def presented_token() -> str | None:
     """The token the request carries, from whichever header it came in."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
+    return token_from(request.headers.get("Authorization", ""), request.headers.get("X-Config-Token", ""))
+
+
+def token_from(authorization: str, x_config_token: str) -> str | None:
+    """The token in an `Authorization` (Bearer, or Basic's password) or `X-Config-Token` header.
+
+    Raises AuthenticationRequired for malformed Basic credentials. Free of Flask, for the fast path.
+    """
+    scheme, _, value = authorization.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     if scheme.lower() == "basic" and value.strip():
@@ -37,7 +44,7 @@ def presented_token() -> str | None:
         except (binascii.Error, UnicodeDecodeError):
             raise AuthenticationRequired("the Basic credentials are malformed") from None
         return decoded.partition(":")[2] or None
-    token = request.headers.get("X-Config-Token", "").strip()
+    token = x_config_token.strip()
     return token or None
 
 

@@ -24,9 +24,15 @@ def test_serving_smoke(tmp_path):
     args = ["--duration", "1", "--repeat", "1", "--connections", "4", "--threads", "1", "--workers", "1"]
     result = serving.main([*args, "--json", str(out)])
     servers = {row["server"]: row for row in result["rows"]}
-    assert set(servers) == {"nginx (static file)", "bare Flask (same gunicorn)", "config-server"}
-    assert all(row["rps"] > 0 and row["errors"] == 0 for row in servers.values())
+    assert set(servers) == {
+        "nginx (static file)",
+        "bare Flask (same gunicorn)",
+        "config-server",
+        "config-server (auth file + audit log)",
+    }
+    assert all(row["rps"] > 0 and row["errors"] == 0 for row in servers.values())  # the token works
     assert result["ratio_to_bare_flask"] > 0 and read(out)["response_bytes"] > 100
+    assert result["secured_ratio_to_bare_flask"] > 0 and result["secured_p99_ms"] > 0
 
 
 def test_propagation_smoke(tmp_path):

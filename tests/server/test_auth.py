@@ -57,7 +57,7 @@ def bearer(name: str) -> dict[str, str]:
 
 
 def audit_lines(server) -> list[dict]:
-    server.app.extensions["config_server"].audit._handler.flush()
+    server.app.extensions["config_server"].audit.flush()
     return [json.loads(line) for line in server.audit.read_text().splitlines()]
 
 
@@ -298,5 +298,26 @@ def test_proxy_hops_trusts_forwarded_for(repo, serve, http, tmp_path):
     audit = tmp_path / "audit.log"
     server = serve(repo.path, proxy_hops=1, audit_log=str(audit))
     http.get(f"{server.url}/orders/default", headers={"X-Forwarded-For": "203.0.113.9"})
-    server.app.extensions["config_server"].audit._handler.flush()
+    server.app.extensions["config_server"].audit.flush()
     assert json.loads(audit.read_text().splitlines()[0])["remote"] == "203.0.113.9"
+
+
+def test_audit_log_is_reopened_after_logrotate_moves_it(tmp_path):
+    from config_server.audit import AuditLog
+
+    path = tmp_path / "audit.log"
+    log = AuditLog(str(path))
+    try:
+        log.record("read", client="a")
+        path.rename(tmp_path / "audit.log.1")
+
+        def written_to_new_file():
+            log.record("read", client="b")
+            return path.exists() and path.read_text()
+
+        wait_for(written_to_new_file, what="the audit log to be reopened at its path")
+        moved = [json.loads(line) for line in (tmp_path / "audit.log.1").read_text().splitlines()]
+        assert moved[0]["client"] == "a" and all(line["client"] in "ab" for line in moved)
+        assert json.loads(path.read_text().splitlines()[0])["client"] == "b"
+    finally:
+        log.close()
