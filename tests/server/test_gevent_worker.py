@@ -173,3 +173,31 @@ def test_a_direct_answer_is_delivered_once():
     answer.deliver(b"second change")  # landed before the request woke
     assert answer.finish() is True
     assert sent == [b"first change"]
+
+
+def test_direct_and_fast_answers_match_the_flask_view_byte_for_byte(gunicorn_server):
+    """The hub's direct answer, the fast path and Flask under gunicorn: the same bytes, apart
+    from the lines gunicorn itself adds to answers that go through it (Date, Server, Connection)."""
+    url = gunicorn_server.url
+
+    def normalised(answer: bytes) -> bytes:
+        return re.sub(rb"\r\n(?:Date|Server|Connection): [^\r]*", b"", answer)
+
+    def fetch(path: str) -> bytes:
+        with socket.create_connection(("127.0.0.1", gunicorn_server.port), timeout=15) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            return read_answer(sock, bytearray())
+
+    etag = requests.get(f"{url}/orders/default", timeout=5).headers["ETag"]
+    with socket.create_connection(("127.0.0.1", gunicorn_server.port), timeout=15) as sock:
+        sock.sendall(
+            f"GET /orders/default?wait=30 HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\n\r\n".encode()
+        )
+        wait_for(lambda: watchers(url) == 1, what="the long poll to park")
+        gunicorn_server.repo.commit({"orders.yml": "value: 3\n"})
+        direct = read_answer(sock, bytearray())
+    assert b"\r\nServer:" not in direct  # written by the hub
+    flask = fetch("/orders/default?via=flask")
+    fast = fetch("/orders/default")
+    assert b'"value": 3' in flask
+    assert normalised(direct) == normalised(flask) == normalised(fast)
