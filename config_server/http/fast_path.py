@@ -80,11 +80,11 @@ class FastEnvironmentPath:
             if client is None:
                 return None
             revision, resolved = self.service.environment(parts[1], parts[2], label)
+            answer = environment_answer(resolved, label)
+            if self.audit is not None:
+                _audit(self.audit, environ, client, parts[1], parts[2], label, revision.version)
         except Exception:  # noqa: BLE001 - any failure: Flask answers it, with the usual JSON body
             return None
-        answer = environment_answer(resolved, label)
-        if self.audit is not None:
-            self._audit(environ, client, parts[1], parts[2], label, revision.version, answer.status)
         return answer
 
     def _authorised_reader(
@@ -102,30 +102,30 @@ class FastEnvironmentPath:
         effective = names.validate_label(label) if label is not None else self.service.backend.default_label()
         return client if _may_read(client, app, wanted, effective) else None
 
-    def _audit(
-        self,
-        environ: dict[str, Any],
-        client: Client,
-        application: str,
-        profiles: str,
-        label: str | None,
-        version: str,
-        status: int,
-    ) -> None:
-        """The `read` line Flask's hooks write for the same request (`http/security.py`)."""
-        path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
-        self.audit.record(  # type: ignore[union-attr]
-            "read",
-            client=client.name,
-            remote=environ.get("REMOTE_ADDR"),
-            method="GET",
-            path="/" + path.lstrip("/"),
-            status=status,
-            application=names.validate_application(application),
-            profiles=",".join(names.validate_profiles(profiles)),
-            label=names.validate_label(label) if label is not None else None,
-            version=version,
-        )
+
+def _audit(
+    audit: AuditLog,
+    environ: dict[str, Any],
+    client: Client,
+    application: str,
+    profiles: str,
+    label: str | None,
+    version: str,
+) -> None:
+    """The `read` line Flask's hooks write for the same request (`http/security.py`)."""
+    path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+    audit.record(
+        "read",
+        client=client.name,
+        remote=environ.get("REMOTE_ADDR"),
+        method="GET",
+        path="/" + path.lstrip("/"),
+        status=200,
+        application=names.validate_application(application),
+        profiles=",".join(names.validate_profiles(profiles)),
+        label=names.validate_label(label) if label is not None else None,
+        version=version,
+    )
 
 
 @functools.lru_cache(maxsize=4096)
