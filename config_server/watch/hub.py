@@ -101,7 +101,8 @@ class WatchHub:
         try:
             while True:
                 event = slot.event
-                latest, resolution = slot.latest, slot.resolution
+                resolution = slot.resolution  # read before `latest`, which `_publish` writes first
+                latest = slot.latest
                 if latest is not None and resolution >= joined and latest.etag not in known:
                     return latest
                 remaining = deadline - time.monotonic()
@@ -144,10 +145,11 @@ class WatchHub:
         with self._publish_lock:
             if resolution <= slot.resolution:
                 return False
-            slot.resolution = resolution
             if slot.latest is not None and slot.latest.etag == current.etag:
+                slot.resolution = resolution
                 return False
             slot.latest = current
+            slot.resolution = resolution
             self._answer_directly(slot, current)
             woken, slot.event = slot.event, threading.Event()
         woken.set()
