@@ -177,6 +177,22 @@ def process_tree_rss_kib(pid: int) -> int:
     return total
 
 
+def process_tree_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of `pid` and its descendants so far, seconds."""
+    total = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except (OSError, IndexError, ValueError):
+            continue
+        pending.extend(int(c) for c in children)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: Sequence[float], fraction: float) -> float:
     """The value at `fraction` (0..1) of the sorted values (nearest rank)."""
     ordered = sorted(values)

@@ -5,7 +5,9 @@ a bare Flask app under the same gunicorn worker class and settings as ours (the 
 ceiling), config-server open, and config-server as `docs/security.md` asks for production (an
 auth file, the request carrying a client's token, and an audit log on disk). wrk (Debian's)
 drives each with the same threads and connections after a warm-up. Prints requests per second,
-p50/p99 latency and the ratios; writes JSON.
+p50/p99 latency, the ratios, and the server's CPU time per request (its processes' user + system
+time over the run, divided by the requests answered: unlike req/s, barely moved by other load on
+a shared machine); writes JSON.
 
     .venv/bin/python bench/serving.py                      # 64 connections, 10 s each
     .venv/bin/python bench/serving.py --duration 30 --connections 64
@@ -31,6 +33,7 @@ from bench.common import (
     free_port,
     http_ok,
     print_table,
+    process_tree_cpu_seconds,
     raise_fd_limit,
     sample_repository,
     wait_until,
@@ -48,7 +51,7 @@ _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 def run_wrk(
     wrk: str, url: str, connections: int, duration: float, threads: int, headers: tuple[str, ...] = ()
 ) -> dict[str, float]:
-    """Requests per second and p50/p99 latency (ms) from one wrk run."""
+    """Requests per second, requests answered and p50/p99 latency (ms) from one wrk run."""
     header_args = [arg for header in headers for arg in ("-H", header)]
     out = subprocess.run(
         [
@@ -65,6 +68,7 @@ def run_wrk(
         check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests_done = int(re.search(r"(\d+) requests in", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
 
     def latency(label: str) -> float:
@@ -73,6 +77,7 @@ def run_wrk(
 
     return {
         "rps": round(rps),
+        "requests": requests_done,
         "p50_ms": latency("50%"),
         "p99_ms": latency("99%"),
         "errors": int(errors.group(1)) if errors else 0,
@@ -175,21 +180,33 @@ def measure(connections: int, duration: float, workers: int, threads: int, repea
             bare = BareFlask(body, answer.headers["ETag"], workers)
             token = (f"Authorization: Bearer {TOKEN}",)
             targets = (
-                ("nginx (static file)", f"http://127.0.0.1:{nginx.port}{PATH}", ()),
-                ("bare Flask (same gunicorn)", f"http://127.0.0.1:{bare.port}{PATH}", ()),
-                ("config-server", server.url + PATH, ()),
-                (SECURED, secured.url + PATH, token),
+                ("nginx (static file)", f"http://127.0.0.1:{nginx.port}{PATH}", (), nginx.process.pid),
+                ("bare Flask (same gunicorn)", f"http://127.0.0.1:{bare.port}{PATH}", (), bare.process.pid),
+                ("config-server", server.url + PATH, (), server.process.pid),
+                (SECURED, secured.url + PATH, token, secured.process.pid),
             )
             try:
-                for _, url, headers in targets:  # warm-up
+                for _, url, headers, _ in targets:  # warm-up
                     run_wrk(tools["wrk"], url, connections, max(1.0, duration / 5), threads, headers)
-                runs: dict[str, list[dict]] = {name: [] for name, _, _ in targets}
+                runs: dict[str, list[dict]] = {name: [] for name, *_ in targets}
+                cpu = dict.fromkeys(runs, 0.0)
                 for _ in range(repeat):  # interleaved, so a noisy moment hits every server alike
-                    for name, url, headers in targets:
+                    for name, url, headers, pid in targets:
+                        before = process_tree_cpu_seconds(pid)
                         runs[name].append(run_wrk(tools["wrk"], url, connections, duration, threads, headers))
+                        cpu[name] += process_tree_cpu_seconds(pid) - before
                 for name, results in runs.items():
                     median = sorted(results, key=lambda r: r["rps"])[len(results) // 2]
-                    rows.append({"server": name, **median, "runs_rps": [r["rps"] for r in results]})
+                    answered = sum(r["requests"] for r in results)
+                    cpu_us = round(cpu[name] / answered * 1e6, 1) if answered else 0.0
+                    rows.append(
+                        {
+                            "server": name,
+                            **median,
+                            "runs_rps": [r["rps"] for r in results],
+                            "cpu_us_per_req": cpu_us,
+                        }
+                    )
             finally:
                 nginx.stop()
                 bare.stop()
@@ -226,6 +243,7 @@ def main(argv: list[str] | None = None) -> dict:
             r["p50_ms"],
             r["p99_ms"],
             r["errors"],
+            r["cpu_us_per_req"],
             round(r["rps"] / nginx["rps"], 3),
             round(r["rps"] / bare["rps"], 3),
         ]
@@ -234,7 +252,7 @@ def main(argv: list[str] | None = None) -> dict:
     print_table(
         f"Serving: warm GET {PATH} ({size} bytes), "
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, median of {args.repeat}",
-        ["server", "req/s", "p50 ms", "p99 ms", "errors", "x nginx", "x bare Flask"],
+        ["server", "req/s", "p50 ms", "p99 ms", "errors", "server CPU us/req", "x nginx", "x bare Flask"],
         table,
     )
     result = {
