@@ -90,17 +90,23 @@ class FastEnvironmentPath:
     def _authorised_reader(
         self, environ: dict[str, Any], application: str, profiles: str, label: str | None
     ) -> Client | None:
-        """The client when it may read this environment (ANONYMOUS on an open server), else None."""
+        """The client when it may read this environment (ANONYMOUS on an open server), else None.
+
+        As `security.require_read`: every listed application at every listed label.
+        """
         if self.auth is None:
             return ANONYMOUS
         token = token_from(environ.get("HTTP_AUTHORIZATION", ""), environ.get("HTTP_X_CONFIG_TOKEN", ""))
         client = self.auth.authenticate(token) if token is not None else None
         if client is None:
             return None
-        app = names.validate_application(application)
+        apps = names.validate_applications(application)
         wanted = names.validate_profiles(profiles)
-        effective = names.validate_label(label) if label is not None else self.service.backend.default_label()
-        return client if _may_read(client, app, wanted, effective) else None
+        labels = (
+            names.validate_labels(label) if label is not None else (self.service.backend.default_label(),)
+        )
+        allowed = all(_may_read(client, app, wanted, one) for one in labels for app in apps)
+        return client if allowed else None
 
 
 def _audit(
@@ -121,9 +127,9 @@ def _audit(
         method="GET",
         path="/" + path.lstrip("/"),
         status=200,
-        application=names.validate_application(application),
+        application=",".join(names.validate_applications(application)),
         profiles=",".join(names.validate_profiles(profiles)),
-        label=names.validate_label(label) if label is not None else None,
+        label=",".join(names.validate_labels(label)) if label is not None else None,
         version=version,
     )
 

@@ -54,7 +54,7 @@ def test_a_denied_list_is_audited_with_the_whole_list(secured, http):
     http.get(f"{secured.url}/orders,payments/default/main,release-1", headers=ORDERS)
 
     def lines():
-        secured.app.extensions["config_server"].audit._handler.flush()
+        secured.app.extensions["config_server"].audit.flush()
         return [json.loads(line) for line in secured.audit.read_text().splitlines()]
 
     denied = wait_for(lambda: lines(), what="an audit line")[0]

@@ -124,7 +124,11 @@ def test_authorised_reads_take_the_fast_path_with_the_same_audit_line(repo, serv
     fast = http.get(f"{server.url}/orders/default/main", headers=headers)
     slow = http.get(f"{server.url}/orders/default/main?via=flask", headers=headers)
     assert fast.status_code == slow.status_code == 200 and fast.content == slow.content
-    assert through_flask == ["/orders/default/main"]  # only the request with a query string
+    listed = http.get(f"{server.url}/orders,orders/default/main,main", headers=headers)
+    listed_slow = http.get(f"{server.url}/orders,orders/default/main,main?via=flask", headers=headers)
+    assert listed.status_code == 200 and listed.content == listed_slow.content
+    # Only the requests with a query string went through Flask.
+    assert through_flask == ["/orders/default/main", "/orders,orders/default/main,main"]
     # Refusals still come from Flask, with their audit lines.
     assert http.get(f"{server.url}/payments/default", headers=headers).status_code == 403
     assert http.get(f"{server.url}/orders/default").status_code == 401
@@ -133,7 +137,8 @@ def test_authorised_reads_take_the_fast_path_with_the_same_audit_line(repo, serv
     lines = [json.loads(line) for line in audit.read_text().splitlines()]
     for line in lines:
         line.pop("time")
-    assert lines[0] == lines[1]
+    assert lines[0] == lines[1] and lines[2] == lines[3]
     assert lines[0]["event"] == "read" and lines[0]["client"] == "orders-service"
-    assert [line["event"] for line in lines[2:]] == ["denied", "denied", "denied"]
-    assert [line["status"] for line in lines[2:]] == [403, 401, 401]
+    assert (lines[2]["application"], lines[2]["label"]) == ("orders,orders", "main,main")
+    assert [line["event"] for line in lines[4:]] == ["denied", "denied", "denied"]
+    assert [line["status"] for line in lines[4:]] == [403, 401, 401]
