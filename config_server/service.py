@@ -186,7 +186,7 @@ def _decrypted_overrides(overrides: dict[str, Any], keyring: Keyring | None) -> 
     if not overrides:
         return {}
     holder = Environment(OVERRIDES, (), None, "", (PropertySource(OVERRIDES, overrides),))
-    return decrypt_environment(holder, keyring).property_sources[0].source
+    return decrypt_environment(holder, keyring).environment.property_sources[0].source
 
 
 def _expand_placeholders(pattern: str, app: str, profiles: tuple[str, ...], label: str) -> list[str]:
