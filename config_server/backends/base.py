@@ -31,6 +31,9 @@ class Backend(ABC):
 
     #: Prefix of property-source names (`<uri>/orders.yml`); never contains credentials.
     uri: str
+    #: How long changes must have stopped before they are checked: 0 where a change is atomic (a
+    #: git commit moves a ref); more for a plain folder, where a saved file is first truncated.
+    change_settle_seconds: float = 0.0
 
     @abstractmethod
     def default_label(self) -> str:

@@ -20,6 +20,9 @@ class NativeBackend(Backend):
     read again only when that metadata changed, so a saved file is served at once.
     """
 
+    #: A saved file is truncated, then written: check once its events have stopped for this long.
+    change_settle_seconds = 0.05
+
     def __init__(self, root: str | os.PathLike[str], label: str = "main") -> None:
         self.root = Path(root).resolve()
         self.uri = self.root.as_uri()

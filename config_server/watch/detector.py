@@ -119,6 +119,8 @@ class ChangeDetector:
             if self._stop.is_set():
                 return
             self._wake.clear()
+            if woke:
+                self._settle()
             with self._pending_lock:
                 pending, self._pending = self._pending, set()
             apps = None if (pending is None or not woke) else pending
@@ -126,6 +128,15 @@ class ChangeDetector:
                 self.hub.check(apps)
             except Exception:  # noqa: BLE001 - the dispatcher must outlive any one failure
                 log.exception("watch check failed")
+
+    def _settle(self) -> None:
+        """Wait until change notices have stopped for the backend's settle time (at most ~1 s), so
+        a half-written file of a plain folder is not what watchers get."""
+        settle = getattr(self.backend, "change_settle_seconds", 0.0)
+        for _ in range(20):
+            if settle <= 0 or self._stop.is_set() or not self._wake.wait(settle):
+                return
+            self._wake.clear()
 
     def _refresh_loop(self) -> None:
         while not self._stop.wait(self.refresh_interval):
