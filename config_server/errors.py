@@ -47,6 +47,14 @@ class InvalidConfigFile(ConfigServerError):
     reason = "Internal Server Error"
 
 
+class ConfigLimitExceeded(InvalidConfigFile):
+    """Committed content that would expand past a limit (`limits.py`): a placeholder or index bomb.
+
+    A subclass of InvalidConfigFile, so everything that treats a broken file as a broken
+    environment treats a bomb the same way.
+    """
+
+
 class AuthenticationRequired(ConfigServerError):
     """No credentials, or a token that no client holds."""
 

@@ -2,7 +2,8 @@
 
 Pure functions: no git, no HTTP. YAML keeps its types; `.properties` values are strings. A file
 that does not parse, has duplicate keys or a top level that is not a mapping raises
-InvalidConfigFile with the file, line and column.
+InvalidConfigFile with the file, line and column; a key with a list index above
+`limits.MAX_LIST_INDEX` (`servers[2000000000]`) raises ConfigLimitExceeded naming the file and key.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import yaml
 
 from config_server.errors import InvalidConfigFile
+from config_server.limits import check_list_indexes
 
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -71,8 +73,12 @@ def parse_file(path: str, data: bytes) -> list[Document]:
         raise InvalidConfigFile(f"{path}: not valid UTF-8 at byte {exc.start}") from exc
     if path.endswith(".properties"):
         values = parse_properties(text)
+        check_list_indexes(path, values)
         return [Document(0, _activation(values), values)]
-    return _parse_yaml(path, text)
+    documents = _parse_yaml(path, text)
+    for document in documents:
+        check_list_indexes(path, document.values)
+    return documents
 
 
 def _check_size(path: str, text: str) -> None:

@@ -3,6 +3,10 @@
 Pure functions. Merging follows `protocol.md`: a higher source's key wins, and a list set by a
 higher source replaces the lower sources' list whole. Placeholders `${a.b}` and `${a.b:default}`
 resolve against the merged settings only (never the server's own environment variables).
+
+Every expansion is bounded (`limits.py`): a list index when flat keys are unflattened, a value
+grown by placeholders, and what placeholders add to one answer in total. Going over a bound raises
+ConfigLimitExceeded naming the file (the property source the key came from) and the key.
 """
 
 from __future__ import annotations
@@ -14,15 +18,43 @@ from typing import Any
 
 import yaml
 
+from config_server.errors import ConfigLimitExceeded
+from config_server.limits import (
+    MAX_EXPANSION_CHARS,
+    MAX_VALUE_CHARS,
+    check_list_indexes,
+    list_index_error,
+    shorten,
+)
 from config_server.model import PropertySource
 
 _INDEX = re.compile(r"\[(\d+)\]")
 _KEY_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
-def merge(sources: Iterable[PropertySource]) -> dict[str, Any]:
+class MergedSettings(dict[str, Any]):
+    """Flat merged settings that remember the property source (file) each key came from.
+
+    A plain dict to every reader; the origins only name the file in a limit error.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.origins: dict[str, str] = {}
+
+    def origin(self, key: str) -> str:
+        """The name of the property source that set `key` ("settings" when unknown)."""
+        return self.origins.get(key, "settings")
+
+
+def _origin(flat: Mapping[str, Any], key: str) -> str:
+    return flat.origin(key) if isinstance(flat, MergedSettings) else "settings"
+
+
+def merge(sources: Iterable[PropertySource]) -> MergedSettings:
     """Flat merged settings from sources given most specific first."""
-    merged: dict[str, Any] = {}
+    merged = MergedSettings()
+    origins = merged.origins
     owned_lists: set[str] = set()
     for source in sources:
         claimed: set[str] = set()
@@ -31,6 +63,7 @@ def merge(sources: Iterable[PropertySource]) -> dict[str, Any]:
             if key in merged or any(p in owned_lists for p in prefixes):
                 continue
             merged[key] = value
+            origins[key] = source.name
             claimed.update(prefixes)
         owned_lists |= claimed
     return merged
@@ -41,7 +74,14 @@ def _list_prefixes(key: str) -> list[str]:
 
 
 def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """`a.b[0].c` keys back into nested maps and lists (gaps in a list become null)."""
+    """`a.b[0].c` keys back into nested maps and lists (gaps in a list become null).
+
+    A key with a list index above `MAX_LIST_INDEX` raises ConfigLimitExceeded (it would
+    allocate that many entries).
+    """
+    for key in flat:
+        if list_index_error(key):
+            check_list_indexes(_origin(flat, key), [key])
     root: dict[str, Any] = {}
     for key in sorted(flat, key=_natural_key):
         parts = [int(i) if i else name for name, i in _KEY_PART.findall(key)]
@@ -86,28 +126,67 @@ _PLACEHOLDER = re.compile(r"\$\{([^{}]*)\}")
 _MAX_PASSES = 32
 
 
+class ExpansionTooLarge(Exception):
+    """Resolving placeholders in one text went over its limit (raised by `resolve_text`)."""
+
+    def __init__(self, placeholder: str, limit: int) -> None:
+        super().__init__(f"placeholder ${{{shorten(placeholder)}}} grows it beyond {limit} characters")
+        self.placeholder = placeholder
+        self.limit = limit
+
+
 def resolve_placeholders(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """Substitute `${key}` / `${key:default}` in string values; unresolvable ones stay as written."""
-    return {
-        key: resolve_text(value, flat) if isinstance(value, str) else value for key, value in flat.items()
-    }
+    """Substitute `${key}` / `${key:default}` in string values; unresolvable ones stay as written.
+
+    A value may grow to `MAX_VALUE_CHARS` (or its own committed length, when longer), and all
+    values together by `MAX_EXPANSION_CHARS`; beyond either, ConfigLimitExceeded names the file
+    and the key.
+    """
+    resolved: dict[str, Any] = {}
+    added = 0
+    for key, value in flat.items():
+        if not isinstance(value, str) or "${" not in value:
+            resolved[key] = value
+            continue
+        try:
+            text = resolve_text(value, flat, max(MAX_VALUE_CHARS, len(value)))
+        except ExpansionTooLarge as exc:
+            raise ConfigLimitExceeded(f"{_origin(flat, key)}: key {shorten(key)!r}: {exc}") from None
+        added += max(0, len(text) - len(value))
+        if added > MAX_EXPANSION_CHARS:
+            raise ConfigLimitExceeded(
+                f"{_origin(flat, key)}: key {shorten(key)!r}: placeholders add more than "
+                f"{MAX_EXPANSION_CHARS} characters to the answer"
+            )
+        resolved[key] = text
+    return resolved
 
 
-def resolve_text(text: str, settings: Mapping[str, Any]) -> str:
-    """Substitute placeholders in one string (innermost first, bounded against cycles)."""
+def resolve_text(text: str, settings: Mapping[str, Any], max_chars: int | None = None) -> str:
+    """Substitute placeholders in one string (innermost first, bounded against cycles).
+
+    The text may grow to `max_chars` (default: its length plus `MAX_EXPANSION_CHARS`); a
+    substitution beyond that raises ExpansionTooLarge, before the larger text is built.
+    """
+    limit = len(text) + MAX_EXPANSION_CHARS if max_chars is None else max_chars
     for _ in range(_MAX_PASSES):
         changed = False
+        size = len(text)
 
         def substitute(match: re.Match[str]) -> str:
-            nonlocal changed
+            nonlocal changed, size
             name, has_default, default = match.group(1).partition(":")
             if name in settings and settings[name] is not None:
-                changed = True
-                return _text(settings[name])
-            if has_default:
-                changed = True
-                return default
-            return "\0" + match.group(0)[1:]
+                replacement = _text(settings[name])
+            elif has_default:
+                replacement = default
+            else:
+                return "\0" + match.group(0)[1:]
+            changed = True
+            size += len(replacement) - len(match.group(0))
+            if size > limit:
+                raise ExpansionTooLarge(name, limit)
+            return replacement
 
         text = _PLACEHOLDER.sub(substitute, text)
         if not changed:

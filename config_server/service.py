@@ -17,7 +17,8 @@ from config_server.backends.base import Backend, Revision
 from config_server.cache import EnvironmentCache, ResolvedEnvironment
 from config_server.crypto import Keyring
 from config_server.decryption import decrypt_environment
-from config_server.errors import ResourceNotFound
+from config_server.errors import ConfigLimitExceeded, ResourceNotFound
+from config_server.limits import MAX_EXPANSION_CHARS, MAX_VALUE_CHARS, shorten
 from config_server.model import Environment, PropertySource
 from config_server.parsing import flatten
 from config_server.resolve import Request, resolve_environment
@@ -113,7 +114,7 @@ class ConfigService:
             return environment
         merged = render.merge((PropertySource(OVERRIDES, self.overrides), *environment.property_sources))
         values = {
-            key: render.resolve_text(value, merged) if isinstance(value, str) else value
+            key: _resolve_override(key, value, merged) if isinstance(value, str) else value
             for key, value in self.overrides.items()
         }
         return replace(
@@ -146,7 +147,13 @@ class ConfigService:
                         text = data.decode("utf-8")
                     except UnicodeDecodeError:
                         return data, full
-                    return render.resolve_text(text, resolved.merged).encode("utf-8"), full
+                    try:
+                        return render.resolve_text(text, resolved.merged).encode("utf-8"), full
+                    except render.ExpansionTooLarge as exc:
+                        raise ConfigLimitExceeded(
+                            f"{full}: placeholder ${{{shorten(exc.placeholder)}}}: placeholders add "
+                            f"more than {MAX_EXPANSION_CHARS} characters to the file"
+                        ) from None
         raise ResourceNotFound(f"no file {safe_path!r} at label {revision.label!r}")
 
     def _folders(self, revision: Revision, apps: tuple[str, ...], profiles: tuple[str, ...]) -> list[str]:
@@ -187,6 +194,14 @@ def _decrypted_overrides(overrides: dict[str, Any], keyring: Keyring | None) -> 
         return {}
     holder = Environment(OVERRIDES, (), None, "", (PropertySource(OVERRIDES, overrides),))
     return decrypt_environment(holder, keyring).environment.property_sources[0].source
+
+
+def _resolve_override(key: str, value: str, merged: Mapping[str, Any]) -> str:
+    """An override's placeholders resolved against the environment, bounded like any value."""
+    try:
+        return render.resolve_text(value, merged, max(MAX_VALUE_CHARS, len(value)))
+    except render.ExpansionTooLarge as exc:
+        raise ConfigLimitExceeded(f"{OVERRIDES}: key {shorten(key)!r}: {exc}") from None
 
 
 def _expand_placeholders(pattern: str, app: str, profiles: tuple[str, ...], label: str) -> list[str]:
