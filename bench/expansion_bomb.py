@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import PROJECT, git, print_table
+from bench.common import PROJECT, RESULTS, git, print_table, write_json
 
 #: 13 lines; each value is its predecessor four times: a12 would be 4**12 * 10 characters (160 MiB),
 #: and resolving it pass by pass builds far more than that.
@@ -93,12 +93,13 @@ def run_case(
     return outcome, request_ms, elapsed, usage.ru_maxrss // 1024
 
 
-def main() -> None:
-    """Run each case once and print the table."""
+def main(argv: list[str] | None = None) -> dict:
+    """Run each case once, print the table, write JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit-mib", type=int, default=2048, help="address space limit of the child")
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds before the child is killed")
-    args = parser.parse_args()
+    parser.add_argument("--json", default=str(RESULTS / "expansion_bomb.json"))
+    args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, (filename, content, path) in CASES.items():
@@ -117,6 +118,10 @@ def main() -> None:
         ("case", "answer", "request ms", "process seconds", "peak RSS MiB"),
         rows,
     )
+    headers = ("case", "answer", "request_ms", "process_s", "peak_rss_mib")
+    result = {"rows": [dict(zip(headers, row, strict=True)) for row in rows]}
+    write_json(args.json, result)
+    return result
 
 
 if __name__ == "__main__":

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import sys
 
-from bench import client_reads, commit_to_callback, propagation, repo_scale, serving, watcher_memory
+from bench import (
+    client_reads,
+    commit_to_callback,
+    expansion_bomb,
+    propagation,
+    repo_scale,
+    serving,
+    watcher_memory,
+)
 from bench.common import machine
 
 BENCHMARKS = {
@@ -18,6 +26,7 @@ BENCHMARKS = {
     "repo_scale": repo_scale.main,
     "client": client_reads.main,
     "commit_to_callback": commit_to_callback.main,
+    "expansion_bomb": expansion_bomb.main,
 }
 
 

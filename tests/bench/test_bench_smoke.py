@@ -5,7 +5,15 @@ They install their own tools (wrk, nginx, etcd) when missing, as `make bench` do
 
 import json
 
-from bench import client_reads, commit_to_callback, propagation, repo_scale, serving, watcher_memory
+from bench import (
+    client_reads,
+    commit_to_callback,
+    expansion_bomb,
+    propagation,
+    repo_scale,
+    serving,
+    watcher_memory,
+)
 
 
 def read(path):
@@ -72,3 +80,10 @@ def test_client_smoke(tmp_path):
     out = tmp_path / "client.json"
     result = client_reads.main(["--keys", "50", "--number", "1000", "--rounds", "3", "--json", str(out)])
     assert 0 < result["get_ns"]["get(hit)"] < 1_000_000 and result["apply_ms"]["p50_ms"] > 0
+
+
+def test_expansion_bomb_smoke(tmp_path):
+    out = tmp_path / "bomb.json"
+    result = expansion_bomb.main(["--timeout", "20", "--json", str(out)])
+    assert [row["answer"][:3] for row in result["rows"]] == ["500", "500"]
+    assert read(out)["rows"][0]["peak_rss_mib"] > 0
