@@ -12,6 +12,7 @@ then (among the requested names) the later search location, then the later name;
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -22,6 +23,9 @@ from config_server.parsing import Document, parse_file
 SHARED = "application"
 #: Within one name, `.properties` beats `.yml` beats `.yaml`.
 EXTENSIONS = (".properties", ".yml", ".yaml")
+
+#: Names with these extensions are configuration files (`.json` is no source, but a rendered name).
+CONFIG_FILE_EXTENSIONS = (*EXTENSIONS, ".json")
 
 ReadFile = Callable[[str], "bytes | None"]
 
@@ -65,6 +69,31 @@ def search_order(
                     stem = f"{name}-{profile}" if profile else name
                     order.append((f"{folder}/{stem}" if folder else stem, profile))
     return order
+
+
+def file_readings(
+    name: str, applications: Sequence[str], profiles: tuple[str, ...]
+) -> list[tuple[str, tuple[str, ...]]] | None:
+    """The (application, profiles) environments whose configuration a file name denotes.
+
+    None when the name is no configuration file (a template) or is `application.{ext}`, which
+    every environment reads. Otherwise every reading of the name, since `{app}-{profile}` is
+    ambiguous: `orders-prod.yml` is the `prod` file of `orders` and the plain file of an
+    application `orders-prod` (read for whatever profiles are asked: `profiles`);
+    `application-prod.yml` is the `prod` file shared by every application, so also by the
+    `applications` asked for. A caller that may read one of these environments would be served
+    the file's settings by the Environment endpoint anyway.
+    """
+    stem, ext = posixpath.splitext(name)
+    if ext not in CONFIG_FILE_EXTENSIONS or not stem or stem == SHARED:
+        return None
+    readings: list[tuple[str, tuple[str, ...]]] = [(stem, profiles)]
+    for position, char in enumerate(stem):
+        if char == "-" and 0 < position < len(stem) - 1:
+            base, profile = stem[:position], stem[position + 1 :]
+            owners = applications if base == SHARED else (base,)
+            readings.extend((owner, (profile,)) for owner in owners)
+    return readings
 
 
 def resolve_environment(

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -21,12 +22,15 @@ from config_server.errors import ConfigLimitExceeded, ResourceNotFound
 from config_server.limits import MAX_EXPANSION_CHARS, MAX_VALUE_CHARS, shorten
 from config_server.model import Environment, PropertySource
 from config_server.parsing import flatten
-from config_server.resolve import Request, resolve_environment
+from config_server.resolve import Request, file_readings, resolve_environment
 
 #: The name of the property source that holds the server's overrides (Spring's name).
 OVERRIDES = "overrides"
 
 _GLOB_CHARS = set("*?[")
+
+#: (application, profiles) environments; a file may be served when the caller may read one of them.
+Readings = list[tuple[str, tuple[str, ...]]]
 
 
 class ConfigService:
@@ -52,6 +56,9 @@ class ConfigService:
         self.cache = EnvironmentCache(cache_size)
         self.overrides = _decrypted_overrides(flatten(dict(overrides)) if overrides else {}, keyring)
         self._label_in_paths = any("{label}" in p for p in self.search_paths)
+        self._named_folders = [
+            _folder_pattern(p) for p in self.search_paths if "{application}" in p or "{profile}" in p
+        ]
 
     def environment(
         self, application: str, profiles: str, label: str | None
@@ -121,12 +128,21 @@ class ConfigService:
             environment, property_sources=(PropertySource(OVERRIDES, values), *environment.property_sources)
         )
 
-    def resource(self, application: str, profiles: str, label: str | None, path: str) -> tuple[bytes, str]:
+    def resource(
+        self,
+        application: str,
+        profiles: str,
+        label: str | None,
+        path: str,
+        authorize: Callable[[list[Readings], str], None] | None = None,
+    ) -> tuple[bytes, str]:
         """A plain-text file with placeholders substituted; returns (content, repository path).
 
         For `nginx.conf` and profile `prod` it looks for `nginx-prod.conf` before `nginx.conf`,
         in the search paths (later first) before the root; with several labels, in the later
-        label first.
+        label first. `authorize` is called with what the file found denotes
+        (`denoted_environments`) and the label it was found at, before its content is used, and
+        raises to refuse it.
         """
         safe_path = names.validate_path(path)
         revisions, revision, resolved = self._environment(application, profiles, label)
@@ -143,6 +159,8 @@ class ConfigService:
                     data = self.backend.read(one.version, full)
                     if data is None:
                         continue
+                    if authorize is not None:
+                        authorize(self.denoted_environments(full, apps, wanted, folders), one.label)
                     try:
                         text = data.decode("utf-8")
                     except UnicodeDecodeError:
@@ -155,6 +173,37 @@ class ConfigService:
                             f"more than {MAX_EXPANSION_CHARS} characters to the file"
                         ) from None
         raise ResourceNotFound(f"no file {safe_path!r} at label {revision.label!r}")
+
+    def denoted_environments(
+        self,
+        path: str,
+        apps: tuple[str, ...],
+        profiles: tuple[str, ...],
+        searched: Sequence[str] = (),
+    ) -> list[Readings]:
+        """What a served file is the configuration of: groups of readings, one of each must be allowed.
+
+        Its name (`resolve.file_readings`), and its folder when that is not one of the folders
+        `searched` for this request but a search path names it after an application or profile
+        (`{application}`): `payments/application.yml` asked for as `orders` is the configuration
+        of `payments`. Empty for a template in an ordinary folder. `apps` and `profiles` are
+        what the request asked for (and was allowed).
+        """
+        folder, _, name = path.rpartition("/")
+        groups: list[Readings] = []
+        named = file_readings(name, apps, profiles)
+        if named is not None:
+            groups.append(named)
+        if folder in searched:
+            return groups
+        for pattern in self._named_folders:
+            match = pattern.fullmatch(folder)
+            if match:
+                owner = match.groupdict().get("application")
+                profile = match.groupdict().get("profile")
+                owners = (owner,) if owner else apps
+                groups.append([(one, (profile,) if profile else profiles) for one in owners])
+        return groups
 
     def _folders(self, revision: Revision, apps: tuple[str, ...], profiles: tuple[str, ...]) -> list[str]:
         """The root, then every search path (placeholders filled, globs expanded), in order."""
@@ -202,6 +251,25 @@ def _resolve_override(key: str, value: str, merged: Mapping[str, Any]) -> str:
         return render.resolve_text(value, merged, max(MAX_VALUE_CHARS, len(value)))
     except render.ExpansionTooLarge as exc:
         raise ConfigLimitExceeded(f"{OVERRIDES}: key {shorten(key)!r}: {exc}") from None
+
+
+def _folder_pattern(search_path: str) -> re.Pattern[str]:
+    """A search path as a regular expression over folders, capturing `{application}` and `{profile}`."""
+    parts = []
+    for piece in re.split(r"(\{application\}|\{profile\}|\{label\}|\*|\?)", search_path):
+        if piece == "{application}":
+            parts.append("(?P<application>[^/]+)" if "(?P<application>" not in "".join(parts) else "[^/]+")
+        elif piece == "{profile}":
+            parts.append("(?P<profile>[^/]+)" if "(?P<profile>" not in "".join(parts) else "[^/]+")
+        elif piece == "{label}":
+            parts.append(".*")  # a label may hold a `/`
+        elif piece == "*":
+            parts.append("[^/]*")
+        elif piece == "?":
+            parts.append("[^/]")
+        else:
+            parts.append(re.escape(piece))
+    return re.compile("".join(parts))
 
 
 def _expand_placeholders(pattern: str, app: str, profiles: tuple[str, ...], label: str) -> list[str]:

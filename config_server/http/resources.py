@@ -22,7 +22,9 @@ def resource(app: str, profiles: str, label: str, path: str) -> Response:
 def serve_resource(app: str, profiles: str, label: str | None, path: str) -> Response:
     """Answer with the file's (substituted) content and a type guessed from its name."""
     security.require_read(app, profiles, label)
-    content, found = current_app.extensions["config_server"].service.resource(app, profiles, label, path)
+    content, found = current_app.extensions["config_server"].service.resource(
+        app, profiles, label, path, authorize=security.file_guard()
+    )
     security.note("read", resource=found)
     mimetype = mimetypes.guess_type(found)[0] or "text/plain"
     if mimetype.startswith("text/") or mimetype in ("application/json", "application/xml"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
@@ -116,6 +117,34 @@ def require_read(application: str, profiles: str, label: str | None, event: str 
 
 def _joined(labels: tuple[str, ...] | None) -> str | None:
     return None if labels is None else ",".join(labels)
+
+
+Readings = Sequence[tuple[str, tuple[str, ...]]]
+
+
+def file_guard() -> Callable[[Sequence[Readings], str], None] | None:
+    """A check of a plain-text file found for this request, or None when the caller reads anything.
+
+    The check gets what the file is the configuration of (`ConfigService.denoted_environments`:
+    groups of (application, profiles) readings) and the label it was found at. It answers 403,
+    naming the client and the file's applications, unless the client may read at least one
+    reading of every group at that label: exactly when the Environment endpoints would serve it
+    the file's settings anyway. Call it after `require_read`, which validated the names.
+    """
+    client = _identified_caller()
+    if client is ANONYMOUS:
+        return None
+
+    def check(groups: Sequence[Readings], label: str) -> None:
+        for readings in groups:
+            if not any(client.may_read(app, profiles, label) for app, profiles in readings):
+                denoted = " or ".join(f"{app} ({','.join(profiles)})" for app, profiles in readings)
+                raise AccessDenied(
+                    f"client {client.name!r} may not read this file: it is the configuration of "
+                    f"{denoted} at label {label!r}"
+                )
+
+    return check
 
 
 def note(event: str, **fields: Any) -> None:
