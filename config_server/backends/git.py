@@ -61,7 +61,8 @@ class GitBackend(Backend):
         self._root_tree = functools.lru_cache(maxsize=4096)(self._commit_tree)
         self._tree_entries = functools.lru_cache(maxsize=1024)(self._read_tree)
         self._peeled = functools.lru_cache(maxsize=4096)(self._peel)
-        self._refs: dict[str, tuple[tuple, str | None]] = {}
+        self._refs: dict[str, tuple[tuple, str | None, str | None]] = {}
+        self._oversized: dict[bytes, int] = {}  # blob id -> size, refused without streaming again
         if self.remote:
             self.uri = redact(spec).rstrip("/")
             digest = hashlib.sha256(spec.encode()).hexdigest()[:16]
@@ -122,27 +123,34 @@ class GitBackend(Backend):
             except (BadName, BadObject, ValueError, git.GitCommandError) as exc:
                 raise LabelNotFound(f"label {sha!r} not found: no such commit") from exc
 
-    def _ref_sha(self, repo: git.Repo, ref: str) -> str | None:
+    def _ref_sha(self, repo: git.Repo, ref: str, depth: int = 0) -> str | None:
         """The id a ref points to, remembered until its file or `packed-refs` changes on disk.
 
         Two `stat` calls replace GitPython's ref parsing on every request; git moves a ref by
-        renaming a new file into place, so a moved ref always changes the signature.
+        renaming a new file into place, so a moved ref always changes the signature. A symbolic
+        ref (`HEAD`, `refs/remotes/origin/HEAD`: `ref: refs/...`) is remembered as its target's
+        name, never as an id: its own file does not change when the target branch moves.
         """
         git_dir = repo.git_dir
         loose = _stat_signature(f"{git_dir}/{ref}")
         # A loose ref file wins over packed-refs, so only a missing one needs packed-refs checked.
         signature = (loose, None if loose else _stat_signature(f"{git_dir}/packed-refs"))
         cached = self._refs.get(ref)
-        if cached is not None and cached[0] == signature:
-            return cached[1]
-        try:
-            sha = git.SymbolicReference.dereference_recursive(repo, ref)
-        except (ValueError, OSError):
+        if cached is None or cached[0] != signature:
+            target = _symbolic_target(f"{git_dir}/{ref}") if loose else None
             sha = None
-        if len(self._refs) > 4096:
-            self._refs.clear()
-        self._refs[ref] = (signature, sha)
-        return sha
+            if target is None:
+                try:
+                    sha = git.SymbolicReference.dereference_recursive(repo, ref)
+                except (ValueError, OSError):
+                    sha = None
+            if len(self._refs) > 4096:
+                self._refs.clear()
+            cached = self._refs[ref] = (signature, sha, target)
+        target = cached[2]
+        if target is None:
+            return cached[1]
+        return self._ref_sha(repo, target, depth + 1) if depth < 5 else None
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -154,14 +162,18 @@ class GitBackend(Backend):
             entry = entries.get(name) if entries is not None else None
             if entry is None or not _is(entry, _FILE_TYPE):
                 return None
-            stream = self._require_repo().odb.stream(entry[1])
-            if stream.size > MAX_FILE_BYTES:
+            size = self._oversized.get(entry[1])
+            if size is None:
+                stream = self._require_repo().odb.stream(entry[1])
+                if stream.size <= MAX_FILE_BYTES:
+                    return stream.read()
                 while stream.read(1 << 16):  # drain it: an unread stream would jam git's pipe
                     pass
-                raise InvalidConfigFile(
-                    f"{path} is {stream.size} bytes: larger than the {MAX_FILE_BYTES} allowed"
-                )
-            return stream.read()
+                size = stream.size
+                if len(self._oversized) > 1024:
+                    self._oversized.clear()
+                self._oversized[entry[1]] = size  # a blob never changes: never stream it again
+            raise InvalidConfigFile(f"{path} is {size} bytes: larger than the {MAX_FILE_BYTES} allowed")
 
     def listing(self, version: str, folder: str) -> Listing:
         """Files and sub-folders of `folder` in commit `version` (commits never change)."""
@@ -313,6 +325,19 @@ def _stat_signature(path: str) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return (st.st_mtime_ns, st.st_ino, st.st_size)
+
+
+def _symbolic_target(path: str) -> str | None:
+    """The ref a loose symbolic ref file names (`ref: refs/heads/main`), None for an id or no file."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError:
+        return None
+    if not head.startswith(b"ref: "):
+        return None
+    target = head[5:].strip().decode("utf-8", "replace")
+    return target if target.startswith("refs/") and ".." not in target else None
 
 
 def _git_error(exc: Exception) -> str:

@@ -1,0 +1,54 @@
+"""Git edge cases: symbolic refs follow their target, an oversized blob is refused once per blob id."""
+
+import subprocess
+
+from config_server.backends.base import MAX_FILE_BYTES
+from tests.helpers import GIT_ENV, GitRepo
+
+
+def test_symbolic_ref_follows_its_target_branch_when_it_moves(tmp_path, serve, http):
+    upstream = GitRepo(tmp_path / "upstream")
+    first = upstream.commit({"svc.yml": "a: 1\n"})
+    work = tmp_path / "work"
+    subprocess.run(
+        ["git", "clone", "--quiet", str(upstream.path), str(work)],
+        env=GIT_ENV,
+        check=True,
+        capture_output=True,
+    )
+    assert (work / ".git/refs/remotes/origin/HEAD").read_text().startswith("ref: ")
+    server = serve(work, refresh_interval=0)
+    assert http.get(f"{server.url}/svc/default/HEAD").json()["version"] == first
+    second = upstream.commit({"svc.yml": "a: 2\n"})
+    subprocess.run(["git", "fetch", "--quiet"], cwd=work, env=GIT_ENV, check=True, capture_output=True)
+    answer = http.get(f"{server.url}/svc/default/HEAD").json()
+    assert answer["version"] == second  # `origin/HEAD`'s own file did not change; its target did
+    assert answer["propertySources"][0]["source"] == {"a": 2}
+
+
+def test_oversized_blob_is_refused_once_per_blob_id(repo, serve, http):
+    big = "x: " + "y" * (MAX_FILE_BYTES + 10) + "\n"
+    repo.commit({"big.yml": big, "small.yml": "a: 1\n"})
+    server = serve(repo.path)
+    backend = server.app.extensions["config_service"].backend
+    odb = backend._require_repo().odb
+    streamed: list[bytes] = []
+    original = odb.stream
+
+    def counting_stream(binsha):  # a spy on the real object database, not a mock: it delegates
+        streamed.append(binsha)
+        return original(binsha)
+
+    odb.stream = counting_stream
+    big_id = bytes.fromhex(repo.git("rev-parse", "HEAD:big.yml"))
+    for _ in range(3):
+        response = http.get(f"{server.url}/big/default")
+        assert response.status_code == 500 and "larger than" in response.json()["message"]
+        plain = http.get(f"{server.url}/big/default/main/big.yml")
+        assert plain.status_code == 500 and "big.yml" in plain.json()["message"]
+    assert streamed.count(big_id) == 1
+    assert http.get(f"{server.url}/small/default").status_code == 200
+    # the same content under another name is the same blob: refused without streaming it again
+    repo.commit({"copy.yml": big})
+    assert http.get(f"{server.url}/copy/default").status_code == 500
+    assert streamed.count(big_id) == 1
