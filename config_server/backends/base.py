@@ -51,8 +51,12 @@ class Backend(ABC):
     def listing(self, version: str, folder: str) -> Listing:
         """Files and sub-folders of `folder` ('' for the root) in `version`; empty when absent."""
 
-    def refresh(self) -> bool:
-        """Bring remote state up to date; return True when something may have changed."""
+    def refresh(self, max_age: float = 0.0) -> bool:
+        """Bring remote state up to date; return True when something may have changed.
+
+        `max_age`: an update that started at most this many seconds ago (by any process) is
+        recent enough; 0 asks for one that starts after the call (a webhook's push).
+        """
         return False
 
     def watch_paths(self) -> list[tuple[str, bool]]:

@@ -141,7 +141,7 @@ class ChangeDetector:
     def _refresh_loop(self) -> None:
         while not self._stop.wait(self.refresh_interval):
             try:
-                if self.backend.refresh():
+                if self.backend.refresh(max_age=self.refresh_interval * 0.9):  # one fetch per host
                     self.trigger()
             except Exception:  # noqa: BLE001 - a failed refresh must never end the loop
                 log.exception("background refresh failed")
