@@ -3,7 +3,8 @@
 The default worker model is gunicorn's gevent worker: a long-poll watcher is a parked greenlet
 (a few KiB) instead of a thread (a stack and a scheduler slot), so one worker holds many thousands
 of them; see docs/serving.md. The repository is prepared once in the master (the sample copied
-into git, a remote cloned) so that workers never race to create it.
+into git, a remote cloned or fetched by `mirror.Mirror`, git as a subprocess, no GitPython
+process or handle left open to be inherited) so that workers never race to create it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from gunicorn.app.base import BaseApplication
 
 from config_server.auth import AuthFile
 from config_server.crypto import load_keyring
+from config_server.mirror import Mirror
 from config_server.repo_spec import is_remote
 from config_server.sample import ensure_sample_repository
 from config_server.settings import Settings
@@ -69,10 +71,23 @@ WORKER_CLASSES = {"gevent": "config_server.gevent_worker.GeventWorker", "gthread
 
 
 def prepare_repository(settings: Settings) -> Settings:
-    """Seed the sample repository, or check that a local repository exists, before workers start."""
+    """Before workers start: seed the sample repository, check a local one exists, or clone
+    (or refresh) a remote's mirror once, so workers neither race to clone it nor get killed
+    while a slow clone runs. A remote that cannot be reached is logged; the workers retry it.
+    """
     if not settings.repo:
         settings.repo = str(ensure_sample_repository(settings.data_dir))
-    elif not is_remote(settings.repo) and not Path(settings.repo).is_dir():
+    elif is_remote(settings.repo):
+        mirror = Mirror(settings.repo, settings.cache_dir or Path(settings.data_dir) / "cache")
+        present = mirror.exists()
+        if not mirror.refresh():
+            log.warning(
+                "cannot %s %s before starting workers: %s",
+                "refresh" if present else "clone",
+                mirror.uri,
+                mirror.last_error,
+            )
+    elif not Path(settings.repo).is_dir():
         raise FileNotFoundError(f"repository {settings.repo} does not exist")
     return settings
 

@@ -5,34 +5,18 @@ different labels never disturb one another. Branches and tags are read from the 
 process); a remote mirror is fetched only by `refresh()`, which the server calls from a background
 thread and the webhook, never on a request.
 
-Cloning and fetching never freeze a worker: `git` runs as a subprocess with a deadline (killed
-with its children when it passes; gevent's patched subprocess waits cooperatively); within a
-process one refresh at a time holds a `threading` lock (cooperative under gevent, acquired with a
-deadline); across the processes sharing a cache directory an `flock` is only ever *tried*
-(`LOCK_NB`): while another process holds it, a refresh polls with cooperative sleeps until that
-fetch ends or its own deadline passes. A stamp file beside the mirror records when the last
-successful fetch started, so a refresh that finds a fetch newer than it needs (one that started
-after a webhook arrived, or within the refresh interval) does not fetch again: one fetch per host
-per interval, however many workers, and a webhook storm coalesces into a fetch or two.
+A remote is mirrored by `config_server.mirror` (clone, fetch, locks and deadlines, shared
+between processes); this module only reads the mirror.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import functools
-import hashlib
 import logging
 import os
 import re
-import shutil
-import signal
-import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +30,10 @@ from config_server.errors import (
     LabelNotFound,
     RepositoryUnavailable,
 )
-from config_server.repo_spec import is_remote, redact
+from config_server.mirror import Mirror, git_error
+from config_server.repo_spec import is_remote
 
 log = logging.getLogger(__name__)
-
-#: Longest a `git fetch` may run before it is killed.
-FETCH_TIMEOUT = 60.0
-#: Longest a `git clone` may run before it is killed (leftovers are removed by the next clone).
-CLONE_TIMEOUT = 600.0
-#: Pause between tries of a lock another process holds (a cooperative sleep under gevent).
-_LOCK_POLL = 0.05
 
 _HEX = re.compile(r"[0-9a-f]{4,40}")
 _FILE_TYPE = 0o100000  # regular files; symlinks (0o120000) and submodules (0o160000) are not
@@ -76,7 +54,6 @@ class GitBackend(Backend):
         self.remote = is_remote(spec)
         self._default_label = default_label
         self._lock = threading.RLock()
-        self._refresh_lock = threading.Lock()  # one clone or fetch at a time in this process
         self._repo: git.Repo | None = None
         self._last_error: str | None = None
         self._last_refresh: float | None = None
@@ -86,10 +63,13 @@ class GitBackend(Backend):
         self._refs: dict[str, tuple[tuple, str | None, str | None]] = {}
         self._oversized: dict[bytes, int] = {}  # blob id -> size, refused without streaming again
         if self.remote:
-            self.uri = redact(spec).rstrip("/")
-            digest = hashlib.sha256(spec.encode()).hexdigest()[:16]
-            self.mirror = Path(cache_dir) / f"mirror-{digest}.git"
-            self._open_mirror()
+            self._mirror = Mirror(spec, cache_dir)
+            self.uri = self._mirror.uri
+            self.mirror = self._mirror.path
+            if self._mirror.ensure_cloned():
+                self._open_existing_mirror()
+            else:
+                self._last_error = self._mirror.last_error
         else:
             path = Path(spec).resolve()
             try:
@@ -231,7 +211,7 @@ class GitBackend(Backend):
     # -- remote mirror ----------------------------------------------------------------------
 
     def _require_repo(self) -> git.Repo:
-        if self._repo is None and self.remote and (self.mirror / "HEAD").exists():
+        if self._repo is None and self.remote and self._mirror.exists():
             self._open_existing_mirror()  # another process (the master, a worker) cloned it
         if self._repo is None:
             raise RepositoryUnavailable(
@@ -243,142 +223,25 @@ class GitBackend(Backend):
         try:
             self._repo = git.Repo(self.mirror)
         except (git.NoSuchPathError, git.InvalidGitRepositoryError, OSError) as exc:
-            self._last_error = _git_error(exc)
+            self._last_error = git_error(exc)
             return
         self._last_error = None
-        self._last_refresh = self._fetched_at() or time.time()
-
-    def _open_mirror(self) -> None:
-        """Open the mirror, cloning it first when it does not exist; remember a failure.
-
-        When another process holds the lock it is cloning: nothing waits for it; the mirror is
-        opened by the first request or refresh after it appears.
-        """
-        try:
-            if not (self.mirror / "HEAD").exists():
-                with self._mirror_lock() as held:
-                    if not held:
-                        self._last_error = "another process is cloning the repository"
-                        return
-                    if not (self.mirror / "HEAD").exists():
-                        self._clone()
-            self._open_existing_mirror()
-        except (_GitFailed, OSError) as exc:
-            self._last_error = _git_error(exc)
-            log.warning("cannot clone %s: %s", self.uri, self._last_error)
-
-    def _clone(self) -> None:
-        """Clone into a fresh folder beside the mirror, then rename it into place (under the lock)."""
-        self.mirror.parent.mkdir(parents=True, exist_ok=True)
-        self._remove_stale_clones()
-        tmp = Path(tempfile.mkdtemp(prefix=f".clone-{self.mirror.stem}-", dir=self.mirror.parent))
-        try:
-            _run_git(["clone", "--mirror", "--quiet", "--", self.spec, str(tmp / "repo.git")], CLONE_TIMEOUT)
-            started = time.time()
-            (tmp / "repo.git").rename(self.mirror)
-            self._write_fetched_at(started)
-            log.info("cloned %s into %s", self.uri, self.mirror)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    def _remove_stale_clones(self) -> None:
-        """Remove folders of clones that never finished: this mirror's (we hold its lock), and any
-        other older than a clone may run (left by a process killed while cloning)."""
-        for leftover in self.mirror.parent.glob(".clone-*"):
-            try:
-                ours = leftover.name.startswith(f".clone-{self.mirror.stem}-")
-                if ours or time.time() - leftover.stat().st_mtime > CLONE_TIMEOUT:
-                    shutil.rmtree(leftover, ignore_errors=True)
-            except OSError:
-                continue
-
-    @contextmanager
-    def _mirror_lock(self) -> Iterator[bool]:
-        """Try once to take the lock shared by the processes using this cache directory.
-
-        Yields whether it is held; never waits (a blocking `flock` would freeze a gevent worker).
-        """
-        self.mirror.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.mirror.parent / f"{self.mirror.name}.lock", "w") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        self._last_refresh = self._mirror.fetched_at() or time.time()
 
     def refresh(self, max_age: float = 0.0) -> bool:
         """Fetch the remote into the mirror (or clone it, if that never worked).
 
-        Returns True when the mirror holds a fetch that started at most `max_age` seconds before
-        this call, by this process or another (0: one that started after the call, as a webhook
-        needs), fetching only when there is none; False when that failed or timed out.
+        True when the mirror holds a fetch that started at most `max_age` seconds before the
+        call, by this process or another (`Mirror.refresh`); False when that failed.
         """
         if not self.remote:
             return True
-        asked = time.time()
-        if not self._refresh_lock.acquire(timeout=CLONE_TIMEOUT if self._repo is None else 3 * FETCH_TIMEOUT):
-            log.warning("refresh of %s gave up: another refresh in this process did not end", self.uri)
-            return False
-        try:
-            if self._repo is None:
-                self._open_mirror()
-                return self._repo is not None
-            return self._fetch_unless_fresh(asked - max_age)
-        finally:
-            self._refresh_lock.release()
-
-    def _fetch_unless_fresh(self, since: float) -> bool:
-        deadline = time.monotonic() + FETCH_TIMEOUT
-        while True:
-            if self._fetched_since(since):
-                return True
-            with self._mirror_lock() as held:
-                if held:
-                    return self._fetched_since(since) or self._fetch()
-            if time.monotonic() > deadline:
-                self._last_error = "another process held the fetch lock for too long"
-                log.warning("cannot fetch %s: %s", self.uri, self._last_error)
-                return False
-            time.sleep(_LOCK_POLL)  # another process is fetching; cooperative under gevent
-
-    def _fetch(self) -> bool:
-        """`git fetch` with a deadline; the stamp records when a successful one started."""
-        started = time.time()
-        try:
-            _run_git(["-C", str(self.mirror), "fetch", "--prune", "--quiet", "origin"], FETCH_TIMEOUT)
-        except (_GitFailed, OSError) as exc:
-            self._last_error = _git_error(exc)
-            log.warning("cannot fetch %s: %s", self.uri, self._last_error)
-            return False
-        self._write_fetched_at(started)
-        self._last_error = None
-        return True
-
-    def _stamp_path(self) -> Path:
-        return self.mirror.parent / f"{self.mirror.name}.fetched"
-
-    def _fetched_at(self) -> float | None:
-        """When the last successful fetch (or the clone) of the mirror started, by any process."""
-        try:
-            return float(self._stamp_path().read_text())
-        except (OSError, ValueError):
-            return None
-
-    def _fetched_since(self, since: float) -> bool:
-        stamp = self._fetched_at()
-        if stamp is not None:
-            self._last_refresh = stamp
-        return stamp is not None and stamp >= since
-
-    def _write_fetched_at(self, started: float) -> None:
-        tmp = self._stamp_path().with_suffix(f".tmp-{os.getpid()}")
-        tmp.write_text(repr(started))
-        tmp.replace(self._stamp_path())
-        self._last_refresh = started
+        ok = self._mirror.refresh(max_age)
+        self._last_error = self._mirror.last_error
+        self._last_refresh = self._mirror.fetched_at() or self._last_refresh
+        if ok and self._repo is None:
+            self._open_existing_mirror()
+        return ok and self._repo is not None
 
     def _git_dir(self) -> str:
         return str(self.mirror) if self.remote else self._require_repo().git_dir
@@ -403,7 +266,7 @@ class GitBackend(Backend):
         """UP when the repository can be served; remote details for operators."""
         details: dict[str, Any] = {"repository": self.uri}
         if self.remote:
-            details["lastRefresh"] = self._fetched_at() or self._last_refresh
+            details["lastRefresh"] = self._mirror.fetched_at() or self._last_refresh
             if self._last_error:
                 details["lastError"] = self._last_error
         details["status"] = "UP" if self._repo is not None else "DOWN"
@@ -451,49 +314,3 @@ def _symbolic_target(path: str) -> str | None:
         return None
     target = head[5:].strip().decode("utf-8", "replace")
     return target if target.startswith("refs/") and ".." not in target else None
-
-
-class _GitFailed(Exception):
-    """A git command that failed or ran past its deadline; `stderr` says why."""
-
-    def __init__(self, stderr: str) -> None:
-        super().__init__(stderr)
-        self.stderr = stderr
-
-
-def _run_git(args: list[str], timeout: float) -> None:
-    """Run git without a terminal, killing it and its children when `timeout` passes.
-
-    Under gevent `subprocess` is patched, so the wait parks only the calling greenlet.
-    """
-    env = {
-        **os.environ,
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_SSH_COMMAND": os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"),
-    }
-    process = subprocess.Popen(
-        ["git", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-        start_new_session=True,  # its own process group, so a timeout kills its helpers too
-    )
-    try:
-        _, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        raise _GitFailed(
-            f"git {args[0] if args[0] != '-C' else args[2]} took longer than {timeout:g} s"
-        ) from None
-    if process.returncode != 0:
-        raise _GitFailed(stderr.decode("utf-8", "replace") or f"git exited with {process.returncode}")
-
-
-def _git_error(exc: Exception) -> str:
-    """A one-line reason without credentials (git echoes the URL it was given)."""
-    text = getattr(exc, "stderr", "") or str(exc)
-    text = " ".join(text.split())
-    return re.sub(r"://[^/@\s]+@", "://", text)[:300]
