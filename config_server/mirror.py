@@ -216,11 +216,8 @@ class Mirror:
 
 def run_git(args: list[str], timeout: float) -> None:
     """Run git without a terminal, killing it and its children when `timeout` passes."""
-    env = {
-        **os.environ,
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_SSH_COMMAND": os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"),
-    }
+    # No prompt can hang it: no terminal prompt, no stdin, and no controlling terminal for ssh.
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
     process = subprocess.Popen(
         ["git", *args],
         stdin=subprocess.DEVNULL,
