@@ -12,7 +12,6 @@ between processes); this module only reads the mirror.
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import re
 import threading
@@ -32,8 +31,6 @@ from config_server.errors import (
 )
 from config_server.mirror import Mirror, git_error
 from config_server.repo_spec import is_remote
-
-log = logging.getLogger(__name__)
 
 _HEX = re.compile(r"[0-9a-f]{4,40}")
 _FILE_TYPE = 0o100000  # regular files; symlinks (0o120000) and submodules (0o160000) are not
