@@ -30,7 +30,7 @@ def test_oversized_blob_is_refused_once_per_blob_id(repo, serve, http):
     big = "x: " + "y" * (MAX_FILE_BYTES + 10) + "\n"
     repo.commit({"big.yml": big, "small.yml": "a: 1\n"})
     server = serve(repo.path)
-    backend = server.app.extensions["config_service"].backend
+    backend = server.app.extensions["config_server"].service.backend
     odb = backend._require_repo().odb
     streamed: list[bytes] = []
     original = odb.stream

@@ -94,7 +94,7 @@ def test_plain_text_config_files_obey_the_token_scope_of_the_file_served(scoped,
 
 def test_a_denied_plain_text_file_is_in_the_audit_log(scoped, http):
     assert get(http, scoped, "/orders/default/main/payments-prod.yml", "orders").status_code == 403
-    scoped.app.extensions["config_server"].audit._handler.flush()
+    scoped.app.extensions["config_server"].audit.flush()
     lines = [json.loads(line) for line in scoped.audit.read_text().splitlines()]
     denied = [line for line in lines if line["event"] == "denied"]
     assert denied and denied[-1]["client"] == "orders-service" and denied[-1]["status"] == 403
