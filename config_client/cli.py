@@ -2,6 +2,7 @@
 
 config-client get --server URL APP PROFILES [KEY] [--label L] [--format yaml|json|properties|env]
 config-client watch --server URL APP PROFILES [--label L]
+config-client instances --server URL APP [--profiles P] [--label L]
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
+import requests
 import yaml
 
 from config_client.client import ConfigClient
-from config_client.errors import ConfigClientError
+from config_client.errors import ConfigClientError, ConfigUnavailable
 from config_client.snapshot import Change, unflatten
 
 
@@ -101,6 +103,49 @@ def _watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _instances(args: argparse.Namespace) -> int:
+    """Print the server's inventory of one application: id, version, since, status (plain requests)."""
+    params = {"application": args.app, "profiles": args.profiles, "label": args.label}
+    headers = {"Accept": "application/json"}
+    if args.token:
+        headers["Authorization"] = f"Bearer {args.token}"
+    auth = (args.username or "", args.password or "") if args.username or args.password else None
+    url = args.server.rstrip("/") + "/instances"
+    try:
+        response = requests.get(
+            url, params={k: v for k, v in params.items() if v}, headers=headers, auth=auth, timeout=10
+        )
+    except requests.RequestException as exc:
+        raise ConfigUnavailable(f"cannot reach {args.server}: {exc}") from exc
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code != 200 or not isinstance(body, dict):
+        message = body.get("message") if isinstance(body, dict) else response.reason
+        print(f"config-client: {response.status_code} {message}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return 0
+    rows = [("ID", "VERSION", "SINCE", "STATUS")]
+    for instance in body.get("instances", []):
+        status = instance.get("status", "")
+        rejected = instance.get("rejected")
+        if rejected:
+            status += f" ({str(rejected.get('version'))[:12]}: {rejected.get('reason') or 'no reason'})"
+        version = instance.get("version") or "unknown"
+        rows.append((str(instance.get("id")), version[:12], str(instance.get("since", "")), status))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(row[i].ljust(widths[i]) for i in range(3)) + "  " + row[3])
+    for env in body.get("environments", []):
+        shares = ", ".join(f"{v[:12]}: {n}" for v, n in env.get("versions", {}).items()) or "none"
+        where = f"{env.get('application')}/{env.get('profiles')}/{env.get('label')}"
+        print(f"# {where}: {shares}", file=sys.stderr)
+    return 0
+
+
 def _env_name(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", key).strip("_").upper()
 
@@ -139,6 +184,17 @@ def _parser() -> argparse.ArgumentParser:
             help="seconds between polls against servers without long poll",
         )
         sub.add_argument("-v", "--verbose", action="store_true", help="log what the client does")
+    sub = commands.add_parser("instances", help="list the instances of an application and their versions")
+    sub.set_defaults(run=_instances)
+    sub.add_argument("--server", required=True, help="config server URL, e.g. http://127.0.0.1:8888")
+    sub.add_argument("app", help="application name")
+    sub.add_argument("--profiles", help="only these comma-separated profiles")
+    sub.add_argument("--label", help="only this label")
+    sub.add_argument("--token", help="bearer token (read role for the application, or admin)")
+    sub.add_argument("--username", help="HTTP Basic user name")
+    sub.add_argument("--password", help="HTTP Basic password")
+    sub.add_argument("--json", action="store_true", help="print the server's JSON answer")
+    sub.add_argument("-v", "--verbose", action="store_true", help="log what the client does")
     return parser
 
 

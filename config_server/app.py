@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from flask import Flask
@@ -11,12 +12,15 @@ from config_server.audit import AuditLog
 from config_server.auth import AuthFile
 from config_server.backends import Backend, open_backend
 from config_server.crypto import load_keyring
-from config_server.http import admin, encryption, environment, openapi, resources, security
+from config_server.http import admin, console, encryption, environment, observe, openapi, resources, security
 from config_server.http.errors import register_error_handlers
 from config_server.http.fast_path import FastEnvironmentPath
+from config_server.inventory import GONE_AFTER_SECONDS, Inventory
+from config_server.metrics import InstancesCollector, Metrics, MetricsMiddleware
 from config_server.sample import ensure_sample_repository
 from config_server.service import ConfigService
 from config_server.settings import Settings
+from config_server.state import StateStore, open_state_store
 from config_server.watch.detector import ChangeDetector
 from config_server.watch.hub import WatchHub
 from config_server.wsgi import EncodedSlashMiddleware
@@ -35,6 +39,9 @@ class ServerState:
     detector: ChangeDetector
     auth: AuthFile | None
     audit: AuditLog
+    store: StateStore
+    inventory: Inventory
+    metrics: Metrics
 
     def close(self) -> None:
         """Release long-poll waiters, stop the detector's threads and the backend's git processes."""
@@ -42,6 +49,8 @@ class ServerState:
         self.detector.stop()
         self.service.backend.close()
         self.audit.close()
+        self.inventory.close()
+        self.store.close()
 
 
 def create_app(settings: Settings | None = None, backend: Backend | None = None) -> Flask:
@@ -58,22 +67,35 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         backend = open_backend(spec, settings.cache_dir, settings.default_label)
     service = ConfigService(backend, settings.search_paths, settings.cache_size, keyring, settings.overrides)
     hub = WatchHub(service)
+    metrics = Metrics()
+    store = open_state_store(settings.data_dir)
+    inventory = Inventory(store).start()
+    metrics.add_collector(
+        InstancesCollector(lambda: store.instances(seen_after=time.time() - GONE_AFTER_SECONDS))
+    )
+    hub.on_change = metrics.change_answered
     detector = ChangeDetector(
         backend, hub, settings.refresh_interval, settings.poll_interval, use_watchdog=settings.watch
-    ).start()
+    )
+    detector.on_fetch = metrics.git_fetched
+    detector.start()
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["config_server"] = ServerState(
-        settings, service, hub, detector, auth, AuditLog(settings.audit_log)
+        settings, service, hub, detector, auth, AuditLog(settings.audit_log), store, inventory, metrics
     )
     security.install(app, authenticate=auth is not None, audit=bool(settings.audit_log))
-    for module in (admin, encryption, openapi, environment, resources):
+    for module in (admin, encryption, openapi, observe, console, environment, resources):
         app.register_blueprint(module.blueprint)
     register_error_handlers(app)
     app.wsgi_app = FastEnvironmentPath(  # type: ignore[method-assign]
-        app, service, app.wsgi_app, auth, app.extensions["config_server"].audit
+        app, service, app.wsgi_app, auth, app.extensions["config_server"].audit, inventory
+    )
+    fixed_paths = [rule.rule for rule in app.url_map.iter_rules() if not rule.arguments]
+    app.wsgi_app = MetricsMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app, metrics, fixed_paths, lambda: (service.cache.hits, service.cache.misses)
     )
     app.wsgi_app = EncodedSlashMiddleware(app.wsgi_app)  # type: ignore[method-assign]
     if settings.proxy_hops:

@@ -128,6 +128,17 @@ class ConfigService:
             environment, property_sources=(PropertySource(OVERRIDES, values), *environment.property_sources)
         )
 
+    def raw_environment(self, application: str, profiles: str, label: str | None) -> Environment:
+        """The files' settings as committed, `{cipher}` values still encrypted, without the server's
+        overrides (history diffs); not cached."""
+        apps = names.validate_applications(application)
+        wanted = names.validate_profiles(profiles)
+        labels: tuple[str | None, ...] = names.validate_labels(label) if label is not None else (None,)
+        revisions = [self.backend.resolve(one) for one in labels]
+        files = [self._files(application, apps, wanted, label, one) for one in revisions]
+        sources = tuple(source for env in reversed(files) for source in env)
+        return Environment(application, wanted, label, ",".join(r.version for r in revisions), sources)
+
     def resource(
         self,
         application: str,

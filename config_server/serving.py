@@ -12,6 +12,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +130,29 @@ def _is_loopback(host: str) -> bool:
 def serve(settings: Settings) -> None:
     """Check the settings, prepare the repository, then run gunicorn until it is stopped."""
     check_security(settings)
-    ConfigServerApplication(prepare_repository(settings)).run()
+    prepare_metrics(settings.data_dir)
+    ConfigServerApplication(prepare_repository(settings), {"child_exit": _worker_exited}).run()
+
+
+#: prometheus-client picks its multiprocess mode when it is first imported, so the master sets this
+#: before it (or any worker forked from it) imports the library.
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prepare_metrics(data_dir: str) -> Path:
+    """In the master, before workers fork: an empty `<data-dir>/metrics` shared by all workers."""
+    folder = Path(data_dir).resolve() / "metrics"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ[METRICS_DIR_ENV] = str(folder)
+    return folder
+
+
+def _worker_exited(server: Any, worker: Any) -> None:
+    """gunicorn's child_exit: forget the exited worker's live gauges (its counters stay counted)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def _bind(host: str, port: int) -> str:

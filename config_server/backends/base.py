@@ -26,6 +26,16 @@ class Listing:
     folders: frozenset[str]
 
 
+@dataclass(frozen=True)
+class Commit:
+    """One commit of a history: id, author, time (Unix seconds) and subject line."""
+
+    version: str
+    author: str
+    time: float
+    message: str
+
+
 class Backend(ABC):
     """Reads configuration files at a version; never changes the repository it reads."""
 
@@ -50,6 +60,11 @@ class Backend(ABC):
     @abstractmethod
     def listing(self, version: str, folder: str) -> Listing:
         """Files and sub-folders of `folder` ('' for the root) in `version`; empty when absent."""
+
+    def history(self, version: str, patterns: list[str], limit: int = 50) -> list[Commit]:
+        """Commits reachable from `version` that changed a file matching one of the `patterns`
+        (globs on file names, in any folder), newest first. A backend without history has none."""
+        return []
 
     def refresh(self, max_age: float = 0.0) -> bool:
         """Bring remote state up to date; return True when something may have changed.

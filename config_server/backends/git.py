@@ -22,7 +22,7 @@ from typing import Any
 import git
 from gitdb.exc import BadName, BadObject
 
-from config_server.backends.base import MAX_FILE_BYTES, Backend, Listing, Revision
+from config_server.backends.base import MAX_FILE_BYTES, Backend, Commit, Listing, Revision
 from config_server.errors import (
     ConfigServerError,
     InvalidConfigFile,
@@ -224,6 +224,26 @@ class GitBackend(Backend):
             return
         self._last_error = None
         self._last_refresh = self._mirror.fetched_at() or time.time()
+
+    def history(self, version: str, patterns: list[str], limit: int = 50) -> list[Commit]:
+        """`git log` of `version` (a resolved commit id, never a caller's label) limited to the patterns."""
+        if not _HEX.fullmatch(version):
+            return []
+        pathspecs = [f":(glob)**/{p}" for p in patterns]
+        out = self._require_repo().git.log(
+            f"--max-count={int(limit)}",
+            "--format=%H%x1f%an%x1f%at%x1f%s%x1e",
+            version,
+            "--",
+            *pathspecs,
+            kill_after_timeout=20,
+        )
+        commits = []
+        for entry in out.split("\x1e"):
+            fields = entry.strip("\n").split("\x1f")
+            if len(fields) == 4:
+                commits.append(Commit(fields[0], fields[1], float(fields[2]), fields[3]))
+        return commits
 
     def refresh(self, max_age: float = 0.0) -> bool:
         """Fetch the remote into the mirror (or clone it, if that never worked).

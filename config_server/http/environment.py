@@ -6,12 +6,14 @@ import math
 
 from flask import Blueprint, Response, current_app, request
 
-from config_server import render
+from config_server import names, render
 from config_server.answer import Answer, environment_answer
+from config_server.cache import ResolvedEnvironment
 from config_server.errors import InvalidConfigFile, InvalidName, ResourceNotFound
 from config_server.http import security
 from config_server.http.resources import serve_resource
 from config_server.http.wire import ANSWERED, DIRECT_ANSWER
+from config_server.inventory import ClientHeaders, parse_client_headers
 from config_server.names import RENDERED_DOCUMENT
 from config_server.service import ConfigService
 from config_server.watch.hub import MAX_WAIT_SECONDS
@@ -59,6 +61,7 @@ def environment(app: str, profiles: str, label: str | None) -> Response:
     """
     wait = _wait_seconds()
     security.require_read(app, profiles, label, event="watch" if wait else "read")
+    reporter = parse_client_headers(request.environ)  # 400 naming a malformed report header
     known = request.if_none_match
     try:
         revision, resolved = _service().environment(app, profiles, label)
@@ -69,12 +72,15 @@ def environment(app: str, profiles: str, label: str | None) -> Response:
         resolved = None  # a watcher waits through a broken commit for the next good one
     if resolved is not None and resolved.broken and wait and known:
         resolved = None  # nor is a watcher handed a version with undecryptable values
+    _record(reporter, app, profiles, label, resolved)
     if resolved is not None and not known.contains(resolved.etag):
         return _response(environment_answer(resolved, label))
     if wait and known:
         hub = current_app.extensions["config_server"].hub
         direct = request.environ.get(DIRECT_ANSWER)  # offered by the gevent worker
         changed = hub.wait_for_change(app, profiles, label, known.as_set(), wait, direct)
+        if changed is not None:
+            _record(reporter, app, profiles, label, changed)
         if direct is not None and direct.finish():
             request.environ[ANSWERED] = True  # the hub wrote the answer; the worker sends nothing more
             return Response(status=200)
@@ -87,6 +93,21 @@ def environment(app: str, profiles: str, label: str | None) -> Response:
 def _response(answer: Answer) -> Response:
     """The Flask response carrying exactly the answer's status, headers (in order) and body."""
     return Response(answer.body or None, status=answer.status, headers=list(answer.headers))
+
+
+def _record(
+    reporter: ClientHeaders, app: str, profiles: str, label: str | None, served: ResolvedEnvironment | None
+) -> None:
+    """Queue the instance report of this request (no I/O: the inventory writes in the background)."""
+    state = current_app.extensions["config_server"]
+    labels = names.validate_labels(label) if label is not None else (state.service.backend.default_label(),)
+    state.inventory.observe(
+        reporter,
+        ",".join(names.validate_applications(app)),
+        names.validate_profiles(profiles),
+        ",".join(labels),
+        served.environment.version if served is not None else None,
+    )
 
 
 def _wait_seconds() -> float:

@@ -32,6 +32,7 @@ from config_server.answer import Answer, environment_answer
 from config_server.audit import AuditLog
 from config_server.auth import ANONYMOUS, AuthFile, Client
 from config_server.http.security import token_from
+from config_server.inventory import Inventory, parse_client_headers
 from config_server.names import RENDERED_DOCUMENT
 from config_server.service import ConfigService
 
@@ -48,8 +49,10 @@ class FastEnvironmentPath:
         downstream: WSGIApp,
         auth: AuthFile | None = None,
         audit: AuditLog | None = None,
+        inventory: Inventory | None = None,
     ) -> None:
         self.service = service
+        self.inventory = inventory
         self.downstream = downstream
         self.auth = auth
         self.audit = audit if audit is not None and audit.enabled else None
@@ -79,10 +82,16 @@ class FastEnvironmentPath:
             client = self._authorised_reader(environ, parts[1], parts[2], label)
             if client is None:
                 return None
+            reporter = parse_client_headers(environ) if self.inventory is not None else None
             revision, resolved = self.service.environment(parts[1], parts[2], label)
             answer = environment_answer(resolved, label)
             if self.audit is not None:
                 _audit(self.audit, environ, client, parts[1], parts[2], label, revision.version)
+            if reporter is not None:
+                application = ",".join(names.validate_applications(parts[1]))
+                self.inventory.observe(  # type: ignore[union-attr]
+                    reporter, application, resolved.environment.profiles, revision.label, revision.version
+                )
         except Exception:  # noqa: BLE001 - any failure: Flask answers it, with the usual JSON body
             return None
         return answer

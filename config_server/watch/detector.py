@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -62,6 +63,8 @@ class ChangeDetector:
         self._observer: Observer | None = None
         self._threads: list[threading.Thread] = []
         self.use_watchdog = use_watchdog
+        #: Called with (seconds, succeeded) after each fetch of a remote repository.
+        self.on_fetch: Callable[[float, bool], None] | None = None
 
     def start(self) -> ChangeDetector:
         """Start the observer and the dispatcher (and the refresh loop for a remote)."""
@@ -94,9 +97,20 @@ class ChangeDetector:
 
     def refresh_now(self, applications: Iterable[str] | None = None) -> bool:
         """Fetch the remote (if any) and check the hub at once; used by the webhook."""
-        ok = self.backend.refresh()
+        ok = self._refresh()
         self.trigger(applications)
         return ok
+
+    def _refresh(self, max_age: float = 0.0) -> bool:
+        """The backend's refresh, timed for the fetch metrics."""
+        started = time.monotonic()
+        ok = False
+        try:
+            ok = self.backend.refresh(max_age)
+            return ok
+        finally:
+            if self.on_fetch is not None and getattr(self.backend, "remote", False):
+                self.on_fetch(time.monotonic() - started, ok)
 
     def stop(self) -> None:
         """Stop every thread this detector started."""
@@ -141,7 +155,7 @@ class ChangeDetector:
     def _refresh_loop(self) -> None:
         while not self._stop.wait(self.refresh_interval):
             try:
-                if self.backend.refresh(max_age=self.refresh_interval * 0.9):  # one fetch per host
+                if self._refresh(max_age=self.refresh_interval * 0.9):  # one fetch per host
                     self.trigger()
             except Exception:  # noqa: BLE001 - a failed refresh must never end the loop
                 log.exception("background refresh failed")

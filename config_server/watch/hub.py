@@ -16,7 +16,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 
@@ -68,6 +68,8 @@ class WatchHub:
         self._resolutions = itertools.count(1)
         self._closed = False
         self.checks = 0
+        #: Called with (watchers answered, seconds since the check began) for each changed environment.
+        self.on_change: Callable[[int, float], None] | None = None
 
     def wait_for_change(
         self,
@@ -127,6 +129,7 @@ class WatchHub:
             wanted = None
         with self._check_lock:
             self.checks += 1
+            started = time.monotonic()
             with self._lock:
                 slots = list(self._slots.values())
             changed = 0
@@ -137,6 +140,8 @@ class WatchHub:
                 current = self._resolve(slot.application, slot.profiles, slot.label)
                 if current is not None and self._publish(slot, current, resolution):
                     changed += 1
+                    if self.on_change is not None:
+                        self.on_change(slot.waiters, time.monotonic() - started)
             return changed
 
     def _publish(self, slot: _Slot, current: ResolvedEnvironment, resolution: int) -> bool:

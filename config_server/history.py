@@ -1,0 +1,103 @@
+"""An application's history: which applications a version holds, the commits that changed an
+application's files, and the per-key difference between two versions of its resolved settings.
+
+The decisions are pure functions over plain data (`applications_from_files`, `diff_settings`,
+`mask`); the I/O (listing a version, `git log`, resolving an environment at a version) goes through
+the backend and the configuration service handed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from config_server import render
+from config_server.backends.base import Commit
+from config_server.crypto import CIPHER_PREFIX
+from config_server.service import ConfigService
+
+#: Extensions of configuration files.
+CONFIG_EXTENSIONS = (".yml", ".yaml", ".properties")
+#: What a `{cipher}` value is shown as: never the ciphertext, never the plain text.
+MASKED = CIPHER_PREFIX + "****"
+SHARED = "application"
+
+
+@dataclass(frozen=True)
+class DiffRow:
+    """One key that differs between two versions: `added`, `removed` or `changed` (values masked)."""
+
+    key: str
+    kind: str
+    old: Any
+    new: Any
+
+
+def applications_from_files(file_names: Iterable[str]) -> dict[str, list[str]]:
+    """Application names and their profiles, from the configuration file names of one folder.
+
+    `orders.yml` names application `orders`; `orders-prod.yml` its profile `prod` when `orders`
+    is an application, else it names application `orders-prod` itself (a hyphenated name).
+    The shared `application*` files name no application.
+    """
+    stems = sorted(
+        {name.rsplit(".", 1)[0] for name in file_names if name.endswith(CONFIG_EXTENSIONS)}, key=len
+    )
+    apps: dict[str, set[str]] = {}
+    for stem in stems:
+        if stem == SHARED or stem.startswith(SHARED + "-"):
+            continue
+        owner = next((a for a in apps if stem.startswith(a + "-")), None)
+        if owner is None:
+            apps[stem] = set()
+        else:
+            apps[owner].add(stem[len(owner) + 1 :])
+    return {app: sorted(profiles) for app, profiles in sorted(apps.items())}
+
+
+def file_patterns(application: str) -> list[str]:
+    """Globs of the files that shape an application's settings: its own and the shared ones."""
+    return [f"{application}.*", f"{application}-*", f"{SHARED}.*", f"{SHARED}-*"]
+
+
+def list_applications(service: ConfigService, label: str | None = None) -> tuple[str, dict[str, list[str]]]:
+    """(version, applications with their profiles) of a label's root folder."""
+    revision = service.backend.resolve(label)
+    listing = service.backend.listing(revision.version, "")
+    return revision.version, applications_from_files(listing.files)
+
+
+def commits(
+    service: ConfigService, application: str, label: str | None = None, limit: int = 50
+) -> list[Commit]:
+    """Commits of the label that changed any file of the application (shared files included), newest first."""
+    revision = service.backend.resolve(label)
+    return service.backend.history(revision.version, file_patterns(application), limit)
+
+
+def mask(value: Any) -> Any:
+    """A `{cipher}` value hidden; anything else unchanged."""
+    return MASKED if isinstance(value, str) and value.startswith(CIPHER_PREFIX) else value
+
+
+def settings_at(service: ConfigService, application: str, profiles: str, version: str) -> dict[str, Any]:
+    """The merged settings of an environment at a version, as committed (`{cipher}` values encrypted)."""
+    environment = service.raw_environment(application, profiles, version)
+    return render.merge(environment.property_sources)
+
+
+def diff_settings(old: dict[str, Any], new: dict[str, Any]) -> list[DiffRow]:
+    """Per key, sorted: added, removed, or changed (a `{cipher}` value changed when its ciphertext did).
+
+    Values are masked in the rows, so a diff never shows a secret or its ciphertext.
+    """
+    rows = []
+    for key in sorted(old.keys() | new.keys()):
+        if key not in old:
+            rows.append(DiffRow(key, "added", None, mask(new[key])))
+        elif key not in new:
+            rows.append(DiffRow(key, "removed", mask(old[key]), None))
+        elif old[key] != new[key] or type(old[key]) is not type(new[key]):
+            rows.append(DiffRow(key, "changed", mask(old[key]), mask(new[key])))
+    return rows

@@ -1,0 +1,156 @@
+"""The web console (`/console/`): server-rendered pages over the repository, its history and the inventory.
+
+Protected like the rest: with an auth file every console request needs the `admin` role, presented
+as a token (`Authorization: Bearer`, `X-Config-Token`) or, from a browser, as the password of HTTP
+Basic (the browser asks once and re-sends it); no cookie, no session state on the server.
+A page refreshes itself when a new version lands, through the watch hub's long poll
+(`/console/app/<app>/wait`), and while some instance still catches up with the newest version.
+
+Held-back environments come from `app.extensions["config_held_back"]`, a callable
+`(application) -> list of {"profiles", "label", "commit", "error"}` that change safety provides.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, render_template, request
+
+from config_server import history, names
+from config_server.errors import ConfigServerError
+from config_server.http import security
+from config_server.inventory import GONE_AFTER_SECONDS, instance_json, iso, status_of, summarize
+
+blueprint = Blueprint("console", __name__, url_prefix="/console")
+
+#: The longest the page's own long poll is held.
+CONSOLE_WAIT_SECONDS = 50.0
+
+
+def no_held_back(application: str) -> list[dict[str, Any]]:
+    """The default held-back lookup: nothing is held back (until change safety provides one)."""
+    return []
+
+
+@blueprint.before_request
+def _admin_only() -> None:
+    security.require_role("admin", event="console")
+
+
+def _state():
+    return current_app.extensions["config_server"]
+
+
+def _held_back(application: str) -> list[dict[str, Any]]:
+    lookup = current_app.extensions.get("config_held_back", no_held_back)
+    return list(lookup(application))
+
+
+@blueprint.get("/")
+def applications():
+    """Every application of the default label: profiles, version per label, live instances, held back."""
+    state = _state()
+    service = state.service
+    version, apps = history.list_applications(service)
+    default_label = service.backend.default_label()
+    now = time.time()
+    live = [r for r in state.inventory.instances() if now - r.last_seen <= GONE_AFTER_SECONDS]
+    rows = []
+    for name in sorted(set(apps) | {r.application for r in live}):
+        mine = [r for r in live if r.application == name]
+        labels = sorted({default_label} | {r.label for r in mine})
+        rows.append(
+            {
+                "name": name,
+                "profiles": apps.get(name, []),
+                "labels": [(label, _version_of(label)) for label in labels],
+                "instances": len(mine),
+                "held_back": _held_back(name),
+            }
+        )
+    return render_template("console/index.html", rows=rows, version=version, default_label=default_label)
+
+
+def _version_of(label: str) -> str | None:
+    try:
+        return _state().service.backend.resolve(label).version
+    except ConfigServerError:
+        return None
+
+
+@blueprint.get("/app/<app>")
+def application(app: str):
+    """One application: instances and their versions, rejections, held back, history and a diff."""
+    state = _state()
+    service = state.service
+    app = names.validate_application(app)
+    profiles = ",".join(names.validate_profiles(request.args.get("profiles") or "default"))
+    raw_label = request.args.get("label") or None
+    label = names.validate_label(raw_label) if raw_label else None
+    revision = service.backend.resolve(label)
+    error = etag = None
+    try:
+        etag = service.environment(app, profiles, raw_label)[1].etag
+    except ConfigServerError as exc:
+        error = str(exc)
+    commits = history.commits(service, app, label)
+    newest = commits[0].version if commits else revision.version
+    to = _version_arg("to") or newest
+    frm = _version_arg("from") or (commits[1].version if len(commits) > 1 else to)
+    diff, diff_error = [], None
+    try:
+        diff = history.diff_settings(
+            history.settings_at(service, app, profiles, frm), history.settings_at(service, app, profiles, to)
+        )
+    except ConfigServerError as exc:
+        diff_error = str(exc)
+    now = time.time()
+    records = state.inventory.instances(app)
+    environments = summarize(records, now)
+    catching_up = any(
+        status_of(r, now) == "up" and r.label == revision.label and r.version != revision.version
+        for r in records
+    )
+    _, apps = history.list_applications(service, label)
+    return render_template(
+        "console/application.html",
+        app=app,
+        profiles=profiles,
+        all_profiles=apps.get(app, []),
+        label=raw_label or "",
+        revision=revision,
+        etag=etag or "",
+        error=error,
+        commits=[
+            {"version": c.version, "author": c.author, "time": iso(c.time), "message": c.message}
+            for c in commits
+        ],
+        frm=frm,
+        to=to,
+        diff=diff,
+        diff_error=diff_error,
+        environments=environments,
+        instances=[instance_json(r, now) for r in records],
+        held_back=_held_back(app),
+        catching_up=catching_up,
+    )
+
+
+def _version_arg(name: str) -> str | None:
+    value = request.args.get(name) or None
+    return names.validate_label(value) if value else None
+
+
+@blueprint.get("/app/<app>/wait")
+def wait(app: str):
+    """Hold until the environment's ETag is no longer `etag` (changed: true) or the wait ends."""
+    profiles = request.args.get("profiles") or "default"
+    label = request.args.get("label") or None
+    names.validate_application(app)
+    names.validate_profiles(profiles)
+    if label is not None:
+        names.validate_label(label)
+    etag = request.args.get("etag", "")
+    changed = _state().hub.wait_for_change(app, profiles, label, {etag}, CONSOLE_WAIT_SECONDS)
+    return jsonify({"changed": changed is not None, "etag": changed.etag if changed is not None else etag})

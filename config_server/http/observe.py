@@ -1,0 +1,65 @@
+"""`GET /instances` (who runs which version) and `GET /metrics` (Prometheus text format).
+
+`/instances` needs the `read` role and shows only environments the client may read (an admin, or
+anybody on an open server, sees all); naming an application the client may not read is a 403.
+`/metrics` needs the `monitor` role (or admin), the role a Prometheus scrape token is given.
+"""
+
+from __future__ import annotations
+
+import time
+from fnmatch import fnmatchcase
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from config_server import names
+from config_server.errors import AccessDenied
+from config_server.http import security
+from config_server.inventory import instance_json, summarize
+from config_server.metrics import CONTENT_TYPE
+
+blueprint = Blueprint("observe", __name__)
+
+
+@blueprint.get("/instances")
+def instances():
+    """Instances of the environments asked for, and a summary per environment."""
+    application = request.args.get("application") or None
+    profiles = request.args.get("profiles") or None
+    label = request.args.get("label") or None
+    if application is not None:
+        application = names.validate_application(application)
+    if profiles is not None:
+        profiles = ",".join(names.validate_profiles(profiles))
+    if label is not None:
+        label = names.validate_label(label)
+    client = security.require_role("read", event="instances")
+    security.note("instances", application=application, profiles=profiles, label=label)
+    admin = client.has_role("admin")
+    if (
+        application is not None
+        and not admin
+        and not any(fnmatchcase(application, p) for p in client.applications)
+    ):
+        raise AccessDenied(f"client {client.name!r} may not read application {application!r}")
+    state = current_app.extensions["config_server"]
+    records = state.inventory.instances(application, profiles, label)
+    if not admin:
+        records = [r for r in records if client.may_read(r.application, r.profiles.split(","), r.label)]
+    now = time.time()
+    return jsonify(
+        {
+            "instances": [instance_json(r, now) for r in records],
+            "environments": summarize(records, now),
+        }
+    )
+
+
+@blueprint.get("/metrics")
+def metrics() -> Response:
+    """Every worker's metrics, summed, in the Prometheus text exposition format."""
+    security.require_role("monitor", event="metrics")
+    state = current_app.extensions["config_server"]
+    stats = state.service.cache.stats()
+    state.metrics.sync_cache(stats["hits"], stats["misses"])
+    return Response(state.metrics.exposition(), content_type=CONTENT_TYPE)

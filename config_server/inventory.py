@@ -1,0 +1,310 @@
+"""Instance reports: who asked for which environment, what it was served, what it runs, what it refused.
+
+Every Environment GET and long poll carries (optionally) the headers of protocol.md, "Instance
+reports": `X-Config-Client-Id`, `X-Config-Client-Labels`, `X-Config-Applied`, `X-Config-Rejected`.
+`parse_client_headers` validates them (a malformed one is `InvalidHeader`, a 400 naming it, and
+nothing is stored); a caller that sends no id (a Spring client, curl) is known by its remote
+address and User-Agent.
+
+`Inventory.observe` only appends to an in-memory queue: the request never waits for a disk. A
+flusher on a real OS thread (not a greenlet: SQLite would block the gevent loop) writes the queue
+to the state store in one transaction per second, collapsing repeated reports of one instance,
+and forgets instances unseen for a day. An instance unseen for three minutes is `gone`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from config_server.errors import ConfigServerError
+from config_server.state import InstanceRecord, InstanceReport, StateStore
+
+log = logging.getLogger(__name__)
+
+#: An instance not seen for this long is gone (a watcher re-polls at least every 60 s).
+GONE_AFTER_SECONDS = 180.0
+#: A gone instance stays in the history this long, then is forgotten.
+HISTORY_SECONDS = 86400.0
+#: Queued reports beyond this are dropped (the oldest first): an instance reports again soon.
+MAX_QUEUED_REPORTS = 200_000
+
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+_LABEL_PAIR = re.compile(r"([A-Za-z0-9._-]+)=([A-Za-z0-9._-]+)")
+_VERSION = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_REJECTED = re.compile(r'(?P<version>[^;\s]+)\s*(?:;\s*reason="(?P<reason>(?:[^"\\]|\\.)*)")?\s*')
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_LABEL_PAIRS = 16
+MAX_REASON_CHARS = 512
+
+
+class InvalidHeader(ConfigServerError):
+    """A malformed instance-report header: 400, the message names the header."""
+
+    status = 400
+    reason = "Bad Request"
+
+
+@dataclass(frozen=True)
+class ClientHeaders:
+    """The caller's identity and report, validated."""
+
+    instance_id: str
+    anonymous: bool
+    client_labels: str
+    applied: str | None
+    rejected_version: str | None
+    rejected_reason: str | None
+    remote: str
+    user_agent: str
+
+
+def parse_client_headers(environ: Mapping[str, Any]) -> ClientHeaders:
+    """Read the four report headers from a WSGI environ; raise InvalidHeader naming a malformed one."""
+    remote = str(environ.get("REMOTE_ADDR") or "")
+    user_agent = str(environ.get("HTTP_USER_AGENT") or "")[:256]
+    raw_id = environ.get("HTTP_X_CONFIG_CLIENT_ID")
+    if raw_id is None:
+        instance_id, anonymous = _anonymous_id(remote, user_agent), True
+    else:
+        instance_id, anonymous = raw_id.strip(), False
+        if not _CLIENT_ID.fullmatch(instance_id):
+            raise InvalidHeader(
+                "X-Config-Client-Id must be 1-128 characters of letters, digits and . _ : @ -"
+            )
+    labels = _client_labels(environ.get("HTTP_X_CONFIG_CLIENT_LABELS"))
+    applied = environ.get("HTTP_X_CONFIG_APPLIED")
+    if applied is not None:
+        applied = applied.strip()
+        if not _VERSION.fullmatch(applied):
+            raise InvalidHeader("X-Config-Applied must be a version (a commit id)")
+    rejected_version, reason = _rejected(environ.get("HTTP_X_CONFIG_REJECTED"))
+    return ClientHeaders(
+        instance_id, anonymous, labels, applied, rejected_version, reason, remote, user_agent
+    )
+
+
+def _anonymous_id(remote: str, user_agent: str) -> str:
+    """A caller without an id is its address and User-Agent (both shown as they came)."""
+    return f"{remote or 'unknown'} {user_agent}".strip()
+
+
+def _client_labels(raw: str | None) -> str:
+    if raw is None or not raw.strip():
+        return ""
+    pairs = [p.strip() for p in raw.split(",")]
+    if len(pairs) > MAX_LABEL_PAIRS:
+        raise InvalidHeader(f"X-Config-Client-Labels has more than {MAX_LABEL_PAIRS} pairs")
+    for pair in pairs:
+        if not _LABEL_PAIR.fullmatch(pair):
+            raise InvalidHeader(
+                "X-Config-Client-Labels must be k=v pairs separated by commas "
+                "(letters, digits and . _ - only)"
+            )
+    return ",".join(pairs)
+
+
+def _rejected(raw: str | None) -> tuple[str | None, str | None]:
+    if raw is None:
+        return None, None
+    match = _REJECTED.fullmatch(raw.strip())
+    if not match or not _VERSION.fullmatch(match["version"]):
+        raise InvalidHeader('X-Config-Rejected must be <version>; reason="<text>"')
+    reason = match["reason"]
+    if reason is not None:
+        reason = re.sub(r"\\(.)", r"\1", reason)
+        if len(reason) > MAX_REASON_CHARS or _CONTROL.search(reason):
+            raise InvalidHeader(
+                f"X-Config-Rejected: the reason must be at most {MAX_REASON_CHARS} printable characters"
+            )
+    return match["version"], reason
+
+
+class Inventory:
+    """Collects instance reports in memory and writes them to the state store in the background."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        flush_interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.flush_interval = flush_interval
+        self.clock = clock
+        self._queue: deque[InstanceReport] = deque(maxlen=MAX_QUEUED_REPORTS)
+        self._closed = False
+        self._started = False
+        self._last_prune = 0.0
+
+    def observe(
+        self,
+        headers: ClientHeaders,
+        application: str,
+        profiles: str | Sequence[str],
+        label: str,
+        served: str | None,
+    ) -> None:
+        """Queue one report (a deque append: no lock, no I/O, safe from any thread or greenlet)."""
+        self._queue.append(
+            InstanceReport(
+                instance_id=headers.instance_id,
+                application=application,
+                profiles=profiles if isinstance(profiles, str) else ",".join(profiles),
+                label=label,
+                served=served,
+                applied=headers.applied,
+                rejected_version=headers.rejected_version,
+                rejected_reason=headers.rejected_reason,
+                client_labels=headers.client_labels,
+                remote=headers.remote,
+                user_agent=headers.user_agent,
+                seen=self.clock(),
+                anonymous=headers.anonymous,
+            )
+        )
+
+    def start(self) -> Inventory:
+        """Start the flusher on a real OS thread (also under gevent's monkey patching)."""
+        if not self._started:
+            self._started = True
+            start_new_thread, self._sleep = _real_thread_primitives()
+            start_new_thread(self._run, ())
+        return self
+
+    def flush(self) -> int:
+        """Write what is queued now (collapsed per instance) to the store; returns how many rows."""
+        batch: dict[tuple[str, str, str, str], InstanceReport] = {}
+        queue = self._queue
+        while True:
+            try:
+                report = queue.popleft()
+            except IndexError:
+                break
+            earlier = batch.get(report.key)
+            if earlier is not None:
+                report = replace(
+                    report,
+                    served=report.served or earlier.served,
+                    applied=report.applied or earlier.applied,
+                )
+            batch[report.key] = report
+        if batch:
+            self.store.record_instances(list(batch.values()))
+        now = self.clock()
+        if now - self._last_prune > 60:
+            self._last_prune = now
+            self.store.prune(now - HISTORY_SECONDS)
+        return len(batch)
+
+    def close(self) -> None:
+        """Stop the flusher and write what is still queued."""
+        self._closed = True
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - shutting down: log, never raise
+            log.exception("could not write the last instance reports")
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._sleep(self.flush_interval)
+            if self._closed:
+                return
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - the flusher must outlive a locked or full disk
+                log.exception("could not write instance reports")
+
+    def instances(
+        self, application: str | None = None, profiles: str | None = None, label: str | None = None
+    ) -> list[InstanceRecord]:
+        """Instances seen within the history window (gone ones included), from the shared store."""
+        return self.store.instances(application, profiles, label, self.clock() - HISTORY_SECONDS)
+
+
+def _real_thread_primitives() -> tuple[Callable[..., Any], Callable[[float], None]]:
+    """`start_new_thread` and `sleep` of the OS, even when gevent has patched them."""
+    try:
+        from gevent import monkey
+
+        return monkey.get_original("_thread", "start_new_thread"), monkey.get_original("time", "sleep")
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        import _thread
+
+        return _thread.start_new_thread, time.sleep
+
+
+def status_of(record: InstanceRecord, now: float) -> str:
+    """`gone` (unseen for 3 minutes), `rejected` (refuses a version now), else `up`."""
+    if now - record.last_seen > GONE_AFTER_SECONDS:
+        return "gone"
+    if record.rejected_version:
+        return "rejected"
+    return "up"
+
+
+def iso(timestamp: float) -> str:
+    """A Unix time as ISO 8601 UTC with seconds."""
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+def instance_json(record: InstanceRecord, now: float) -> dict[str, Any]:
+    """One instance as the `/instances` answer shows it."""
+    return {
+        "id": record.instance_id,
+        "application": record.application,
+        "profiles": record.profiles,
+        "label": record.label,
+        "version": record.version,
+        "served": record.served,
+        "applied": record.applied,
+        "since": iso(record.version_since),
+        "firstSeen": iso(record.first_seen),
+        "lastSeen": iso(record.last_seen),
+        "status": status_of(record, now),
+        "rejected": (
+            {"version": record.rejected_version, "reason": record.rejected_reason}
+            if record.rejected_version
+            else None
+        ),
+        "labels": dict(p.split("=", 1) for p in record.client_labels.split(",") if p),
+        "remote": record.remote,
+        "userAgent": record.user_agent,
+        "identified": not record.anonymous,
+    }
+
+
+def summarize(records: Iterable[InstanceRecord], now: float) -> list[dict[str, Any]]:
+    """Per environment: live instances per version, and who rejects which version with what reason."""
+    groups: dict[tuple[str, str, str], list[InstanceRecord]] = defaultdict(list)
+    for record in records:
+        groups[(record.application, record.profiles, record.label)].append(record)
+    summary = []
+    for (application, profiles, label), members in sorted(groups.items()):
+        live = [r for r in members if status_of(r, now) != "gone"]
+        versions = Counter(r.version or "unknown" for r in live)
+        rejections: dict[tuple[str, str | None], list[str]] = defaultdict(list)
+        for r in live:
+            if r.rejected_version:
+                rejections[(r.rejected_version, r.rejected_reason)].append(r.instance_id)
+        summary.append(
+            {
+                "application": application,
+                "profiles": profiles,
+                "label": label,
+                "instances": len(live),
+                "gone": len(members) - len(live),
+                "versions": dict(versions.most_common()),
+                "rejections": [
+                    {"version": version, "reason": reason, "instances": sorted(ids)}
+                    for (version, reason), ids in sorted(rejections.items(), key=lambda kv: kv[0][0])
+                ],
+            }
+        )
+    return summary

@@ -1,0 +1,252 @@
+"""Prometheus metrics (`prometheus-client`), correct across gunicorn's worker processes.
+
+Under gunicorn, the master sets `PROMETHEUS_MULTIPROC_DIR` (`<data-dir>/metrics`, emptied at start)
+before any worker forks (`serving.prepare_metrics`), so every worker's counters live in memory-mapped
+files there; `GET /metrics`, whichever worker answers it, sums them (`MultiProcessCollector`). A
+worker that exits has its live gauges dropped (`mark_process_dead`, gunicorn's `child_exit`); its
+counters stay counted. Without that variable (tests, embedding) each app counts in its own registry.
+
+`MetricsMiddleware` counts every request at the WSGI level, outside Flask, so the fast path and
+direct long-poll answers are counted as well. Instances per application and version are read from
+the shared state store at scrape time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_PROPAGATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_WATCHER_BUCKETS = (0, 1, 10, 100, 1000, 10000, 100000)
+_RENDERED = re.compile(r".+-[^-]+\.(?:yml|yaml|properties|json)")
+
+
+class Metrics:
+    """The server's metrics; one per app, so tests and embedders get their own registry."""
+
+    def __init__(self) -> None:
+        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "config_server_http_requests",
+            "HTTP requests answered, by endpoint, method and status.",
+            ["endpoint", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "config_server_http_request_duration_seconds",
+            "Time to answer a request, by endpoint (long polls as endpoint=watch).",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.watchers = Gauge(
+            "config_server_watchers",
+            "Long-poll requests being held now.",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.watchers_answered = Counter(
+            "config_server_watchers_answered", "Long-poll watchers answered with a new version.", registry=r
+        )
+        self.watchers_per_change = Histogram(
+            "config_server_watchers_answered_per_change",
+            "Watchers answered by one environment's change.",
+            buckets=_WATCHER_BUCKETS,
+            registry=r,
+        )
+        self.propagation = Histogram(
+            "config_server_propagation_seconds",
+            "Seconds from a change being detected to the last of its watchers being answered.",
+            buckets=_PROPAGATION_BUCKETS,
+            registry=r,
+        )
+        self.held_back = Gauge(
+            "config_server_held_back_environments",
+            "1 while an environment's newest commit is broken and an older good version is served.",
+            ["application", "profiles", "label"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.validation_failures = Counter(
+            "config_server_validation_failures",
+            "Versions found broken for an application (parse, limits, decryption, schema).",
+            ["application"],
+            registry=r,
+        )
+        self.git_fetch = Histogram(
+            "config_server_git_fetch_duration_seconds",
+            "Time of a fetch of the remote repository.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.git_fetch_failures = Counter(
+            "config_server_git_fetch_failures", "Fetches of the remote repository that failed.", registry=r
+        )
+        self.cache_hits = Counter(
+            "config_server_cache_hits", "Resolved environments found in the cache.", registry=r
+        )
+        self.cache_misses = Counter(
+            "config_server_cache_misses", "Resolved environments computed (not in the cache).", registry=r
+        )
+        self._collectors: list[Collector] = []
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._cache_seen = (0, 0)
+
+    def add_collector(self, collector: Collector) -> None:
+        """A collector read at scrape time from shared state (such as instances from the store)."""
+        self._collectors.append(collector)
+        if not self.multiprocess:
+            self.registry.register(collector)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format: every worker's values summed, plus the shared collectors."""
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        for collector in self._collectors:
+            registry.register(collector)
+        return generate_latest(registry)
+
+    def count_request(self, endpoint: str, method: str, status: str, seconds: float) -> None:
+        """One answered request: the counter and the latency histogram."""
+        key = (endpoint, method, status)
+        children = self._children.get(key)
+        if children is None:
+            if len(self._children) > 1000:  # bounded: methods and statuses are few, but hostile
+                key = (endpoint, "other", status)
+            children = self._children[key] = (
+                self.requests.labels(*key),
+                self.latency.labels(endpoint),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def sync_cache(self, hits: int, misses: int) -> None:
+        """Carry this worker's cache hit and miss counts into the counters (by difference)."""
+        seen_hits, seen_misses = self._cache_seen
+        if hits == seen_hits and misses == seen_misses:
+            return
+        self._cache_seen = (hits, misses)
+        if hits > seen_hits:
+            self.cache_hits.inc(hits - seen_hits)
+        if misses > seen_misses:
+            self.cache_misses.inc(misses - seen_misses)
+
+    def change_answered(self, watchers: int, seconds: float) -> None:
+        """One environment's change reached its `watchers` in `seconds` (from the watch hub)."""
+        self.watchers_answered.inc(watchers)
+        self.watchers_per_change.observe(watchers)
+        self.propagation.observe(seconds)
+
+    def git_fetched(self, seconds: float, ok: bool) -> None:
+        """One fetch of the remote repository."""
+        self.git_fetch.observe(seconds)
+        if not ok:
+            self.git_fetch_failures.inc()
+
+    def set_held_back(self, application: str, profiles: str, label: str, held_back: bool) -> None:
+        """Mark an environment held back (its newest commit is broken) or no longer held back."""
+        self.held_back.labels(application, profiles, label).set(1 if held_back else 0)
+
+    def count_validation_failure(self, application: str) -> None:
+        """A version of `application` was found broken."""
+        self.validation_failures.labels(application).inc()
+
+
+class InstancesCollector(Collector):
+    """`config_server_instances{application,version}`: live instances, read from the shared store."""
+
+    def __init__(self, live_instances: Callable[[], Iterable[Any]]) -> None:
+        self.live_instances = live_instances
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """One sample per (application, version) with at least one live instance."""
+        family = GaugeMetricFamily(
+            "config_server_instances",
+            "Instances seen in the last 3 minutes, by application and the version they run.",
+            labels=["application", "version"],
+        )
+        counts: dict[tuple[str, str], int] = {}
+        for record in self.live_instances():
+            key = (record.application, record.version or "unknown")
+            counts[key] = counts.get(key, 0) + 1
+        for (application, version), count in sorted(counts.items()):
+            family.add_metric([application, version], count)
+        yield family
+
+
+def endpoint_of(path: str, query: str, fixed: dict[str, str]) -> str:
+    """A low-cardinality endpoint name for a request path (never the path itself)."""
+    name = fixed.get(path)
+    if name is not None:
+        return name
+    if path.startswith("/console"):
+        return "console"
+    depth = path.count("/")
+    if depth == 1:
+        return "rendered"
+    if depth == 2 and _RENDERED.fullmatch(path.rsplit("/", 1)[1]):
+        return "rendered"
+    if depth == 3 and "useDefaultLabel" in query:
+        return "resource"
+    if depth in (2, 3):
+        return "watch" if "wait=" in query else "environment"
+    return "resource"
+
+
+class MetricsMiddleware:
+    """WSGI middleware counting every request (status, latency) and the long polls being held."""
+
+    def __init__(
+        self,
+        app: Callable[..., Iterable[bytes]],
+        metrics: Metrics,
+        fixed_paths: Iterable[str],
+        cache_stats: Callable[[], tuple[int, int]],
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.fixed = {p: p.strip("/").replace("/", "_") or "root" for p in fixed_paths}
+        self.cache_stats = cache_stats
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """Run the app; count the request once it has its answer."""
+        started = time.perf_counter()
+        endpoint = endpoint_of(environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""), self.fixed)
+        status = ["500"]
+
+        def start(status_line: str, headers: list[tuple[str, str]], exc_info: Any = None):
+            status[0] = status_line[:3]
+            return (
+                start_response(status_line, headers, exc_info)
+                if exc_info
+                else start_response(status_line, headers)
+            )
+
+        watching = endpoint == "watch"
+        if watching:
+            self.metrics.watchers.inc()
+        try:
+            return self.app(environ, start)
+        finally:
+            if watching:
+                self.metrics.watchers.dec()
+            method = environ.get("REQUEST_METHOD", "")
+            self.metrics.count_request(endpoint, method, status[0], time.perf_counter() - started)
+            self.metrics.sync_cache(*self.cache_stats())

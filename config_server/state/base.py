@@ -1,0 +1,93 @@
+"""The state store interface: what the server remembers beyond one request, shared by every worker.
+
+One small interface with an embedded default (`sqlite.py`, a file under `--data-dir` that all
+gunicorn workers of one machine share) and, for a cluster, a Redis implementation with the same
+methods. It holds instance reports: who asked for which environment, what it was served, what it
+says it runs and what it refused. It is chosen once at start-up (`open_state_store`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class InstanceReport:
+    """What one request says about its caller; `served` is None when nothing was served (broken commit).
+
+    `rejected_version`/`rejected_reason` say what the instance refuses *now*: a report without them
+    clears an earlier rejection. `applied` None keeps what the instance said before.
+    """
+
+    instance_id: str
+    application: str
+    profiles: str
+    label: str
+    served: str | None
+    applied: str | None
+    rejected_version: str | None
+    rejected_reason: str | None
+    client_labels: str
+    remote: str
+    user_agent: str
+    seen: float
+    anonymous: bool = False
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """One instance watching one environment."""
+        return (self.instance_id, self.application, self.profiles, self.label)
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """An instance of one environment as stored: its latest report plus first seen and version since."""
+
+    instance_id: str
+    application: str
+    profiles: str
+    label: str
+    served: str | None
+    applied: str | None
+    rejected_version: str | None
+    rejected_reason: str | None
+    client_labels: str
+    remote: str
+    user_agent: str
+    anonymous: bool
+    first_seen: float
+    last_seen: float
+    version_since: float
+
+    @property
+    def version(self) -> str | None:
+        """The version the instance runs: what it says it applied, else what it was last served."""
+        return self.applied or self.served
+
+
+class StateStore(ABC):
+    """Where instance reports live; every method is safe to call from any thread or process."""
+
+    @abstractmethod
+    def record_instances(self, reports: Sequence[InstanceReport]) -> None:
+        """Store a batch of reports, oldest first (a later report of one instance wins)."""
+
+    @abstractmethod
+    def instances(
+        self,
+        application: str | None = None,
+        profiles: str | None = None,
+        label: str | None = None,
+        seen_after: float = 0.0,
+    ) -> list[InstanceRecord]:
+        """Instances (optionally of one application/profiles/label) last seen after `seen_after`."""
+
+    @abstractmethod
+    def prune(self, seen_before: float) -> int:
+        """Forget instances last seen before `seen_before`; returns how many were removed."""
+
+    def close(self) -> None:
+        """Release connections (nothing by default)."""
+        return None

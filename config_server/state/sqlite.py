@@ -1,0 +1,141 @@
+"""The embedded state store: one SQLite file (WAL mode) under `--data-dir`, shared by all workers.
+
+WAL lets readers (`GET /instances`, the console, the metrics scrape) run while a worker's flusher
+writes. Each call opens its own short-lived connection, so the store is safe from any thread,
+greenlet or process without sharing a connection; writers wait for each other at most
+`busy_timeout` seconds (the flusher runs on a real thread, never in a request).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from contextlib import closing
+from pathlib import Path
+
+from config_server.state.base import InstanceRecord, InstanceReport, StateStore
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    instance_id TEXT NOT NULL,
+    application TEXT NOT NULL,
+    profiles TEXT NOT NULL,
+    label TEXT NOT NULL,
+    served TEXT,
+    applied TEXT,
+    rejected_version TEXT,
+    rejected_reason TEXT,
+    client_labels TEXT NOT NULL DEFAULT '',
+    remote TEXT NOT NULL DEFAULT '',
+    user_agent TEXT NOT NULL DEFAULT '',
+    anonymous INTEGER NOT NULL DEFAULT 0,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    version_since REAL NOT NULL,
+    PRIMARY KEY (instance_id, application, profiles, label)
+);
+CREATE INDEX IF NOT EXISTS instances_by_application ON instances (application, last_seen);
+CREATE INDEX IF NOT EXISTS instances_by_last_seen ON instances (last_seen);
+"""
+
+# The running version is COALESCE(applied, served); `version_since` moves only when it changes.
+_UPSERT = """
+INSERT INTO instances (instance_id, application, profiles, label, served, applied, rejected_version,
+    rejected_reason, client_labels, remote, user_agent, anonymous, first_seen, last_seen, version_since)
+VALUES (:instance_id, :application, :profiles, :label, :served, :applied, :rejected_version,
+    :rejected_reason, :client_labels, :remote, :user_agent, :anonymous, :seen, :seen, :seen)
+ON CONFLICT (instance_id, application, profiles, label) DO UPDATE SET
+    version_since = CASE
+        WHEN COALESCE(excluded.applied, applied, excluded.served, served) IS NOT COALESCE(applied, served)
+        THEN excluded.last_seen ELSE version_since END,
+    served = COALESCE(excluded.served, served),
+    applied = COALESCE(excluded.applied, applied),
+    rejected_version = excluded.rejected_version,
+    rejected_reason = excluded.rejected_reason,
+    client_labels = excluded.client_labels,
+    remote = excluded.remote,
+    user_agent = excluded.user_agent,
+    last_seen = MAX(last_seen, excluded.last_seen)
+"""
+
+_COLUMNS = (
+    "instance_id, application, profiles, label, served, applied, rejected_version, rejected_reason, "
+    "client_labels, remote, user_agent, anonymous, first_seen, last_seen, version_since"
+)
+
+
+class SQLiteStateStore(StateStore):
+    """The state store in one SQLite database file (created with its folder when missing)."""
+
+    def __init__(self, path: str | Path, busy_timeout: float = 5.0) -> None:
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
+        return conn
+
+    def record_instances(self, reports: Sequence[InstanceReport]) -> None:
+        """Upsert the reports in one transaction."""
+        if not reports:
+            return
+        rows = [
+            {
+                "instance_id": r.instance_id,
+                "application": r.application,
+                "profiles": r.profiles,
+                "label": r.label,
+                "served": r.served,
+                "applied": r.applied,
+                "rejected_version": r.rejected_version,
+                "rejected_reason": r.rejected_reason,
+                "client_labels": r.client_labels,
+                "remote": r.remote,
+                "user_agent": r.user_agent,
+                "anonymous": int(r.anonymous),
+                "seen": r.seen,
+            }
+            for r in reports
+        ]
+        with closing(self._connect()) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_UPSERT, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def instances(
+        self,
+        application: str | None = None,
+        profiles: str | None = None,
+        label: str | None = None,
+        seen_after: float = 0.0,
+    ) -> list[InstanceRecord]:
+        """Matching instances, ordered by environment then instance id."""
+        where, params = ["last_seen > ?"], [seen_after]
+        for column, value in (("application", application), ("profiles", profiles), ("label", label)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        query = (
+            f"SELECT {_COLUMNS} FROM instances WHERE {' AND '.join(where)} "
+            "ORDER BY application, profiles, label, instance_id"
+        )
+        with closing(self._connect()) as conn:
+            rows = conn.execute(query, params).fetchall()
+        return [
+            InstanceRecord(*row[:11], bool(row[11]), float(row[12]), float(row[13]), float(row[14]))
+            for row in rows
+        ]
+
+    def prune(self, seen_before: float) -> int:
+        """Delete instances not seen since `seen_before`."""
+        with closing(self._connect()) as conn:
+            return conn.execute("DELETE FROM instances WHERE last_seen < ?", (seen_before,)).rowcount

@@ -1,0 +1,261 @@
+"""The instance inventory: report headers, ids, applied and rejected versions, expiry, /instances, CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from config_server.inventory import (
+    GONE_AFTER_SECONDS,
+    HISTORY_SECONDS,
+    InvalidHeader,
+    Inventory,
+    parse_client_headers,
+    status_of,
+    summarize,
+)
+from config_server.state import SQLiteStateStore
+from tests.helpers import wait_for
+from tests.server.test_auth import auth_yaml, bearer
+
+
+def _environ(**headers: str) -> dict[str, str]:
+    environ = {"REMOTE_ADDR": "10.1.2.3", "HTTP_USER_AGENT": "Java/17"}
+    environ.update({"HTTP_" + k.upper(): v for k, v in headers.items()})
+    return environ
+
+
+def test_report_headers_are_parsed():
+    parsed = parse_client_headers(
+        _environ(
+            x_config_client_id="orders-7f9:1234@host",
+            x_config_client_labels="zone=eu-1, version=2.3",
+            x_config_applied="a" * 40,
+            x_config_rejected='bbbb1234; reason="orders.yml:3: \\"port\\" must be a number"',
+        )
+    )
+    assert parsed.instance_id == "orders-7f9:1234@host" and not parsed.anonymous
+    assert parsed.client_labels == "zone=eu-1,version=2.3"
+    assert parsed.applied == "a" * 40
+    assert parsed.rejected_version == "bbbb1234"
+    assert parsed.rejected_reason == 'orders.yml:3: "port" must be a number'
+
+
+def test_a_caller_without_an_id_is_known_by_address_and_user_agent():
+    parsed = parse_client_headers(_environ())
+    assert parsed.anonymous and parsed.instance_id == "10.1.2.3 Java/17"
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("x_config_client_id", ""),
+        ("x_config_client_id", "has space"),
+        ("x_config_client_id", "x" * 129),
+        ("x_config_client_id", "semi;colon"),
+        ("x_config_client_labels", "zone"),
+        ("x_config_client_labels", "zone=eu=1"),
+        ("x_config_client_labels", "zone=e u"),
+        ("x_config_client_labels", ",".join(f"k{i}=v" for i in range(17))),
+        ("x_config_applied", "abc def"),
+        ("x_config_applied", "x" * 129),
+        ("x_config_rejected", 'abc; reason="unterminated'),
+        ("x_config_rejected", 'abc; reason="' + "r" * 513 + '"'),
+        ("x_config_rejected", 'abc; reason="line\nbreak"'),
+        ("x_config_rejected", '; reason="no version"'),
+    ],
+)
+def test_a_malformed_header_is_refused_naming_it(header, value):
+    with pytest.raises(InvalidHeader) as caught:
+        parse_client_headers(_environ(**{header: value}))
+    assert caught.value.status == 400
+    assert header.replace("_", "-").lower() in str(caught.value).lower()
+
+
+def _instances(http, server, **params):
+    server.app.extensions["config_server"].inventory.flush()
+    answer = http.get(f"{server.url}/instances", params=params)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_requests_record_ids_applied_and_rejected_versions(repo, serve, http):
+    first = repo.commit({"orders.yml": "a: 1\n"})
+    server = serve(repo.path)
+    # fast path (plain GET), Flask view (conditional GET) and a third-party client without an id
+    assert http.get(f"{server.url}/orders/prod", headers={"X-Config-Client-Id": "orders-1"}).ok
+    etag = http.get(f"{server.url}/orders/prod").headers["ETag"]
+    answer = http.get(
+        f"{server.url}/orders/prod",
+        headers={
+            "If-None-Match": etag,
+            "X-Config-Client-Id": "orders-2",
+            "X-Config-Applied": first,
+            "X-Config-Rejected": 'abc123; reason="schema: port must be a number"',
+            "X-Config-Client-Labels": "zone=eu",
+        },
+    )
+    assert answer.status_code == 304
+    body = _instances(http, server, application="orders")
+    by_id = {i["id"]: i for i in body["instances"]}
+    assert by_id["orders-1"]["served"] == first and by_id["orders-1"]["status"] == "up"
+    two = by_id["orders-2"]
+    assert two["applied"] == first and two["labels"] == {"zone": "eu"}
+    assert two["rejected"] == {"version": "abc123", "reason": "schema: port must be a number"}
+    assert two["status"] == "rejected"
+    anonymous = [i for i in body["instances"] if not i["identified"]]
+    assert len(anonymous) == 1 and anonymous[0]["remote"] == "127.0.0.1"
+    assert anonymous[0]["id"].startswith("127.0.0.1 python-requests/")
+    [env] = body["environments"]
+    assert (env["application"], env["profiles"], env["label"]) == ("orders", "prod", "main")
+    assert env["instances"] == 3 and env["versions"] == {first: 3}
+    assert env["rejections"] == [
+        {"version": "abc123", "reason": "schema: port must be a number", "instances": ["orders-2"]}
+    ]
+    # the next report without X-Config-Rejected clears the rejection
+    http.get(f"{server.url}/orders/prod", headers={"X-Config-Client-Id": "orders-2"})
+    by_id = {i["id"]: i for i in _instances(http, server, application="orders")["instances"]}
+    assert by_id["orders-2"]["rejected"] is None and by_id["orders-2"]["applied"] == first
+
+
+def test_a_malformed_header_is_a_400_and_nothing_is_stored(repo, serve, http):
+    repo.commit({"orders.yml": "a: 1\n"})
+    server = serve(repo.path)
+    answer = http.get(
+        f"{server.url}/orders/prod",
+        headers={"X-Config-Client-Id": "evil id", "User-Agent": "evil"},
+    )
+    assert answer.status_code == 400 and "X-Config-Client-Id" in answer.json()["message"]
+    answer = http.get(f"{server.url}/orders/prod?wait=1", headers={"X-Config-Applied": "not a version"})
+    assert answer.status_code == 400 and "X-Config-Applied" in answer.json()["message"]
+    assert _instances(http, server)["instances"] == []
+
+
+def test_a_long_poll_records_the_version_it_was_answered_with(repo, serve, http):
+    first = repo.commit({"orders.yml": "a: 1\n"})
+    server = serve(repo.path)
+    etag = http.get(f"{server.url}/orders/default").headers["ETag"]
+    result = {}
+
+    def poll():
+        result["answer"] = http.get(
+            f"{server.url}/orders/default?wait=20",
+            headers={"If-None-Match": etag, "X-Config-Client-Id": "watcher-1"},
+        )
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    wait_for(lambda: server.app.extensions["config_server"].hub.watchers() == 1, what="the watcher")
+    second = repo.commit({"orders.yml": "a: 2\n"})
+    thread.join(timeout=20)
+    assert result["answer"].status_code == 200
+    instance = {i["id"]: i for i in _instances(http, server)["instances"]}["watcher-1"]
+    assert instance["served"] == second and first != second
+
+
+def test_expiry_gone_after_three_minutes_forgotten_after_a_day(tmp_path):
+    now = [1_000_000.0]
+    store = SQLiteStateStore(tmp_path / "state.db")
+    inventory = Inventory(store, clock=lambda: now[0])
+    headers = parse_client_headers(_environ(x_config_client_id="i-1"))
+    inventory.observe(headers, "orders", ("prod",), "main", "v1")
+    inventory.flush()
+    [record] = inventory.instances("orders")
+    assert status_of(record, now[0]) == "up"
+    now[0] += GONE_AFTER_SECONDS + 1
+    [record] = inventory.instances("orders")
+    assert status_of(record, now[0]) == "gone"
+    assert summarize([record], now[0])[0]["instances"] == 0
+    now[0] += HISTORY_SECONDS
+    inventory.flush()  # the flusher prunes what is older than a day
+    assert inventory.instances("orders") == []
+    assert store.instances() == []
+
+
+def test_version_since_moves_only_when_the_running_version_changes(tmp_path):
+    now = [100.0]
+    inventory = Inventory(SQLiteStateStore(tmp_path / "state.db"), clock=lambda: now[0])
+    headers = parse_client_headers(_environ(x_config_client_id="i-1"))
+    for seen, served in ((100.0, "v1"), (150.0, "v1"), (200.0, "v2"), (260.0, "v2")):
+        now[0] = seen
+        inventory.observe(headers, "orders", "prod", "main", served)
+        inventory.flush()
+    [record] = inventory.instances()
+    assert record.version == "v2" and record.version_since == 200.0
+    assert record.first_seen == 100.0 and record.last_seen == 260.0
+
+
+def test_workers_share_one_store(tmp_path):
+    """Two inventories (as two workers have) on one file: each sees what the other wrote."""
+    one = Inventory(SQLiteStateStore(tmp_path / "state.db"))
+    two = Inventory(SQLiteStateStore(tmp_path / "state.db"))
+    one.observe(parse_client_headers(_environ(x_config_client_id="a")), "orders", "prod", "main", "v1")
+    two.observe(parse_client_headers(_environ(x_config_client_id="b")), "orders", "prod", "main", "v1")
+    one.flush()
+    two.flush()
+    assert {r.instance_id for r in one.instances()} == {"a", "b"}
+
+
+def test_the_flusher_writes_in_the_background(repo, serve, http):
+    repo.commit({"orders.yml": "a: 1\n"})
+    server = serve(repo.path)
+    http.get(f"{server.url}/orders/prod", headers={"X-Config-Client-Id": "bg-1"})
+    wait_for(
+        lambda: [r.instance_id for r in server.app.extensions["config_server"].store.instances()] == ["bg-1"],
+        what="the background flusher",
+    )
+
+
+def test_instances_are_scoped_to_what_the_client_may_read(repo, serve, http, tmp_path):
+    repo.commit({"orders.yml": "a: 1\n", "payments.yml": "p: 1\n"})
+    auth_file = tmp_path / "auth.yml"
+    auth_file.write_text(auth_yaml())
+    server = serve(repo.path, auth_file=str(auth_file))
+    http.get(f"{server.url}/orders/prod", headers={**bearer("orders"), "X-Config-Client-Id": "o-1"})
+    http.get(f"{server.url}/payments/prod", headers={**bearer("ops"), "X-Config-Client-Id": "p-1"})
+    server.app.extensions["config_server"].inventory.flush()
+    assert http.get(f"{server.url}/instances").status_code == 401
+    mine = http.get(f"{server.url}/instances", headers=bearer("orders")).json()
+    assert [i["id"] for i in mine["instances"]] == ["o-1"]
+    assert (
+        http.get(f"{server.url}/instances?application=payments", headers=bearer("orders")).status_code == 403
+    )
+    assert http.get(f"{server.url}/instances", headers=bearer("hook")).status_code == 403
+    everything = http.get(f"{server.url}/instances", headers=bearer("admin")).json()
+    assert {i["id"] for i in everything["instances"]} == {"o-1", "p-1"}
+    bad = http.get(f"{server.url}/instances?application=..", headers=bearer("admin"))
+    assert bad.status_code == 400
+
+
+def test_config_client_instances_prints_a_table(repo, serve, http):
+    version = repo.commit({"orders.yml": "a: 1\n"})
+    server = serve(repo.path)
+    http.get(f"{server.url}/orders/prod", headers={"X-Config-Client-Id": "orders-host-1"})
+    http.get(
+        f"{server.url}/orders/prod",
+        headers={"X-Config-Client-Id": "orders-host-2", "X-Config-Rejected": 'ffff0000; reason="bad port"'},
+    )
+    server.app.extensions["config_server"].inventory.flush()
+    command = Path(sys.executable).with_name("config-client")
+    out = subprocess.run(
+        [str(command), "instances", "--server", server.url, "orders"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["ID", "VERSION", "SINCE", "STATUS"]
+    one = next(line for line in lines if line.startswith("orders-host-1"))
+    assert one.split()[1] == version[:12] and one.split()[3] == "up"
+    two = next(line for line in lines if line.startswith("orders-host-2"))
+    assert "rejected (ffff0000: bad port)" in two
+    assert f"orders/prod/main: {version[:12]}: 2" in out.stderr
+    refused = subprocess.run(
+        [str(command), "instances", "--server", server.url, ".."], capture_output=True, text=True, timeout=30
+    )
+    assert refused.returncode == 2 and "400" in refused.stderr

@@ -1,0 +1,160 @@
+"""Prometheus metrics: exact request counts across gunicorn workers, and every listed metric."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers import wait_for
+from tests.server.test_auth import auth_yaml, bearer
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a scrape, keyed by (name, sorted labels)."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    return samples(text).get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def scrape(url: str, **kwargs) -> str:
+    answer = requests.get(f"{url}/metrics", timeout=10, headers={"Connection": "close"}, **kwargs)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    return answer.text
+
+
+ENV_OK = {"endpoint": "environment", "method": "GET", "status": "200"}
+
+
+def test_request_counter_is_exact_across_two_gunicorn_workers(repo, server_process, tmp_path):
+    repo.commit({"orders.yml": "a: 1\n"})
+    server = server_process("--repo", str(repo.path), "--workers", "2")
+    server.wait_ready(
+        lambda: requests.get(f"{server.url}/health", timeout=1, headers={"Connection": "close"}).ok
+    )
+    before = value(scrape(server.url), "config_server_http_requests_total", **ENV_OK)
+    requests_sent = 120
+    for _ in range(requests_sent):  # a new connection each: gunicorn's workers share the listener
+        assert requests.get(f"{server.url}/orders/prod", timeout=10, headers={"Connection": "close"}).ok
+    after = value(scrape(server.url), "config_server_http_requests_total", **ENV_OK)
+    assert after - before == requests_sent
+    # both workers answered: each keeps its counters in its own file of the shared folder
+    counter_files = list((tmp_path / "data" / "metrics").glob("counter_*.db"))
+    assert len(counter_files) == 2, counter_files
+    # whichever worker answers the scrape, the sum is the same
+    assert {value(scrape(server.url), "config_server_http_requests_total", **ENV_OK) for _ in range(6)} == {
+        after
+    }
+
+
+def test_requests_are_counted_on_the_fast_path_and_through_flask(repo, serve, http):
+    repo.commit({"orders.yml": "a: 1\n"})
+    server = serve(repo.path)
+    etag = http.get(f"{server.url}/orders/prod").headers["ETag"]  # fast path
+    http.get(f"{server.url}/orders/prod", headers={"If-None-Match": etag})  # Flask, 304
+    http.get(f"{server.url}/orders/prod/nope")  # 404
+    http.get(f"{server.url}/orders-prod.yml")
+    text = scrape(server.url)
+    assert value(text, "config_server_http_requests_total", **ENV_OK) == 1
+    assert (
+        value(text, "config_server_http_requests_total", endpoint="environment", method="GET", status="304")
+        == 1
+    )
+    assert (
+        value(text, "config_server_http_requests_total", endpoint="environment", method="GET", status="404")
+        == 1
+    )
+    assert (
+        value(text, "config_server_http_requests_total", endpoint="rendered", method="GET", status="200") == 1
+    )
+    assert value(text, "config_server_http_request_duration_seconds_count", endpoint="environment") == 3
+    assert value(text, "config_server_cache_misses_total") >= 1
+    assert value(text, "config_server_cache_hits_total") >= 1
+
+
+def test_watchers_propagation_and_instances(repo, serve, http):
+    repo.commit({"orders.yml": "a: 1\n"})
+    server = serve(repo.path)
+    etag = http.get(f"{server.url}/orders/prod").headers["ETag"]
+    answers = []
+    threads = [
+        threading.Thread(
+            target=lambda i=i: answers.append(
+                requests.get(
+                    f"{server.url}/orders/prod?wait=20",
+                    headers={"If-None-Match": etag, "X-Config-Client-Id": f"w-{i}"},
+                    timeout=30,
+                )
+            )
+        )
+        for i in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: value(scrape(server.url), "config_server_watchers") == 3, what="3 watchers held")
+    new = repo.commit({"orders.yml": "a: 2\n"})
+    for thread in threads:
+        thread.join(timeout=30)
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    server.app.extensions["config_server"].inventory.flush()
+    text = scrape(server.url)
+    assert value(text, "config_server_watchers") == 0
+    assert value(text, "config_server_watchers_answered_total") == 3
+    assert value(text, "config_server_watchers_answered_per_change_count") == 1
+    assert value(text, "config_server_watchers_answered_per_change_sum") == 3
+    assert value(text, "config_server_propagation_seconds_count") == 1
+    assert value(text, "config_server_http_requests_total", endpoint="watch", method="GET", status="200") == 3
+    assert value(text, "config_server_instances", application="orders", version=new) == 3
+
+
+def test_held_back_and_validation_failure_helpers(repo, serve, http):
+    repo.commit({"orders.yml": "a: 1\n"})
+    server = serve(repo.path)
+    metrics = server.app.extensions["config_server"].metrics
+    metrics.set_held_back("orders", "prod", "main", True)
+    metrics.count_validation_failure("orders")
+    text = scrape(server.url)
+    held = {"application": "orders", "profiles": "prod", "label": "main"}
+    assert value(text, "config_server_held_back_environments", **held) == 1
+    assert value(text, "config_server_validation_failures_total", application="orders") == 1
+    metrics.set_held_back("orders", "prod", "main", False)
+    assert value(scrape(server.url), "config_server_held_back_environments", **held) == 0
+
+
+def test_git_fetch_duration_and_failures(repo, git_daemon, serve, http, tmp_path):
+    repo.commit({"svc.yml": "a: 1\n"})
+    url = git_daemon(repo)
+    server = serve(url, refresh_interval=0)
+    assert http.post(f"{server.url}/monitor", data={"path": "svc.yml"}).status_code == 200
+    text = scrape(server.url)
+    assert value(text, "config_server_git_fetch_duration_seconds_count") == 1
+    assert value(text, "config_server_git_fetch_failures_total") == 0
+    shutil.rmtree(tmp_path / "daemon" / "config.git")  # the remote is gone: the next fetch fails
+    assert http.post(f"{server.url}/monitor", data={"path": "svc.yml"}).status_code == 503
+    text = scrape(server.url)
+    assert value(text, "config_server_git_fetch_duration_seconds_count") == 2
+    assert value(text, "config_server_git_fetch_failures_total") == 1
+
+
+def test_metrics_need_the_monitor_role_with_an_auth_file(repo, serve, tmp_path):
+    repo.commit({"orders.yml": "a: 1\n"})
+    auth_file = tmp_path / "auth.yml"
+    auth_file.write_text(auth_yaml())
+    server = serve(repo.path, auth_file=str(auth_file))
+    assert requests.get(f"{server.url}/metrics", timeout=5).status_code == 401
+    assert requests.get(f"{server.url}/metrics", headers=bearer("orders"), timeout=5).status_code == 403
+    assert "config_server_http_requests_total" in scrape(server.url, auth=("prometheus", _token("hook")))
+    assert requests.get(f"{server.url}/metrics", headers=bearer("admin"), timeout=5).ok
+
+
+def _token(name: str) -> str:
+    return bearer(name)["Authorization"].removeprefix("Bearer ")
