@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8888
 
-.PHONY: run test bench lint clean system-deps bench-deps
+.PHONY: run test bench lint clean system-deps bench-deps test-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,9 +19,11 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 	touch $@
 
 # System tools, installed with apt-get only when missing: git for serving (and git daemon for the
-# suite); wrk, nginx and etcd for the benchmarks, which the suite also runs at a tiny size.
+# suite); wrk, nginx and etcd for the benchmarks, which the suite also runs at a tiny size;
+# Debian's chromium for the console's browser test (driven by Playwright, never `playwright install`).
 RUN_TOOLS := git:git
 BENCH_TOOLS := $(RUN_TOOLS) wrk:wrk nginx:nginx etcd:etcd-server
+TEST_TOOLS := $(BENCH_TOOLS) chromium:chromium
 define apt_install
 	@missing=""; for pair in $(1); do tool=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$tool >/dev/null || [ -x /usr/sbin/$$tool ] || missing="$$missing $$pkg"; done; \
@@ -36,10 +38,13 @@ system-deps:
 bench-deps:
 	$(call apt_install,$(BENCH_TOOLS))
 
+test-deps:
+	$(call apt_install,$(TEST_TOOLS))
+
 run: $(VENV)/.installed system-deps
 	$(BIN)/config-server serve --host $(HOST) --port $(PORT) --data-dir .data
 
-test: $(VENV)/.installed bench-deps
+test: $(VENV)/.installed test-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

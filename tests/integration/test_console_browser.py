@@ -1,0 +1,98 @@
+"""The web console in a real browser: Debian's headless Chromium driven by Playwright.
+
+Two real ConfigClients watch orders/prod; a commit lands; the page (which refreshes itself through
+the long poll) must show the commit in the history, the changed key in the diff (the secret masked)
+and both instances on the new version. A screenshot is left in the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from config_client import ConfigClient
+from config_server.crypto import load_keyring
+from tests.helpers import SPRING_VECTOR, wait_for
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def browser_page(tmp_path: Path):
+    """A page of a fresh headless Chromium profile; closed afterwards."""
+    assert Path(CHROMIUM).exists(), "make test installs Debian's chromium package"
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+        )
+        try:
+            page = context.new_page()
+            page.set_default_timeout(30_000)
+            yield page
+        finally:
+            context.close()
+
+
+def test_console_shows_history_diff_and_instances_on_the_new_version(repo, serve, browser_page, tmp_path):
+    first = repo.commit(
+        {
+            "application.yml": "shared: 1\n",
+            "orders.yml": f"server.port: 8080\nsecret: '{{cipher}}{SPRING_VECTOR}'\n",
+            "orders-prod.yml": "pool: 4\n",
+        },
+        message="orders: first settings",
+    )
+    server = serve(repo.path, encrypt_key="foo")
+    clients = [
+        ConfigClient(server.url, "orders", "prod", client_id=f"orders-{i}", wait=20, fail_fast=True)
+        for i in (1, 2)
+    ]
+    try:
+        for client in clients:
+            client.start()
+        page = browser_page
+        page.goto(f"{server.url}/console/")
+        page.wait_for_selector('#applications tr[data-application="orders"]')
+        page.goto(f"{server.url}/console/app/orders?profiles=prod")
+        for i in (1, 2):  # the inventory is written by a background flusher: the page catches up
+            page.wait_for_selector(f'tr.instance[data-instance="orders-{i}"][data-version="{first}"]')
+
+        secret = load_keyring("foo", None).encrypt("NEW SECRET", spring=True)
+        new = repo.commit(
+            {"orders.yml": f"server.port: 9090\nsecret: '{{cipher}}{secret}'\n"},
+            message="orders: move to port 9090",
+        )
+        wait_for(
+            lambda: all(c.version == new for c in clients), timeout=20, what="clients on the new version"
+        )
+
+        # no reload by the test: the page's own long poll notices the commit and refreshes
+        row = page.wait_for_selector(f'#history tr.commit[data-version="{new}"]')
+        assert "orders: move to port 9090" in row.inner_text()
+        changed = page.wait_for_selector('#diff tr[data-key="server.port"][data-kind="changed"]')
+        assert "8080" in changed.inner_text() and "9090" in changed.inner_text()
+        masked = page.wait_for_selector('#diff tr[data-key="secret"]').inner_text()
+        assert "{cipher}****" in masked and secret not in masked and "NEW SECRET" not in masked
+        for i in (1, 2):
+            page.wait_for_selector(f'tr.instance[data-instance="orders-{i}"][data-version="{new}"]')
+        share = page.wait_for_selector(f'.environment[data-profiles="prod"] .share[data-version="{new}"]')
+        assert share.get_attribute("title") == f"{new}: 2 of 2"
+        page.screenshot(path=str(tmp_path / "console.png"), full_page=True)
+        assert (tmp_path / "console.png").stat().st_size > 10_000
+    finally:
+        for client in clients:
+            client.stop()
