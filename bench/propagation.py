@@ -57,7 +57,7 @@ async def _ours_round(
 ) -> list[float]:
     loop = asyncio.get_running_loop()
     etag = requests.get(f"{server.url}/orders/default", timeout=10).headers["ETag"].strip('"')
-    watchers = LongPollWatchers(server.port, "/orders/default", etag, count)
+    watchers = LongPollWatchers(server.port, "/orders/default", etag, count, identified=True)
     await watchers.start()
     await loop.run_in_executor(
         None, lambda: wait_until(lambda: parked(server.url, count, workers), 60, "parked")
@@ -145,22 +145,35 @@ class Etcd:
         self.process.wait(timeout=20)
 
 
-def measure(sizes: list[int], rounds: int, workers: int, with_etcd: bool) -> list[dict]:
-    """Run every size against both; one row per (system, N)."""
+#: Our server as it ships (every watcher names itself and is recorded in the instance inventory),
+#: and with recording off (the server as it was before the inventory), for the recording's cost.
+CONFIGURATIONS = {
+    "config-server": (),
+    "config-server (no recording)": ("--record-instances", "false"),
+}
+
+
+def measure(
+    sizes: list[int], rounds: int, workers: int, with_etcd: bool, systems: list[str] | None = None
+) -> list[dict]:
+    """Run every size against each configuration of ours and etcd; one row per (system, N)."""
     raise_fd_limit()
     tools = ensure_tools("etcd") if with_etcd else {}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         repo = sample_repository(Path(tmp) / "repo")
-        with ConfigServer(repo, Path(tmp) / "data", workers) as server:
-            server.wait_ready()
-            for count in sizes:
-                latencies: list[float] = []
-                for round_no in range(rounds):
-                    latencies += watchers_run(_ours_round(server, repo, count, round_no + count, workers))
-                rows.append(
-                    {"system": "config-server", "watchers": count, "rounds": rounds, **summary_ms(latencies)}
-                )
+        for system in systems or list(CONFIGURATIONS):
+            data = Path(tmp) / f"data-{len(rows)}"
+            with ConfigServer(repo, data, workers, *CONFIGURATIONS[system]) as server:
+                server.wait_ready()
+                for count in sizes:
+                    latencies: list[float] = []
+                    for round_no in range(rounds):
+                        offset = len(rows) * 1_000_000 + round_no  # a new key per round
+                        latencies += watchers_run(_ours_round(server, repo, count, offset, workers))
+                    rows.append(
+                        {"system": system, "watchers": count, "rounds": rounds, **summary_ms(latencies)}
+                    )
         if with_etcd:
             etcd = Etcd(tools["etcd"], Path(tmp) / "etcd")
             try:
@@ -184,10 +197,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=3, help="commits (puts) per size")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-etcd", action="store_true", help="skip the etcd side")
+    parser.add_argument(
+        "--recording",
+        choices=("both", "on", "off"),
+        default="both",
+        help="our server with instance recording on (as shipped), off, or both side by side",
+    )
     parser.add_argument("--json", default=str(RESULTS / "propagation.json"))
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
-    rows = measure(sizes, args.rounds, args.workers, not args.no_etcd)
+    systems = {"both": list(CONFIGURATIONS), "on": ["config-server"], "off": ["config-server (no recording)"]}
+    rows = measure(sizes, args.rounds, args.workers, not args.no_etcd, systems[args.recording])
     etcd = {r["watchers"]: r for r in rows if r["system"] == "etcd"}
     table = []
     for row in rows:

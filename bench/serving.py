@@ -2,12 +2,13 @@
 
 Four servers answer the identical bytes on this machine: nginx serving them as a static file,
 a bare Flask app under the same gunicorn worker class and settings as ours (the framework's
-ceiling), config-server open, and config-server as `docs/security.md` asks for production (an
-auth file, the request carrying a client's token, and an audit log on disk). wrk (Debian's)
-drives each with the same threads and connections after a warm-up. Prints requests per second,
-p50/p99 latency, the ratios, and the server's CPU time per request (its processes' user + system
-time over the run, divided by the requests answered: unlike req/s, barely moved by other load on
-a shared machine); writes JSON.
+ceiling), config-server open, config-server as `docs/security.md` asks for production (an
+auth file, the request carrying a client's token, and an audit log on disk), and config-server
+open with instance recording off (what recording costs). wrk (Debian's) drives each with the
+same threads and connections after a warm-up. Prints requests per second, p50/p99 latency, the
+ratios, and the server's CPU time per request (its processes' user + system time over the run,
+divided by the requests answered: unlike req/s, barely moved by other load on a shared
+machine); writes JSON.
 
     .venv/bin/python bench/serving.py                      # 64 connections, 10 s each
     .venv/bin/python bench/serving.py --duration 30 --connections 64
@@ -43,6 +44,7 @@ from config_server.auth import hash_token
 
 PATH = "/orders/prod"
 SECURED = "config-server (auth file + audit log)"
+UNRECORDED = "config-server (no recording)"
 #: The benchmark's client token (a fixed made-up value; only its hash goes in the auth file).
 TOKEN = "bench-token-" + "0" * 32
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -170,9 +172,11 @@ def measure(connections: int, duration: float, workers: int, threads: int, repea
         with (
             ConfigServer(repo, root / "data", workers) as server,
             ConfigServer(repo, root / "data-secured", workers, *secured_args) as secured,
+            ConfigServer(repo, root / "data-off", workers, "--record-instances", "false") as unrecorded,
         ):
             server.wait_ready()
             secured.wait_ready()
+            unrecorded.wait_ready()
             answer = requests.get(server.url + PATH, timeout=10)
             body = root / "body.json"
             body.write_bytes(answer.content)
@@ -184,6 +188,7 @@ def measure(connections: int, duration: float, workers: int, threads: int, repea
                 ("bare Flask (same gunicorn)", f"http://127.0.0.1:{bare.port}{PATH}", (), bare.process.pid),
                 ("config-server", server.url + PATH, (), server.process.pid),
                 (SECURED, secured.url + PATH, token, secured.process.pid),
+                (UNRECORDED, unrecorded.url + PATH, (), unrecorded.process.pid),
             )
             try:
                 for _, url, headers, _ in targets:  # warm-up
@@ -265,6 +270,11 @@ def main(argv: list[str] | None = None) -> dict:
         "ratio_to_bare_flask": round(ours["rps"] / bare["rps"], 3),
         "secured_ratio_to_bare_flask": round(by_name[SECURED]["rps"] / bare["rps"], 3),
         "secured_p99_ms": by_name[SECURED]["p99_ms"],
+        # what instance recording costs: CPU per request and req/s, recording on over off
+        "recording_cpu_ratio": round(
+            ours["cpu_us_per_req"] / (by_name[UNRECORDED]["cpu_us_per_req"] or 1), 3
+        ),
+        "recording_rps_ratio": round(ours["rps"] / by_name[UNRECORDED]["rps"], 3),
     }
     write_json(args.json, result)
     return result

@@ -114,16 +114,20 @@ class _Watchers:
 class LongPollWatchers(_Watchers):
     """N long polls `GET path?wait=60` with `If-None-Match` against our server."""
 
-    def __init__(self, port: int, path: str, etag: str, count: int) -> None:
+    def __init__(self, port: int, path: str, etag: str, count: int, identified: bool = False) -> None:
         super().__init__(port, count)
-        self.path, self.etag = path, etag
+        self.path, self.etag, self.identified = path, etag, identified
+
+    def _request(self, index: int) -> bytes:
+        """The long poll of watcher `index`; with `identified`, it names itself as our client does."""
+        identity = f"X-Config-Client-Id: bench-watcher-{index}\r\n" if self.identified else ""
+        return (
+            f'GET {self.path}?wait=60 HTTP/1.1\r\nHost: bench\r\nIf-None-Match: "{self.etag}"\r\n'
+            f"{identity}Connection: close\r\n\r\n"
+        ).encode()
 
     async def start(self) -> None:
         """Open every connection and send every request (the server may not have parked them yet)."""
-        request = (
-            f'GET {self.path}?wait=60 HTTP/1.1\r\nHost: bench\r\nIf-None-Match: "{self.etag}"\r\n'
-            "Connection: close\r\n\r\n"
-        ).encode()
 
         def handler(result: WatchResult) -> Callable[[_Watch, bytes], None]:
             def on_data(watch: _Watch, _: bytes) -> None:
@@ -139,7 +143,11 @@ class LongPollWatchers(_Watchers):
 
             return on_data
 
-        await self._open(request, handler)
+        if not self.identified:
+            await self._open(self._request(0), handler)
+            return
+        pairs = [(self._request(i), handler(r)) for i, r in enumerate(self.results)]
+        self.watches = await _connect_all(self.port, pairs)
 
 
 class EtcdWatchers(_Watchers):

@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     hub = WatchHub(service)
     metrics = Metrics()
     store = open_state_store(settings.data_dir)
-    inventory = Inventory(store).start()
+    inventory = Inventory(store, enabled=settings.record_instances).start()
     metrics.add_collector(
         InstancesCollector(lambda: store.instances(seen_after=time.time() - GONE_AFTER_SECONDS))
     )

@@ -134,8 +134,10 @@ class Inventory:
         store: StateStore,
         flush_interval: float = 1.0,
         clock: Callable[[], float] = time.time,
+        enabled: bool = True,
     ) -> None:
         self.store = store
+        self.enabled = enabled
         self.flush_interval = flush_interval
         self.clock = clock
         self._queue: deque[InstanceReport] = deque(maxlen=MAX_QUEUED_REPORTS)
@@ -152,6 +154,8 @@ class Inventory:
         served: str | None,
     ) -> None:
         """Queue one report (a deque append: no lock, no I/O, safe from any thread or greenlet)."""
+        if not self.enabled:
+            return
         self._queue.append(
             InstanceReport(
                 instance_id=headers.instance_id,

@@ -130,6 +130,12 @@ class Settings:
             "denied request ('-' for standard error)."
         },
     )
+    record_instances: bool = field(
+        default=True,
+        metadata={
+            "help": "Record who fetches which version (GET /instances, the console) in <data-dir>/state.db."
+        },
+    )
     certfile: str | None = field(
         default=None, metadata={"help": "TLS certificate (PEM) to serve HTTPS directly."}
     )

@@ -37,6 +37,7 @@ def test_serving_smoke(tmp_path):
         "bare Flask (same gunicorn)",
         "config-server",
         "config-server (auth file + audit log)",
+        "config-server (no recording)",
     }
     assert all(row["rps"] > 0 and row["errors"] == 0 for row in servers.values())  # the token works
     assert result["ratio_to_bare_flask"] > 0 and read(out)["response_bytes"] > 100
@@ -47,7 +48,7 @@ def test_propagation_smoke(tmp_path):
     out = tmp_path / "propagation.json"
     result = propagation.main(["--sizes", "5", "--rounds", "1", "--workers", "1", "--json", str(out)])
     systems = {row["system"]: row for row in result["rows"]}
-    assert set(systems) == {"config-server", "etcd"}
+    assert set(systems) == {"config-server", "config-server (no recording)", "etcd"}
     assert all(row["watchers"] == 5 and 0 < row["max_ms"] < 30_000 for row in systems.values())
 
 
