@@ -51,9 +51,30 @@ def test_request_counter_is_exact_across_two_gunicorn_workers(repo, server_proce
     counter_files = list((tmp_path / "data" / "metrics").glob("counter_*.db"))
     assert len(counter_files) == 2, counter_files
     # whichever worker answers the scrape, the sum is the same
-    assert {value(scrape(server.url), "config_server_http_requests_total", **ENV_OK) for _ in range(6)} == {
-        after
-    }
+    scrapes = {value(scrape(server.url), "config_server_http_requests_total", **ENV_OK) for _ in range(6)}
+    assert scrapes == {after}
+
+
+def test_instances_recorded_by_both_gunicorn_workers_share_one_store(repo, server_process):
+    version = repo.commit({"orders.yml": "a: 1\n"})
+    server = server_process("--repo", str(repo.path), "--workers", "2")
+    server.wait_ready(
+        lambda: requests.get(f"{server.url}/health", timeout=1, headers={"Connection": "close"}).ok
+    )
+    ids = {f"orders-{i}" for i in range(20)}
+    for instance in sorted(ids):
+        headers = {"Connection": "close", "X-Config-Client-Id": instance}
+        assert requests.get(f"{server.url}/orders/prod", timeout=10, headers=headers).ok
+
+    def recorded():
+        body = requests.get(f"{server.url}/instances?application=orders", timeout=10).json()
+        return {i["id"] for i in body["instances"] if i["version"] == version} == ids
+
+    wait_for(recorded, what="both workers' flushers to write the reports")
+    text = scrape(server.url)
+    assert value(text, "config_server_instances", application="orders", version=version) == 20
+    log = server.stop()
+    assert "Traceback" not in log and "Exception" not in log, log
 
 
 def test_requests_are_counted_on_the_fast_path_and_through_flask(repo, serve, http):

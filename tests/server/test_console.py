@@ -1,0 +1,82 @@
+"""The console without a browser: access control, the held-back hook, the page's long poll, hostile names."""
+
+from __future__ import annotations
+
+import base64
+import threading
+
+import requests
+
+from tests.helpers import wait_for
+from tests.server.test_auth import TOKENS, auth_yaml, bearer
+
+
+def basic(token: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"anyone:{token}".encode()).decode()}
+
+
+def test_console_needs_the_admin_role_and_accepts_the_token_as_basic_password(repo, serve, http, tmp_path):
+    repo.commit({"orders.yml": "a: 1\n"})
+    auth_file = tmp_path / "auth.yml"
+    auth_file.write_text(auth_yaml())
+    server = serve(repo.path, auth_file=str(auth_file))
+    anonymous = http.get(f"{server.url}/console/")
+    assert anonymous.status_code == 401
+    assert "Basic realm=" in anonymous.headers["WWW-Authenticate"]  # the browser asks for the token
+    assert http.get(f"{server.url}/console/", headers=bearer("orders")).status_code == 403
+    assert http.get(f"{server.url}/console/app/orders", headers=bearer("ops")).status_code == 403
+    assert http.get(f"{server.url}/console/app/orders/wait?etag=x", headers=bearer("ops")).status_code == 403
+    page = http.get(f"{server.url}/console/", headers=basic(TOKENS["admin"]))
+    assert page.status_code == 200 and 'data-application="orders"' in page.text
+    assert http.get(f"{server.url}/console/app/orders", headers=bearer("admin")).status_code == 200
+
+
+def test_held_back_environments_come_from_the_hook(repo, serve, http):
+    repo.commit({"orders.yml": "a: 1\n", "payments.yml": "p: 1\n"})
+    server = serve(repo.path)
+    server.app.extensions["config_held_back"] = lambda app: (
+        [{"profiles": "prod", "label": "main", "commit": "c0ffee" * 6, "error": "orders.yml:1: bad"}]
+        if app == "orders"
+        else []
+    )
+    index = http.get(f"{server.url}/console/").text
+    orders_row = index.split('data-application="orders"')[1].split("</tr>")[0]
+    payments_row = index.split('data-application="payments"')[1].split("</tr>")[0]
+    assert "held back" in orders_row and "held back" not in payments_row
+    page = http.get(f"{server.url}/console/app/orders").text
+    assert 'id="held-back"' in page and "orders.yml:1: bad" in page
+
+
+def test_the_page_long_poll_answers_when_the_environment_changes(repo, serve, http):
+    repo.commit({"orders.yml": "a: 1\n"})
+    server = serve(repo.path)
+    etag = http.get(f"{server.url}/orders/prod").headers["ETag"].strip('"')
+    answer = {}
+
+    def wait():
+        answer["body"] = requests.get(
+            f"{server.url}/console/app/orders/wait", params={"profiles": "prod", "etag": etag}, timeout=30
+        ).json()
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    wait_for(lambda: server.app.extensions["config_server"].hub.watchers() == 1, what="the page's poll")
+    repo.commit({"orders.yml": "a: 2\n"})
+    thread.join(timeout=30)
+    assert answer["body"]["changed"] is True and answer["body"]["etag"] != etag
+
+
+def test_hostile_names_and_versions_are_400(repo, serve, http):
+    repo.commit({"orders.yml": "a: 1\n"})
+    server = serve(repo.path)
+    for path in (
+        "/console/app/..x",
+        "/console/app/orders?profiles=..",
+        "/console/app/orders?label=--upload-pack=x",
+        "/console/app/orders?from=HEAD~1",
+        "/console/app/orders/wait?label=--all",
+    ):
+        answer = http.get(server.url + path)
+        assert answer.status_code in (400, 404), (path, answer.status_code)
+        assert answer.headers["Content-Type"] == "application/json"
+    assert http.get(f"{server.url}/console/app/orders?from=abcdef1").status_code == 200  # unknown: shown
