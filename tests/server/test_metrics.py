@@ -73,8 +73,35 @@ def test_instances_recorded_by_both_gunicorn_workers_share_one_store(repo, serve
     wait_for(recorded, what="both workers' flushers to write the reports")
     text = scrape(server.url)
     assert value(text, "config_server_instances", application="orders", version=version) == 20
+    # a long poll answered directly by the hub (gevent worker) records the version it was answered with
+    etag = requests.get(f"{server.url}/orders/prod", timeout=10).headers["ETag"]
+    answer = {}
+    poll = threading.Thread(
+        target=lambda: answer.update(
+            response=requests.get(
+                f"{server.url}/orders/prod?wait=30",
+                headers={"If-None-Match": etag, "X-Config-Client-Id": "watcher"},
+                timeout=40,
+            )
+        )
+    )
+    poll.start()
+    wait_for(lambda: value(scrape(server.url), "config_server_watchers") == 1, what="the long poll held")
+    new = server_repo_commit(repo)
+    poll.join(timeout=40)
+    assert answer["response"].status_code == 200 and answer["response"].json()["version"] == new
+
+    def answered_version():
+        body = requests.get(f"{server.url}/instances?application=orders", timeout=10).json()
+        return {i["id"]: i["served"] for i in body["instances"]}.get("watcher") == new
+
+    wait_for(answered_version, what="the watcher recorded on the new version")
     log = server.stop()
     assert "Traceback" not in log and "Exception" not in log, log
+
+
+def server_repo_commit(repo) -> str:
+    return repo.commit({"orders.yml": "a: 2\n"}, message="second")
 
 
 def test_requests_are_counted_on_the_fast_path_and_through_flask(repo, serve, http):
