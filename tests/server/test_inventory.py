@@ -259,3 +259,17 @@ def test_config_client_instances_prints_a_table(repo, serve, http):
         [str(command), "instances", "--server", server.url, ".."], capture_output=True, text=True, timeout=30
     )
     assert refused.returncode == 2 and "400" in refused.stderr
+
+
+def test_name_and_label_lists_are_recorded_alike_on_both_paths(repo, serve, http):
+    repo.commit({"orders.yml": "a: 1\n", "shared.yml": "s: 1\n"})
+    repo.git("branch", "release-1")
+    server = serve(repo.path)
+    url = f"{server.url}/orders,shared/prod/main,release-1"
+    assert http.get(url, headers={"X-Config-Client-Id": "fast"}).ok  # fast path
+    etag = http.get(url).headers["ETag"]
+    flask = http.get(url, headers={"X-Config-Client-Id": "flask", "If-None-Match": etag})  # Flask view
+    assert flask.status_code == 304
+    records = {i["id"]: i for i in _instances(http, server)["instances"]}
+    for name in ("fast", "flask"):
+        assert (records[name]["application"], records[name]["label"]) == ("orders,shared", "main,release-1")
