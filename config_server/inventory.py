@@ -8,8 +8,10 @@ address and User-Agent.
 
 `Inventory.observe` only appends to an in-memory queue: the request never waits for a disk. A
 flusher on a real OS thread (not a greenlet: SQLite would block the gevent loop) writes the queue
-to the state store in one transaction per second, collapsing repeated reports of one instance,
-and forgets instances unseen for a day. An instance unseen for three minutes is `gone`.
+to the state store once a second, collapsing repeated reports of one instance and skipping a
+report that repeats what it wrote less than 30 s ago (a watcher re-polling with nothing new), in
+transactions of at most 500 rows; it forgets instances unseen for a day. An instance unseen for
+three minutes is `gone`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ GONE_AFTER_SECONDS = 180.0
 HISTORY_SECONDS = 86400.0
 #: Queued reports beyond this are dropped (the oldest first): an instance reports again soon.
 MAX_QUEUED_REPORTS = 200_000
+#: A report that repeats what was written is written again only after this long (last seen
+#: is therefore exact to within this; `gone` is decided at 180 s).
+REWRITE_AFTER_SECONDS = 30.0
+#: Rows per transaction: the flusher pauses between chunks so a big batch never holds the GIL long.
+FLUSH_CHUNK = 500
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 _LABEL_PAIR = re.compile(r"([A-Za-z0-9._-]+)=([A-Za-z0-9._-]+)")
@@ -144,6 +151,8 @@ class Inventory:
         self._closed = False
         self._started = False
         self._last_prune = 0.0
+        self._written: dict[tuple[str, str, str, str], tuple[tuple, float]] = {}
+        self._sleep: Callable[[float], None] = time.sleep
 
     def observe(
         self,
@@ -199,13 +208,29 @@ class Inventory:
                     applied=report.applied or earlier.applied,
                 )
             batch[report.key] = report
-        if batch:
-            self.store.record_instances(list(batch.values()))
+        rows = [report for report in batch.values() if self._changed(report)]
+        for start in range(0, len(rows), FLUSH_CHUNK):
+            if start:
+                self._sleep(0.001)  # let the workers' loops have the GIL between chunks
+            self.store.record_instances(rows[start : start + FLUSH_CHUNK])
+        for report in rows:
+            self._written[report.key] = (_state_of(report), report.seen)
         now = self.clock()
         if now - self._last_prune > 60:
             self._last_prune = now
             self.store.prune(now - HISTORY_SECONDS)
-        return len(batch)
+            for key, (_, seen) in list(self._written.items()):
+                if now - seen > REWRITE_AFTER_SECONDS:
+                    self._written.pop(key, None)
+        return len(rows)
+
+    def _changed(self, report: InstanceReport) -> bool:
+        """False for a report that repeats what this inventory wrote less than 30 s ago."""
+        written = self._written.get(report.key)
+        if written is None:
+            return True
+        state, seen = written
+        return state != _state_of(report) or report.seen - seen >= REWRITE_AFTER_SECONDS
 
     def close(self) -> None:
         """Stop the flusher and write what is still queued."""
@@ -230,6 +255,19 @@ class Inventory:
     ) -> list[InstanceRecord]:
         """Instances seen within the history window (gone ones included), from the shared store."""
         return self.store.instances(application, profiles, label, self.clock() - HISTORY_SECONDS)
+
+
+def _state_of(report: InstanceReport) -> tuple:
+    """What a report says besides when: a repeat of it needs no write until REWRITE_AFTER_SECONDS."""
+    return (
+        report.served,
+        report.applied,
+        report.rejected_version,
+        report.rejected_reason,
+        report.client_labels,
+        report.remote,
+        report.user_agent,
+    )
 
 
 def _real_thread_primitives() -> tuple[Callable[..., Any], Callable[[float], None]]:

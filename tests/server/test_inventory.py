@@ -273,3 +273,17 @@ def test_name_and_label_lists_are_recorded_alike_on_both_paths(repo, serve, http
     records = {i["id"]: i for i in _instances(http, server)["instances"]}
     for name in ("fast", "flask"):
         assert (records[name]["application"], records[name]["label"]) == ("orders,shared", "main,release-1")
+
+
+def test_a_repeated_report_is_written_again_only_after_30_seconds(tmp_path):
+    now = [100.0]
+    inventory = Inventory(SQLiteStateStore(tmp_path / "state.db"), clock=lambda: now[0])
+    headers = parse_client_headers(_environ(x_config_client_id="i-1"))
+    written = []
+    for seen, served in ((100.0, "v1"), (110.0, "v1"), (131.0, "v1"), (132.0, "v2")):
+        now[0] = seen
+        inventory.observe(headers, "orders", "prod", "main", served)
+        written.append(inventory.flush())
+    assert written == [1, 0, 1, 1]  # 110 s repeats what 100 s wrote; 131 s refreshes last seen
+    [record] = inventory.instances()
+    assert (record.last_seen, record.version, record.version_since) == (132.0, "v2", 132.0)
