@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
+import itertools
 import subprocess
 import tempfile
 import time
@@ -160,20 +162,29 @@ def measure(
     raise_fd_limit()
     tools = ensure_tools("etcd") if with_etcd else {}
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         repo = sample_repository(Path(tmp) / "repo")
-        for system in systems or list(CONFIGURATIONS):
-            data = Path(tmp) / f"data-{len(rows)}"
-            with ConfigServer(repo, data, workers, *CONFIGURATIONS[system]) as server:
-                server.wait_ready()
-                for count in sizes:
-                    latencies: list[float] = []
-                    for round_no in range(rounds):
-                        offset = len(rows) * 1_000_000 + round_no  # a new key per round
-                        latencies += watchers_run(_ours_round(server, repo, count, offset, workers))
-                    rows.append(
-                        {"system": system, "watchers": count, "rounds": rounds, **summary_ms(latencies)}
+        chosen = systems or list(CONFIGURATIONS)
+        servers = {}
+        for index, system in enumerate(chosen):
+            server = stack.enter_context(
+                ConfigServer(repo, Path(tmp) / f"data-{index}", workers, *CONFIGURATIONS[system])
+            )
+            server.wait_ready()
+            servers[system] = server
+        commits = itertools.count()  # each round's commit adds a new key
+        for count in sizes:
+            latencies: dict[str, list[float]] = {system: [] for system in chosen}
+            for _ in range(rounds):
+                for system in chosen:  # interleaved, so a noisy moment hits every configuration alike
+                    round_no = next(commits)
+                    latencies[system] += watchers_run(
+                        _ours_round(servers[system], repo, count, round_no, workers)
                     )
+            for system in chosen:
+                rows.append(
+                    {"system": system, "watchers": count, "rounds": rounds, **summary_ms(latencies[system])}
+                )
         if with_etcd:
             etcd = Etcd(tools["etcd"], Path(tmp) / "etcd")
             try:
