@@ -160,3 +160,13 @@ class ServerProcess:
                 self.process.wait(timeout=5)
         self._log.close()
         return self.log_path.read_text()
+
+
+def wsgi_layers(app: Any) -> list[str]:
+    """The class names of the WSGI middleware wrapped around a Flask app's own `wsgi_app`, outermost first."""
+    names = []
+    layer = app.wsgi_app
+    while layer is not None and not hasattr(layer, "__self__"):  # down to Flask's bound wsgi_app
+        names.append(type(layer).__name__)
+        layer = getattr(layer, "app", None) or getattr(layer, "downstream", None)
+    return names
