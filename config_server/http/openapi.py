@@ -60,11 +60,34 @@ _IF_NONE_MATCH = {
 _ERRORS = {str(code): _ERROR for code in (400, 401, 403, 404, 413, 500)}
 
 
+def _report_header(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+#: Instance reports (protocol.md): optional; a malformed one is a 400 naming it.
+_REPORT_HEADERS = [
+    _report_header("X-Config-Client-Id", "Instance identity: 1-128 of `[A-Za-z0-9._:@-]`."),
+    _report_header("X-Config-Client-Labels", "`k=v,k=v` (at most 16 pairs of `[A-Za-z0-9._-]`)."),
+    _report_header("X-Config-Applied", "The version the instance runs."),
+    _report_header("X-Config-Rejected", 'The newest version it refused: `<version>; reason="<text>"`.'),
+]
+
+
+def _query(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": _NAME}
+
+
 def _environment_operation(summary: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "get": {
             "summary": summary,
-            "parameters": [*parameters, _WAIT, _IF_NONE_MATCH],
+            "parameters": [*parameters, _WAIT, _IF_NONE_MATCH, *_REPORT_HEADERS],
             "security": [{}, {"bearer": []}, {"token": []}, {"basic": []}],
             "responses": {
                 "200": {
@@ -156,6 +179,40 @@ SPEC: dict[str, Any] = {
                     "503": _ERROR,
                     **_ERRORS,
                 },
+            }
+        },
+        "/instances": {
+            "get": {
+                "summary": "Instances and the version each runs, with a summary per environment (read role)",
+                "parameters": [
+                    _query("application", "Only this application."),
+                    _query("profiles", "Only these comma-separated profiles."),
+                    _query("label", "Only this label."),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "Instances (gone ones kept for a day), per-environment summaries",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["instances", "environments"],
+                                    "properties": {
+                                        "instances": {"type": "array", "items": {"type": "object"}},
+                                        "environments": {"type": "array", "items": {"type": "object"}},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    **_ERRORS,
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics, summed over all workers (monitor role)",
+                "responses": {"200": {"description": "Prometheus text format", "content": _TEXT}, **_ERRORS},
             }
         },
         "/encrypt": _text_post("Encrypt the body; write the answer as `{cipher}<answer>`"),
