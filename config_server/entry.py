@@ -15,7 +15,17 @@ import sys
 
 DISTRIBUTION = "gitconfig-server"
 #: Top-level modules the server imports, checked when the package metadata cannot be read.
-_MODULES = ("click", "flask", "git", "gevent", "gunicorn", "watchdog", "cryptography", "yaml", "prometheus_client")
+_MODULES = (
+    "click",
+    "flask",
+    "git",
+    "gevent",
+    "gunicorn",
+    "watchdog",
+    "cryptography",
+    "yaml",
+    "prometheus_client",
+)
 
 
 def missing_server_packages() -> list[str]:

@@ -2,7 +2,8 @@
 
 Two real ConfigClients watch orders/prod; a commit lands; the page (which refreshes itself through
 the long poll) must show the commit in the history, the changed key in the diff (the secret masked)
-and both instances on the new version. A screenshot is left in the test's temporary folder.
+and both instances on the new version, which they report having applied (X-Config-Applied).
+A screenshot is left in the test's temporary folder.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import requests
 from playwright.sync_api import sync_playwright
 
 from config_client import ConfigClient
@@ -89,6 +91,14 @@ def test_console_shows_history_diff_and_instances_on_the_new_version(repo, serve
         assert "{cipher}****" in masked and secret not in masked and "NEW SECRET" not in masked
         for i in (1, 2):
             page.wait_for_selector(f'tr.instance[data-instance="orders-{i}"][data-version="{new}"]')
+
+        # the clients say what they applied (X-Config-Applied), not only what they were served
+        def applied() -> dict[str, str | None]:
+            server.app.extensions["config_server"].inventory.flush()
+            body = requests.get(f"{server.url}/instances?application=orders", timeout=10).json()
+            return {i["id"]: i["applied"] for i in body["instances"]}
+
+        wait_for(lambda: applied() == {"orders-1": new, "orders-2": new}, what="both report the new version")
         share = page.wait_for_selector(f'.environment[data-profiles="prod"] .share[data-version="{new}"]')
         assert share.get_attribute("title") == f"{new}: 2 of 2"
         page.screenshot(path=str(tmp_path / "console.png"), full_page=True)
