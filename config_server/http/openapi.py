@@ -96,6 +96,7 @@ def _environment_operation(summary: str, parameters: list[dict[str, Any]]) -> di
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Environment"}}},
                 },
                 "304": {"description": "The caller's ETag is current (or the long poll ended)."},
+                "414": {"description": "Request line too long: refused by the HTTP server before the app."},
                 **_ERRORS,
             },
         }
