@@ -42,7 +42,7 @@ def test_commits_are_those_that_touched_the_applications_files(repo, serve):
     repo.commit({"payments.yml": "p: 2\n"}, message="payments only")
     shared = repo.commit({"config/application-prod.yml": "s: 1\n"}, message="shared, in a folder")
     own = repo.commit({"orders-prod.yml": "a: 2\n"}, message="orders prod")
-    service = serve(repo.path, search_paths=["config"]).app.extensions["config_service"]
+    service = serve(repo.path, search_paths=["config"]).app.extensions["config_server"].service
     commits = history.commits(service, "orders")
     assert [(c.version, c.message) for c in commits] == [
         (own, "orders prod"),
@@ -55,7 +55,7 @@ def test_commits_are_those_that_touched_the_applications_files(repo, serve):
 def test_settings_at_a_version_keep_ciphers_encrypted(repo, serve):
     first = repo.commit({"orders.yml": f"port: 8080\nsecret: '{{cipher}}{SPRING_VECTOR}'\n"})
     second = repo.commit({"orders.yml": f"port: 9090\nsecret: '{{cipher}}{SPRING_VECTOR}'\nnew: 1\n"})
-    service = serve(repo.path, encrypt_key="foo").app.extensions["config_service"]
+    service = serve(repo.path, encrypt_key="foo").app.extensions["config_server"].service
     old = history.settings_at(service, "orders", "default", first)
     assert old["secret"] == "{cipher}" + SPRING_VECTOR  # never the plain text
     rows = diff_settings(old, history.settings_at(service, "orders", "default", second))
