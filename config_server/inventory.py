@@ -16,6 +16,7 @@ three minutes is `gone`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -73,10 +74,30 @@ class ClientHeaders:
 
 
 def parse_client_headers(environ: Mapping[str, Any]) -> ClientHeaders:
-    """Read the four report headers from a WSGI environ; raise InvalidHeader naming a malformed one."""
-    remote = str(environ.get("REMOTE_ADDR") or "")
-    user_agent = str(environ.get("HTTP_USER_AGENT") or "")[:256]
-    raw_id = environ.get("HTTP_X_CONFIG_CLIENT_ID")
+    """Read the four report headers from a WSGI environ; raise InvalidHeader naming a malformed one.
+
+    The same instance sends the same headers again and again, so results are remembered (bounded).
+    """
+    get = environ.get
+    return _parse(
+        str(get("REMOTE_ADDR") or ""),
+        str(get("HTTP_USER_AGENT") or "")[:256],
+        get("HTTP_X_CONFIG_CLIENT_ID"),
+        get("HTTP_X_CONFIG_CLIENT_LABELS"),
+        get("HTTP_X_CONFIG_APPLIED"),
+        get("HTTP_X_CONFIG_REJECTED"),
+    )
+
+
+@functools.lru_cache(maxsize=16384)
+def _parse(
+    remote: str,
+    user_agent: str,
+    raw_id: str | None,
+    raw_labels: str | None,
+    applied: str | None,
+    raw_rejected: str | None,
+) -> ClientHeaders:
     if raw_id is None:
         instance_id, anonymous = _anonymous_id(remote, user_agent), True
     else:
@@ -85,13 +106,12 @@ def parse_client_headers(environ: Mapping[str, Any]) -> ClientHeaders:
             raise InvalidHeader(
                 "X-Config-Client-Id must be 1-128 characters of letters, digits and . _ : @ -"
             )
-    labels = _client_labels(environ.get("HTTP_X_CONFIG_CLIENT_LABELS"))
-    applied = environ.get("HTTP_X_CONFIG_APPLIED")
+    labels = _client_labels(raw_labels)
     if applied is not None:
         applied = applied.strip()
         if not _VERSION.fullmatch(applied):
             raise InvalidHeader("X-Config-Applied must be a version (a commit id)")
-    rejected_version, reason = _rejected(environ.get("HTTP_X_CONFIG_REJECTED"))
+    rejected_version, reason = _rejected(raw_rejected)
     return ClientHeaders(
         instance_id, anonymous, labels, applied, rejected_version, reason, remote, user_agent
     )
@@ -147,7 +167,7 @@ class Inventory:
         self.enabled = enabled
         self.flush_interval = flush_interval
         self.clock = clock
-        self._queue: deque[InstanceReport] = deque(maxlen=MAX_QUEUED_REPORTS)
+        self._queue: deque[tuple[Any, ...]] = deque(maxlen=MAX_QUEUED_REPORTS)
         self._closed = False
         self._started = False
         self._last_prune = 0.0
@@ -162,26 +182,12 @@ class Inventory:
         label: str,
         served: str | None,
     ) -> None:
-        """Queue one report (a deque append: no lock, no I/O, safe from any thread or greenlet)."""
-        if not self.enabled:
-            return
-        self._queue.append(
-            InstanceReport(
-                instance_id=headers.instance_id,
-                application=application,
-                profiles=profiles if isinstance(profiles, str) else ",".join(profiles),
-                label=label,
-                served=served,
-                applied=headers.applied,
-                rejected_version=headers.rejected_version,
-                rejected_reason=headers.rejected_reason,
-                client_labels=headers.client_labels,
-                remote=headers.remote,
-                user_agent=headers.user_agent,
-                seen=self.clock(),
-                anonymous=headers.anonymous,
-            )
-        )
+        """Queue one report (a deque append: no lock, no I/O, safe from any thread or greenlet).
+
+        The report is queued as a plain tuple; the flusher builds the InstanceReport, off the request.
+        """
+        if self.enabled:
+            self._queue.append((headers, application, profiles, label, served, self.clock()))
 
     def start(self) -> Inventory:
         """Start the flusher on a real OS thread (also under gevent's monkey patching)."""
@@ -197,7 +203,7 @@ class Inventory:
         queue = self._queue
         while True:
             try:
-                report = queue.popleft()
+                report = _report(*queue.popleft())
             except IndexError:
                 break
             earlier = batch.get(report.key)
@@ -255,6 +261,32 @@ class Inventory:
     ) -> list[InstanceRecord]:
         """Instances seen within the history window (gone ones included), from the shared store."""
         return self.store.instances(application, profiles, label, self.clock() - HISTORY_SECONDS)
+
+
+def _report(
+    headers: ClientHeaders,
+    application: str,
+    profiles: str | Sequence[str],
+    label: str,
+    served: str | None,
+    seen: float,
+) -> InstanceReport:
+    """The InstanceReport of one queued observation."""
+    return InstanceReport(
+        instance_id=headers.instance_id,
+        application=application,
+        profiles=profiles if isinstance(profiles, str) else ",".join(profiles),
+        label=label,
+        served=served,
+        applied=headers.applied,
+        rejected_version=headers.rejected_version,
+        rejected_reason=headers.rejected_reason,
+        client_labels=headers.client_labels,
+        remote=headers.remote,
+        user_agent=headers.user_agent,
+        seen=seen,
+        anonymous=headers.anonymous,
+    )
 
 
 def _state_of(report: InstanceReport) -> tuple:
