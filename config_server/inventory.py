@@ -22,7 +22,7 @@ import re
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -199,22 +199,28 @@ class Inventory:
 
     def flush(self) -> int:
         """Write what is queued now (collapsed per instance) to the store; returns how many rows."""
-        batch: dict[tuple[str, str, str, str], InstanceReport] = {}
+        # Collapse the raw observations first (a busy instance repeats itself thousands of times a
+        # second): the later one wins, keeping an earlier served/applied version it does not carry.
+        latest: dict[tuple[Any, ...], list[Any]] = {}
         queue = self._queue
         while True:
             try:
-                report = _report(*queue.popleft())
+                headers, application, profiles, label, served, seen = queue.popleft()
             except IndexError:
                 break
-            earlier = batch.get(report.key)
-            if earlier is not None:
-                report = replace(
-                    report,
-                    served=report.served or earlier.served,
-                    applied=report.applied or earlier.applied,
-                )
-            batch[report.key] = report
-        rows = [report for report in batch.values() if self._changed(report)]
+            key = (headers.instance_id, application, profiles, label)
+            entry = latest.get(key)
+            if entry is None:
+                latest[key] = [headers, served, seen, headers.applied]
+            else:
+                entry[0], entry[2] = headers, seen
+                entry[1] = served or entry[1]
+                entry[3] = headers.applied or entry[3]
+        reports = (
+            _report(headers, key[1], key[2], key[3], served, seen, applied)
+            for key, (headers, served, seen, applied) in latest.items()
+        )
+        rows = [report for report in reports if self._changed(report)]
         for start in range(0, len(rows), FLUSH_CHUNK):
             if start:
                 self._sleep(0.001)  # let the workers' loops have the GIL between chunks
@@ -270,15 +276,16 @@ def _report(
     label: str,
     served: str | None,
     seen: float,
+    applied: str | None,
 ) -> InstanceReport:
-    """The InstanceReport of one queued observation."""
+    """The InstanceReport of one (collapsed) observation."""
     return InstanceReport(
         instance_id=headers.instance_id,
         application=application,
         profiles=profiles if isinstance(profiles, str) else ",".join(profiles),
         label=label,
         served=served,
-        applied=headers.applied,
+        applied=applied,
         rejected_version=headers.rejected_version,
         rejected_reason=headers.rejected_reason,
         client_labels=headers.client_labels,
