@@ -15,6 +15,7 @@ from bench import (
     propagation,
     repo_scale,
     serving,
+    validate_scale,
     watcher_memory,
 )
 from bench.common import machine
@@ -24,6 +25,7 @@ BENCHMARKS = {
     "propagation": propagation.main,
     "watcher_memory": watcher_memory.main,
     "repo_scale": repo_scale.main,
+    "validate_scale": validate_scale.main,
     "client": client_reads.main,
     "commit_to_callback": commit_to_callback.main,
     "expansion_bomb": expansion_bomb.main,

@@ -20,6 +20,14 @@ Headers = tuple[tuple[str, str], ...]
 
 _REASONS = {200: "OK", 304: "Not Modified"}
 
+#: Names the label's newest commit when it is broken for the environment and an older one is served.
+HELD_BACK_HEADER = "X-Config-Held-Back"
+
+
+def held_back_headers(held_back: str | None) -> Headers:
+    """`X-Config-Held-Back: <commit>` for an answer that holds a broken commit back, else nothing."""
+    return ((HELD_BACK_HEADER, held_back),) if held_back else ()
+
 
 @dataclass(frozen=True)
 class Answer:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -27,6 +28,8 @@ from config_server.wsgi import EncodedSlashMiddleware
 
 #: Largest request body accepted (webhooks, encrypt): anything bigger is a 413.
 MAX_BODY_BYTES = 1024 * 1024
+#: Remembered verdicts (broken commits, held-back answers) under `--data-dir`, shared by workers.
+VERDICTS_FILE = "verdicts.sqlite3"
 
 
 @dataclass
@@ -48,6 +51,7 @@ class ServerState:
         self.hub.close()
         self.detector.stop()
         self.service.backend.close()
+        self.service.verdicts.close()
         self.audit.close()
         self.inventory.close()
         self.store.close()
@@ -65,7 +69,14 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     if backend is None:
         spec = settings.repo or str(ensure_sample_repository(settings.data_dir))
         backend = open_backend(spec, settings.cache_dir, settings.default_label)
-    service = ConfigService(backend, settings.search_paths, settings.cache_size, keyring, settings.overrides)
+    service = ConfigService(
+        backend,
+        settings.search_paths,
+        settings.cache_size,
+        keyring,
+        settings.overrides,
+        verdicts_path=Path(settings.data_dir) / VERDICTS_FILE,
+    )
     hub = WatchHub(service)
     metrics = Metrics()
     store = open_state_store(settings.data_dir)

@@ -1,4 +1,4 @@
-"""The `config-server` command: `serve` runs the server on gunicorn.
+"""The `config-server` command: `serve` runs the server on gunicorn; `validate` checks a repository.
 
 Every option can also come from a `CONFIG_SERVER_<NAME>` environment variable or from the YAML
 settings file given by `--config` (or `CONFIG_SERVER_CONFIG`); a flag beats a variable, which
@@ -143,6 +143,70 @@ def decrypt(settings_file, key_file, value) -> None:
         click.echo(keyring.decrypt(_value_or_stdin(value)))
     except CryptoError as exc:
         raise click.ClickException(f"cannot decrypt: {exc}") from exc
+
+
+@main.command()
+@click.argument("path", required=False, default=".", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--rev",
+    default=None,
+    help="Check this branch, tag or commit of the git repository at PATH (default: the files of "
+    "PATH as they are on disk, as a pre-commit hook sees them).",
+)
+@click.option(
+    "--format", "output", type=click.Choice(["text", "json"]), default="text", help="Output format."
+)
+@click.option("--search-paths", default="", help="Comma-separated folders also searched, as for serve.")
+@_settings_file_option
+@_key_file_option
+def validate(path, rev, output, search_paths, settings_file, key_file) -> None:
+    """Check every application and profile of the repository at PATH as the server would.
+
+    One line per problem, `file:line: application/profile: message`; exit status 1 when there
+    is a problem, 0 when there is none, 2 on a usage error. `{cipher}` values are decrypted with
+    the server's key (ENCRYPT_KEY, CONFIG_SERVER_ENCRYPT_KEY[_FILE] or --key-file); without a key
+    they are left unchecked, and a note says so.
+    """
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from config_server.backends.git import GitBackend
+    from config_server.backends.native import NativeBackend
+    from config_server.crypto import CryptoError, load_keyring
+    from config_server.errors import ConfigServerError
+    from config_server.repo_check import check_repository
+
+    try:
+        settings = Settings.load({"encrypt_key_file": key_file}, settings_file)
+        keyring = load_keyring(settings.encrypt_key, settings.encrypt_key_file, settings.encrypt_salt)
+    except (ValueError, TypeError, OSError, CryptoError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    root = Path(path)
+    bare = (root / "HEAD").is_file() and (root / "objects").is_dir()
+    paths = [p for p in search_paths.split(",") if p.strip()]
+    with tempfile.TemporaryDirectory(prefix="config-validate-") as scratch:
+        try:
+            if rev is not None or bare:
+                backend = GitBackend(str(root), scratch)
+            else:
+                backend = NativeBackend(root)
+            try:
+                report = check_repository(backend, rev, paths, keyring, decrypt=keyring is not None)
+            finally:
+                backend.close()
+        except ConfigServerError as exc:
+            raise click.UsageError(str(exc)) from exc
+    if keyring is None:
+        click.echo("note: no encryption key given: {cipher} values were not checked", err=True)
+    if output == "json":
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        for finding in report.findings:
+            click.echo(finding.text())
+        summary = f"{len(report.findings)} problems in {report.environments} environments"
+        click.echo(f"{summary} at {report.version[:12]}", err=True)
+    sys.exit(1 if report.findings else 0)
 
 
 @main.command()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -254,6 +255,25 @@ class Keyring:
             return key.decrypt(text).decode("utf-8")
         except UnicodeDecodeError:
             raise CryptoError("wrong key or corrupted value (not UTF-8)") from None
+
+    def fingerprint(self) -> str:
+        """A short digest that changes when any key changes, and reveals none of them.
+
+        Remembered verdicts ("this commit decrypts") are keyed by it, so a restart with another
+        key (or none) re-checks instead of trusting them. Derived from the PBKDF2 output (or the
+        RSA public key), never from the raw secret.
+        """
+        digest = hashlib.sha256(b"config-server keyring fingerprint\0")
+        for name in sorted(self.keys):
+            key = self.keys[name]
+            if isinstance(key, SymmetricKey):
+                material = key._gcm_key
+            else:
+                material = key.private_key.public_key().public_bytes(
+                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+            digest.update(name.encode() + b"\0" + hashlib.sha256(material).digest())
+        return digest.hexdigest()[:16]
 
     def _key(self, name: str) -> Key:
         try:

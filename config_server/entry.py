@@ -25,6 +25,7 @@ _MODULES = (
     "cryptography",
     "yaml",
     "prometheus_client",
+    "jsonschema",
 )
 
 

@@ -55,6 +55,23 @@ class ConfigLimitExceeded(InvalidConfigFile):
     """
 
 
+class BrokenEnvironment(ConfigServerError):
+    """An environment that exists but must not be served: a file that does not parse, a limit hit,
+    a `{cipher}` value that does not decrypt, or a schema violation (`validation.py` decides).
+
+    Answered 422 when the caller named the broken commit (or no good version exists); on a branch
+    or tag the service serves the newest good version instead. `problems` holds every finding
+    (`validation.Problem`), the message the first of them.
+    """
+
+    status = 422
+    reason = "Unprocessable Entity"
+
+    def __init__(self, message: str, problems: tuple = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
 class AuthenticationRequired(ConfigServerError):
     """No credentials, or a token that no client holds."""
 

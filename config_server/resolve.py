@@ -28,6 +28,7 @@ EXTENSIONS = (".properties", ".yml", ".yaml")
 CONFIG_FILE_EXTENSIONS = (*EXTENSIONS, ".json")
 
 ReadFile = Callable[[str], "bytes | None"]
+ParseFile = Callable[[str, bytes], "list[Document]"]
 
 
 @dataclass(frozen=True)
@@ -102,10 +103,12 @@ def resolve_environment(
     folders: Sequence[str],
     read: ReadFile,
     uri: str,
+    parse: ParseFile = parse_file,
 ) -> Environment:
     """Build the Environment: one property source per file document, most specific first.
 
     `folders` lists where to look, lowest precedence first (the root, then each search path).
+    `parse` turns a file into documents (`config-server validate` passes one that remembers).
     """
     sources: list[PropertySource] = []
     for stem, profile in search_order(request.names or (request.application,), request.profiles, folders):
@@ -114,7 +117,7 @@ def resolve_environment(
             data = read(path)
             if data is None:
                 continue
-            documents = parse_file(path, data)
+            documents = parse(path, data)
             sources.extend(_sources_of(path, documents, profile, request.profiles, uri))
     return Environment(
         name=request.application,

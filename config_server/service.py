@@ -11,6 +11,7 @@ import posixpath
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from config_server import names, render
@@ -18,16 +19,20 @@ from config_server.backends.base import Backend, Revision
 from config_server.cache import EnvironmentCache, ResolvedEnvironment
 from config_server.crypto import Keyring
 from config_server.decryption import decrypt_environment
-from config_server.errors import ConfigLimitExceeded, ResourceNotFound
+from config_server.errors import BrokenEnvironment, ConfigLimitExceeded, ConfigServerError, ResourceNotFound
+from config_server.last_good import LastGood, VerdictStore, verdict_context
 from config_server.limits import MAX_EXPANSION_CHARS, MAX_VALUE_CHARS, shorten
 from config_server.model import Environment, PropertySource
 from config_server.parsing import flatten
-from config_server.resolve import Request, file_readings, resolve_environment
+from config_server.resolve import ReadFile, Request, file_readings, resolve_environment
+from config_server.validation import checked_environment
 
 #: The name of the property source that holds the server's overrides (Spring's name).
 OVERRIDES = "overrides"
 
 _GLOB_CHARS = set("*?[")
+#: Broken (version, environment) pairs kept in memory for the request path before it is cleared.
+_MAX_BROKEN_REMEMBERED = 10_000
 
 #: (application, profiles) environments; a file may be served when the caller may read one of them.
 Readings = list[tuple[str, tuple[str, ...]]]
@@ -40,6 +45,11 @@ class ConfigService:
     (`main,release-1`): each label is resolved on its own and a later label's sources come first;
     the version is the labels' versions joined by `,`. Server-side `overrides` come first in
     every environment, their placeholders resolved against that environment.
+
+    Only good environments are served (`validation.py`): when a branch or tag's newest commit is
+    broken for an environment, the newest good version is served instead, marked in the
+    revision's `held_back` (`last_good.py`); a commit-id label, several labels, or no good
+    version within `last_good.MAX_WALK` commits raise BrokenEnvironment (422).
     """
 
     def __init__(
@@ -49,6 +59,7 @@ class ConfigService:
         cache_size: int = 1024,
         keyring: Keyring | None = None,
         overrides: Mapping[str, Any] | None = None,
+        verdicts_path: str | Path | None = None,
     ) -> None:
         self.backend = backend
         self.keyring = keyring
@@ -59,6 +70,12 @@ class ConfigService:
         self._named_folders = [
             _folder_pattern(p) for p in self.search_paths if "{application}" in p or "{profile}" in p
         ]
+        context = verdict_context(
+            backend.uri, ",".join(self.search_paths), keyring.fingerprint() if keyring else "-"
+        )
+        self.verdicts = VerdictStore(verdicts_path, context)
+        self.last_good = LastGood(self.verdicts, backend.parents)
+        self._broken: dict[tuple[str, str, tuple[str, ...], str | None], BrokenEnvironment] = {}
 
     def environment(
         self, application: str, profiles: str, label: str | None
@@ -79,21 +96,119 @@ class ConfigService:
             revision = revisions[0]
         else:
             revision = Revision(",".join(r.label for r in revisions), ",".join(r.version for r in revisions))
-        key = (
-            revision.version,
-            application,
-            wanted,
-            revision.label if self._label_in_paths else None,
-        )
+        scope = revision.label if self._label_in_paths else None
+        error = self._broken.get((revision.version, application, wanted, scope))
+        if error is None:
+            try:
+                return (
+                    revisions,
+                    revision,
+                    self._resolved(revisions, revision, application, apps, wanted, label),
+                )
+            except BrokenEnvironment as exc:
+                error = exc
+        if revision.pinned or len(revisions) > 1:
+            where = f"commit {revision.version}" if revision.pinned else f"labels {revision.label}"
+            raise BrokenEnvironment(f"{error} (at {where})", error.problems)
+
+        def is_good(version: str) -> bool:
+            older = replace(revision, version=version)
+            try:
+                self._resolved([older], older, application, apps, wanted, label)
+                return True
+            except BrokenEnvironment:
+                return False
+
+        environment_key = _environment_key(application, wanted, scope)
+        held = self.last_good.hold_back(revision.version, environment_key, revision.label, error, is_good)
+        if held.good is None:
+            raise BrokenEnvironment(
+                f"{error} (at {revision.label} {revision.version[:12]}, and no good commit in the "
+                f"{self.last_good.max_walk} before it)",
+                error.problems,
+            )
+        good = replace(revision, version=held.good, held_back=revision.version)
+        return [good], good, self._resolved([good], good, application, apps, wanted, label)
+
+    def _resolved(
+        self,
+        revisions: list[Revision],
+        revision: Revision,
+        application: str,
+        apps: tuple[str, ...],
+        wanted: tuple[str, ...],
+        label: str | None,
+    ) -> ResolvedEnvironment:
+        """The checked environment at `revisions`, from the cache; BrokenEnvironment when broken.
+
+        Only good environments are cached; a broken one is remembered (in `_broken` for the
+        request path, and in the verdict store, consulted only on a cache miss), so it is
+        resolved once per version, not once per request.
+        """
+        scope = revision.label if self._label_in_paths else None
+        key = (revision.version, application, wanted, scope)
 
         def compute() -> ResolvedEnvironment:
-            files = [self._files(application, apps, wanted, label, one) for one in revisions]
-            sources = tuple(source for env in reversed(files) for source in env)
-            environment = Environment(application, wanted, label, revision.version, sources)
-            decrypted = decrypt_environment(environment, self.keyring)
-            return ResolvedEnvironment(self._with_overrides(decrypted.environment), decrypted.undecryptable)
+            environment_key = _environment_key(application, wanted, scope)
+            known = self.last_good.known_broken(revision.version, environment_key)
+            if known is None:
+                try:
+                    environment = checked_environment(
+                        lambda: self._combined(revisions, revision, application, apps, wanted, label),
+                        apps,
+                        _reader(self.backend, revisions),
+                        self.backend.uri,
+                        self.keyring,
+                    )
+                    return ResolvedEnvironment(self._with_overrides(environment))
+                except BrokenEnvironment as exc:
+                    self.last_good.remember_broken(revision.version, environment_key, exc)
+                    known = exc
+            if len(self._broken) >= _MAX_BROKEN_REMEMBERED:
+                self._broken.clear()
+            self._broken[key] = known
+            raise BrokenEnvironment(str(known), known.problems)
 
-        return revisions, revision, self.cache.get_or_compute(key, compute)
+        return self.cache.get_or_compute(key, compute)
+
+    def _combined(
+        self,
+        revisions: list[Revision],
+        revision: Revision,
+        application: str,
+        apps: tuple[str, ...],
+        wanted: tuple[str, ...],
+        label: str | None,
+    ) -> Environment:
+        """The files of every label, a later label's first (not yet decrypted nor checked)."""
+        files = [self._files(application, apps, wanted, label, one) for one in revisions]
+        sources = tuple(source for env in reversed(files) for source in env)
+        return Environment(application, wanted, label, revision.version, sources)
+
+    def held_back(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Environments whose label's newest commit is held back right now, with the reasons."""
+        out = []
+        for row in self.verdicts.held_rows(limit * 4):
+            try:
+                current = self.backend.resolve(row["label"]).version if row["label"] else None
+            except ConfigServerError:
+                continue
+            if current is not None and current != row["head"]:
+                continue  # the label moved on since
+            application, _, profiles = row["environment"].partition("/")
+            out.append(
+                {
+                    "application": application,
+                    "profiles": profiles,
+                    "label": row["label"],
+                    "brokenVersion": row["head"],
+                    "servedVersion": row["good"],
+                    "problems": [p.to_json() for p in row["problems"]],
+                }
+            )
+            if len(out) >= limit:
+                break
+        return out
 
     def _files(
         self,
@@ -216,6 +331,10 @@ class ConfigService:
                 groups.append([(one, (profile,) if profile else profiles) for one in owners])
         return groups
 
+    def folders(self, revision: Revision, apps: tuple[str, ...], profiles: tuple[str, ...]) -> list[str]:
+        """Where an environment's files are looked for: the root, then every search path."""
+        return self._folders(revision, apps, profiles)
+
     def _folders(self, revision: Revision, apps: tuple[str, ...], profiles: tuple[str, ...]) -> list[str]:
         """The root, then every search path (placeholders filled, globs expanded), in order."""
         folders = [""]
@@ -281,6 +400,24 @@ def _folder_pattern(search_path: str) -> re.Pattern[str]:
         else:
             parts.append(re.escape(piece))
     return re.compile("".join(parts))
+
+
+def _reader(backend: Backend, revisions: list[Revision]) -> ReadFile:
+    """Reads a file from the latest label that has it (where problems and schemas are looked up)."""
+
+    def read(path: str) -> bytes | None:
+        for one in reversed(revisions):
+            data = backend.read(one.version, path)
+            if data is not None:
+                return data
+        return None
+
+    return read
+
+
+def _environment_key(app: str, profiles: tuple[str, ...], scope: str | None) -> str:
+    """How the verdict store names an environment: `orders/prod,eu` (`@label` when paths use it)."""
+    return f"{app}/{','.join(profiles)}" + (f"@{scope}" if scope is not None else "")
 
 
 def _expand_placeholders(pattern: str, app: str, profiles: tuple[str, ...], label: str) -> list[str]:

@@ -16,6 +16,11 @@ class Revision:
 
     label: str
     version: str
+    #: True when the label named a commit id (not a branch or tag): nothing may be substituted.
+    pinned: bool = False
+    #: Set when the label's newest commit (this id) is broken for the environment asked for and
+    #: `version` is the newest good one before it (`X-Config-Held-Back`); see `last_good.py`.
+    held_back: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,10 @@ class Backend(ABC):
     def history(self, version: str, patterns: list[str], limit: int = 50) -> list[Commit]:
         """Commits reachable from `version` that changed a file matching one of the `patterns`
         (globs on file names, in any folder), newest first. A backend without history has none."""
+        return []
+
+    def parents(self, version: str) -> list[str]:
+        """The versions `version` was made from, first parent first (none for a plain folder)."""
         return []
 
     def refresh(self, max_age: float = 0.0) -> bool:

@@ -107,7 +107,7 @@ class GitBackend(Backend):
                 return Revision(name, self._peeled(sha))
         if _HEX.fullmatch(name):
             try:
-                return Revision(name, self._peeled(name))
+                return Revision(name, self._peeled(name), pinned=True)
             except LabelNotFound:
                 pass
         raise LabelNotFound(f"label {name!r} not found: no such branch, tag or commit")
@@ -150,6 +150,14 @@ class GitBackend(Backend):
         if target is None:
             return cached[1]
         return self._ref_sha(repo, target, depth + 1) if depth < 5 else None
+
+    def parents(self, version: str) -> list[str]:
+        """The commit's parents, first parent first (the history of the branch it was made on)."""
+        with self._lock:
+            try:
+                return [p.hexsha for p in self._require_repo().commit(version).parents]
+            except (BadName, BadObject, ValueError, git.GitCommandError):
+                return []
 
     # -- reading ----------------------------------------------------------------------------
 

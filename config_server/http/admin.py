@@ -32,6 +32,7 @@ def health():
             "cache": state.service.cache.stats(),
             "watchers": state.hub.watchers(),
             "overrides": state.settings.overrides,
+            "heldBack": state.service.held_back(),
             "worker": os.getpid(),
         }
     return jsonify(body), 200 if body["status"] == "UP" else 503

@@ -7,9 +7,10 @@ import math
 from flask import Blueprint, Response, current_app, request
 
 from config_server import names, render
-from config_server.answer import Answer, environment_answer
+from config_server.answer import HELD_BACK_HEADER, Answer, environment_answer, held_back_headers
+from config_server.backends.base import Revision
 from config_server.cache import ResolvedEnvironment
-from config_server.errors import InvalidConfigFile, InvalidName, ResourceNotFound
+from config_server.errors import BrokenEnvironment, InvalidConfigFile, InvalidName, ResourceNotFound
 from config_server.http import security
 from config_server.http.resources import serve_resource
 from config_server.http.wire import ANSWERED, DIRECT_ANSWER
@@ -63,18 +64,20 @@ def environment(app: str, profiles: str, label: str | None) -> Response:
     security.require_read(app, profiles, label, event="watch" if wait else "read")
     reporter = parse_client_headers(request.environ)  # 400 naming a malformed report header
     known = request.if_none_match
+    revision: Revision | None = None
     try:
         revision, resolved = _service().environment(app, profiles, label)
         security.note("watch" if wait else "read", version=revision.version)
-    except InvalidConfigFile:
+    except (BrokenEnvironment, InvalidConfigFile):
         if not (wait and known):
             raise
         resolved = None  # a watcher waits through a broken commit for the next good one
     if resolved is not None and resolved.broken and wait and known:
         resolved = None  # nor is a watcher handed a version with undecryptable values
     _record(reporter, app, profiles, label, resolved)
+    held_back = held_back_headers(revision.held_back if revision is not None else None)
     if resolved is not None and not known.contains(resolved.etag):
-        return _response(environment_answer(resolved, label))
+        return _response(environment_answer(resolved, label, extra_headers=held_back))
     if wait and known:
         hub = current_app.extensions["config_server"].hub
         direct = request.environ.get(DIRECT_ANSWER)  # offered by the gevent worker
@@ -85,9 +88,19 @@ def environment(app: str, profiles: str, label: str | None) -> Response:
             request.environ[ANSWERED] = True  # the hub wrote the answer; the worker sends nothing more
             return Response(status=200)
         if changed is not None:
-            return _response(environment_answer(changed, label))
+            extra = held_back_headers(_held_back_of(changed, app, profiles, label))
+            return _response(environment_answer(changed, label, extra_headers=extra))
     etag = resolved.etag if resolved is not None else next(iter(known.as_set()), "")
-    return _response(environment_answer(None, label, etag=etag))
+    return _response(environment_answer(None, label, etag=etag, extra_headers=held_back))
+
+
+def _held_back_of(changed: ResolvedEnvironment, app: str, profiles: str, label: str | None) -> str | None:
+    """The broken commit a long poll's new answer holds back, if any (the service answers from cache)."""
+    try:
+        revision, now = _service().environment(app, profiles, label)
+    except (BrokenEnvironment, InvalidConfigFile):
+        return None
+    return revision.held_back if now.etag == changed.etag else None
 
 
 def _response(answer: Answer) -> Response:
@@ -138,4 +151,7 @@ def _rendered(label: str | None, name: str) -> Response:
     placeholders = request.args.get("resolvePlaceholders", "true").lower() != "false"
     settings = resolved.merged_resolved if placeholders else resolved.merged
     renderer, mimetype = _FORMATS[match["ext"]]
-    return Response(renderer(settings), content_type=mimetype, headers={"ETag": f'"{resolved.etag}"'})
+    headers = {"ETag": f'"{resolved.etag}"'}
+    if revision.held_back:
+        headers[HELD_BACK_HEADER] = revision.held_back
+    return Response(renderer(settings), content_type=mimetype, headers=headers)

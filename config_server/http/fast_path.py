@@ -28,7 +28,7 @@ from typing import Any
 from flask import Flask
 
 from config_server import names
-from config_server.answer import Answer, environment_answer
+from config_server.answer import Answer, environment_answer, held_back_headers
 from config_server.audit import AuditLog
 from config_server.auth import ANONYMOUS, AuthFile, Client
 from config_server.http.security import token_from
@@ -84,7 +84,7 @@ class FastEnvironmentPath:
                 return None
             reporter = parse_client_headers(environ) if self.inventory is not None else None
             revision, resolved = self.service.environment(parts[1], parts[2], label)
-            answer = environment_answer(resolved, label)
+            answer = environment_answer(resolved, label, extra_headers=held_back_headers(revision.held_back))
             if self.audit is not None:
                 _audit(self.audit, environ, client, parts[1], parts[2], label, revision.version)
             if reporter is not None:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 
-from config_server.answer import environment_answer
+from config_server.answer import Headers, environment_answer, held_back_headers
 from config_server.cache import ResolvedEnvironment
 from config_server.errors import ConfigServerError
 from config_server.service import ConfigService
@@ -45,6 +45,8 @@ class _Slot:
     profiles: str
     label: str | None
     latest: ResolvedEnvironment | None = None
+    #: `X-Config-Held-Back` when `latest` stands in for a broken newest commit (`last_good.py`).
+    extra_headers: Headers = ()
     resolution: int = 0
     event: threading.Event = field(default_factory=threading.Event)
     waiters: int = 0
@@ -87,15 +89,15 @@ class WatchHub:
         """
         known = frozenset(known_etags)
         joined = next(self._resolutions)
-        current = self._resolve(application, profiles, label)
+        found = self._resolve(application, profiles, label)
         key = (application, profiles, label)
         with self._lock:
             slot = self._slots.get(key)
             if slot is None:
                 slot = self._slots[key] = _Slot(application, profiles, label)
             slot.waiters += 1
-        if current is not None:
-            self._publish(slot, current, joined)
+        if found is not None:
+            self._publish(slot, *found, joined)
         if direct is not None:
             with self._lock:
                 slot.direct[direct] = known
@@ -137,16 +139,21 @@ class WatchHub:
                 if wanted is not None and wanted.isdisjoint(slot.application.split(",")):
                     continue  # `orders,shared` is watched by a change to either name
                 resolution = next(self._resolutions)
-                current = self._resolve(slot.application, slot.profiles, slot.label)
-                if current is not None and self._publish(slot, current, resolution):
+                found = self._resolve(slot.application, slot.profiles, slot.label)
+                if found is not None and self._publish(slot, *found, resolution):
                     changed += 1
                     if self.on_change is not None:
                         self.on_change(slot.waiters, time.monotonic() - started)
             return changed
 
-    def _publish(self, slot: _Slot, current: ResolvedEnvironment, resolution: int) -> bool:
+    def _publish(
+        self, slot: _Slot, current: ResolvedEnvironment, extra_headers: Headers, resolution: int
+    ) -> bool:
         """Make `current` the slot's latest unless a later resolution got there first; when its
-        ETag moved, answer the direct waiters and wake the others. True when it moved."""
+        ETag moved, answer the direct waiters and wake the others. True when it moved.
+
+        A broken newest commit resolves to the newest good version, whose ETag the waiters
+        already hold: it moves nothing and wakes nobody."""
         with self._publish_lock:
             if resolution <= slot.resolution:
                 return False
@@ -154,6 +161,7 @@ class WatchHub:
                 slot.resolution = resolution
                 return False
             slot.latest = current
+            slot.extra_headers = extra_headers
             slot.resolution = resolution
             self._answer_directly(slot, current)
             woken, slot.event = slot.event, threading.Event()
@@ -168,7 +176,8 @@ class WatchHub:
                 del slot.direct[answer]
         if not waiting:
             return
-        response = encode_http(environment_answer(current, slot.label), formatdate(usegmt=True))
+        answer = environment_answer(current, slot.label, extra_headers=slot.extra_headers)
+        response = encode_http(answer, formatdate(usegmt=True))
         for answer in waiting:
             answer.deliver(response)
 
@@ -185,11 +194,14 @@ class WatchHub:
         with self._lock:
             return sum(slot.waiters for slot in self._slots.values())
 
-    def _resolve(self, application: str, profiles: str, label: str | None) -> ResolvedEnvironment | None:
-        """The environment now, or None when it is broken for watchers (does not parse, or holds
-        a value that does not decrypt)."""
+    def _resolve(
+        self, application: str, profiles: str, label: str | None
+    ) -> tuple[ResolvedEnvironment, Headers] | None:
+        """The environment now and its answer's extra headers (`X-Config-Held-Back` when a broken
+        newest commit is held back), or None when it is broken for watchers with no good version
+        to stand in (or, without change safety, holds a value that does not decrypt)."""
         try:
-            resolved = self.service.environment(application, profiles, label)[1]
+            revision, resolved = self.service.environment(application, profiles, label)
         except ConfigServerError as exc:
             log.info("watched %s/%s/%s does not resolve: %s", application, profiles, label, exc)
             return None
@@ -202,4 +214,4 @@ class WatchHub:
                 [key for _, key in resolved.undecryptable],
             )
             return None
-        return resolved
+        return resolved, held_back_headers(revision.held_back)

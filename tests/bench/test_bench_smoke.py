@@ -12,6 +12,7 @@ from bench import (
     propagation,
     repo_scale,
     serving,
+    validate_scale,
     watcher_memory,
 )
 
@@ -88,3 +89,11 @@ def test_expansion_bomb_smoke(tmp_path):
     result = expansion_bomb.main(["--timeout", "20", "--json", str(out)])
     assert [row["answer"][:3] for row in result["rows"]] == ["500", "500"]
     assert read(out)["rows"][0]["peak_rss_mib"] > 0
+
+
+def test_validate_scale_smoke(tmp_path):
+    out = tmp_path / "validate.json"
+    result = validate_scale.main(["--apps", "20", "--commits", "5", "--json", str(out)])
+    assert result["validate_exit"] == 0 and result["validate_schema_exit"] == 0
+    assert result["validate_summary"].startswith("0 problems in 21 environments")
+    assert 0 < result["validate_s"] < 60 and read(out)["environment_schema_us"] > 0

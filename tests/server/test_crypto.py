@@ -124,7 +124,6 @@ def secret_repo(repo):
                 "db:\n"
                 f"  password: '{{cipher}}{keyring.encrypt('hunter2')}'\n"
                 f"  spring: '{{cipher}}{SPRING_VECTOR}'\n"
-                "  broken: '{cipher}0badc0de'\n"
                 "  url: jdbc://db/${db.password}\n"
             ),
             "billing.properties": f"token={{cipher}}{SPRING_VECTOR}\n",
@@ -140,8 +139,6 @@ def test_cipher_values_are_served_decrypted_in_every_format(secret_repo, serve, 
         source = http.get(f"{server.url}/orders/default").json()["propertySources"][0]["source"]
     assert source["db.password"] == "hunter2"
     assert source["db.spring"] == "SUPER SECRET"
-    assert "db.broken" not in source and source["invalid.db.broken"] == "<n/a>"
-    assert "db.broken" in caplog.text and "0badc0de" not in caplog.text  # the key, never the value
     assert "password: hunter2" in http.get(f"{server.url}/orders-default.yml").text
     assert "url: jdbc://db/hunter2" in http.get(f"{server.url}/orders-default.yml").text
     assert "db.spring: SUPER SECRET" in http.get(f"{server.url}/orders-default.properties").text
@@ -152,11 +149,24 @@ def test_cipher_values_are_served_decrypted_in_every_format(secret_repo, serve, 
     assert http.get(f"{server.url}/orders/default/main/templates/app.conf").text == "password=hunter2\n"
 
 
-def test_without_a_key_cipher_values_are_marked_invalid(secret_repo, serve, http):
+def test_a_value_that_does_not_decrypt_is_422_naming_key_file_and_line(secret_repo, serve, http, caplog):
+    secret_repo.commit({"orders.yml": "db:\n  user: app\n  broken: '{cipher}0badc0de'\n"})
+    server = serve(secret_repo.path, encrypt_key="foo")
+    with caplog.at_level(logging.WARNING):
+        response = http.get(f"{server.url}/orders/default/{secret_repo.head()}")
+    assert response.status_code == 422
+    assert response.json()["message"].startswith("orders.yml:3: db.broken: cannot decrypt")
+    assert "db.broken" in caplog.text and "0badc0de" not in caplog.text  # the key, never the value
+    assert "0badc0de" not in response.text
+
+
+def test_without_a_key_cipher_values_are_never_served(secret_repo, serve, http):
     server = serve(secret_repo.path)
-    source = http.get(f"{server.url}/orders/default").json()["propertySources"][0]["source"]
-    assert source["invalid.db.password"] == "<n/a>" and "db.password" not in source
-    assert not any(str(v).startswith("{cipher}") for v in source.values())
+    response = http.get(f"{server.url}/orders/default")
+    assert response.status_code == 422
+    assert "orders.yml:2: db.password: cannot decrypt: no encryption key" in response.json()["message"]
+    assert http.get(f"{server.url}/billing/default").status_code == 422
+    assert http.get(f"{server.url}/application/default").status_code == 200
 
 
 def test_encrypt_endpoint_and_status(repo, serve, http):

@@ -42,7 +42,7 @@ def test_deep_nesting_is_refused():
         parse_file("deeper.yml", very_deep.encode())
 
 
-def test_bombs_answer_500_naming_the_file_and_others_keep_being_served(repo, serve, http):
+def test_bombs_answer_422_naming_the_file_and_others_keep_being_served(repo, serve, http):
     big = "".join(f"k{i}: [1, 2, 3]\n" for i in range(MAX_NODES // 4 + 10))
     repo.commit(
         {
@@ -55,7 +55,7 @@ def test_bombs_answer_500_naming_the_file_and_others_keep_being_served(repo, ser
     server = serve(repo.path)
     for app, words in (("bomb", "alias bomb"), ("deep", "deeper"), ("wide", "more than")):
         response = http.get(f"{server.url}/{app}/default")
-        assert response.status_code == 500, app
+        assert response.status_code == 422, app
         body = response.json()
         assert f"{app}.yml" in body["message"] and words in body["message"]
         assert "Traceback" not in response.text
@@ -66,7 +66,7 @@ def test_huge_file_is_refused_with_its_size(repo, serve, http, tmp_path):
     repo.commit({"huge.yml": "x: '" + "a" * (5 * 1024 * 1024) + "'\n", "orders.yml": "a: 1\n"})
     server = serve(repo.path)
     response = http.get(f"{server.url}/huge/default")
-    assert response.status_code == 500 and "larger than" in response.json()["message"]
+    assert response.status_code == 422 and "larger than" in response.json()["message"]
     assert http.get(f"{server.url}/orders/default").status_code == 200
     folder = tmp_path / "plain"
     folder.mkdir()

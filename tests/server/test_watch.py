@@ -106,7 +106,9 @@ def test_watcher_waits_through_a_broken_commit(repo, serve, pool):
     checks = hub.checks
     repo.commit({"orders.yml": "limit: [\n"})
     wait_for(lambda: hub.checks > checks, what="the hub to check the broken commit")
-    assert requests.get(url, timeout=5).status_code == 500
+    held = requests.get(url, timeout=5)
+    assert held.status_code == 200 and held.headers["X-Config-Held-Back"] == repo.head()
+    assert held.headers["ETag"] == etag
     assert not future.done()
     repo.commit({"orders.yml": "limit: 4\n"})
     response = future.result(timeout=20)

@@ -1,0 +1,217 @@
+"""One notion of "broken": what makes an environment at a version unfit to serve.
+
+An environment (application, profiles) at a version is broken when resolving it fails: a file
+does not parse (every `InvalidConfigFile`, limits included), a `{cipher}` value does not decrypt,
+or the repository's JSON Schema for the application rejects its merged settings. The server's
+serving path, the watch hub (through the service) and `config-server validate` all call
+`checked_environment`, so the three can never disagree.
+
+Pure over what the caller hands in (a file reader, a keyring): no git, no HTTP. A broken
+environment raises `BrokenEnvironment` carrying every `Problem`, each naming a file and line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from config_server import render, schema_rules
+from config_server.crypto import CIPHER_PREFIX, CryptoError, Keyring
+from config_server.decryption import decrypt_environment
+from config_server.errors import BrokenEnvironment, InvalidConfigFile
+from config_server.model import Environment
+from config_server.positions import key_line
+from config_server.resolve import ReadFile
+
+_DOCUMENT_SUFFIX = re.compile(r" \(document #(\d+)\)$")
+_FILE_IN_MESSAGE = re.compile(r"^(?P<file>[^\s:]+\.(?:ya?ml|properties|json))\b")
+_LINE_IN_MESSAGE = re.compile(r"\bline (\d+)")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason an environment is broken: the repository file and line it comes from, and what."""
+
+    file: str | None
+    line: int | None
+    message: str
+
+    @property
+    def location(self) -> str:
+        """`file:line`, `file`, or `-` when no file is to blame."""
+        if self.file is None:
+            return "-"
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+    def describe(self, application: str, profiles: Sequence[str]) -> str:
+        """The line `config-server validate` prints: `file:line: application/profile: message`."""
+        return f"{self.location}: {application}/{','.join(profiles)}: {self.message}"
+
+    def to_json(self) -> dict[str, Any]:
+        """`{"file", "line", "message"}` for JSON output and the verdict store."""
+        return {"file": self.file, "line": self.line, "message": self.message}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Problem:
+        """The inverse of `to_json`."""
+        return cls(data.get("file"), data.get("line"), str(data.get("message", "")))
+
+
+def broken(problems: Sequence[Problem]) -> BrokenEnvironment:
+    """The error for these problems; its message is the first one, with a count of the rest."""
+    first = problems[0]
+    more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+    return BrokenEnvironment(f"{first.location}: {first.message}{more}", tuple(problems))
+
+
+def checked_environment(
+    resolve: Callable[[], Environment],
+    applications: Sequence[str],
+    read: ReadFile,
+    uri: str,
+    keyring: Keyring | None,
+    decrypt: bool = True,
+) -> Environment:
+    """Resolve and decrypt the environment and check it against the schemas; raise BrokenEnvironment.
+
+    `resolve` builds the environment from the files (it raises InvalidConfigFile for a file
+    that does not parse or hits a limit); `applications` are the names whose schemas apply;
+    `read` reads a file of the version checked (for schemas and line numbers). `decrypt=False`
+    (only `config-server validate` without a key) leaves `{cipher}` values unchecked.
+    """
+    try:
+        environment = resolve()
+    except InvalidConfigFile as exc:
+        raise broken([problem_of_error(exc)]) from exc
+    encrypted = environment
+    failures: tuple[tuple[str, str], ...] = ()
+    if decrypt:
+        environment, failures = decrypt_environment(environment, keyring)
+    problems = [_decryption_problem(name, key, encrypted, keyring, uri, read) for name, key in failures]
+    if not problems:
+        schemas = schema_rules.load(applications, read)
+        if schemas:
+            problems = _schema_problems(environment, schemas, uri, read)
+            problems = _redacted(problems, _plaintexts(encrypted, environment))
+    if problems:
+        raise broken(problems)
+    return environment
+
+
+def problem_of_error(exc: InvalidConfigFile) -> Problem:
+    """A Problem from a parse or limit error, whose message starts with the file and names the line."""
+    message = str(exc)
+    path = getattr(exc, "path", None)
+    line = getattr(exc, "line", None)
+    found = _FILE_IN_MESSAGE.match(message)
+    if path is None and found:
+        path = found["file"]
+    if line is None:
+        number = _LINE_IN_MESSAGE.search(message)
+        line = int(number.group(1)) if number else None
+    if path and message.startswith(f"{path}: "):
+        message = message[len(path) + 2 :]
+    elif path and message.startswith(path):
+        message = message[len(path) :].lstrip(": ")
+    return Problem(path, line, message)
+
+
+def source_file(name: str, uri: str) -> tuple[str, int]:
+    """(repository path, document index) of a property source named `<uri>/<path>[ (document #n)]`."""
+    document = 0
+    found = _DOCUMENT_SUFFIX.search(name)
+    if found:
+        document = int(found.group(1))
+        name = name[: found.start()]
+    return name.removeprefix(uri + "/"), document
+
+
+def _line_of(path: str, document: int, flat_key: str, read: ReadFile) -> int | None:
+    try:
+        data = read(path)
+    except InvalidConfigFile:
+        return None
+    return None if data is None else key_line(path, data, document, flat_key)
+
+
+def _decryption_problem(
+    name: str, key: str, encrypted: Environment, keyring: Keyring | None, uri: str, read: ReadFile
+) -> Problem:
+    path, document = source_file(name, uri)
+    return Problem(
+        path,
+        _line_of(path, document, key, read),
+        f"{key}: cannot decrypt: {_why(name, key, encrypted, keyring)}",
+    )
+
+
+def _why(name: str, key: str, encrypted: Environment, keyring: Keyring | None) -> str:
+    """Why a value did not decrypt (asked again: only for the rare value that failed)."""
+    if keyring is None:
+        return "no encryption key is configured"
+    for source in encrypted.property_sources:
+        if source.name == name and isinstance(source.source.get(key), str):
+            try:
+                keyring.decrypt(source.source[key])
+            except CryptoError as exc:
+                return str(exc)
+    return "it does not decrypt with the configured key"
+
+
+def _schema_problems(
+    environment: Environment, schemas: list[schema_rules.Schema], uri: str, read: ReadFile
+) -> list[Problem]:
+    try:
+        merged = render.resolve_placeholders(render.merge(environment.property_sources))
+        settings = render.unflatten(merged)
+    except InvalidConfigFile as exc:  # an expansion limit (placeholders, list indexes) was hit
+        return [problem_of_error(exc)]
+    problems = []
+    for violation in schema_rules.violations(settings, schemas):
+        if violation.missing or not violation.key:
+            problems.append(Problem(violation.schema_file, violation.schema_line, violation.message))
+            continue
+        origin = _origin(environment, violation.key)
+        if origin is None:
+            problems.append(Problem(violation.schema_file, violation.schema_line, violation.message))
+            continue
+        path, document = source_file(origin, uri)
+        problems.append(Problem(path, _line_of(path, document, violation.key, read), violation.message))
+    return problems
+
+
+def _plaintexts(encrypted: Environment, decrypted: Environment) -> list[str]:
+    """The decrypted values (longest first), which no message may quote."""
+    secrets = set()
+    for before, after in zip(encrypted.property_sources, decrypted.property_sources, strict=True):
+        if before is after:
+            continue
+        for key, value in before.source.items():
+            if isinstance(value, str) and value.startswith(CIPHER_PREFIX):
+                plain = after.source.get(key)
+                if isinstance(plain, str) and plain:
+                    secrets.add(plain)
+    return sorted(secrets, key=len, reverse=True)
+
+
+def _redacted(problems: list[Problem], secrets: list[str]) -> list[Problem]:
+    if not secrets:
+        return problems
+    out = []
+    for problem in problems:
+        message = problem.message
+        for secret in secrets:
+            message = message.replace(secret, "******")
+        out.append(Problem(problem.file, problem.line, message))
+    return out
+
+
+def _origin(environment: Environment, flat_key: str) -> str | None:
+    """The name of the most specific property source that set `flat_key` (or a key below it)."""
+    below = (flat_key + ".", flat_key + "[")
+    for source in environment.property_sources:
+        if flat_key in source.source or any(k.startswith(below) for k in source.source):
+            return source.name
+    return None

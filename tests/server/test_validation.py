@@ -1,0 +1,104 @@
+"""`validation.checked_environment` over plain dicts of files: what is broken, and where it says so."""
+
+from __future__ import annotations
+
+import pytest
+
+from config_server.crypto import Keyring
+from config_server.errors import BrokenEnvironment
+from config_server.positions import key_line, node_line
+from config_server.resolve import Request, resolve_environment
+from config_server.validation import checked_environment
+
+URI = "file:///repo"
+
+
+def check(files: dict[str, str], app: str = "orders", profiles: tuple[str, ...] = ("default",), keyring=None):
+    def read(path: str) -> bytes | None:
+        text = files.get(path)
+        return None if text is None else text.encode()
+
+    request = Request(app, profiles, None)
+    return checked_environment(
+        lambda: resolve_environment(request, "v1", [""], read, URI), (app,), read, URI, keyring
+    )
+
+
+def problems(files: dict[str, str], **kwargs) -> list[str]:
+    with pytest.raises(BrokenEnvironment) as caught:
+        check(files, **kwargs)
+    return [f"{p.location}: {p.message}" for p in caught.value.problems]
+
+
+SCHEMA = "properties:\n  limits:\n    properties:\n      max: {type: integer, maximum: 10}\n"
+
+
+def test_a_violation_names_the_most_specific_file_that_set_the_value():
+    files = {
+        "application.yml": "limits:\n  max: 1\n",
+        "orders.yml": "other: 1\n---\nspring.profiles: prod\nlimits:\n  max: 99\n",
+        "schemas/application.schema.yml": SCHEMA,
+    }
+    assert check(files).name == "orders"
+    assert problems(files, profiles=("prod",)) == [
+        "orders.yml:5: limits.max: 99 is greater than the maximum of 10 "
+        "[maximum at schemas/application.schema.yml:4]"
+    ]
+
+
+def test_properties_files_report_the_line_of_the_key():
+    files = {
+        "orders.properties": "# comment\nname=x\nlimits.max=\\\n  12\n",
+        "schemas/orders.schema.yml": (
+            "properties:\n  limits:\n    properties:\n      max: {pattern: '^[0-9]$'}\n"
+        ),
+    }
+    assert problems(files) == [
+        "orders.properties:3: limits.max: '12' does not match '^[0-9]$' "
+        "[pattern at schemas/orders.schema.yml:4]"
+    ]
+
+
+def test_placeholders_are_resolved_before_the_schema_check():
+    files = {
+        "orders.yml": "base: 20\nlimits:\n  max: ${base}\n",
+        "schemas/orders.schema.yml": "properties:\n  limits:\n    properties:\n      max: {pattern: '^1'}\n",
+    }
+    assert problems(files) == [
+        "orders.yml:3: limits.max: '20' does not match '^1' [pattern at schemas/orders.schema.yml:4]"
+    ]
+
+
+def test_a_decrypted_value_is_never_quoted():
+    keyring = Keyring.single("foo")
+    files = {
+        "orders.yml": (
+            f"db:\n  password: '{{cipher}}{keyring.encrypt('hunter2')}'\n  url: x/${{db.password}}\n"
+        ),
+        "schemas/orders.schema.yml": (
+            "properties:\n  db:\n    properties:\n"
+            "      password: {minLength: 10}\n      url: {pattern: '^jdbc'}\n"
+        ),
+    }
+    found = problems(files, keyring=keyring)
+    assert len(found) == 2 and not any("hunter2" in p for p in found)
+    assert found[0].startswith("orders.yml:2: db.password: '******' is too short")
+
+
+def test_an_unusable_schema_breaks_the_environments_it_applies_to():
+    files = {"orders.yml": "a: 1\n", "schemas/orders.schema.json": '{"type": "object",\n "minimum": "x"}'}
+    (found,) = problems(files)
+    assert found.startswith("schemas/orders.schema.json:2: not a valid Draft 2020-12 schema")
+    assert check({"payments.yml": "a: 1\n", **files}, app="payments").name == "payments"
+    (broken_json,) = problems({"orders.yml": "a: 1\n", "schemas/orders.schema.json": "{\n\n  nope"})
+    assert broken_json.startswith("schemas/orders.schema.json:3: schema does not parse")
+
+
+def test_positions_of_yaml_keys_list_items_and_schema_rules():
+    data = b"a:\n  b:\n    - x\n    - c: 1\n'dotted.key': 2\n---\nz: 3\n"
+    assert key_line("f.yml", data, 0, "a.b[1].c") == 4
+    assert key_line("f.yml", data, 0, "a.b") == 2
+    assert key_line("f.yml", data, 0, "dotted.key") == 5
+    assert key_line("f.yml", data, 1, "z") == 7
+    assert key_line("f.yml", data, 0, "nope") is None
+    assert node_line('{\n "properties": {\n  "x": {"maximum": 3}}}', ["properties", "x", "maximum"]) == 3
