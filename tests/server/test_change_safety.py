@@ -289,3 +289,18 @@ def test_a_watcher_woken_by_a_held_back_answer_gets_the_header(repo, server_proc
     assert answer.status_code == 200 and answer.headers[HELD] == broken
     assert answer.json()["version"] == good and source(answer)["orders.max-items"] == 700
     assert answer.headers["ETag"] == requests.get(url, timeout=5).headers["ETag"] != etag
+
+
+def test_a_name_list_is_checked_against_each_names_schema_and_a_label_list_is_never_substituted(
+    repo, serve, http
+):
+    good = repo.commit(BASE)
+    repo.git("branch", "stable")
+    server = serve(repo.path)
+    head = repo.commit({"orders-prod.yml": "orders:\n  max-items: 5000\n"})
+    held = http.get(f"{server.url}/payments,orders/prod")
+    assert held.status_code == 200 and held.headers[HELD] == head and held.json()["version"] == good
+    assert HELD not in http.get(f"{server.url}/payments/prod").headers
+    listed = http.get(f"{server.url}/orders/prod/stable,main")
+    assert listed.status_code == 422
+    assert listed.json()["message"].startswith("orders-prod.yml:2: orders.max-items: 5000 is greater")
