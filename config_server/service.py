@@ -166,7 +166,7 @@ class ConfigService:
                     known = exc
             if len(self._broken) >= _MAX_BROKEN_REMEMBERED:
                 self._broken.clear()
-            self._broken[key] = known
+            self._broken[key] = BrokenEnvironment(str(known), known.problems)  # no traceback kept
             raise BrokenEnvironment(str(known), known.problems)
 
         return self.cache.get_or_compute(key, compute)
