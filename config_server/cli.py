@@ -204,7 +204,8 @@ def validate(path, rev, output, search_paths, settings_file, key_file) -> None:
     else:
         for finding in report.findings:
             click.echo(finding.text())
-        summary = f"{len(report.findings)} problems in {report.environments} environments"
+        count = len(report.findings)
+        summary = f"{count} problem{'' if count == 1 else 's'} in {report.environments} environments"
         click.echo(f"{summary} at {report.version[:12]}", err=True)
     sys.exit(1 if report.findings else 0)
 
