@@ -257,7 +257,7 @@ def test_a_held_back_answer_is_remembered_not_resolved_again(repo, serve, http):
     server = serve(repo.path)
     head = repo.commit({"orders-prod.yml": "orders: [\n"})
     assert http.get(f"{server.url}/orders/prod").headers[HELD] == head
-    backend = server.app.extensions["config_service"].backend
+    backend = server.app.extensions["config_server"].service.backend
     reads = []
     original = backend.read
     backend.read = lambda version, path: reads.append(path) or original(version, path)
@@ -265,30 +265,6 @@ def test_a_held_back_answer_is_remembered_not_resolved_again(repo, serve, http):
         assert http.get(f"{server.url}/orders/prod").headers[HELD] == head
         assert http.get(f"{server.url}/orders/prod/{head}").status_code == 422
     assert reads == []
-
-
-def test_a_watcher_woken_by_a_held_back_answer_gets_the_header(repo, server_process):
-    repo.commit(BASE)
-    server = server_process("--repo", str(repo.path), "--workers", "1")
-    server.wait_ready(lambda: http_ready(f"{server.url}/health"))
-    url = f"{server.url}/orders/prod"
-    etag = requests.get(url, timeout=5).headers["ETag"]
-    # a good change and a broken one, made aside; main then moves to both in one step
-    repo.git("checkout", "-q", "-b", "side")
-    good = repo.commit({"orders-prod.yml": "orders:\n  max-items: 700\n"})
-    broken = repo.commit({"orders-prod.yml": "orders:\n  max-items: 7000\n"})
-    repo.git("checkout", "-q", "main")
-    with ThreadPoolExecutor(max_workers=1) as executor:
-        watcher = executor.submit(requests.get, f"{url}?wait=30", headers={"If-None-Match": etag}, timeout=40)
-        wait_for(
-            lambda: requests.get(f"{server.url}/health", timeout=5).json()["details"]["watchers"] == 1,
-            what="the long poll to wait",
-        )
-        repo.git("update-ref", "refs/heads/main", broken)
-        answer = watcher.result(timeout=20)
-    assert answer.status_code == 200 and answer.headers[HELD] == broken
-    assert answer.json()["version"] == good and source(answer)["orders.max-items"] == 700
-    assert answer.headers["ETag"] == requests.get(url, timeout=5).headers["ETag"] != etag
 
 
 def test_a_name_list_is_checked_against_each_names_schema_and_a_label_list_is_never_substituted(

@@ -104,8 +104,8 @@ def test_a_broken_commit_is_parsed_once(repo, serve, http):
     misses = cache.stats()["misses"]
     for _ in range(3):
         response = http.get(f"{server.url}/orders/default")
-        assert response.status_code == 500 and "orders.yml" in response.json()["message"]
-    assert http.get(f"{server.url}/orders/default?via=flask").status_code == 500
+        assert response.status_code == 422 and "orders.yml" in response.json()["message"]
+    assert http.get(f"{server.url}/orders/default?via=flask").status_code == 422
     assert cache.stats()["misses"] == misses + 1
 
 

@@ -201,3 +201,35 @@ def test_direct_and_fast_answers_match_the_flask_view_byte_for_byte(gunicorn_ser
     fast = fetch("/orders/default")
     assert b'"value": 3' in flask
     assert normalised(direct) == normalised(flask) == normalised(fast)
+
+
+def test_a_held_back_direct_answer_matches_the_flask_view_byte_for_byte(gunicorn_server):
+    """A good change and a broken commit land together: the hub's direct answer is the good
+    version with `X-Config-Held-Back`, the same bytes as the fast path and Flask send."""
+    url, repo = gunicorn_server.url, gunicorn_server.repo
+
+    def normalised(answer: bytes) -> bytes:
+        return re.sub(rb"\r\n(?:Date|Server|Connection): [^\r]*", b"", answer)
+
+    def fetch(path: str) -> bytes:
+        with socket.create_connection(("127.0.0.1", gunicorn_server.port), timeout=15) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            return read_answer(sock, bytearray())
+
+    etag = requests.get(f"{url}/orders/default", timeout=5).headers["ETag"]
+    repo.git("checkout", "-q", "-b", "side")
+    good = repo.commit({"orders.yml": "value: 2\n"})
+    broken = repo.commit({"orders.yml": "value: [2\n"})
+    repo.git("checkout", "-q", "main")
+    with socket.create_connection(("127.0.0.1", gunicorn_server.port), timeout=15) as sock:
+        sock.sendall(
+            f"GET /orders/default?wait=30 HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\n\r\n".encode()
+        )
+        wait_for(lambda: watchers(url) == 1, what="the long poll to park")
+        repo.git("update-ref", "refs/heads/main", broken)
+        direct = read_answer(sock, bytearray())
+    assert b"\r\nServer:" not in direct  # written by the hub
+    assert f"\r\nX-Config-Held-Back: {broken}\r\n".encode() in direct and good.encode() in direct
+    flask = fetch("/orders/default?via=flask")
+    fast = fetch("/orders/default")
+    assert normalised(direct) == normalised(flask) == normalised(fast)
