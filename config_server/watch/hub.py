@@ -176,8 +176,8 @@ class WatchHub:
                 del slot.direct[answer]
         if not waiting:
             return
-        answer = environment_answer(current, slot.label, extra_headers=slot.extra_headers)
-        response = encode_http(answer, formatdate(usegmt=True))
+        built = environment_answer(current, slot.label, extra_headers=slot.extra_headers)
+        response = encode_http(built, formatdate(usegmt=True))
         for answer in waiting:
             answer.deliver(response)
 
