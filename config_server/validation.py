@@ -28,6 +28,7 @@ from config_server.resolve import ReadFile
 _DOCUMENT_SUFFIX = re.compile(r" \(document #(\d+)\)$")
 _FILE_IN_MESSAGE = re.compile(r"^(?P<file>[^\s:]+\.(?:ya?ml|properties|json))\b")
 _LINE_IN_MESSAGE = re.compile(r"\bline (\d+)")
+_KEY_IN_MESSAGE = re.compile(r"key '([^']*)'")
 
 
 @dataclass(frozen=True)
@@ -84,27 +85,45 @@ def checked_environment(
     try:
         environment = resolve()
     except InvalidConfigFile as exc:
-        raise broken([problem_of_error(exc)]) from exc
+        raise broken([problem_of_error(exc, uri, read)]) from exc
     encrypted = environment
     failures: tuple[tuple[str, str], ...] = ()
     if decrypt:
         environment, failures = decrypt_environment(environment, keyring)
     problems = [_decryption_problem(name, key, encrypted, keyring, uri, read) for name, key in failures]
-    if not problems:
-        schemas = schema_rules.load(applications, read)
-        if schemas:
-            problems = _schema_problems(environment, schemas, uri, read)
-            problems = _redacted(problems, _plaintexts(encrypted, environment))
+    if problems:
+        raise broken(problems)
+    try:  # placeholders bounded (`limits.py`): a bomb is a broken environment like any other
+        merged = render.resolve_placeholders(render.merge(environment.property_sources))
+    except InvalidConfigFile as exc:
+        raise broken(
+            _redacted([problem_of_error(exc, uri, read)], _plaintexts(encrypted, environment))
+        ) from exc
+    schemas = schema_rules.load(applications, read)
+    if schemas:
+        problems = _schema_problems(environment, merged, schemas, uri, read)
+        problems = _redacted(problems, _plaintexts(encrypted, environment))
     if problems:
         raise broken(problems)
     return environment
 
 
-def problem_of_error(exc: InvalidConfigFile) -> Problem:
-    """A Problem from a parse or limit error, whose message starts with the file and names the line."""
+def problem_of_error(exc: InvalidConfigFile, uri: str = "", read: ReadFile | None = None) -> Problem:
+    """A Problem from a parse or limit error, whose message starts with the file and names the line.
+
+    A limit error names the property source (`<uri>/orders.yml (document #1): key 'a': ...`):
+    the file and, when `read` is given, the line of that key are found from it.
+    """
     message = str(exc)
     path = getattr(exc, "path", None)
     line = getattr(exc, "line", None)
+    if uri and message.startswith(uri + "/"):
+        source, _, rest = message.partition(": ")
+        path, document = source_file(source, uri)
+        message = f"{path}: {rest}"
+        key = _KEY_IN_MESSAGE.match(rest)
+        if line is None and key is not None and read is not None:
+            line = _line_of(path, document, key.group(1), read)
     found = _FILE_IN_MESSAGE.match(message)
     if path is None and found:
         path = found["file"]
@@ -161,13 +180,16 @@ def _why(name: str, key: str, encrypted: Environment, keyring: Keyring | None) -
 
 
 def _schema_problems(
-    environment: Environment, schemas: list[schema_rules.Schema], uri: str, read: ReadFile
+    environment: Environment,
+    merged: dict[str, Any],
+    schemas: list[schema_rules.Schema],
+    uri: str,
+    read: ReadFile,
 ) -> list[Problem]:
     try:
-        merged = render.resolve_placeholders(render.merge(environment.property_sources))
         settings = render.unflatten(merged)
-    except InvalidConfigFile as exc:  # an expansion limit (placeholders, list indexes) was hit
-        return [problem_of_error(exc)]
+    except InvalidConfigFile as exc:  # a list index over the limit
+        return [problem_of_error(exc, uri, read)]
     problems = []
     for violation in schema_rules.violations(settings, schemas):
         if violation.missing or not violation.key:

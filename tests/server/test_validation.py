@@ -102,3 +102,11 @@ def test_positions_of_yaml_keys_list_items_and_schema_rules():
     assert key_line("f.yml", data, 1, "z") == 7
     assert key_line("f.yml", data, 0, "nope") is None
     assert node_line('{\n "properties": {\n  "x": {"maximum": 3}}}', ["properties", "x", "maximum"]) == 3
+
+
+def test_a_placeholder_bomb_is_a_problem_naming_file_line_and_key():
+    bomb = "a0: xxxxxxxxxx\n" + "".join(
+        f"a{i}: ${{a{i - 1}}}${{a{i - 1}}}${{a{i - 1}}}${{a{i - 1}}}\n" for i in range(1, 13)
+    )
+    (found,) = problems({"application.yml": "x: 1\n", "orders.yml": "---\n" + bomb})
+    assert found.startswith("orders.yml:9: key 'a7': ")
