@@ -85,6 +85,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         InstancesCollector(lambda: store.instances(seen_after=time.time() - GONE_AFTER_SECONDS))
     )
     hub.on_change = metrics.change_answered
+    service.on_broken = metrics.count_validation_failure
+    service.on_held_back = metrics.set_held_back
     detector = ChangeDetector(
         backend, hub, settings.refresh_interval, settings.poll_interval, use_watchdog=settings.watch
     )
@@ -97,6 +99,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.extensions["config_server"] = ServerState(
         settings, service, hub, detector, auth, AuditLog(settings.audit_log), store, inventory, metrics
     )
+    app.extensions["config_held_back"] = service.held_back_for  # the console's held-back section
     security.install(app, authenticate=auth is not None, audit=bool(settings.audit_log))
     for module in (admin, encryption, openapi, observe, console, environment, resources):
         app.register_blueprint(module.blueprint)

@@ -76,6 +76,12 @@ class ConfigService:
         self.verdicts = VerdictStore(verdicts_path, context)
         self.last_good = LastGood(self.verdicts, backend.parents)
         self._broken: dict[tuple[str, str, tuple[str, ...], str | None], BrokenEnvironment] = {}
+        #: (application, profiles, label) answered held back by this process, for the gauge.
+        self._held_now: set[tuple[str, str, str]] = set()
+        #: Called with the application when a version is found broken for one of its environments.
+        self.on_broken: Callable[[str], None] | None = None
+        #: Called with (application, profiles, label, held back?) when that changes in this process.
+        self.on_held_back: Callable[[str, str, str, bool], None] | None = None
 
     def environment(
         self, application: str, profiles: str, label: str | None
@@ -100,13 +106,13 @@ class ConfigService:
         error = self._broken.get((revision.version, application, wanted, scope))
         if error is None:
             try:
-                return (
-                    revisions,
-                    revision,
-                    self._resolved(revisions, revision, application, apps, wanted, label),
-                )
+                resolved = self._resolved(revisions, revision, application, apps, wanted, label)
             except BrokenEnvironment as exc:
                 error = exc
+            else:
+                if self._held_now:  # a held-back environment whose label now serves a good head
+                    self._held_back_ended(application, wanted, revision.label)
+                return revisions, revision, resolved
         if revision.pinned or len(revisions) > 1:
             where = f"commit {revision.version}" if revision.pinned else f"labels {revision.label}"
             raise BrokenEnvironment(f"{error} (at {where})", error.problems)
@@ -128,7 +134,32 @@ class ConfigService:
                 error.problems,
             )
         good = replace(revision, version=held.good, held_back=revision.version)
+        held_key = (application, ",".join(wanted), revision.label)
+        if held_key not in self._held_now:
+            self._held_now.add(held_key)
+            if self.on_held_back is not None:
+                self.on_held_back(*held_key, True)
         return [good], good, self._resolved([good], good, application, apps, wanted, label)
+
+    def _held_back_ended(self, application: str, wanted: tuple[str, ...], label: str) -> None:
+        held_key = (application, ",".join(wanted), label)
+        if held_key in self._held_now:
+            self._held_now.discard(held_key)
+            if self.on_held_back is not None:
+                self.on_held_back(*held_key, False)
+
+    def held_back_for(self, application: str) -> list[dict[str, Any]]:
+        """The console's view: `{"profiles", "label", "commit", "error"}` per held-back environment."""
+        return [
+            {
+                "profiles": row["profiles"],
+                "label": row["label"],
+                "commit": row["brokenVersion"],
+                "error": _problem_text(row["problems"]),
+            }
+            for row in self.held_back()
+            if row["application"] == application
+        ]
 
     def _resolved(
         self,
@@ -163,6 +194,8 @@ class ConfigService:
                     return ResolvedEnvironment(self._with_overrides(environment))
                 except BrokenEnvironment as exc:
                     self.last_good.remember_broken(revision.version, environment_key, exc)
+                    if self.on_broken is not None:
+                        self.on_broken(application)
                     known = exc
             if len(self._broken) >= _MAX_BROKEN_REMEMBERED:
                 self._broken.clear()
@@ -413,6 +446,16 @@ def _reader(backend: Backend, revisions: list[Revision]) -> ReadFile:
         return None
 
     return read
+
+
+def _problem_text(problems: list[dict[str, Any]]) -> str:
+    if not problems:
+        return ""
+    first = problems[0]
+    where = first.get("file") or "-"
+    if first.get("line"):
+        where = f"{where}:{first['line']}"
+    return f"{where}: {first.get('message', '')}"
 
 
 def _environment_key(app: str, profiles: tuple[str, ...], scope: str | None) -> str:

@@ -16,6 +16,7 @@ import requests
 
 from config_server.crypto import Keyring
 from tests.helpers import http_ready, wait_for
+from tests.server.test_metrics import scrape, value
 
 HELD = "X-Config-Held-Back"
 
@@ -280,3 +281,21 @@ def test_a_name_list_is_checked_against_each_names_schema_and_a_label_list_is_ne
     listed = http.get(f"{server.url}/orders/prod/stable,main")
     assert listed.status_code == 422
     assert listed.json()["message"].startswith("orders-prod.yml:2: orders.max-items: 5000 is greater")
+
+
+def test_console_and_metrics_show_what_is_held_back_until_the_repair(repo, serve, http):
+    repo.commit(BASE)
+    server = serve(repo.path)
+    broken = repo.commit({"orders-prod.yml": "orders:\n  max-items: 5000\n"})
+    assert http.get(f"{server.url}/orders/prod").headers[HELD] == broken
+    page = http.get(f"{server.url}/console/app/orders").text
+    assert 'id="held-back"' in page and broken[:12] in page
+    assert "orders-prod.yml:2: orders.max-items: 5000 is greater than the maximum of 1000" in page
+    held = {"application": "orders", "profiles": "prod", "label": "main"}
+    metrics = scrape(server.url)
+    assert value(metrics, "config_server_held_back_environments", **held) == 1
+    assert value(metrics, "config_server_validation_failures_total", application="orders") == 1
+    repo.commit({"orders-prod.yml": "orders:\n  max-items: 900\n"})
+    assert HELD not in http.get(f"{server.url}/orders/prod").headers
+    assert 'id="held-back"' not in http.get(f"{server.url}/console/app/orders").text
+    assert value(scrape(server.url), "config_server_held_back_environments", **held) == 0
