@@ -4,6 +4,13 @@ The HTTP layer maps each class to a status code in one place (`app.py`), so serv
 what went wrong and never think about HTTP.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from config_server.validation import Problem
+
 
 class ConfigServerError(Exception):
     """Base class of every error the server reports to a caller."""
@@ -67,7 +74,7 @@ class BrokenEnvironment(ConfigServerError):
     status = 422
     reason = "Unprocessable Entity"
 
-    def __init__(self, message: str, problems: tuple = ()) -> None:
+    def __init__(self, message: str, problems: tuple[Problem, ...] = ()) -> None:
         super().__init__(message)
         self.problems = problems
 

@@ -15,7 +15,7 @@ def is_active(expression: Any, active: tuple[str, ...]) -> bool:
 
 def rank(expression: Any, active: tuple[str, ...]) -> int:
     """Position of the latest requested profile the expression names (-1 if none): later wins."""
-    names = set()
+    names: set[str] = set()
     for part in _alternatives(expression):
         names.update(t for t in _TOKEN.findall(part) if t not in "()!&|")
     return max((i for i, p in enumerate(active) if p in names), default=-1)
@@ -28,7 +28,7 @@ def _alternatives(expression: Any) -> list[str]:
 
 
 def _evaluate(text: str, active: set[str]) -> bool:
-    tokens = _TOKEN.findall(text)
+    tokens: list[str] = _TOKEN.findall(text)
     position = 0
 
     def peek() -> str | None:

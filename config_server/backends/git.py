@@ -36,6 +36,8 @@ _HEX = re.compile(r"[0-9a-f]{4,40}")
 _FILE_TYPE = 0o100000  # regular files; symlinks (0o120000) and submodules (0o160000) are not
 _TREE_TYPE = 0o040000
 _TYPE_MASK = 0o170000
+#: A ref's loose file stat and (when it has none) packed-refs' stat: it moved when either changed.
+_RefSignature = tuple[tuple[int, int, int] | None, tuple[int, int, int] | None]
 
 
 class GitBackend(Backend):
@@ -57,7 +59,7 @@ class GitBackend(Backend):
         self._root_tree = functools.lru_cache(maxsize=4096)(self._commit_tree)
         self._tree_entries = functools.lru_cache(maxsize=1024)(self._read_tree)
         self._peeled = functools.lru_cache(maxsize=4096)(self._peel)
-        self._refs: dict[str, tuple[tuple, str | None, str | None]] = {}
+        self._refs: dict[str, tuple[_RefSignature, str | None, str | None]] = {}
         self._oversized: dict[bytes, int] = {}  # blob id -> size, refused without streaming again
         if self.remote:
             self._mirror = Mirror(spec, cache_dir)
@@ -133,7 +135,7 @@ class GitBackend(Backend):
         git_dir = repo.git_dir
         loose = _stat_signature(f"{git_dir}/{ref}")
         # A loose ref file wins over packed-refs, so only a missing one needs packed-refs checked.
-        signature = (loose, None if loose else _stat_signature(f"{git_dir}/packed-refs"))
+        signature: _RefSignature = (loose, None if loose else _stat_signature(f"{git_dir}/packed-refs"))
         cached = self._refs.get(ref)
         if cached is None or cached[0] != signature:
             target = _symbolic_target(f"{git_dir}/{ref}") if loose else None
@@ -173,7 +175,8 @@ class GitBackend(Backend):
             if size is None:
                 stream = self._require_repo().odb.stream(entry[1])
                 if stream.size <= MAX_FILE_BYTES:
-                    return stream.read()
+                    data: bytes = stream.read()  # gitdb is untyped
+                    return data
                 while stream.read(1 << 16):  # drain it: an unread stream would jam git's pipe
                     pass
                 size = stream.size
@@ -269,7 +272,7 @@ class GitBackend(Backend):
         return ok and self._repo is not None
 
     def _git_dir(self) -> str:
-        return str(self.mirror) if self.remote else self._require_repo().git_dir
+        return str(self.mirror) if self.remote else str(self._require_repo().git_dir)
 
     def watch_paths(self) -> list[tuple[str, bool]]:
         """The git directory itself (`packed-refs`, `HEAD`) and `refs/` below it.

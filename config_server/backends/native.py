@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from config_server.backends.base import MAX_FILE_BYTES, Backend, Listing, Revision
@@ -28,7 +29,7 @@ class NativeBackend(Backend):
         self.uri = self.root.as_uri()
         self._label = label
         self._lock = threading.Lock()
-        self._signature: tuple = ()
+        self._signature: tuple[tuple[str, int, int], ...] = ()
         self._snapshots: dict[str, dict[str, bytes | int]] = {}  # int: size of an oversized file
         self._current = ""
 
@@ -54,7 +55,8 @@ class NativeBackend(Backend):
         """Entries of one folder in the snapshot taken for `version`."""
         files = self._snapshots.get(version, {})
         prefix = f"{folder}/" if folder else ""
-        names, folders = set(), set()
+        names: set[str] = set()
+        folders: set[str] = set()
         for path in files:
             if path.startswith(prefix):
                 head, _, rest = path[len(prefix) :].partition("/")
@@ -94,7 +96,7 @@ class NativeBackend(Backend):
             self._signature, self._current = signature, version
             return version
 
-    def _walk(self):
+    def _walk(self) -> Iterator[tuple[str, Path, os.stat_result]]:
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):

@@ -119,7 +119,8 @@ class SQLiteStateStore(StateStore):
         seen_after: float = 0.0,
     ) -> list[InstanceRecord]:
         """Matching instances, ordered by environment then instance id."""
-        where, params = ["last_seen > ?"], [seen_after]
+        where = ["last_seen > ?"]
+        params: list[str | float] = [seen_after]
         for column, value in (("application", application), ("profiles", profiles), ("label", label)):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -131,7 +132,8 @@ class SQLiteStateStore(StateStore):
         with closing(self._connect()) as conn:
             rows = conn.execute(query, params).fetchall()
         return [
-            InstanceRecord(*row[:11], bool(row[11]), float(row[12]), float(row[13]), float(row[14]))
+            # One starred tuple: mypy cannot count the fields of a slice followed by more arguments.
+            InstanceRecord(*(*row[:11], bool(row[11]), float(row[12]), float(row[13]), float(row[14])))
             for row in rows
         ]
 
