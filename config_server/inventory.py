@@ -171,7 +171,7 @@ class Inventory:
         self._closed = False
         self._started = False
         self._last_prune = 0.0
-        self._written: dict[tuple[str, str, str, str], tuple[tuple, float]] = {}
+        self._written: dict[tuple[str, str, str, str], tuple[tuple[str | None, ...], float]] = {}
         self._sleep: Callable[[float], None] = time.sleep
 
     def observe(
@@ -296,7 +296,7 @@ def _report(
     )
 
 
-def _state_of(report: InstanceReport) -> tuple:
+def _state_of(report: InstanceReport) -> tuple[str | None, ...]:
     """What a report says besides when: a repeat of it needs no write until REWRITE_AFTER_SECONDS."""
     return (
         report.served,

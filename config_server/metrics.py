@@ -231,7 +231,7 @@ class MetricsMiddleware:
         endpoint = endpoint_of(environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""), self.fixed)
         status = ["500"]
 
-        def start(status_line: str, headers: list[tuple[str, str]], exc_info: Any = None):
+        def start(status_line: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             status[0] = status_line[:3]
             return (
                 start_response(status_line, headers, exc_info)

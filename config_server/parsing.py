@@ -34,7 +34,7 @@ class _StrictLoader(_BaseLoader):  # type: ignore[misc, valid-type]
     """A safe loader that refuses duplicate keys in a mapping."""
 
 
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
     loader.flatten_mapping(node)
     inherited = len(node.value) - own  # `<<` merges come first; the mapping's own keys override them
@@ -87,7 +87,7 @@ def _check_size(path: str, text: str) -> None:
     One running count of values: an alias adds its anchor's expanded size (remembered when the
     anchored node ends), so it costs what it would cost written out; nothing is ever expanded.
     """
-    anchored: dict[str, int] = {}
+    anchored: dict[str | None, int] = {}  # an alias always names an anchor; the stubs allow None
     open_collections: list[tuple[str | None, int]] = []  # (anchor, count when it opened)
     count = 0
     for event in yaml.parse(text, Loader=_BaseLoader):
@@ -148,7 +148,7 @@ def _activation(values: dict[str, Any]) -> Any:
     return None
 
 
-def flatten(data: dict) -> dict[str, Any]:
+def flatten(data: dict[Any, Any]) -> dict[str, Any]:
     """Nested maps to `a.b` keys and lists to `a[0]`, keeping JSON-typed scalars."""
     out: dict[str, Any] = {}
     _flatten_into(out, "", data)

@@ -91,11 +91,11 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     return root
 
 
-def _natural_key(key: str) -> list:
+def _natural_key(key: str) -> list[tuple[int, str, int]]:
     return [(0, name, 0) if name else (1, "", int(i)) for name, i in _KEY_PART.findall(key)]
 
 
-def _assign(container: Any, parts: list, value: Any) -> None:
+def _assign(container: Any, parts: list[str | int], value: Any) -> None:
     for here, nxt in zip(parts, parts[1:], strict=False):
         empty: Any = [] if isinstance(nxt, int) else {}
         container = _child(container, here, empty)

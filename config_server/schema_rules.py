@@ -16,7 +16,7 @@ import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from jsonschema import Draft202012Validator
@@ -122,7 +122,8 @@ def _violations_of(error: ValidationError, schema: Schema) -> Iterator[Violation
     where = f"{schema.path}:{line}" if line else schema.path
     path = list(error.absolute_path)
     if rule == "required" and isinstance(error.instance, dict):
-        for name in error.validator_value:
+        # Always set on an error from a validator (the stubs allow the "unset" sentinel).
+        for name in cast(list[str], error.validator_value):
             if name not in error.instance:
                 key = flat_key([*path, name])
                 yield Violation(key, True, f"{key}: missing [required at {where}]", schema.path, line)

@@ -387,7 +387,7 @@ class ConfigService:
             return ["/".join(parts)]
         found = [""]
         for part in parts:
-            nxt = []
+            nxt: list[str] = []
             for base in found:
                 children = sorted(self.backend.listing(version, base).folders)
                 matched = (
@@ -418,7 +418,7 @@ def _resolve_override(key: str, value: str, merged: Mapping[str, Any]) -> str:
 
 def _folder_pattern(search_path: str) -> re.Pattern[str]:
     """A search path as a regular expression over folders, capturing `{application}` and `{profile}`."""
-    parts = []
+    parts: list[str] = []
     for piece in re.split(r"(\{application\}|\{profile\}|\{label\}|\*|\?)", search_path):
         if piece == "{application}":
             parts.append("(?P<application>[^/]+)" if "(?P<application>" not in "".join(parts) else "[^/]+")

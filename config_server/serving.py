@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ class ConfigServerApplication(BaseApplication):
         for key, value in options.items():
             self.cfg.set(key, value)
 
-    def load(self):
+    def load(self) -> Callable[..., Iterable[bytes]]:
         """The WSGI app for one worker (imported here, after the worker patched the library)."""
         from config_server.app import create_app
 
