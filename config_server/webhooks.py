@@ -15,9 +15,13 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from config_server.resolve import EXTENSIONS, SHARED
+
+if TYPE_CHECKING:
+    from werkzeug.datastructures import Headers
 
 ALL = "*"
 
@@ -34,7 +38,7 @@ class Push:
     paths: tuple[str, ...] | None
 
 
-def parse_push(headers: Mapping[str, str], body: bytes, secret: str | None) -> Push:
+def parse_push(headers: Headers | Mapping[str, str], body: bytes, secret: str | None) -> Push:
     """Identify the sender, verify the delivery when a secret is set, and list the changed paths."""
     sender = _sender(headers)
     if secret:
@@ -70,7 +74,7 @@ def applications_for(paths: Iterable[str] | None) -> list[str]:
     return sorted(apps)
 
 
-def _sender(headers: Mapping[str, str]) -> str:
+def _sender(headers: Headers | Mapping[str, str]) -> str:
     if "X-GitHub-Event" in headers:
         return "github"
     if "X-Gitea-Event" in headers:
@@ -82,7 +86,7 @@ def _sender(headers: Mapping[str, str]) -> str:
     return "form"
 
 
-def _verify(sender: str, headers: Mapping[str, str], body: bytes, secret: str) -> None:
+def _verify(sender: str, headers: Headers | Mapping[str, str], body: bytes, secret: str) -> None:
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     if sender == "gitlab":
         supplied = headers.get("X-Gitlab-Token", "")

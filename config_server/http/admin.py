@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from config_server.errors import AccessDenied, AuthenticationRequired
 from config_server.http import security
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 @blueprint.get("/health")
-def health():
+def health() -> tuple[Response, int]:
     """`{"status": "UP"}`, or DOWN (503) when the repository cannot be served.
 
     The details (repository, cache, watchers) are shown to admins, or to all on an open server.
@@ -39,7 +39,7 @@ def health():
 
 
 @blueprint.post("/monitor")
-def monitor():
+def monitor() -> Response:
     """A push webhook: verify it, fetch the remote now, and wake the watchers of what changed."""
     state = current_app.extensions["config_server"]
     security.note("monitor")

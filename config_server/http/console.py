@@ -13,14 +13,17 @@ Held-back environments come from `app.extensions["config_held_back"]`, a callabl
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, current_app, jsonify, render_template, request
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
 from config_server import history, names
 from config_server.errors import ConfigServerError
 from config_server.http import security
 from config_server.inventory import GONE_AFTER_SECONDS, instance_json, iso, status_of, summarize
+
+if TYPE_CHECKING:
+    from config_server.app import ServerState
 
 blueprint = Blueprint("console", __name__, url_prefix="/console")
 
@@ -38,8 +41,9 @@ def _admin_only() -> None:
     security.require_role("admin", event="console")
 
 
-def _state():
-    return current_app.extensions["config_server"]
+def _state() -> ServerState:
+    state: ServerState = current_app.extensions["config_server"]
+    return state
 
 
 def _held_back(application: str) -> list[dict[str, Any]]:
@@ -48,7 +52,7 @@ def _held_back(application: str) -> list[dict[str, Any]]:
 
 
 @blueprint.get("/")
-def applications():
+def applications() -> str:
     """Every application of the default label: profiles, version per label, live instances, held back."""
     state = _state()
     service = state.service
@@ -80,7 +84,7 @@ def _version_of(label: str) -> str | None:
 
 
 @blueprint.get("/app/<app>")
-def application(app: str):
+def application(app: str) -> str:
     """One application: instances and their versions, rejections, held back, history and a diff."""
     state = _state()
     service = state.service
@@ -143,7 +147,7 @@ def _version_arg(name: str) -> str | None:
 
 
 @blueprint.get("/app/<app>/wait")
-def wait(app: str):
+def wait(app: str) -> Response:
     """Hold until the environment's ETag is no longer `etag` (changed: true) or the wait ends."""
     profiles = request.args.get("profiles") or "default"
     label = request.args.get("label") or None

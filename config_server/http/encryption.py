@@ -25,7 +25,7 @@ MAX_VALUE_BYTES = 64 * 1024
 
 
 def _keyring() -> Keyring:
-    keyring = current_app.extensions["config_server"].service.keyring
+    keyring: Keyring | None = current_app.extensions["config_server"].service.keyring
     if keyring is None:
         raise EncryptionUnavailable("No key was installed for encryption service")
     return keyring

@@ -29,7 +29,8 @@ _FORMATS = {
 
 
 def _service() -> ConfigService:
-    return current_app.extensions["config_server"].service
+    service: ConfigService = current_app.extensions["config_server"].service
+    return service
 
 
 @blueprint.get("/<name>")

@@ -22,7 +22,7 @@ blueprint = Blueprint("observe", __name__)
 
 
 @blueprint.get("/instances")
-def instances():
+def instances() -> Response:
     """Instances of the environments asked for, and a summary per environment."""
     application = request.args.get("application") or None
     profiles = request.args.get("profiles") or None

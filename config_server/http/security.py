@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, current_app, g, request
 
@@ -21,9 +21,13 @@ from config_server import names
 from config_server.auth import ANONYMOUS, Client
 from config_server.errors import AccessDenied, AuthenticationRequired
 
+if TYPE_CHECKING:
+    from config_server.app import ServerState
 
-def _state():
-    return current_app.extensions["config_server"]
+
+def _state() -> ServerState:
+    state: ServerState = current_app.extensions["config_server"]
+    return state
 
 
 def presented_token() -> str | None:
@@ -52,6 +56,7 @@ def token_from(authorization: str, x_config_token: str) -> str | None:
 def identify() -> None:
     """Before each request on a server with an auth file: set `g.client` from the token, if any."""
     auth = _state().auth
+    assert auth is not None, "identify is installed only on a server with an auth file"
     g.client = None
     token = presented_token()
     if token is None:
@@ -68,7 +73,8 @@ def caller() -> Client | None:
     On an open server: ANONYMOUS (it may do everything). With an auth file: the client whose token
     the request carried, or None when it carried none.
     """
-    return g.get("client", ANONYMOUS if _state().auth is None else None)
+    client: Client | None = g.get("client", ANONYMOUS if _state().auth is None else None)
+    return client
 
 
 def _identified_caller() -> Client:
