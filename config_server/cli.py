@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import MISSING, fields
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from config_server import __version__
 from config_server.settings import ENV_PREFIX, Settings
 
+if TYPE_CHECKING:
+    from config_server.crypto import Keyring
 
-def _settings_options(func):
+_Command = TypeVar("_Command", bound=Callable[..., Any])
+
+
+def _settings_options(func: _Command) -> _Command:
     for f in reversed(fields(Settings)):
         if not f.metadata.get("flag", True):
             continue
@@ -61,7 +68,7 @@ def main() -> None:
     f"(env {ENV_PREFIX}OVERRIDES: key=value pairs, comma- or newline-separated)",
 )
 @_settings_options
-def serve(settings_file: str | None, **options) -> None:
+def serve(settings_file: str | None, **options: Any) -> None:
     """Serve the configuration repository over HTTP on gunicorn."""
     options["overrides"] = list(options["overrides"]) or None
     try:
@@ -81,7 +88,7 @@ def serve(settings_file: str | None, **options) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
-def _keyring_from(settings_file: str | None, key_file: str | None):
+def _keyring_from(settings_file: str | None, key_file: str | None) -> Keyring:
     from config_server.crypto import CryptoError, load_keyring
 
     try:
@@ -119,7 +126,9 @@ _settings_file_option = click.option(
 )
 @click.option("--spring", is_flag=True, help="Write Spring's AES-CBC format instead of AES-GCM.")
 @click.argument("value", required=False)
-def encrypt(settings_file, key_file, key_name, spring, value) -> None:
+def encrypt(
+    settings_file: str | None, key_file: str | None, key_name: str | None, spring: bool, value: str | None
+) -> None:
     """Print `{cipher}...` for VALUE (or standard input), ready to paste into a YAML file."""
     from config_server.crypto import CryptoError
 
@@ -134,7 +143,7 @@ def encrypt(settings_file, key_file, key_name, spring, value) -> None:
 @_settings_file_option
 @_key_file_option
 @click.argument("value", required=False)
-def decrypt(settings_file, key_file, value) -> None:
+def decrypt(settings_file: str | None, key_file: str | None, value: str | None) -> None:
     """Print the plain text of VALUE (or standard input), with or without `{cipher}`."""
     from config_server.crypto import CryptoError
 
@@ -159,7 +168,14 @@ def decrypt(settings_file, key_file, value) -> None:
 @click.option("--search-paths", default="", help="Comma-separated folders also searched, as for serve.")
 @_settings_file_option
 @_key_file_option
-def validate(path, rev, output, search_paths, settings_file, key_file) -> None:
+def validate(
+    path: str,
+    rev: str | None,
+    output: str,
+    search_paths: str,
+    settings_file: str | None,
+    key_file: str | None,
+) -> None:
     """Check every application and profile of the repository at PATH as the server would.
 
     One line per problem, `file:line: application/profile: message`; exit status 1 when there
@@ -171,6 +187,7 @@ def validate(path, rev, output, search_paths, settings_file, key_file) -> None:
     import tempfile
     from pathlib import Path
 
+    from config_server.backends.base import Backend
     from config_server.backends.git import GitBackend
     from config_server.backends.native import NativeBackend
     from config_server.crypto import CryptoError, load_keyring
@@ -187,6 +204,7 @@ def validate(path, rev, output, search_paths, settings_file, key_file) -> None:
     paths = [p for p in search_paths.split(",") if p.strip()]
     with tempfile.TemporaryDirectory(prefix="config-validate-") as scratch:
         try:
+            backend: Backend
             if rev is not None or bare:
                 backend = GitBackend(str(root), scratch)
             else:

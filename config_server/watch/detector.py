@@ -14,6 +14,7 @@ from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 from config_server.backends.base import Backend
 from config_server.watch.hub import WatchHub
@@ -60,7 +61,7 @@ class ChangeDetector:
         self._stop = threading.Event()
         self._pending: set[str] | None = set()
         self._pending_lock = threading.Lock()
-        self._observer: Observer | None = None
+        self._observer: BaseObserver | None = None
         self._threads: list[threading.Thread] = []
         self.use_watchdog = use_watchdog
         #: Called with (seconds, succeeded) after each fetch of a remote repository.
@@ -122,7 +123,7 @@ class ChangeDetector:
         for thread in self._threads:
             thread.join(timeout=5)
 
-    def _spawn(self, target, name: str) -> None:
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
