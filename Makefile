@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # A plain install is the client only; `[dev]` = the `[server]` extra + pydantic + the test
-# frameworks (FastAPI, uvicorn, Django...) + ruff: what run, test and bench need.
+# frameworks (FastAPI, uvicorn, Django...) + ruff + mypy and type stubs: what run, test and bench need.
 $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
@@ -46,6 +46,7 @@ run: $(VENV)/.installed system-deps
 
 test: $(VENV)/.installed test-deps
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 # Every benchmark at full size (about 3 minutes); tables on stdout, JSON in bench/results/.

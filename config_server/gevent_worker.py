@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import gc
 import socket
+from collections.abc import Callable, Iterable, MutableMapping
+from types import FrameType
+from typing import TYPE_CHECKING, Any, cast
 
 import gevent
 from gevent import monkey
@@ -23,16 +26,23 @@ from config_server.http.wire import ANSWERED, DIRECT_ANSWER
 from config_server.settings import Settings
 from config_server.watch.direct import DirectAnswer
 
+if TYPE_CHECKING:
+    from gevent.socket import socket as GeventSocket
+    from gunicorn.http import Request
+    from gunicorn.sock import BaseSocket
+
+    from config_server.app import ServerState
+
 
 class GeventWorker(_GunicornGeventWorker):
     """The gevent worker with `monkey.patch_all(queue=False)`, releasing long polls on shutdown."""
 
     #: The app's ServerState once loaded (None for another WSGI app, such as the benchmark's).
-    _state = None
+    _state: ServerState | None = None
     _client_timeout = Settings.client_timeout
     _request_timeout = Settings.request_timeout
 
-    def handle_exit(self, sig, frame) -> None:
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """On SIGTERM, answer held long polls (304) so the graceful shutdown does not wait for them."""
         super().handle_exit(sig, frame)
         if self._state is not None:
@@ -54,12 +64,12 @@ class GeventWorker(_GunicornGeventWorker):
         gc.collect()
         gc.freeze()
 
-    def handle(self, listener, client, addr) -> None:
+    def handle(self, listener: GeventSocket, client: GeventSocket, addr: Any) -> None:
         """Serve one connection with a timeout on every socket read and write."""
         client.settimeout(self._client_timeout)
         super().handle(listener, client, addr)
 
-    def handle_request(self, listener_name, req, sock, addr):
+    def handle_request(self, listener_name: Any, req: Request, sock: GeventSocket, addr: Any) -> bool:
         """Serve one request, closing the connection when it runs past `request_timeout`.
 
         The response goes out through a socket that joins the status line and headers with the
@@ -70,7 +80,8 @@ class GeventWorker(_GunicornGeventWorker):
         deadline.start()
         coalescing = _CoalescingSocket(sock)
         try:
-            return super().handle_request(listener_name, req, coalescing, addr)
+            # A proxy of the socket: every operation but sendall goes straight through (__getattr__).
+            return super().handle_request(listener_name, req, cast("GeventSocket", coalescing), addr)
         except gevent.Timeout as exc:
             if exc is not deadline:
                 raise
@@ -88,8 +99,10 @@ class GeventWorker(_GunicornGeventWorker):
     def patch(self) -> None:
         """Patch the standard library (except queue) and rebuild the listening sockets."""
         monkey.patch_all(queue=False)
+        # Until replaced here they are gunicorn's listeners (the stubs give the type they become).
+        listeners = cast("list[BaseSocket]", self.sockets)
         self.sockets = [
-            socket.socket(s.FAMILY, socket.SOCK_STREAM, fileno=s.sock.detach()) for s in self.sockets
+            socket.socket(s.FAMILY, socket.SOCK_STREAM, fileno=s.sock.detach()) for s in listeners
         ]
 
 
@@ -105,7 +118,7 @@ class _CoalescingSocket:
         self._held: bytes | None = None
         self._first = True
 
-    def sendall(self, data: bytes, *args) -> None:
+    def sendall(self, data: bytes, *args: Any) -> None:
         """Hold the first write; send it joined with the second; pass later writes through."""
         if self._first:
             self._first = False
@@ -129,7 +142,7 @@ class _CoalescingSocket:
         """The socket itself, for writers that send whole answers at once."""
         return self._sock
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
 
 
@@ -142,16 +155,16 @@ class _DirectAnswers:
     more is written; the connection stays open for the client's next request.
     """
 
-    def __init__(self, app) -> None:
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
 
-    def __call__(self, environ, start_response):
+    def __call__(self, environ: MutableMapping[str, Any], start_response: Callable[..., Any]) -> Any:
         """Run the app; turn a directly answered request into gunicorn's ALREADY_HANDLED."""
         direct = _offer(environ)
         if direct is not None:
             environ[DIRECT_ANSWER] = direct
 
-        def start(status, headers, exc_info=None):
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             if environ.get(ANSWERED):
                 return _discard  # already answered: spare gunicorn's header processing
             return start_response(status, headers, exc_info)
@@ -163,15 +176,15 @@ class _DirectAnswers:
             return ALREADY_HANDLED
         return result
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.app, name)
 
 
-def _offer(environ) -> DirectAnswer | None:
+def _offer(environ: MutableMapping[str, Any]) -> DirectAnswer | None:
     """A DirectAnswer for a long-poll GET (only GET: a HEAD answer must carry no body)."""
     if environ.get("REQUEST_METHOD") != "GET" or "wait=" not in environ.get("QUERY_STRING", ""):
         return None
-    sock = environ.get("gunicorn.socket")
+    sock: Any = environ.get("gunicorn.socket")
     cooperative = getattr(sock, "raw", sock)
     raw = getattr(cooperative, "_sock", None)  # gevent's non-blocking OS socket under the cooperative one
     if raw is None:
