@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import shutil
 import threading
+from pathlib import Path
 
 import requests
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import wait_for
@@ -35,21 +37,59 @@ def scrape(url: str, **kwargs) -> str:
 ENV_OK = {"endpoint": "environment", "method": "GET", "status": "200"}
 
 
+def environment_answers_per_worker(metrics_dir: Path) -> dict[str, float]:
+    """Environment 200s counted in each worker's own counter file (one file per worker pid)."""
+    counts = {}
+    for path in sorted(metrics_dir.glob("counter_*.db")):
+        counts[path.name] = sum(
+            sample.value
+            for metric in MultiProcessCollector.merge([str(path)])
+            for sample in metric.samples
+            if sample.name == "config_server_http_requests_total" and sample.labels == ENV_OK
+        )
+    return counts
+
+
 def test_request_counter_is_exact_across_two_gunicorn_workers(repo, server_process, tmp_path):
     repo.commit({"orders.yml": "a: 1\n"})
     server = server_process("--repo", str(repo.path), "--workers", "2")
     server.wait_ready(
         lambda: requests.get(f"{server.url}/health", timeout=1, headers={"Connection": "close"}).ok
     )
+    # The first worker to load the app answers /health while the second may still be booting (on a
+    # loaded machine for seconds): wait until both have answered, each on a new connection.
+    workers: set[int] = set()
+
+    def both_workers_serving() -> bool:
+        health = requests.get(f"{server.url}/health", timeout=1, headers={"Connection": "close"})
+        workers.add(health.json()["details"]["worker"])
+        return len(workers) == 2
+
+    wait_for(both_workers_serving, timeout=30, what="both gunicorn workers to serve")
     before = value(scrape(server.url), "config_server_http_requests_total", **ENV_OK)
-    requests_sent = 120
-    for _ in range(requests_sent):  # a new connection each: gunicorn's workers share the listener
-        assert requests.get(f"{server.url}/orders/prod", timeout=10, headers={"Connection": "close"}).ok
+    metrics_dir = tmp_path / "data" / "metrics"
+    sent, failed = 0, []
+
+    def both_workers_answered() -> bool:
+        # a new connection each: gunicorn's workers share the listener; at least 120, and more
+        # until each worker has answered some (which one accepts is up to the scheduler)
+        nonlocal sent
+        for _ in range(20):
+            answer = requests.get(f"{server.url}/orders/prod", timeout=10, headers={"Connection": "close"})
+            sent += 1
+            if not answer.ok:
+                failed.append(answer.status_code)
+        per_worker = environment_answers_per_worker(metrics_dir)
+        return bool(failed) or (sent >= 120 and len(per_worker) == 2 and all(per_worker.values()))
+
+    wait_for(both_workers_answered, timeout=60, what="both workers to answer Environment requests")
+    assert not failed, failed
     after = value(scrape(server.url), "config_server_http_requests_total", **ENV_OK)
-    assert after - before == requests_sent
+    assert after - before == sent
     # both workers answered: each keeps its counters in its own file of the shared folder
-    counter_files = list((tmp_path / "data" / "metrics").glob("counter_*.db"))
-    assert len(counter_files) == 2, counter_files
+    per_worker = environment_answers_per_worker(metrics_dir)
+    assert len(per_worker) == 2 and all(per_worker.values()), per_worker
+    assert sum(per_worker.values()) == after
     # whichever worker answers the scrape, the sum is the same
     scrapes = {value(scrape(server.url), "config_server_http_requests_total", **ENV_OK) for _ in range(6)}
     assert scrapes == {after}
