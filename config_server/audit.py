@@ -60,14 +60,15 @@ class AuditLog:
     def _reopen_if_moved(self) -> None:
         """Reopen the path when the open file is no longer the one there (logrotate moved it)."""
         self._checked = time.monotonic()
+        assert self._path is not None and self._fd is not None  # only called with the file open
         try:
-            current = os.stat(self._path)  # type: ignore[arg-type]
-            opened = os.fstat(self._fd)  # type: ignore[arg-type]
+            current = os.stat(self._path)
+            opened = os.fstat(self._fd)
             if (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino):
                 return
         except FileNotFoundError:
             pass
-        os.close(self._fd)  # type: ignore[arg-type]
+        os.close(self._fd)
         self._open()
 
     def flush(self) -> None:

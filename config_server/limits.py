@@ -10,6 +10,7 @@ Going over one is a ConfigLimitExceeded naming the file and the key.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from config_server.errors import ConfigLimitExceeded
 
@@ -37,9 +38,9 @@ def list_index_error(key: str) -> str | None:
     return None
 
 
-def check_list_indexes(where: str, keys: object) -> None:
+def check_list_indexes(where: str, keys: Iterable[str]) -> None:
     """Raise ConfigLimitExceeded naming `where` and the first key with an index over the limit."""
-    for key in keys:  # type: ignore[attr-defined]
+    for key in keys:
         reason = list_index_error(key)
         if reason:
             raise ConfigLimitExceeded(f"{where}: {reason}")
