@@ -22,7 +22,7 @@ import os
 import threading
 from typing import Any
 
-from django.dispatch import Signal  # type: ignore[import-untyped]
+from django.dispatch import Signal
 
 from config_client.client import ConfigClient
 from config_client.snapshot import Change, Snapshot
@@ -61,8 +61,8 @@ def get(key: str, default: Any = None) -> Any:
 
 
 def _make_client() -> ConfigClient:
-    from django.conf import settings  # type: ignore[import-untyped]
-    from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
 
     options = dict(getattr(settings, "CONFIG_SERVER", None) or {})
     try:

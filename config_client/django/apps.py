@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from django.apps import AppConfig  # type: ignore[import-untyped]
+from django.apps import AppConfig
 
 
-class ConfigClientConfig(AppConfig):  # type: ignore[misc]
+class ConfigClientConfig(AppConfig):
     """Starts the config client once per process (see `config_client.django`)."""
 
     name = "config_client.django"
