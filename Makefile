@@ -54,7 +54,7 @@ bench: $(VENV)/.installed bench-deps
 	$(BIN)/python -m bench.run_all
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .data
