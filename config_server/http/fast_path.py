@@ -3,8 +3,10 @@
 Every service instance asks this at start-up, so a release storm is thousands of them. Flask's
 request context, routing and response objects cost more than resolving a cached environment, so
 this WSGI middleware answers the plain case itself: GET, no query string, no `If-None-Match`, a
-path of two or three segments that is not a fixed route or a rendered document. Anything else
-goes to the Flask app unchanged. With an auth file it serves authorised reads only (the token
+path of two or three segments that is not a rendered document and whose first segment is not
+the static first segment of another route (`/console/app/<app>`, `/encrypt/status`, `/static/...`:
+read from Flask's url_map, so a new route is never taken over). Anything else goes to the Flask
+app unchanged. With an auth file it serves authorised reads only (the token
 identifies a client that may read the application, profiles and label); with an audit log it
 writes the same `read` line as Flask's hooks would.
 
@@ -13,6 +15,9 @@ Invariants:
   same bytes (a test compares them, Date aside).
 - It never answers an error: any exception, a `ConfigServerError` or not, hands the request to
   Flask, whose JSON error handlers decide the status and body; never a bare 500 from gunicorn.
+- It answers only what Flask routes to an Environment view: a path whose first segment is
+  the static first segment of any other rule (`reserved_prefixes`) goes to Flask, where static
+  parts win over `<app>` (an application named like such a prefix is answered by Flask, the same).
 - It never refuses: no token, an unknown or malformed one, a client that may not read, a name
   that does not validate: Flask answers (401, 403, 400) and writes the `denied` audit line.
 - Handing over costs no second parse: the service's cache remembers a broken version's error,
@@ -56,7 +61,8 @@ class FastEnvironmentPath:
         self.downstream = downstream
         self.auth = auth
         self.audit = audit if audit is not None and audit.enabled else None
-        self.fixed_paths = frozenset(rule.rule for rule in app.url_map.iter_rules() if not rule.arguments)
+        self.app = app
+        self._reserved: frozenset[str] | None = None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         """Answer a plain Environment GET, or hand the request to Flask."""
@@ -66,6 +72,13 @@ class FastEnvironmentPath:
         start_response(answer.status_line, list(answer.headers))
         return [answer.body]
 
+    @property
+    def reserved(self) -> frozenset[str]:
+        """`reserved_prefixes` of the app, read at the first request (Flask adds no route after it)."""
+        if self._reserved is None:
+            self._reserved = reserved_prefixes(self.app)
+        return self._reserved
+
     def _answer(self, environ: dict[str, Any]) -> Answer | None:
         if environ.get("REQUEST_METHOD") != "GET" or environ.get("QUERY_STRING"):
             return None
@@ -73,7 +86,7 @@ class FastEnvironmentPath:
             return None
         path = environ.get("PATH_INFO", "")
         parts = path.split("/")
-        if len(parts) not in (3, 4) or parts[0] or not all(parts[1:]) or path in self.fixed_paths:
+        if len(parts) not in (3, 4) or parts[0] or not all(parts[1:]) or parts[1] in self.reserved:
             return None
         if len(parts) == 3 and RENDERED_DOCUMENT.fullmatch(parts[2]):
             return None
@@ -116,6 +129,29 @@ class FastEnvironmentPath:
         )
         allowed = all(_may_read(client, app, wanted, one) for one in labels for app in apps)
         return client if allowed else None
+
+
+#: The Flask endpoints whose answers the fast path gives (every other rule's paths are Flask's).
+ENVIRONMENT_ENDPOINTS = frozenset(
+    {"environment.environment_or_rendered", "environment.environment_with_label"}
+)
+
+
+def reserved_prefixes(app: Flask) -> frozenset[str]:
+    """First path segments the fast path must leave to Flask, derived from the app's url_map.
+
+    Every rule whose first segment is static text (no converter) and that is not an Environment
+    route: Werkzeug ranks static parts above `<app>`, so any path under such a segment may be
+    routed to that rule (`/console/app/orders` is the console, not application `console`).
+    """
+    reserved = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in ENVIRONMENT_ENDPOINTS:
+            continue
+        first = rule.rule.lstrip("/").split("/", 1)[0]
+        if first and "<" not in first:
+            reserved.add(first)
+    return frozenset(reserved)
 
 
 def _audit(

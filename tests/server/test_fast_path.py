@@ -142,3 +142,63 @@ def test_authorised_reads_take_the_fast_path_with_the_same_audit_line(repo, serv
     assert (lines[2]["application"], lines[2]["label"]) == ("orders,orders", "main,main")
     assert [line["event"] for line in lines[4:]] == ["denied", "denied", "denied"]
     assert [line["status"] for line in lines[4:]] == [403, 401, 401]
+
+
+RESERVED_PATHS = [
+    "/console/app/orders",  # a branch named `orders`: not application `console`, profile `app`
+    "/console/app/payments",
+    "/console/orders",
+    "/static/orders/main",
+    "/encrypt/status/x",
+    "/encrypt/orders",
+    "/instances/orders",
+    "/metrics/orders/main",
+    "/health/orders",
+    "/openapi.json/orders",
+]
+
+
+@pytest.mark.parametrize("token", [None, "admin"])
+def test_paths_under_other_routes_get_flasks_answer(repo, serve, http, tmp_path, token):
+    """The fast path leaves every path under another route's static first segment to Flask."""
+    repo.commit({"orders.yml": "a: 1\n", "console.yml": "c: 1\n", "console-app.yml": "c: 2\n"})
+    repo.git("branch", "orders")
+    repo.git("branch", "payments")
+    settings = {}
+    headers = {}
+    if token is not None:
+        from tests.server.test_auth import auth_yaml, bearer
+
+        auth_file = tmp_path / "auth.yml"
+        auth_file.write_text(auth_yaml())
+        settings["auth_file"] = str(auth_file)
+        headers = bearer(token)
+    server = serve(repo.path, **settings)
+    for path in RESERVED_PATHS:
+        fast = http.get(server.url + path, headers=headers)
+        slow = http.get(server.url + path + "?via=flask", headers=headers)  # a query: always Flask
+        assert (fast.status_code, fast.headers["Content-Type"]) == (
+            slow.status_code,
+            slow.headers["Content-Type"],
+        ), path
+        assert _without_timestamp(fast) == _without_timestamp(slow), path
+    console = http.get(server.url + "/console/app/orders", headers=headers)
+    assert console.status_code == 200 and console.headers["Content-Type"].startswith("text/html")
+    assert "<h1>orders" in console.text
+
+
+def test_reserved_prefixes_come_from_the_url_map(server):
+    from config_server.http.fast_path import reserved_prefixes
+
+    reserved = reserved_prefixes(server.app)
+    for rule in server.app.url_map.iter_rules():
+        first = rule.rule.strip("/").split("/")[0]
+        if first and "<" not in first:
+            assert first in reserved, rule.rule
+    assert not any("<" in prefix for prefix in reserved)
+    assert {"console", "encrypt", "instances", "metrics", "health", "static"} <= reserved
+
+
+def _without_timestamp(answer: requests.Response) -> bytes:
+    """The body, an error's `timestamp` (the second it was made) taken out."""
+    return re.sub(rb'"timestamp":\s*"[^"]*"', b"", answer.content)
