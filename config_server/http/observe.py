@@ -2,6 +2,8 @@
 
 `/instances` needs the `read` role and shows only environments the client may read (an admin, or
 anybody on an open server, sees all); naming an application the client may not read is a 403.
+An instance of a list request (`/orders,payments/...`) is shown only to a client that may read
+every application and every label of the list.
 `/metrics` needs the `monitor` role (or admin), the role a Prometheus scrape token is given.
 """
 
@@ -13,10 +15,12 @@ from fnmatch import fnmatchcase
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from config_server import names
+from config_server.auth import Client
 from config_server.errors import AccessDenied
 from config_server.http import security
 from config_server.inventory import instance_json, summarize
 from config_server.metrics import CONTENT_TYPE
+from config_server.state import InstanceRecord
 
 blueprint = Blueprint("observe", __name__)
 
@@ -45,13 +49,27 @@ def instances() -> Response:
     state = current_app.extensions["config_server"]
     records = state.inventory.instances(application, profiles, label)
     if not admin:
-        records = [r for r in records if client.may_read(r.application, r.profiles.split(","), r.label)]
+        records = [r for r in records if may_see(client, r)]
     now = time.time()
     return jsonify(
         {
             "instances": [instance_json(r, now) for r in records],
             "environments": summarize(records, now),
         }
+    )
+
+
+def may_see(client: Client, record: InstanceRecord) -> bool:
+    """Whether `client` may read every application at every label a record names.
+
+    A list request (`/orders,payments/prod/main,release`) is stored under the joined names; a
+    glob such as `orders*` must not match the joined text, so each part is checked on its own.
+    """
+    profiles = record.profiles.split(",")
+    return all(
+        client.may_read(application, profiles, label)
+        for application in record.application.split(",")
+        for label in record.label.split(",")
     )
 
 

@@ -287,3 +287,45 @@ def test_a_repeated_report_is_written_again_only_after_30_seconds(tmp_path):
     assert written == [1, 0, 1, 1]  # 110 s repeats what 100 s wrote; 131 s refreshes last seen
     [record] = inventory.instances()
     assert (record.last_seen, record.version, record.version_since) == (132.0, "v2", 132.0)
+
+
+def test_instances_of_a_list_request_need_every_listed_application(repo, serve, http, tmp_path):
+    """A glob `orders*` matches `orders,payments` as text: each listed name is checked on its own."""
+    from config_server.auth import hash_token
+
+    repo.commit({"orders.yml": "a: 1\n", "payments.yml": "p: 1\n"})
+    repo.git("branch", "release")
+    auth_file = tmp_path / "auth.yml"
+    auth_file.write_text(
+        f"""
+clients:
+  - name: orders-glob
+    tokens: [{hash_token("orders-glob-token-" + "x" * 20)}]
+    roles: [read]
+    applications: ["orders*"]
+    labels: ["main*"]
+  - name: admin
+    tokens: [{hash_token("admin-token-" + "x" * 20)}]
+    roles: [admin]
+"""
+    )
+    server = serve(repo.path, auth_file=str(auth_file))
+    admin = {"Authorization": "Bearer admin-token-" + "x" * 20}
+    mine = {"Authorization": "Bearer orders-glob-token-" + "x" * 20}
+    for path, client_id in (
+        ("/orders/default", "orders-only"),
+        ("/orders,payments/default", "orders-and-payments"),
+        ("/orders/default/main,release", "orders-two-labels"),
+    ):
+        answer = http.get(server.url + path, headers={**admin, "X-Config-Client-Id": client_id})
+        assert answer.status_code == 200, (path, answer.text)
+    server.app.extensions["config_server"].inventory.flush()
+    everything = http.get(f"{server.url}/instances", headers=admin).json()
+    assert {i["id"] for i in everything["instances"]} == {
+        "orders-only",
+        "orders-and-payments",
+        "orders-two-labels",
+    }
+    seen = http.get(f"{server.url}/instances", headers=mine).json()
+    assert [i["id"] for i in seen["instances"]] == ["orders-only"]
+    assert [e["application"] for e in seen["environments"]] == ["orders"]
