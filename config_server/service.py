@@ -148,17 +148,19 @@ class ConfigService:
             if self.on_held_back is not None:
                 self.on_held_back(*held_key, False)
 
-    def held_back_for(self, application: str) -> list[dict[str, Any]]:
-        """The console's view: `{"profiles", "label", "commit", "error"}` per held-back environment."""
+    def held_back_for(self, application: str | None = None) -> list[dict[str, Any]]:
+        """The console's view: `{"application", "profiles", "label", "commit", "error"}` per
+        held-back environment, of one application or (None) of all of them."""
         return [
             {
+                "application": row["application"],
                 "profiles": row["profiles"],
                 "label": row["label"],
                 "commit": row["brokenVersion"],
                 "error": _problem_text(row["problems"]),
             }
             for row in self.held_back()
-            if row["application"] == application
+            if application is None or row["application"] == application
         ]
 
     def _resolved(

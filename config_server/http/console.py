@@ -6,8 +6,12 @@ Basic (the browser asks once and re-sends it); no cookie, no session state on th
 A page refreshes itself when a new version lands, through the watch hub's long poll
 (`/console/app/<app>/wait`), and while some instance still catches up with the newest version.
 
+The page's instance list refreshes from `/console/app/<app>/instances`, a fragment holding only
+the instances and rejections (one bounded store read, no history, no diff).
+
 Held-back environments come from `app.extensions["config_held_back"]`, a callable
-`(application) -> list of {"profiles", "label", "commit", "error"}` that change safety provides.
+`(application or None) -> list of {"application", "profiles", "label", "commit", "error"}` that
+change safety provides; None asks for every application at once (the index's one query).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ blueprint = Blueprint("console", __name__, url_prefix="/console")
 CONSOLE_WAIT_SECONDS = 50.0
 
 
-def no_held_back(application: str) -> list[dict[str, Any]]:
+def no_held_back(application: str | None = None) -> list[dict[str, Any]]:
     """The default held-back lookup: nothing is held back (until change safety provides one)."""
     return []
 
@@ -46,9 +50,17 @@ def _state() -> ServerState:
     return state
 
 
-def _held_back(application: str) -> list[dict[str, Any]]:
+def _held_back(application: str | None) -> list[dict[str, Any]]:
     lookup = current_app.extensions.get("config_held_back", no_held_back)
     return list(lookup(application))
+
+
+def _held_back_by_application() -> dict[str, list[dict[str, Any]]]:
+    """Every held-back environment, grouped by application: one lookup for the whole index."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in _held_back(None):
+        grouped.setdefault(str(row.get("application", "")), []).append(row)
+    return grouped
 
 
 @blueprint.get("/")
@@ -60,6 +72,7 @@ def applications() -> str:
     default_label = service.backend.default_label()
     now = time.time()
     live = [r for r in state.inventory.instances() if now - r.last_seen <= GONE_AFTER_SECONDS]
+    held_back = _held_back_by_application()
     rows = []
     for name in sorted(set(apps) | {r.application for r in live}):
         mine = [r for r in live if r.application == name]
@@ -70,7 +83,7 @@ def applications() -> str:
                 "profiles": apps.get(name, []),
                 "labels": [(label, _version_of(label)) for label in labels],
                 "instances": len(mine),
-                "held_back": _held_back(name),
+                "held_back": held_back.get(name, []),
             }
         )
     return render_template("console/index.html", rows=rows, version=version, default_label=default_label)
@@ -109,13 +122,6 @@ def application(app: str) -> str:
         )
     except ConfigServerError as exc:
         diff_error = str(exc)
-    now = time.time()
-    records = state.inventory.instances(app)
-    environments = summarize(records, now)
-    catching_up = any(
-        status_of(r, now) == "up" and r.label == revision.label and r.version != revision.version
-        for r in records
-    )
     _, apps = history.list_applications(service, label)
     return render_template(
         "console/application.html",
@@ -134,11 +140,36 @@ def application(app: str) -> str:
         to=to,
         diff=diff,
         diff_error=diff_error,
-        environments=environments,
-        instances=[instance_json(r, now) for r in records],
         held_back=_held_back(app),
-        catching_up=catching_up,
+        **_instances_context(app, revision),
     )
+
+
+@blueprint.get("/app/<app>/instances")
+def instances(app: str):
+    """The page's `#instances` and `#rejections` sections alone: what its refresh re-reads."""
+    app = names.validate_application(app)
+    raw_label = request.args.get("label") or None
+    label = names.validate_label(raw_label) if raw_label else None
+    revision = _state().service.backend.resolve(label)
+    return render_template(
+        "console/_instances.html", app=app, revision=revision, **_instances_context(app, revision)
+    )
+
+
+def _instances_context(app: str, revision: Any) -> dict[str, Any]:
+    """The template values of the instances part: records, summary, and whether one catches up."""
+    now = time.time()
+    records = _state().inventory.instances(app)
+    catching_up = any(
+        status_of(r, now) == "up" and r.label == revision.label and r.version != revision.version
+        for r in records
+    )
+    return {
+        "environments": summarize(records, now),
+        "instances": [instance_json(r, now) for r in records],
+        "catching_up": catching_up,
+    }
 
 
 def _version_arg(name: str) -> str | None:

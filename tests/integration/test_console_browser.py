@@ -1,8 +1,9 @@
 """The web console in a real browser: Debian's headless Chromium driven by Playwright.
 
 Two real ConfigClients watch orders/prod; a commit lands; the page (which refreshes itself through
-the long poll) must show the commit in the history, the changed key in the diff (the secret masked)
-and both instances on the new version, which they report having applied (X-Config-Applied).
+the long poll; its instance list re-reads a small fragment) must show the commit in the history,
+the changed key in the diff (the secret masked) and both instances on the new version, which they
+report having applied (X-Config-Applied).
 A screenshot is left in the test's temporary folder.
 """
 
@@ -67,11 +68,16 @@ def test_console_shows_history_diff_and_instances_on_the_new_version(repo, serve
         for client in clients:
             client.start()
         page = browser_page
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
         page.goto(f"{server.url}/console/")
         page.wait_for_selector('#applications tr[data-application="orders"]')
         page.goto(f"{server.url}/console/app/orders?profiles=prod")
         for i in (1, 2):  # the inventory is written by a background flusher: the page catches up
             page.wait_for_selector(f'tr.instance[data-instance="orders-{i}"][data-version="{first}"]')
+        # the instances are refreshed from the small fragment, never by re-reading the whole page
+        wait_for(lambda: any("/console/app/orders/instances?" in url for url in requested), what="a refresh")
+        assert sum(url.endswith("/console/app/orders?profiles=prod") for url in requested) == 1
 
         secret = load_keyring("foo", None).encrypt("NEW SECRET", spring=True)
         new = repo.commit(

@@ -34,11 +34,14 @@ def test_console_needs_the_admin_role_and_accepts_the_token_as_basic_password(re
 def test_held_back_environments_come_from_the_hook(repo, serve, http):
     repo.commit({"orders.yml": "a: 1\n", "payments.yml": "p: 1\n"})
     server = serve(repo.path)
-    server.app.extensions["config_held_back"] = lambda app: (
-        [{"profiles": "prod", "label": "main", "commit": "c0ffee" * 6, "error": "orders.yml:1: bad"}]
-        if app == "orders"
-        else []
-    )
+    held = {
+        "application": "orders",
+        "profiles": "prod",
+        "label": "main",
+        "commit": "c0ffee" * 6,
+        "error": "orders.yml:1: bad",
+    }
+    server.app.extensions["config_held_back"] = lambda app=None: [held] if app in ("orders", None) else []
     index = http.get(f"{server.url}/console/").text
     orders_row = index.split('data-application="orders"')[1].split("</tr>")[0]
     payments_row = index.split('data-application="payments"')[1].split("</tr>")[0]
@@ -80,3 +83,57 @@ def test_hostile_names_and_versions_are_400(repo, serve, http):
         assert answer.status_code in (400, 404), (path, answer.status_code)
         assert answer.headers["Content-Type"] == "application/json"
     assert http.get(f"{server.url}/console/app/orders?from=abcdef1").status_code == 200  # unknown: shown
+
+
+def test_the_index_asks_for_held_back_environments_once(repo, serve, http):
+    """One held-back lookup per index request, grouped by application, not one per application."""
+    repo.commit({f"app{i}.yml": f"a: {i}\n" for i in range(12)})
+    server = serve(repo.path)
+    calls = []
+
+    def lookup(application=None):
+        calls.append(application)
+        held = {
+            "application": "app3",
+            "profiles": "default",
+            "label": "main",
+            "commit": "c" * 40,
+            "error": "bad",
+        }
+        return [held] if application in (None, "app3") else []
+
+    server.app.extensions["config_held_back"] = lookup
+    index = http.get(f"{server.url}/console/").text
+    assert calls == [None]
+    held_rows = [
+        row for row in index.split("<tr data-application=")[1:] if "held back" in row.split("</tr>")[0]
+    ]
+    assert [row.split('"')[1] for row in held_rows] == ["app3"]
+
+
+def test_the_instances_fragment_is_the_pages_instances_alone(repo, serve, http, tmp_path):
+    """The page's refresh reads a fragment: instances and rejections, no history, no diff; admin only."""
+    first = repo.commit({"orders.yml": "a: 1\n"})
+    auth_file = tmp_path / "auth.yml"
+    auth_file.write_text(auth_yaml())
+    server = serve(repo.path, auth_file=str(auth_file))
+    headers = {
+        **bearer("admin"),
+        "X-Config-Client-Id": "orders-1",
+        "X-Config-Rejected": 'bad1; reason="port"',
+    }
+    assert http.get(f"{server.url}/orders/prod", headers=headers).status_code == 200
+    server.app.extensions["config_server"].inventory.flush()
+    url = f"{server.url}/console/app/orders/instances?profiles=prod"
+    assert http.get(url).status_code == 401
+    assert http.get(url, headers=bearer("ops")).status_code == 403
+    fragment = http.get(url, headers=bearer("admin"))
+    assert fragment.status_code == 200 and fragment.headers["Content-Type"].startswith("text/html")
+    text = fragment.text
+    assert f'data-instance="orders-1" data-version="{first}"' in text
+    assert 'id="rejections"' in text and 'data-version="bad1"' in text
+    assert 'id="history"' not in text and 'id="diff"' not in text and "<html" not in text
+    assert 'data-catching-up="false"' in text
+    page = http.get(f"{server.url}/console/app/orders?profiles=prod", headers=bearer("admin")).text
+    assert "/console/app/orders/instances?" in page  # the page's refresh reads the fragment
+    assert http.get(f"{server.url}/console/app/..x/instances", headers=bearer("admin")).status_code == 400
