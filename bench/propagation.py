@@ -149,8 +149,10 @@ class Etcd:
 
 #: Our server as it ships (every watcher names itself and is recorded in the instance inventory),
 #: and with recording off (the server as it was before the inventory), for the recording's cost.
+#: Every watcher connects from 127.0.0.1: the per-address cap on new instance ids is raised so that
+#: all of them are recorded, as they would be from their own addresses.
 CONFIGURATIONS = {
-    "config-server": (),
+    "config-server": ("--instance-ids-per-address", "1000000"),
     "config-server (no recording)": ("--record-instances", "false"),
 }
 

@@ -16,7 +16,7 @@ from config_server.crypto import load_keyring
 from config_server.http import admin, console, encryption, environment, observe, openapi, resources, security
 from config_server.http.errors import register_error_handlers
 from config_server.http.fast_path import FastEnvironmentPath
-from config_server.inventory import GONE_AFTER_SECONDS, Inventory
+from config_server.inventory import GONE_AFTER_SECONDS, MAX_SCAN_ROWS, Inventory
 from config_server.metrics import InstancesCollector, Metrics, MetricsMiddleware
 from config_server.sample import ensure_sample_repository
 from config_server.service import ConfigService
@@ -80,9 +80,13 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     hub = WatchHub(service)
     metrics = Metrics()
     store = open_state_store(settings.data_dir)
-    inventory = Inventory(store, enabled=settings.record_instances).start()
+    inventory = Inventory(
+        store, enabled=settings.record_instances, max_ids_per_address=settings.instance_ids_per_address
+    ).start()
     metrics.add_collector(
-        InstancesCollector(lambda: store.instances(seen_after=time.time() - GONE_AFTER_SECONDS))
+        InstancesCollector(
+            lambda: store.instances(seen_after=time.time() - GONE_AFTER_SECONDS, limit=MAX_SCAN_ROWS)
+        )
     )
     hub.on_change = metrics.change_answered
     service.on_broken = metrics.count_validation_failure

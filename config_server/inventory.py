@@ -12,6 +12,13 @@ to the state store once a second, collapsing repeated reports of one instance an
 report that repeats what it wrote less than 30 s ago (a watcher re-polling with nothing new), in
 transactions of at most 500 rows; it forgets instances unseen for a day. An instance unseen for
 three minutes is `gone`.
+
+Ids are chosen by the caller, so what one caller can make the store hold is capped: within an
+hour, one remote address may introduce at most `max_ids_per_address` distinct instance ids
+(`--instance-ids-per-address`, default `MAX_IDS_PER_ADDRESS_PER_HOUR`) and all addresses together
+`MAX_NEW_IDS_PER_HOUR` (both per worker process); reports of further ids are dropped (counted in
+`dropped_reports`, logged once per address and hour). Reads are bounded too: `instances` returns
+at most `limit` rows (`MAX_SCAN_ROWS` by default).
 """
 
 from __future__ import annotations
@@ -40,6 +47,15 @@ MAX_QUEUED_REPORTS = 200_000
 #: A report that repeats what was written is written again only after this long (last seen
 #: is therefore exact to within this; `gone` is decided at 180 s).
 REWRITE_AFTER_SECONDS = 30.0
+#: Distinct instance ids one remote address may introduce per hour (per worker process): far above
+#: the pods of one node or the instances behind one NAT address, far below what fills a disk.
+MAX_IDS_PER_ADDRESS_PER_HOUR = 1000
+#: Distinct instance ids all addresses together may introduce per hour (per worker process).
+MAX_NEW_IDS_PER_HOUR = 100_000
+#: The window of both caps.
+ID_WINDOW_SECONDS = 3600.0
+#: The most rows one read of the inventory returns (the console, the metrics scrape).
+MAX_SCAN_ROWS = 10_000
 #: Rows per transaction: the flusher pauses between chunks so a big batch never holds the GIL long.
 FLUSH_CHUNK = 500
 
@@ -162,6 +178,7 @@ class Inventory:
         flush_interval: float = 1.0,
         clock: Callable[[], float] = time.time,
         enabled: bool = True,
+        max_ids_per_address: int = MAX_IDS_PER_ADDRESS_PER_HOUR,
     ) -> None:
         self.store = store
         self.enabled = enabled
@@ -173,6 +190,13 @@ class Inventory:
         self._last_prune = 0.0
         self._written: dict[tuple[str, str, str, str], tuple[tuple[str | None, ...], float]] = {}
         self._sleep: Callable[[float], None] = time.sleep
+        self.max_ids_per_address = max_ids_per_address
+        self.max_new_ids = MAX_NEW_IDS_PER_HOUR
+        self._window_start = clock()
+        self._ids_by_remote: dict[str, set[str]] = {}
+        self._ids_in_window = 0
+        self._refused_remotes: set[str] = set()
+        self.dropped_reports = 0
 
     def observe(
         self,
@@ -220,7 +244,7 @@ class Inventory:
             _report(headers, key[1], key[2], key[3], served, seen, applied)
             for key, (headers, served, seen, applied) in latest.items()
         )
-        rows = [report for report in reports if self._changed(report)]
+        rows = [report for report in reports if self._admitted(report) and self._changed(report)]
         for start in range(0, len(rows), FLUSH_CHUNK):
             if start:
                 self._sleep(0.001)  # let the workers' loops have the GIL between chunks
@@ -235,6 +259,35 @@ class Inventory:
                 if now - seen > REWRITE_AFTER_SECONDS:
                     self._written.pop(key, None)
         return len(rows)
+
+    def _admitted(self, report: InstanceReport) -> bool:
+        """False for a report of an id beyond the hour's caps (per remote address, and in all)."""
+        now = self.clock()
+        if now - self._window_start >= ID_WINDOW_SECONDS:
+            self._window_start = now
+            self._ids_by_remote.clear()
+            self._refused_remotes.clear()
+            self._ids_in_window = 0
+        ids = self._ids_by_remote.get(report.remote)
+        if ids is not None and report.instance_id in ids:
+            return True
+        if (ids is not None and len(ids) >= self.max_ids_per_address) or (
+            self._ids_in_window >= self.max_new_ids
+        ):
+            self.dropped_reports += 1
+            if report.remote not in self._refused_remotes and len(self._refused_remotes) < 1000:
+                self._refused_remotes.add(report.remote)
+                log.warning(
+                    "instance reports from %r dropped: this hour's cap of new instance ids is "
+                    "reached (%d per address, %d in all, per worker)",
+                    report.remote,
+                    self.max_ids_per_address,
+                    self.max_new_ids,
+                )
+            return False
+        self._ids_by_remote.setdefault(report.remote, set()).add(report.instance_id)
+        self._ids_in_window += 1
+        return True
 
     def _changed(self, report: InstanceReport) -> bool:
         """False for a report that repeats what this inventory wrote less than 30 s ago."""
@@ -263,10 +316,17 @@ class Inventory:
                 log.exception("could not write instance reports")
 
     def instances(
-        self, application: str | None = None, profiles: str | None = None, label: str | None = None
+        self,
+        application: str | None = None,
+        profiles: str | None = None,
+        label: str | None = None,
+        limit: int = MAX_SCAN_ROWS,
     ) -> list[InstanceRecord]:
-        """Instances seen within the history window (gone ones included), from the shared store."""
-        return self.store.instances(application, profiles, label, self.clock() - HISTORY_SECONDS)
+        """Instances seen within the history window (gone ones included), from the shared store.
+
+        At most `limit`, in the store's order (application, profiles, label, id).
+        """
+        return self.store.instances(application, profiles, label, self.clock() - HISTORY_SECONDS, limit)
 
 
 def _report(

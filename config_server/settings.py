@@ -136,6 +136,13 @@ class Settings:
             "help": "Record who fetches which version (GET /instances, the console) in <data-dir>/state.db."
         },
     )
+    instance_ids_per_address: int = field(
+        default=1000,
+        metadata={
+            "help": "Distinct instance ids one remote address may add to the inventory per hour "
+            "(per worker); reports of further ids are dropped, the requests are served."
+        },
+    )
     certfile: str | None = field(
         default=None, metadata={"help": "TLS certificate (PEM) to serve HTTPS directly."}
     )
@@ -163,6 +170,8 @@ class Settings:
             raise ValueError(f"port {self.port} is out of range")
         if self.workers < 1 or self.threads < 1:
             raise ValueError("workers and threads must be at least 1")
+        if self.instance_ids_per_address < 1:
+            raise ValueError("instance-ids-per-address must be at least 1")
         if self.refresh_interval < 0:
             raise ValueError("refresh-interval must not be negative")
         if self.cache_size < 1:

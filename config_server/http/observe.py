@@ -3,7 +3,8 @@
 `/instances` needs the `read` role and shows only environments the client may read (an admin, or
 anybody on an open server, sees all); naming an application the client may not read is a 403.
 An instance of a list request (`/orders,payments/...`) is shown only to a client that may read
-every application and every label of the list.
+every application and every label of the list. One answer holds at most `limit` instances (1000
+unless asked, at most 10,000); `truncated` says whether more matched, and a `note` says what to do.
 `/metrics` needs the `monitor` role (or admin), the role a Prometheus scrape token is given.
 """
 
@@ -16,13 +17,33 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from config_server import names
 from config_server.auth import Client
-from config_server.errors import AccessDenied
+from config_server.errors import AccessDenied, ConfigServerError
 from config_server.http import security
 from config_server.inventory import instance_json, summarize
 from config_server.metrics import CONTENT_TYPE
 from config_server.state import InstanceRecord
 
 blueprint = Blueprint("observe", __name__)
+
+#: Instances in one `/instances` answer unless `limit` says otherwise, and the most it may say.
+DEFAULT_LIMIT = 1000
+MAX_LIMIT = 10_000
+
+
+class InvalidLimit(ConfigServerError):
+    """`limit` is not a whole number from 1 to MAX_LIMIT: 400."""
+
+    status = 400
+    reason = "Bad Request"
+
+
+def _limit() -> int:
+    raw = request.args.get("limit")
+    if raw is None or raw == "":
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise InvalidLimit(f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    return int(raw)
 
 
 @blueprint.get("/instances")
@@ -37,6 +58,7 @@ def instances() -> Response:
         profiles = ",".join(names.validate_profiles(profiles))
     if label is not None:
         label = names.validate_label(label)
+    limit = _limit()
     client = security.require_role("read", event="instances")
     security.note("instances", application=application, profiles=profiles, label=label)
     admin = client.has_role("admin")
@@ -47,16 +69,25 @@ def instances() -> Response:
     ):
         raise AccessDenied(f"client {client.name!r} may not read application {application!r}")
     state = current_app.extensions["config_server"]
-    records = state.inventory.instances(application, profiles, label)
+    records = state.inventory.instances(application, profiles, label, limit=limit + 1)
+    truncated = len(records) > limit
+    records = records[:limit]
     if not admin:
         records = [r for r in records if may_see(client, r)]
     now = time.time()
-    return jsonify(
-        {
-            "instances": [instance_json(r, now) for r in records],
-            "environments": summarize(records, now),
-        }
-    )
+    answer = {
+        "instances": [instance_json(r, now) for r in records],
+        "environments": summarize(records, now),
+        "limit": limit,
+        "truncated": truncated,
+    }
+    if truncated:
+        answer["note"] = (
+            f"more than {limit} instances match: this answer holds the first {limit} (by application, "
+            "profiles, label and id) and the environments summary counts only those; narrow it with "
+            f"application, profiles and label, or raise limit (at most {MAX_LIMIT})"
+        )
+    return jsonify(answer)
 
 
 def may_see(client: Client, record: InstanceRecord) -> bool:

@@ -81,8 +81,14 @@ class StateStore(ABC):
         profiles: str | None = None,
         label: str | None = None,
         seen_after: float = 0.0,
+        limit: int = 10_000,
     ) -> list[InstanceRecord]:
-        """Instances (optionally of one application/profiles/label) last seen after `seen_after`."""
+        """Instances (optionally of one application/profiles/label) last seen after `seen_after`.
+
+        At most `limit` of them, ordered by application, profiles, label and instance id, so
+        that one read has a known cost whatever the table holds (ask for one more to know
+        whether there were more).
+        """
 
     @abstractmethod
     def prune(self, seen_before: float) -> int:

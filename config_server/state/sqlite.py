@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS instances (
 );
 CREATE INDEX IF NOT EXISTS instances_by_application ON instances (application, last_seen);
 CREATE INDEX IF NOT EXISTS instances_by_last_seen ON instances (last_seen);
+CREATE INDEX IF NOT EXISTS instances_in_order ON instances (application, profiles, label, instance_id);
 """
 
 # The running version is COALESCE(applied, served); `version_since` moves only when it changes.
@@ -117,8 +118,9 @@ class SQLiteStateStore(StateStore):
         profiles: str | None = None,
         label: str | None = None,
         seen_after: float = 0.0,
+        limit: int = 10_000,
     ) -> list[InstanceRecord]:
-        """Matching instances, ordered by environment then instance id."""
+        """Matching instances, ordered by environment then instance id; at most `limit`."""
         where = ["last_seen > ?"]
         params: list[str | float] = [seen_after]
         for column, value in (("application", application), ("profiles", profiles), ("label", label)):
@@ -127,8 +129,9 @@ class SQLiteStateStore(StateStore):
                 params.append(value)
         query = (
             f"SELECT {_COLUMNS} FROM instances WHERE {' AND '.join(where)} "
-            "ORDER BY application, profiles, label, instance_id"
+            "ORDER BY application, profiles, label, instance_id LIMIT ?"
         )
+        params.append(max(0, int(limit)))
         with closing(self._connect()) as conn:
             rows = conn.execute(query, params).fetchall()
         return [

@@ -329,3 +329,82 @@ clients:
     seen = http.get(f"{server.url}/instances", headers=mine).json()
     assert [i["id"] for i in seen["instances"]] == ["orders-only"]
     assert [e["application"] for e in seen["environments"]] == ["orders"]
+
+
+def test_one_address_can_introduce_a_bounded_number_of_ids_per_hour(tmp_path):
+    """Ids are the caller's choice: past the hour's cap an address's new ids are dropped, known ones kept."""
+    from config_server.inventory import ID_WINDOW_SECONDS, MAX_IDS_PER_ADDRESS_PER_HOUR
+
+    assert 100 <= MAX_IDS_PER_ADDRESS_PER_HOUR <= 10_000
+    now = [1_000_000.0]
+    store = SQLiteStateStore(tmp_path / "state.db")
+    inventory = Inventory(store, clock=lambda: now[0])
+    inventory.max_ids_per_address = 5
+
+    def report(remote: str, client_id: str) -> None:
+        environ = {"REMOTE_ADDR": remote, "HTTP_X_CONFIG_CLIENT_ID": client_id}
+        inventory.observe(parse_client_headers(environ), "orders", "prod", "main", "v1")
+
+    for i in range(8):
+        report("10.0.0.66", f"hostile-{i}")
+    report("10.0.0.7", "orders-1")
+    inventory.flush()
+    ids = {r.instance_id for r in store.instances()}
+    assert ids == {f"hostile-{i}" for i in range(5)} | {"orders-1"}
+    assert inventory.dropped_reports == 3
+    # a known id keeps reporting; a new one is still refused within the hour
+    now[0] += 60
+    report("10.0.0.66", "hostile-0")
+    report("10.0.0.66", "hostile-99")
+    inventory.flush()
+    by_id = {r.instance_id: r for r in store.instances()}
+    assert by_id["hostile-0"].last_seen == now[0] and "hostile-99" not in by_id
+    # the next hour the address may introduce new ids again
+    now[0] += ID_WINDOW_SECONDS
+    report("10.0.0.66", "hostile-99")
+    inventory.flush()
+    assert "hostile-99" in {r.instance_id for r in store.instances()}
+
+
+def test_all_addresses_together_introduce_a_bounded_number_of_ids_per_hour(tmp_path):
+    store = SQLiteStateStore(tmp_path / "state.db")
+    inventory = Inventory(store)
+    inventory.max_new_ids = 10
+    for i in range(30):
+        environ = {"REMOTE_ADDR": f"10.1.{i}.1", "HTTP_X_CONFIG_CLIENT_ID": f"id-{i}"}
+        inventory.observe(parse_client_headers(environ), "orders", "prod", "main", "v1")
+    inventory.flush()
+    assert len(store.instances()) == 10 and inventory.dropped_reports == 20
+
+
+def test_store_reads_are_bounded_and_ordered(tmp_path):
+    store = SQLiteStateStore(tmp_path / "state.db")
+    inventory = Inventory(store)
+    for app in ("payments", "orders"):
+        for i in range(6):
+            environ = {"REMOTE_ADDR": "10.0.0.1", "HTTP_X_CONFIG_CLIENT_ID": f"{app}-{i}"}
+            inventory.observe(parse_client_headers(environ), app, "prod", "main", "v1")
+    inventory.flush()
+    assert len(store.instances()) == 12
+    first = store.instances(limit=4)
+    assert [r.instance_id for r in first] == ["orders-0", "orders-1", "orders-2", "orders-3"]
+    assert [r.instance_id for r in inventory.instances("payments", limit=2)] == ["payments-0", "payments-1"]
+
+
+def test_instances_answer_is_capped_and_says_when_it_is_truncated(repo, serve, http):
+    repo.commit({"orders.yml": "a: 1\n"})
+    server = serve(repo.path, instance_ids_per_address=4)  # --instance-ids-per-address
+    for i in range(6):
+        answer = http.get(f"{server.url}/orders/prod", headers={"X-Config-Client-Id": f"orders-{i}"})
+        assert answer.status_code == 200  # the caller is served; only its report is dropped
+    whole = _instances(http, server)
+    assert [i["id"] for i in whole["instances"]] == [f"orders-{i}" for i in range(4)]
+    assert whole["truncated"] is False and whole["limit"] == 1000 and "note" not in whole
+    part = _instances(http, server, limit="3")
+    assert [i["id"] for i in part["instances"]] == ["orders-0", "orders-1", "orders-2"]
+    assert part["truncated"] is True and part["limit"] == 3
+    assert "more than 3 instances" in part["note"] and "limit" in part["note"]
+    for bad in ("0", "-1", "abc", "10001", "1.5"):
+        answer = http.get(f"{server.url}/instances", params={"limit": bad})
+        assert answer.status_code == 400, bad
+        assert "limit must be a whole number from 1 to 10000" in answer.json()["message"]
