@@ -143,6 +143,8 @@ def _instances(args: argparse.Namespace) -> int:
         shares = ", ".join(f"{v[:12]}: {n}" for v, n in env.get("versions", {}).items()) or "none"
         where = f"{env.get('application')}/{env.get('profiles')}/{env.get('label')}"
         print(f"# {where}: {shares}", file=sys.stderr)
+    if body.get("truncated"):
+        print(f"# {body.get('note') or 'more instances matched than shown'}", file=sys.stderr)
     return 0
 
 

@@ -189,18 +189,29 @@ SPEC: dict[str, Any] = {
                     _query("application", "Only this application."),
                     _query("profiles", "Only these comma-separated profiles."),
                     _query("label", "Only this label."),
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "description": "At most this many instances (default 1000).",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+                    },
                 ],
                 "responses": {
                     "200": {
-                        "description": "Instances (gone ones kept for a day), per-environment summaries",
+                        "description": "Instances (gone ones kept for a day), per-environment summaries; "
+                        "`truncated` (with a `note`) when more than `limit` matched",
                         "content": {
                             "application/json": {
                                 "schema": {
                                     "type": "object",
-                                    "required": ["instances", "environments"],
+                                    "required": ["instances", "environments", "limit", "truncated"],
                                     "properties": {
                                         "instances": {"type": "array", "items": {"type": "object"}},
                                         "environments": {"type": "array", "items": {"type": "object"}},
+                                        "limit": {"type": "integer"},
+                                        "truncated": {"type": "boolean"},
+                                        "note": {"type": "string"},
                                     },
                                 }
                             }
