@@ -71,11 +71,14 @@ def applications() -> str:
     version, apps = history.list_applications(service)
     default_label = service.backend.default_label()
     now = time.time()
-    live = [r for r in state.inventory.instances() if now - r.last_seen <= GONE_AFTER_SECONDS]
+    live: dict[str, list[Any]] = {}
+    for record in state.inventory.instances():
+        if now - record.last_seen <= GONE_AFTER_SECONDS:
+            live.setdefault(record.application, []).append(record)
     held_back = _held_back_by_application()
     rows = []
-    for name in sorted(set(apps) | {r.application for r in live}):
-        mine = [r for r in live if r.application == name]
+    for name in sorted(set(apps) | set(live)):
+        mine = live.get(name, [])
         labels = sorted({default_label} | {r.label for r in mine})
         rows.append(
             {
