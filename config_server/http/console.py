@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
 from config_server import history, names
+from config_server.backends.base import Revision
 from config_server.errors import ConfigServerError
 from config_server.http import security
 from config_server.inventory import GONE_AFTER_SECONDS, instance_json, iso, status_of, summarize
@@ -149,7 +150,7 @@ def application(app: str) -> str:
 
 
 @blueprint.get("/app/<app>/instances")
-def instances(app: str):
+def instances(app: str) -> str:
     """The page's `#instances` and `#rejections` sections alone: what its refresh re-reads."""
     app = names.validate_application(app)
     raw_label = request.args.get("label") or None
@@ -160,7 +161,7 @@ def instances(app: str):
     )
 
 
-def _instances_context(app: str, revision: Any) -> dict[str, Any]:
+def _instances_context(app: str, revision: Revision) -> dict[str, Any]:
     """The template values of the instances part: records, summary, and whether one catches up."""
     now = time.time()
     records = _state().inventory.instances(app)
