@@ -76,12 +76,8 @@ class ConfigService:
         self.verdicts = VerdictStore(verdicts_path, context)
         self.last_good = LastGood(self.verdicts, backend.parents)
         self._broken: dict[tuple[str, str, tuple[str, ...], str | None], BrokenEnvironment] = {}
-        #: (application, profiles, label) answered held back by this process, for the gauge.
-        self._held_now: set[tuple[str, str, str]] = set()
         #: Called with the application when a version is found broken for one of its environments.
         self.on_broken: Callable[[str], None] | None = None
-        #: Called with (application, profiles, label, held back?) when that changes in this process.
-        self.on_held_back: Callable[[str, str, str, bool], None] | None = None
 
     def environment(
         self, application: str, profiles: str, label: str | None
@@ -110,8 +106,6 @@ class ConfigService:
             except BrokenEnvironment as exc:
                 error = exc
             else:
-                if self._held_now:  # a held-back environment whose label now serves a good head
-                    self._held_back_ended(application, wanted, revision.label)
                 return revisions, revision, resolved
         if revision.pinned or len(revisions) > 1:
             where = f"commit {revision.version}" if revision.pinned else f"labels {revision.label}"
@@ -134,19 +128,11 @@ class ConfigService:
                 error.problems,
             )
         good = replace(revision, version=held.good, held_back=revision.version)
-        held_key = (application, ",".join(wanted), revision.label)
-        if held_key not in self._held_now:
-            self._held_now.add(held_key)
-            if self.on_held_back is not None:
-                self.on_held_back(*held_key, True)
         return [good], good, self._resolved([good], good, application, apps, wanted, label)
 
-    def _held_back_ended(self, application: str, wanted: tuple[str, ...], label: str) -> None:
-        held_key = (application, ",".join(wanted), label)
-        if held_key in self._held_now:
-            self._held_now.discard(held_key)
-            if self.on_held_back is not None:
-                self.on_held_back(*held_key, False)
+    def held_back_environments(self) -> list[tuple[str, str, str]]:
+        """(application, profiles, label) of every environment held back now (the metrics gauge)."""
+        return [(row["application"], row["profiles"], row["label"] or "") for row in self.held_back()]
 
     def held_back_for(self, application: str) -> list[dict[str, Any]]:
         """The console's view: `{"profiles", "label", "commit", "error"}` per held-back environment."""
