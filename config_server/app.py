@@ -82,7 +82,10 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     store = open_state_store(settings.data_dir)
     inventory = Inventory(store, enabled=settings.record_instances).start()
     metrics.add_collector(
-        InstancesCollector(lambda: store.instances(seen_after=time.time() - GONE_AFTER_SECONDS))
+        InstancesCollector(
+            lambda: store.instances(seen_after=time.time() - GONE_AFTER_SECONDS),
+            service.names.application_label,
+        )
     )
     metrics.add_collector(HeldBackCollector(service.held_back_environments))
     hub.on_change = metrics.change_answered

@@ -98,13 +98,16 @@ class VerdictStore:
         self._remember(self._broken, key, problems)
         return problems
 
-    def set_broken(self, version: str, environment: str, problems: Sequence[Problem]) -> None:
-        """Remember that the version is broken for the environment."""
+    def set_broken(
+        self, version: str, environment: str, problems: Sequence[Problem], persist: bool = True
+    ) -> None:
+        """Remember that the version is broken for the environment (in memory only unless `persist`)."""
         self._remember(self._broken, (version, environment), tuple(problems))
-        self._write(
-            "INSERT OR REPLACE INTO broken VALUES (?, ?, ?, ?)",
-            (self.context, version, environment, _dump(problems)),
-        )
+        if persist:
+            self._write(
+                "INSERT OR REPLACE INTO broken VALUES (?, ?, ?, ?)",
+                (self.context, version, environment, _dump(problems)),
+            )
 
     def held(self, head: str, environment: str) -> HeldBack | None:
         """The remembered answer for a broken head, else None."""
@@ -122,13 +125,15 @@ class VerdictStore:
         self._remember(self._held, key, held)
         return held
 
-    def set_held(self, environment: str, label: str, held: HeldBack) -> None:
-        """Remember what a broken head serves, and on which label it was seen (for `/health`)."""
+    def set_held(self, environment: str, label: str, held: HeldBack, persist: bool = True) -> None:
+        """Remember what a broken head serves, and on which label it was seen (for `/health`);
+        in memory only unless `persist`."""
         self._remember(self._held, (held.head, environment), held)
-        self._write(
-            "INSERT OR REPLACE INTO held VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (self.context, held.head, environment, label, held.good, _dump(held.problems), time.time()),
-        )
+        if persist:
+            self._write(
+                "INSERT OR REPLACE INTO held VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (self.context, held.head, environment, label, held.good, _dump(held.problems), time.time()),
+            )
 
     def held_rows(self, limit: int = 200) -> list[dict[str, Any]]:
         """Held-back answers given, newest first: environment, label, head, good, problems."""
@@ -204,9 +209,11 @@ class LastGood:
         problems = self.store.broken(version, environment)
         return None if problems is None else broken(problems)
 
-    def remember_broken(self, version: str, environment: str, error: BrokenEnvironment) -> None:
-        """Record a version found broken for the environment."""
-        self.store.set_broken(version, environment, error.problems)
+    def remember_broken(
+        self, version: str, environment: str, error: BrokenEnvironment, persist: bool = True
+    ) -> None:
+        """Record a version found broken for the environment (persisted only when `persist`)."""
+        self.store.set_broken(version, environment, error.problems, persist)
 
     def hold_back(
         self,
@@ -215,6 +222,7 @@ class LastGood:
         label: str,
         error: BrokenEnvironment,
         is_good: Callable[[str], bool],
+        persist: bool = True,
     ) -> HeldBack:
         """What to serve instead of the broken `head`: walk first parents until `is_good` says yes."""
         held = self.store.held(head, environment)
@@ -233,7 +241,7 @@ class LastGood:
                 good = version
                 break
         held = HeldBack(head, good, tuple(error.problems))
-        self.store.set_held(environment, label, held)
+        self.store.set_held(environment, label, held, persist)
         return held
 
 

@@ -160,10 +160,19 @@ class Metrics:
 
 
 class InstancesCollector(Collector):
-    """`config_server_instances{application,version}`: live instances, read from the shared store."""
+    """`config_server_instances{application,version}`: live instances, read from the shared store.
 
-    def __init__(self, live_instances: Callable[[], Iterable[Any]]) -> None:
+    Clients name the application they ask for: `application_label` maps a name the repository
+    does not hold to `other`, so hostile names cannot grow the series.
+    """
+
+    def __init__(
+        self,
+        live_instances: Callable[[], Iterable[Any]],
+        application_label: Callable[[str], str] = str,
+    ) -> None:
         self.live_instances = live_instances
+        self.application_label = application_label
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """One sample per (application, version) with at least one live instance."""
@@ -174,7 +183,7 @@ class InstancesCollector(Collector):
         )
         counts: dict[tuple[str, str], int] = {}
         for record in self.live_instances():
-            key = (record.application, record.version or "unknown")
+            key = (self.application_label(record.application), record.version or "unknown")
             counts[key] = counts.get(key, 0) + 1
         for (application, version), count in sorted(counts.items()):
             family.add_metric([application, version], count)

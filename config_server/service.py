@@ -20,6 +20,7 @@ from config_server.cache import EnvironmentCache, ResolvedEnvironment
 from config_server.crypto import Keyring
 from config_server.decryption import decrypt_environment
 from config_server.errors import BrokenEnvironment, ConfigLimitExceeded, ConfigServerError, ResourceNotFound
+from config_server.known_names import KnownNames
 from config_server.last_good import LastGood, VerdictStore, verdict_context
 from config_server.limits import MAX_EXPANSION_CHARS, MAX_VALUE_CHARS, shorten
 from config_server.model import Environment, PropertySource
@@ -75,8 +76,11 @@ class ConfigService:
         )
         self.verdicts = VerdictStore(verdicts_path, context)
         self.last_good = LastGood(self.verdicts, backend.parents)
+        #: The repository's own application and profile names; only they name series and stored rows.
+        self.names = KnownNames(backend, self.search_paths)
         self._broken: dict[tuple[str, str, tuple[str, ...], str | None], BrokenEnvironment] = {}
-        #: Called with the application when a version is found broken for one of its environments.
+        #: Called with the application (`other` when the repository does not hold it) when a version
+        #: is found broken for one of its environments.
         self.on_broken: Callable[[str], None] | None = None
 
     def environment(
@@ -120,7 +124,14 @@ class ConfigService:
                 return False
 
         environment_key = _environment_key(application, wanted, scope)
-        held = self.last_good.hold_back(revision.version, environment_key, revision.label, error, is_good)
+        held = self.last_good.hold_back(
+            revision.version,
+            environment_key,
+            revision.label,
+            error,
+            is_good,
+            persist=self.names.known(application, wanted),
+        )
         if held.good is None:
             raise BrokenEnvironment(
                 f"{error} (at {revision.label} {revision.version[:12]}, and no good commit in the "
@@ -131,8 +142,12 @@ class ConfigService:
         return [good], good, self._resolved([good], good, application, apps, wanted, label)
 
     def held_back_environments(self) -> list[tuple[str, str, str]]:
-        """(application, profiles, label) of every environment held back now (the metrics gauge)."""
-        return [(row["application"], row["profiles"], row["label"] or "") for row in self.held_back()]
+        """(application, profiles, label) of every environment held back now (the metrics gauge);
+        names the repository does not hold are `other`."""
+        return [
+            (*self.names.environment_labels(row["application"], row["profiles"]), row["label"] or "")
+            for row in self.held_back()
+        ]
 
     def held_back_for(self, application: str) -> list[dict[str, Any]]:
         """The console's view: `{"profiles", "label", "commit", "error"}` per held-back environment."""
@@ -179,9 +194,10 @@ class ConfigService:
                     )
                     return ResolvedEnvironment(self._with_overrides(environment))
                 except BrokenEnvironment as exc:
-                    self.last_good.remember_broken(revision.version, environment_key, exc)
+                    persist = self.names.known(application, wanted)  # a hostile name is not stored
+                    self.last_good.remember_broken(revision.version, environment_key, exc, persist)
                     if self.on_broken is not None:
-                        self.on_broken(application)
+                        self.on_broken(self.names.application_label(application))
                     known = exc
             if len(self._broken) >= _MAX_BROKEN_REMEMBERED:
                 self._broken.clear()

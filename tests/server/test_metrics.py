@@ -285,3 +285,43 @@ def test_held_back_gauge_drops_to_zero_after_the_repair_whichever_worker_answers
     assert HELD not in requests.get(url, timeout=10, headers={"Connection": "close"}).headers
     scrapes = {value(scrape(server.url), "config_server_held_back_environments", **held) for _ in range(8)}
     assert scrapes == {0}
+
+
+def test_random_application_names_against_a_broken_shared_file_keep_metric_series_bounded(
+    repo, serve, http, tmp_path
+):
+    import sqlite3
+    import uuid
+
+    good = repo.commit({"application.yml": "shared: 1\n", "orders.yml": "a: 1\n"})
+    server = serve(repo.path)
+    broken = repo.commit({"application.yml": "shared: [1\n"})
+    assert http.get(f"{server.url}/orders/default").headers["X-Config-Held-Back"] == broken
+    names = [f"rand{uuid.uuid4().hex[:10]}" for _ in range(50)]
+    for name in names:  # an unknown application gets the shared files: broken, held back
+        answer = http.get(f"{server.url}/{name}/default", headers={"X-Config-Client-Id": f"id-{name}"})
+        assert answer.status_code == 200 and answer.headers["X-Config-Held-Back"] == broken
+    server.app.extensions["config_server"].inventory.flush()
+    found = samples(scrape(server.url))
+    applications = {
+        dict(labels).get("application") for (_, labels) in found if dict(labels).get("application")
+    }
+    assert applications <= {"orders", "other"}, applications
+    assert value(scrape(server.url), "config_server_instances", application="other", version=good) == 50
+    failures = [k for k in found if k[0] == "config_server_validation_failures_total"]
+    assert len(failures) <= 2, failures
+    held_series = [k for k in found if k[0] == "config_server_held_back_environments"]
+    assert held_series == [
+        (
+            "config_server_held_back_environments",
+            (("application", "orders"), ("label", "main"), ("profiles", "default")),
+        )
+    ]
+    service = server.app.extensions["config_server"].service
+    with sqlite3.connect(tmp_path / "data" / "verdicts.sqlite3") as db:
+        stored = [
+            row[0]
+            for row in db.execute("SELECT environment FROM broken UNION ALL SELECT environment FROM held")
+        ]
+    assert stored and not [env for env in stored if env.startswith("rand")], stored
+    assert not [row for row in service.held_back() if row["application"].startswith("rand")]
