@@ -318,6 +318,7 @@ def test_random_application_names_against_a_broken_shared_file_keep_metric_serie
         )
     ]
     service = server.app.extensions["config_server"].service
+    assert service.verdicts.flush()
     with sqlite3.connect(tmp_path / "data" / "verdicts.sqlite3") as db:
         stored = [
             row[0]
