@@ -10,7 +10,7 @@ import fnmatch
 import posixpath
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,18 @@ _MAX_BROKEN_REMEMBERED = 10_000
 
 #: (application, profiles) environments; a file may be served when the caller may read one of them.
 Readings = list[tuple[str, tuple[str, ...]]]
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """One request, validated: each label's revision, the combined one, and the names asked for."""
+
+    revisions: list[Revision]
+    revision: Revision
+    application: str
+    apps: tuple[str, ...]
+    wanted: tuple[str, ...]
+    label: str | None
 
 
 class ConfigService:
@@ -94,19 +106,13 @@ class ConfigService:
         self, application: str, profiles: str, label: str | None
     ) -> tuple[list[Revision], Revision, ResolvedEnvironment]:
         """Each label's revision, the combined revision (versions joined by `,`) and the result."""
-        apps = names.validate_applications(application)
-        wanted = names.validate_profiles(profiles)
-        labels: tuple[str | None, ...] = names.validate_labels(label) if label is not None else (None,)
-        revisions = [self.backend.resolve(one) for one in labels]
-        if len(revisions) == 1:
-            revision = revisions[0]
-        else:
-            revision = Revision(",".join(r.label for r in revisions), ",".join(r.version for r in revisions))
+        asked = self._asked(application, profiles, label)
+        revisions, revision, wanted = asked.revisions, asked.revision, asked.wanted
         scope = revision.label if self._label_in_paths else None
         error = self._broken.get((revision.version, application, wanted, scope))
         if error is None:
             try:
-                resolved = self._resolved(revisions, revision, application, apps, wanted, label)
+                resolved = self._resolved(asked)
             except BrokenEnvironment as exc:
                 error = exc
             else:
@@ -118,7 +124,7 @@ class ConfigService:
         def is_good(version: str) -> bool:
             older = replace(revision, version=version)
             try:
-                self._resolved([older], older, application, apps, wanted, label)
+                self._resolved(replace(asked, revisions=[older], revision=older))
                 return True
             except BrokenEnvironment:
                 return False
@@ -139,7 +145,19 @@ class ConfigService:
                 error.problems,
             )
         good = replace(revision, version=held.good, held_back=revision.version)
-        return [good], good, self._resolved([good], good, application, apps, wanted, label)
+        return [good], good, self._resolved(replace(asked, revisions=[good], revision=good))
+
+    def _asked(self, application: str, profiles: str, label: str | None) -> _Asked:
+        """The request's names validated and its label(s) resolved (a later label's sources win)."""
+        apps = names.validate_applications(application)
+        wanted = names.validate_profiles(profiles)
+        labels: tuple[str | None, ...] = names.validate_labels(label) if label is not None else (None,)
+        revisions = [self.backend.resolve(one) for one in labels]
+        if len(revisions) == 1:
+            revision = revisions[0]
+        else:
+            revision = Revision(",".join(r.label for r in revisions), ",".join(r.version for r in revisions))
+        return _Asked(revisions, revision, application, apps, wanted, label)
 
     def held_back_environments(self) -> list[tuple[str, str, str]]:
         """(application, profiles, label) of every environment held back now (the metrics gauge);
@@ -162,21 +180,15 @@ class ConfigService:
             if row["application"] == application
         ]
 
-    def _resolved(
-        self,
-        revisions: list[Revision],
-        revision: Revision,
-        application: str,
-        apps: tuple[str, ...],
-        wanted: tuple[str, ...],
-        label: str | None,
-    ) -> ResolvedEnvironment:
-        """The checked environment at `revisions`, from the cache; BrokenEnvironment when broken.
+    def _resolved(self, asked: _Asked) -> ResolvedEnvironment:
+        """The checked environment at the asked revisions, from the cache; BrokenEnvironment when broken.
 
         Only good environments are cached; a broken one is remembered (in `_broken` for the
-        request path, and in the verdict store, consulted only on a cache miss), so it is
-        resolved once per version, not once per request.
+        request path, and in the verdict store's memory, consulted only on a cache miss), so it
+        is resolved once per version, not once per request.
         """
+        revisions, revision, application = asked.revisions, asked.revision, asked.application
+        apps, wanted = asked.apps, asked.wanted
         scope = revision.label if self._label_in_paths else None
         key = (revision.version, application, wanted, scope)
 
@@ -186,7 +198,7 @@ class ConfigService:
             if known is None:
                 try:
                     environment = checked_environment(
-                        lambda: self._combined(revisions, revision, application, apps, wanted, label),
+                        lambda: self._combined(asked),
                         apps,
                         _reader(self.backend, revisions),
                         self.backend.uri,
@@ -206,19 +218,14 @@ class ConfigService:
 
         return self.cache.get_or_compute(key, compute)
 
-    def _combined(
-        self,
-        revisions: list[Revision],
-        revision: Revision,
-        application: str,
-        apps: tuple[str, ...],
-        wanted: tuple[str, ...],
-        label: str | None,
-    ) -> Environment:
+    def _combined(self, asked: _Asked) -> Environment:
         """The files of every label, a later label's first (not yet decrypted nor checked)."""
-        files = [self._files(application, apps, wanted, label, one) for one in revisions]
+        files = [
+            self._files(asked.application, asked.apps, asked.wanted, asked.label, one)
+            for one in asked.revisions
+        ]
         sources = tuple(source for env in reversed(files) for source in env)
-        return Environment(application, wanted, label, revision.version, sources)
+        return Environment(asked.application, asked.wanted, asked.label, asked.revision.version, sources)
 
     def held_back(self, limit: int = 100) -> list[dict[str, Any]]:
         """Environments whose label's newest commit is held back right now, with the reasons."""
@@ -281,13 +288,7 @@ class ConfigService:
     def raw_environment(self, application: str, profiles: str, label: str | None) -> Environment:
         """The files' settings as committed, `{cipher}` values still encrypted, without the server's
         overrides (history diffs); not cached."""
-        apps = names.validate_applications(application)
-        wanted = names.validate_profiles(profiles)
-        labels: tuple[str | None, ...] = names.validate_labels(label) if label is not None else (None,)
-        revisions = [self.backend.resolve(one) for one in labels]
-        files = [self._files(application, apps, wanted, label, one) for one in revisions]
-        sources = tuple(source for env in reversed(files) for source in env)
-        return Environment(application, wanted, label, ",".join(r.version for r in revisions), sources)
+        return self._combined(self._asked(application, profiles, label))
 
     def resource(
         self,
