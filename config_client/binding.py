@@ -180,7 +180,9 @@ def _dataclass(tp: type, value: Any, path: str) -> Any:
 
 
 def _kind(value: Any) -> str:
-    return "null" if value is None else f"{type(value).__name__} {value!r}"[:80]
+    """The type of a value that does not fit, never the value: it may be a decrypted secret, and
+    the message is logged, sent as X-Config-Rejected, stored and shown by the server."""
+    return "null" if value is None else type(value).__name__
 
 
 def _first_error(exc: Exception) -> str:

@@ -17,7 +17,7 @@ from config_server.http import admin, console, encryption, environment, observe,
 from config_server.http.errors import register_error_handlers
 from config_server.http.fast_path import FastEnvironmentPath
 from config_server.inventory import GONE_AFTER_SECONDS, MAX_SCAN_ROWS, Inventory
-from config_server.metrics import InstancesCollector, Metrics, MetricsMiddleware
+from config_server.metrics import HeldBackCollector, InstancesCollector, Metrics, MetricsMiddleware
 from config_server.sample import ensure_sample_repository
 from config_server.service import ConfigService
 from config_server.settings import Settings
@@ -85,12 +85,13 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     ).start()
     metrics.add_collector(
         InstancesCollector(
-            lambda: store.instances(seen_after=time.time() - GONE_AFTER_SECONDS, limit=MAX_SCAN_ROWS)
+            lambda: store.instances(seen_after=time.time() - GONE_AFTER_SECONDS, limit=MAX_SCAN_ROWS),
+            service.names.application_label,
         )
     )
+    metrics.add_collector(HeldBackCollector(service.held_back_environments))
     hub.on_change = metrics.change_answered
     service.on_broken = metrics.count_validation_failure
-    service.on_held_back = metrics.set_held_back
     detector = ChangeDetector(
         backend, hub, settings.refresh_interval, settings.poll_interval, use_watchdog=settings.watch
     )

@@ -8,20 +8,18 @@ the backend and the configuration service handed in.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from config_server import render
 from config_server.backends.base import Commit
 from config_server.crypto import CIPHER_PREFIX
+from config_server.known_names import SHARED
+from config_server.known_names import applications_from_files as applications_from_files
 from config_server.service import ConfigService
 
-#: Extensions of configuration files.
-CONFIG_EXTENSIONS = (".yml", ".yaml", ".properties")
 #: What a `{cipher}` value is shown as: never the ciphertext, never the plain text.
 MASKED = CIPHER_PREFIX + "****"
-SHARED = "application"
 
 
 @dataclass(frozen=True)
@@ -32,28 +30,6 @@ class DiffRow:
     kind: str
     old: Any
     new: Any
-
-
-def applications_from_files(file_names: Iterable[str]) -> dict[str, list[str]]:
-    """Application names and their profiles, from the configuration file names of one folder.
-
-    `orders.yml` names application `orders`; `orders-prod.yml` its profile `prod` when `orders`
-    is an application, else it names application `orders-prod` itself (a hyphenated name).
-    The shared `application*` files name no application.
-    """
-    stems = sorted(
-        {name.rsplit(".", 1)[0] for name in file_names if name.endswith(CONFIG_EXTENSIONS)}, key=len
-    )
-    apps: dict[str, set[str]] = {}
-    for stem in stems:
-        if stem == SHARED or stem.startswith(SHARED + "-"):
-            continue
-        owner = next((a for a in apps if stem.startswith(a + "-")), None)
-        if owner is None:
-            apps[stem] = set()
-        else:
-            apps[owner].add(stem[len(owner) + 1 :])
-    return {app: sorted(profiles) for app, profiles in sorted(apps.items())}
 
 
 def file_patterns(application: str) -> list[str]:

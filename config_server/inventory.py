@@ -217,7 +217,7 @@ class Inventory:
         """Start the flusher on a real OS thread (also under gevent's monkey patching)."""
         if not self._started:
             self._started = True
-            start_new_thread, self._sleep = _real_thread_primitives()
+            start_new_thread, self._sleep = real_thread_primitives()
             start_new_thread(self._run, ())
         return self
 
@@ -369,7 +369,7 @@ def _state_of(report: InstanceReport) -> tuple[str | None, ...]:
     )
 
 
-def _real_thread_primitives() -> tuple[Callable[..., Any], Callable[[float], None]]:
+def real_thread_primitives() -> tuple[Callable[..., Any], Callable[[float], None]]:
     """`start_new_thread` and `sleep` of the OS, even when gevent has patched them."""
     try:
         from gevent import monkey
@@ -379,6 +379,18 @@ def _real_thread_primitives() -> tuple[Callable[..., Any], Callable[[float], Non
         import _thread
 
         return _thread.start_new_thread, time.sleep
+
+
+def real_lock() -> Any:
+    """A lock of the OS even under gevent's monkey patching, to share with a real OS thread."""
+    try:
+        from gevent import monkey
+
+        return monkey.get_original("_thread", "allocate_lock")()
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        import _thread
+
+        return _thread.allocate_lock()
 
 
 def status_of(record: InstanceRecord, now: float) -> str:

@@ -7,8 +7,9 @@ worker that exits has its live gauges dropped (`mark_process_dead`, gunicorn's `
 counters stay counted. Without that variable (tests, embedding) each app counts in its own registry.
 
 `MetricsMiddleware` counts every request at the WSGI level, outside Flask, so the fast path and
-direct long-poll answers are counted as well. Instances per application and version are read from
-the shared state store at scrape time.
+direct long-poll answers are counted as well. Instances per application and version, and the
+held-back environments, are read from the shared stores at scrape time (never per-worker gauges,
+which would keep a value until that very worker served the environment again).
 """
 
 from __future__ import annotations
@@ -71,13 +72,6 @@ class Metrics:
             "config_server_propagation_seconds",
             "Seconds from a change being detected to the last of its watchers being answered.",
             buckets=_PROPAGATION_BUCKETS,
-            registry=r,
-        )
-        self.held_back = Gauge(
-            "config_server_held_back_environments",
-            "1 while an environment's newest commit is broken and an older good version is served.",
-            ["application", "profiles", "label"],
-            multiprocess_mode="livemax",
             registry=r,
         )
         self.validation_failures = Counter(
@@ -160,20 +154,25 @@ class Metrics:
         if not ok:
             self.git_fetch_failures.inc()
 
-    def set_held_back(self, application: str, profiles: str, label: str, held_back: bool) -> None:
-        """Mark an environment held back (its newest commit is broken) or no longer held back."""
-        self.held_back.labels(application, profiles, label).set(1 if held_back else 0)
-
     def count_validation_failure(self, application: str) -> None:
         """A version of `application` was found broken."""
         self.validation_failures.labels(application).inc()
 
 
 class InstancesCollector(Collector):
-    """`config_server_instances{application,version}`: live instances, read from the shared store."""
+    """`config_server_instances{application,version}`: live instances, read from the shared store.
 
-    def __init__(self, live_instances: Callable[[], Iterable[Any]]) -> None:
+    Clients name the application they ask for: `application_label` maps a name the repository
+    does not hold to `other`, so hostile names cannot grow the series.
+    """
+
+    def __init__(
+        self,
+        live_instances: Callable[[], Iterable[Any]],
+        application_label: Callable[[str], str] = str,
+    ) -> None:
         self.live_instances = live_instances
+        self.application_label = application_label
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """One sample per (application, version) with at least one live instance."""
@@ -184,10 +183,36 @@ class InstancesCollector(Collector):
         )
         counts: dict[tuple[str, str], int] = {}
         for record in self.live_instances():
-            key = (record.application, record.version or "unknown")
+            key = (self.application_label(record.application), record.version or "unknown")
             counts[key] = counts.get(key, 0) + 1
         for (application, version), count in sorted(counts.items()):
             family.add_metric([application, version], count)
+        yield family
+
+
+class HeldBackCollector(Collector):
+    """`config_server_held_back_environments{application,profiles,label}`, from the shared verdicts.
+
+    Computed at scrape time from the verdict store every worker shares (rows whose label moved on
+    are dropped there), so a repair shows whichever worker answers the scrape, whether or not that
+    worker has served the environment since.
+    """
+
+    def __init__(self, held_back: Callable[[], Iterable[tuple[str, str, str]]]) -> None:
+        self.held_back = held_back
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """One sample per held-back (application, profiles, label): how many are held back (1)."""
+        family = GaugeMetricFamily(
+            "config_server_held_back_environments",
+            "Environments whose label's newest commit is broken, an older good version being served.",
+            labels=["application", "profiles", "label"],
+        )
+        counts: dict[tuple[str, str, str], int] = {}
+        for key in self.held_back():
+            counts[key] = counts.get(key, 0) + 1
+        for key, count in sorted(counts.items()):
+            family.add_metric(list(key), count)
         yield family
 
 

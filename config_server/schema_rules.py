@@ -31,6 +31,11 @@ SHARED = "application"
 EXTENSIONS = (".schema.json", ".schema.yml", ".schema.yaml")
 #: Longest part of a value quoted in a message.
 _MAX_MESSAGE = 300
+#: What a decrypted value is shown as in a message (never the value, never part of it).
+SECRET_MASK = "******"
+SECRET_QUOTED = f"'{SECRET_MASK}'"
+#: How a rule broken by a value holding a decrypted secret names that value.
+SECRET_VALUE = "<secret>"
 
 
 @dataclass(frozen=True)
@@ -97,8 +102,14 @@ def compile_schema(path: str, data: bytes) -> Schema:
     return Schema(path, text, Draft202012Validator(document))
 
 
-def violations(settings: dict[str, Any], schemas: Sequence[Schema]) -> Iterator[Violation]:
-    """Every rule of every schema that the nested `settings` break, in a stable order."""
+def violations(
+    settings: dict[str, Any], schemas: Sequence[Schema], secrets: Sequence[str] = ()
+) -> Iterator[Violation]:
+    """Every rule of every schema that the nested `settings` break, in a stable order.
+
+    `secrets` are decrypted values: a value that is or holds one (a map or list around it, a
+    string a placeholder put it in) is never quoted; the message names the rule without it.
+    """
     for schema in schemas:
         if schema.validator is None:
             reason = schema.unusable or "unusable schema"
@@ -106,7 +117,7 @@ def violations(settings: dict[str, Any], schemas: Sequence[Schema]) -> Iterator[
             continue
         errors = sorted(schema.validator.iter_errors(settings), key=_order)
         for error in errors:
-            yield from _violations_of(error, schema)
+            yield from _violations_of(error, schema, secrets)
 
 
 def _order(error: ValidationError) -> tuple[list[str], list[str]]:
@@ -116,7 +127,7 @@ def _order(error: ValidationError) -> tuple[list[str], list[str]]:
     )
 
 
-def _violations_of(error: ValidationError, schema: Schema) -> Iterator[Violation]:
+def _violations_of(error: ValidationError, schema: Schema, secrets: Sequence[str]) -> Iterator[Violation]:
     rule = str(error.validator)
     line = node_line(schema.text, list(error.absolute_schema_path))
     where = f"{schema.path}:{line}" if line else schema.path
@@ -129,7 +140,11 @@ def _violations_of(error: ValidationError, schema: Schema) -> Iterator[Violation
                 yield Violation(key, True, f"{key}: missing [required at {where}]", schema.path, line)
         return
     key = flat_key(path)
-    message = f"{key or '(root)'}: {_short(error.message)} [{rule} at {where}]"
+    if holds_secret(error.instance, secrets):
+        text = f"{SECRET_VALUE} fails {rule} {_short(repr(error.validator_value))}"
+    else:
+        text = _short(scrub(error.message, secrets))
+    message = f"{key or '(root)'}: {text} [{rule} at {where}]"
     yield Violation(key, False, message, schema.path, line)
 
 
@@ -142,6 +157,34 @@ def flat_key(path: Sequence[str | int]) -> str:
         else:
             out = f"{out}.{part}" if out else str(part)
     return out
+
+
+def holds_secret(value: Any, secrets: Sequence[str]) -> bool:
+    """Whether a value (or any string inside a map or list) is or contains one of the secrets."""
+    if not secrets:
+        return False
+    if isinstance(value, str):
+        return any(secret in value for secret in secrets)
+    if isinstance(value, dict):
+        return any(holds_secret(k, secrets) or holds_secret(v, secrets) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(holds_secret(item, secrets) for item in value)
+    return False
+
+
+def scrub(text: str, secrets: Sequence[str]) -> str:
+    """`text` with every secret masked, as itself and as Python quotes it (escapes and all).
+
+    Call it before cutting a message short: a cut secret is no longer found.
+    """
+    for secret in secrets:
+        quoted = repr(secret)
+        text = text.replace(quoted, SECRET_QUOTED)
+        escaped = quoted[1:-1]
+        if escaped:
+            text = text.replace(escaped, SECRET_MASK)
+        text = text.replace(secret, SECRET_MASK)
+    return text
 
 
 def _short(text: str) -> str:

@@ -10,7 +10,7 @@ import fnmatch
 import posixpath
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from config_server.cache import EnvironmentCache, ResolvedEnvironment
 from config_server.crypto import Keyring
 from config_server.decryption import decrypt_environment
 from config_server.errors import BrokenEnvironment, ConfigLimitExceeded, ConfigServerError, ResourceNotFound
+from config_server.known_names import KnownNames
 from config_server.last_good import LastGood, VerdictStore, verdict_context
 from config_server.limits import MAX_EXPANSION_CHARS, MAX_VALUE_CHARS, shorten
 from config_server.model import Environment, PropertySource
@@ -36,6 +37,18 @@ _MAX_BROKEN_REMEMBERED = 10_000
 
 #: (application, profiles) environments; a file may be served when the caller may read one of them.
 Readings = list[tuple[str, tuple[str, ...]]]
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """One request, validated: each label's revision, the combined one, and the names asked for."""
+
+    revisions: list[Revision]
+    revision: Revision
+    application: str
+    apps: tuple[str, ...]
+    wanted: tuple[str, ...]
+    label: str | None
 
 
 class ConfigService:
@@ -75,13 +88,12 @@ class ConfigService:
         )
         self.verdicts = VerdictStore(verdicts_path, context)
         self.last_good = LastGood(self.verdicts, backend.parents)
+        #: The repository's own application and profile names; only they name series and stored rows.
+        self.names = KnownNames(backend, self.search_paths)
         self._broken: dict[tuple[str, str, tuple[str, ...], str | None], BrokenEnvironment] = {}
-        #: (application, profiles, label) answered held back by this process, for the gauge.
-        self._held_now: set[tuple[str, str, str]] = set()
-        #: Called with the application when a version is found broken for one of its environments.
+        #: Called with the application (`other` when the repository does not hold it) when a version
+        #: is found broken for one of its environments.
         self.on_broken: Callable[[str], None] | None = None
-        #: Called with (application, profiles, label, held back?) when that changes in this process.
-        self.on_held_back: Callable[[str, str, str, bool], None] | None = None
 
     def environment(
         self, application: str, profiles: str, label: str | None
@@ -94,24 +106,16 @@ class ConfigService:
         self, application: str, profiles: str, label: str | None
     ) -> tuple[list[Revision], Revision, ResolvedEnvironment]:
         """Each label's revision, the combined revision (versions joined by `,`) and the result."""
-        apps = names.validate_applications(application)
-        wanted = names.validate_profiles(profiles)
-        labels: tuple[str | None, ...] = names.validate_labels(label) if label is not None else (None,)
-        revisions = [self.backend.resolve(one) for one in labels]
-        if len(revisions) == 1:
-            revision = revisions[0]
-        else:
-            revision = Revision(",".join(r.label for r in revisions), ",".join(r.version for r in revisions))
+        asked = self._asked(application, profiles, label)
+        revisions, revision, wanted = asked.revisions, asked.revision, asked.wanted
         scope = revision.label if self._label_in_paths else None
         error = self._broken.get((revision.version, application, wanted, scope))
         if error is None:
             try:
-                resolved = self._resolved(revisions, revision, application, apps, wanted, label)
+                resolved = self._resolved(asked)
             except BrokenEnvironment as exc:
                 error = exc
             else:
-                if self._held_now:  # a held-back environment whose label now serves a good head
-                    self._held_back_ended(application, wanted, revision.label)
                 return revisions, revision, resolved
         if revision.pinned or len(revisions) > 1:
             where = f"commit {revision.version}" if revision.pinned else f"labels {revision.label}"
@@ -120,13 +124,20 @@ class ConfigService:
         def is_good(version: str) -> bool:
             older = replace(revision, version=version)
             try:
-                self._resolved([older], older, application, apps, wanted, label)
+                self._resolved(replace(asked, revisions=[older], revision=older))
                 return True
             except BrokenEnvironment:
                 return False
 
         environment_key = _environment_key(application, wanted, scope)
-        held = self.last_good.hold_back(revision.version, environment_key, revision.label, error, is_good)
+        held = self.last_good.hold_back(
+            revision.version,
+            environment_key,
+            revision.label,
+            error,
+            is_good,
+            persist=self.names.known(application, wanted),
+        )
         if held.good is None:
             raise BrokenEnvironment(
                 f"{error} (at {revision.label} {revision.version[:12]}, and no good commit in the "
@@ -134,19 +145,27 @@ class ConfigService:
                 error.problems,
             )
         good = replace(revision, version=held.good, held_back=revision.version)
-        held_key = (application, ",".join(wanted), revision.label)
-        if held_key not in self._held_now:
-            self._held_now.add(held_key)
-            if self.on_held_back is not None:
-                self.on_held_back(*held_key, True)
-        return [good], good, self._resolved([good], good, application, apps, wanted, label)
+        return [good], good, self._resolved(replace(asked, revisions=[good], revision=good))
 
-    def _held_back_ended(self, application: str, wanted: tuple[str, ...], label: str) -> None:
-        held_key = (application, ",".join(wanted), label)
-        if held_key in self._held_now:
-            self._held_now.discard(held_key)
-            if self.on_held_back is not None:
-                self.on_held_back(*held_key, False)
+    def _asked(self, application: str, profiles: str, label: str | None) -> _Asked:
+        """The request's names validated and its label(s) resolved (a later label's sources win)."""
+        apps = names.validate_applications(application)
+        wanted = names.validate_profiles(profiles)
+        labels: tuple[str | None, ...] = names.validate_labels(label) if label is not None else (None,)
+        revisions = [self.backend.resolve(one) for one in labels]
+        if len(revisions) == 1:
+            revision = revisions[0]
+        else:
+            revision = Revision(",".join(r.label for r in revisions), ",".join(r.version for r in revisions))
+        return _Asked(revisions, revision, application, apps, wanted, label)
+
+    def held_back_environments(self) -> list[tuple[str, str, str]]:
+        """(application, profiles, label) of every environment held back now (the metrics gauge);
+        names the repository does not hold are `other`."""
+        return [
+            (*self.names.environment_labels(row["application"], row["profiles"]), row["label"] or "")
+            for row in self.held_back()
+        ]
 
     def held_back_for(self, application: str | None = None) -> list[dict[str, Any]]:
         """The console's view: `{"application", "profiles", "label", "commit", "error"}` per
@@ -163,21 +182,15 @@ class ConfigService:
             if application is None or row["application"] == application
         ]
 
-    def _resolved(
-        self,
-        revisions: list[Revision],
-        revision: Revision,
-        application: str,
-        apps: tuple[str, ...],
-        wanted: tuple[str, ...],
-        label: str | None,
-    ) -> ResolvedEnvironment:
-        """The checked environment at `revisions`, from the cache; BrokenEnvironment when broken.
+    def _resolved(self, asked: _Asked) -> ResolvedEnvironment:
+        """The checked environment at the asked revisions, from the cache; BrokenEnvironment when broken.
 
         Only good environments are cached; a broken one is remembered (in `_broken` for the
-        request path, and in the verdict store, consulted only on a cache miss), so it is
-        resolved once per version, not once per request.
+        request path, and in the verdict store's memory, consulted only on a cache miss), so it
+        is resolved once per version, not once per request.
         """
+        revisions, revision, application = asked.revisions, asked.revision, asked.application
+        apps, wanted = asked.apps, asked.wanted
         scope = revision.label if self._label_in_paths else None
         key = (revision.version, application, wanted, scope)
 
@@ -187,7 +200,7 @@ class ConfigService:
             if known is None:
                 try:
                     environment = checked_environment(
-                        lambda: self._combined(revisions, revision, application, apps, wanted, label),
+                        lambda: self._combined(asked),
                         apps,
                         _reader(self.backend, revisions),
                         self.backend.uri,
@@ -195,9 +208,10 @@ class ConfigService:
                     )
                     return ResolvedEnvironment(self._with_overrides(environment))
                 except BrokenEnvironment as exc:
-                    self.last_good.remember_broken(revision.version, environment_key, exc)
+                    persist = self.names.known(application, wanted)  # a hostile name is not stored
+                    self.last_good.remember_broken(revision.version, environment_key, exc, persist)
                     if self.on_broken is not None:
-                        self.on_broken(application)
+                        self.on_broken(self.names.application_label(application))
                     known = exc
             if len(self._broken) >= _MAX_BROKEN_REMEMBERED:
                 self._broken.clear()
@@ -206,19 +220,14 @@ class ConfigService:
 
         return self.cache.get_or_compute(key, compute)
 
-    def _combined(
-        self,
-        revisions: list[Revision],
-        revision: Revision,
-        application: str,
-        apps: tuple[str, ...],
-        wanted: tuple[str, ...],
-        label: str | None,
-    ) -> Environment:
+    def _combined(self, asked: _Asked) -> Environment:
         """The files of every label, a later label's first (not yet decrypted nor checked)."""
-        files = [self._files(application, apps, wanted, label, one) for one in revisions]
+        files = [
+            self._files(asked.application, asked.apps, asked.wanted, asked.label, one)
+            for one in asked.revisions
+        ]
         sources = tuple(source for env in reversed(files) for source in env)
-        return Environment(application, wanted, label, revision.version, sources)
+        return Environment(asked.application, asked.wanted, asked.label, asked.revision.version, sources)
 
     def held_back(self, limit: int = 100) -> list[dict[str, Any]]:
         """Environments whose label's newest commit is held back right now, with the reasons."""
@@ -281,13 +290,7 @@ class ConfigService:
     def raw_environment(self, application: str, profiles: str, label: str | None) -> Environment:
         """The files' settings as committed, `{cipher}` values still encrypted, without the server's
         overrides (history diffs); not cached."""
-        apps = names.validate_applications(application)
-        wanted = names.validate_profiles(profiles)
-        labels: tuple[str | None, ...] = names.validate_labels(label) if label is not None else (None,)
-        revisions = [self.backend.resolve(one) for one in labels]
-        files = [self._files(application, apps, wanted, label, one) for one in revisions]
-        sources = tuple(source for env in reversed(files) for source in env)
-        return Environment(application, wanted, label, ",".join(r.version for r in revisions), sources)
+        return self._combined(self._asked(application, profiles, label))
 
     def resource(
         self,

@@ -101,8 +101,8 @@ def checked_environment(
         ) from exc
     schemas = schema_rules.load(applications, read)
     if schemas:
-        problems = _schema_problems(environment, merged, schemas, uri, read)
-        problems = _redacted(problems, _plaintexts(encrypted, environment))
+        secrets = _plaintexts(encrypted, environment)
+        problems = _redacted(_schema_problems(environment, merged, schemas, uri, read, secrets), secrets)
     if problems:
         raise broken(problems)
     return environment
@@ -185,13 +185,14 @@ def _schema_problems(
     schemas: list[schema_rules.Schema],
     uri: str,
     read: ReadFile,
+    secrets: Sequence[str],
 ) -> list[Problem]:
     try:
         settings = render.unflatten(merged)
     except InvalidConfigFile as exc:  # a list index over the limit
         return [problem_of_error(exc, uri, read)]
     problems = []
-    for violation in schema_rules.violations(settings, schemas):
+    for violation in schema_rules.violations(settings, schemas, secrets):
         if violation.missing or not violation.key:
             problems.append(Problem(violation.schema_file, violation.schema_line, violation.message))
             continue
@@ -219,15 +220,31 @@ def _plaintexts(encrypted: Environment, decrypted: Environment) -> list[str]:
 
 
 def _redacted(problems: list[Problem], secrets: list[str]) -> list[Problem]:
+    """Defence in depth: every secret masked, raw or as Python quotes it (a cut one too)."""
     if not secrets:
         return problems
     out = []
     for problem in problems:
-        message = problem.message
-        for secret in secrets:
-            message = message.replace(secret, "******")
+        message = _without_cut_secret(schema_rules.scrub(problem.message, secrets), secrets)
         out.append(Problem(problem.file, problem.line, message))
     return out
+
+
+def _without_cut_secret(message: str, secrets: list[str]) -> str:
+    """A message cut short (`...`) right inside a secret: the part of the secret before the cut masked."""
+    if "..." not in message:
+        return message
+    pieces = message.split("...")
+    for index, body in enumerate(pieces[:-1]):
+        for secret in secrets:
+            for form in (secret, repr(secret)[1:-1]):
+                size = next(
+                    (n for n in range(min(len(form), len(body)), 3, -1) if body.endswith(form[:n])), 0
+                )
+                if size:
+                    body = body[:-size] + schema_rules.SECRET_MASK
+        pieces[index] = body
+    return "...".join(pieces)
 
 
 def _origin(environment: Environment, flat_key: str) -> str | None:

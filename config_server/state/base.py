@@ -14,12 +14,8 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class InstanceReport:
-    """What one request says about its caller; `served` is None when nothing was served (broken commit).
-
-    `rejected_version`/`rejected_reason` say what the instance refuses *now*: a report without them
-    clears an earlier rejection. `applied` None keeps what the instance said before.
-    """
+class InstanceState:
+    """What both a report and a stored record say about an instance of one environment."""
 
     instance_id: str
     application: str
@@ -32,6 +28,16 @@ class InstanceReport:
     client_labels: str
     remote: str
     user_agent: str
+
+
+@dataclass(frozen=True)
+class InstanceReport(InstanceState):
+    """What one request says about its caller; `served` is None when nothing was served (broken commit).
+
+    `rejected_version`/`rejected_reason` say what the instance refuses *now*: a report without them
+    clears an earlier rejection. `applied` None keeps what the instance said before.
+    """
+
     seen: float
     anonymous: bool = False
 
@@ -42,20 +48,9 @@ class InstanceReport:
 
 
 @dataclass(frozen=True)
-class InstanceRecord:
+class InstanceRecord(InstanceState):
     """An instance of one environment as stored: its latest report plus first seen and version since."""
 
-    instance_id: str
-    application: str
-    profiles: str
-    label: str
-    served: str | None
-    applied: str | None
-    rejected_version: str | None
-    rejected_reason: str | None
-    client_labels: str
-    remote: str
-    user_agent: str
     anonymous: bool
     first_seen: float
     last_seen: float

@@ -212,3 +212,18 @@ def test_rejected_header_is_sanitised_escaped_and_bounded():
     assert inside.startswith('bad \\"value\\"\\\\ in line ? x')
     assert all(" " <= c <= "~" for c in header)
     assert not re.search(r'(?<!\\)"', inside)  # every quote inside is escaped
+
+
+def test_a_dataclass_type_mismatch_names_the_type_never_the_value():
+    from config_client.binding import construct
+
+    secret = "s3cret-hunter2"
+    for data, expected in (
+        ({"pool": {"max": secret, "hosts": []}}, "pool.max: expected an integer, got str"),
+        ({"pool": {"max": 1, "hosts": []}, "enabled": secret}, "enabled: expected a boolean, got str"),
+        ({"pool": secret}, "pool: expected a mapping, got str"),
+    ):
+        with pytest.raises(ValueError) as caught:
+            construct(Database, data)
+        assert str(caught.value) == expected
+        assert "s3cret" not in str(caught.value)

@@ -204,18 +204,26 @@ def test_watchers_propagation_and_instances(repo, serve, http):
     assert value(text, "config_server_instances", application="orders", version=new) == 3
 
 
-def test_held_back_and_validation_failure_helpers(repo, serve, http):
+def test_validation_failure_helper(repo, serve, http):
     repo.commit({"orders.yml": "a: 1\n"})
     server = serve(repo.path)
-    metrics = server.app.extensions["config_server"].metrics
-    metrics.set_held_back("orders", "prod", "main", True)
-    metrics.count_validation_failure("orders")
+    server.app.extensions["config_server"].metrics.count_validation_failure("orders")
     text = scrape(server.url)
-    held = {"application": "orders", "profiles": "prod", "label": "main"}
-    assert value(text, "config_server_held_back_environments", **held) == 1
     assert value(text, "config_server_validation_failures_total", application="orders") == 1
-    metrics.set_held_back("orders", "prod", "main", False)
-    assert value(scrape(server.url), "config_server_held_back_environments", **held) == 0
+
+
+def test_held_back_collector_reads_the_environments_held_back_at_scrape_time():
+    from config_server.metrics import HeldBackCollector
+
+    held_now = [("orders", "prod", "main")]
+    collector = HeldBackCollector(lambda: held_now)
+    (family,) = collector.collect()
+    assert [(s.labels, s.value) for s in family.samples] == [
+        ({"application": "orders", "profiles": "prod", "label": "main"}, 1)
+    ]
+    held_now.clear()
+    (family,) = collector.collect()
+    assert family.samples == []
 
 
 def test_git_fetch_duration_and_failures(repo, git_daemon, serve, http, tmp_path):
@@ -246,3 +254,75 @@ def test_metrics_need_the_monitor_role_with_an_auth_file(repo, serve, tmp_path):
 
 def _token(name: str) -> str:
     return bearer(name)["Authorization"].removeprefix("Bearer ")
+
+
+def test_held_back_gauge_drops_to_zero_after_the_repair_whichever_worker_answers(repo, server_process):
+    from tests.server.test_change_safety import BASE, HELD
+
+    repo.commit(BASE)
+    server = server_process("--repo", str(repo.path), "--workers", "2")
+    server.wait_ready(
+        lambda: requests.get(f"{server.url}/health", timeout=1, headers={"Connection": "close"}).ok
+    )
+    url = f"{server.url}/orders/prod"
+    held = {"application": "orders", "profiles": "prod", "label": "main"}
+    broken = repo.commit({"orders-prod.yml": "orders:\n  max-items: 5000\n"})
+    wait_for(
+        lambda: requests.get(url, timeout=10, headers={"Connection": "close"}).headers.get(HELD) == broken,
+        what="the held-back answer",
+    )
+    for _ in range(20):  # a new connection each: both workers hold it back
+        assert requests.get(url, timeout=10, headers={"Connection": "close"}).headers[HELD] == broken
+    wait_for(
+        lambda: value(scrape(server.url), "config_server_held_back_environments", **held) == 1,
+        what="the gauge to show the held-back environment",
+    )
+    repo.commit({"orders-prod.yml": "orders:\n  max-items: 900\n"})
+    wait_for(
+        lambda: value(scrape(server.url), "config_server_held_back_environments", **held) == 0,
+        what="the gauge to drop once the label moved on, before any worker serves the repair",
+    )
+    assert HELD not in requests.get(url, timeout=10, headers={"Connection": "close"}).headers
+    scrapes = {value(scrape(server.url), "config_server_held_back_environments", **held) for _ in range(8)}
+    assert scrapes == {0}
+
+
+def test_random_application_names_against_a_broken_shared_file_keep_metric_series_bounded(
+    repo, serve, http, tmp_path
+):
+    import sqlite3
+    import uuid
+
+    good = repo.commit({"application.yml": "shared: 1\n", "orders.yml": "a: 1\n"})
+    server = serve(repo.path)
+    broken = repo.commit({"application.yml": "shared: [1\n"})
+    assert http.get(f"{server.url}/orders/default").headers["X-Config-Held-Back"] == broken
+    names = [f"rand{uuid.uuid4().hex[:10]}" for _ in range(50)]
+    for name in names:  # an unknown application gets the shared files: broken, held back
+        answer = http.get(f"{server.url}/{name}/default", headers={"X-Config-Client-Id": f"id-{name}"})
+        assert answer.status_code == 200 and answer.headers["X-Config-Held-Back"] == broken
+    server.app.extensions["config_server"].inventory.flush()
+    found = samples(scrape(server.url))
+    applications = {
+        dict(labels).get("application") for (_, labels) in found if dict(labels).get("application")
+    }
+    assert applications <= {"orders", "other"}, applications
+    assert value(scrape(server.url), "config_server_instances", application="other", version=good) == 50
+    failures = [k for k in found if k[0] == "config_server_validation_failures_total"]
+    assert len(failures) <= 2, failures
+    held_series = [k for k in found if k[0] == "config_server_held_back_environments"]
+    assert held_series == [
+        (
+            "config_server_held_back_environments",
+            (("application", "orders"), ("label", "main"), ("profiles", "default")),
+        )
+    ]
+    service = server.app.extensions["config_server"].service
+    assert service.verdicts.flush()
+    with sqlite3.connect(tmp_path / "data" / "verdicts.sqlite3") as db:
+        stored = [
+            row[0]
+            for row in db.execute("SELECT environment FROM broken UNION ALL SELECT environment FROM held")
+        ]
+    assert stored and not [env for env in stored if env.startswith("rand")], stored
+    assert not [row for row in service.held_back() if row["application"].startswith("rand")]

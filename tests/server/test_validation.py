@@ -82,7 +82,7 @@ def test_a_decrypted_value_is_never_quoted():
     }
     found = problems(files, keyring=keyring)
     assert len(found) == 2 and not any("hunter2" in p for p in found)
-    assert found[0].startswith("orders.yml:2: db.password: '******' is too short")
+    assert found[0].startswith("orders.yml:2: db.password: <secret> fails minLength 10")
 
 
 def test_an_unusable_schema_breaks_the_environments_it_applies_to():
@@ -110,3 +110,50 @@ def test_a_placeholder_bomb_is_a_problem_naming_file_line_and_key():
     )
     (found,) = problems({"application.yml": "x: 1\n", "orders.yml": "---\n" + bomb})
     assert found.startswith("orders.yml:9: key 'a7': ")
+
+
+SECRET_SCHEMA = "properties:\n  db:\n    properties:\n      password: {pattern: '^x'}\n"
+
+
+def secret_problems(secret: str, schema: str = SECRET_SCHEMA) -> list[str]:
+    keyring = Keyring.single("foo")
+    files = {
+        "orders.yml": f"db:\n  password: '{{cipher}}{keyring.encrypt(secret)}'\n",
+        "schemas/orders.schema.yml": schema,
+    }
+    return problems(files, keyring=keyring)
+
+
+def leaks(found: list[str], secret: str) -> bool:
+    """The secret, as itself, as Python quotes it, or any 6-character piece of either, in a message."""
+    forms = (secret, repr(secret)[1:-1])
+    pieces = {form[i : i + 6] for form in forms for i in range(max(1, len(form) - 5))}
+    return any(piece in message for message in found for piece in pieces)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["hun\\ter2-s3cret", "hunter2\nline-two", "tab\there-s3cret", "bell\x07s3cret-xyz", "quote'd\"s3cret"],
+    ids=["backslash", "newline", "tab", "non-printable", "quotes"],
+)
+def test_a_secret_that_python_escapes_is_not_quoted_in_a_schema_message(secret):
+    found = secret_problems(secret)
+    assert found == [
+        "orders.yml:2: db.password: <secret> fails pattern '^x' [pattern at schemas/orders.schema.yml:4]"
+    ]
+    assert not leaks(found, secret)
+
+
+def test_a_secret_longer_than_the_message_limit_is_not_quoted_even_in_part():
+    secret = "s3cret-" + "abcdefghij" * 40
+    found = secret_problems(secret)
+    assert len(found) == 1 and "<secret> fails pattern" in found[0]
+    assert not leaks(found, secret)
+
+
+def test_a_map_holding_a_secret_that_fails_a_type_rule_is_not_quoted():
+    secret = "hun\\ter2-s3cret"
+    schema = "properties:\n  db: {type: string}\n"
+    found = secret_problems(secret, schema)
+    assert found == ["orders.yml:1: db: <secret> fails type 'string' [type at schemas/orders.schema.yml:2]"]
+    assert not leaks(found, secret)

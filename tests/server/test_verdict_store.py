@@ -1,0 +1,78 @@
+"""The verdict store keeps SQLite off the request path: memory for reads, a writer on an OS thread."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+from config_server.last_good import HeldBack, VerdictStore
+from config_server.validation import Problem
+from tests.helpers import wait_for
+
+PROBLEMS = (Problem("orders.yml", 2, "does not parse"),)
+
+
+def test_reads_and_writes_of_the_request_path_run_no_sqlite_statement_in_the_caller(tmp_path):
+    store = VerdictStore(tmp_path / "verdicts.sqlite3", "ctx")
+    try:
+        callers: list[tuple[int, str]] = []
+        store._db.set_trace_callback(lambda sql: callers.append((threading.get_ident(), sql)))
+        me = threading.get_ident()
+        assert store.broken("c1", "orders/default") is None  # a miss
+        assert store.held("c1", "orders/default") is None
+        store.set_broken("c1", "orders/default", PROBLEMS)
+        store.set_held("orders/default", "main", HeldBack("c1", "c0", PROBLEMS))
+        assert store.broken("c1", "orders/default") == PROBLEMS
+        assert store.held("c1", "orders/default").good == "c0"
+        assert [r["head"] for r in store.held_rows()] == ["c1"]
+        assert store.flush()
+        assert callers, "the writer thread wrote the verdicts"
+        assert [sql for ident, sql in callers if ident == me] == []
+        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL, with WAL
+    finally:
+        store.close()
+
+
+def test_a_write_never_waits_for_a_locked_file_and_is_written_once_it_is_free(tmp_path):
+    path = tmp_path / "verdicts.sqlite3"
+    store = VerdictStore(path, "ctx")
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN EXCLUSIVE")  # another worker holds the write lock
+        writer = threading.Thread(
+            target=lambda: store.set_broken("c1", "orders/default", PROBLEMS), daemon=True
+        )
+        writer.start()
+        writer.join(timeout=1.0)  # a deadline, not a measurement: before, it waited up to 2 s
+        assert not writer.is_alive()
+        assert store.broken("c1", "orders/default") == PROBLEMS
+        other.execute("COMMIT")
+        assert store.flush(timeout=10)
+        rows = other.execute("SELECT version, environment FROM broken").fetchall()
+        assert rows == [("c1", "orders/default")]
+    finally:
+        other.close()
+        store.close()
+
+
+def test_verdicts_of_another_worker_reach_memory_in_the_background_and_at_start(tmp_path):
+    path = tmp_path / "verdicts.sqlite3"
+    first, second = VerdictStore(path, "ctx"), VerdictStore(path, "ctx")
+    try:
+        first.set_held("orders/prod", "main", HeldBack("c2", "c1", PROBLEMS))
+        first.set_broken("c2", "orders/prod", PROBLEMS)
+        assert first.flush()
+        wait_for(lambda: second.held("c2", "orders/prod") is not None, what="the other worker's verdict")
+        assert second.broken("c2", "orders/prod") == PROBLEMS
+        assert [r["label"] for r in second.held_rows()] == ["main"]
+    finally:
+        first.close()
+        second.close()
+    third = VerdictStore(path, "ctx")
+    try:
+        assert third.held("c2", "orders/prod") == HeldBack("c2", "c1", PROBLEMS)
+        other_context = VerdictStore(path, "another context")
+        assert other_context.broken("c2", "orders/prod") is None
+        other_context.close()
+    finally:
+        third.close()
