@@ -1,0 +1,172 @@
+"""Replicas that agree through a real Redis: two `config-server serve` processes (gunicorn, two
+workers each), each with its own mirror of one bare repository served by `git daemon`.
+
+Interval fetches are off (`--refresh-interval 0`) unless a test says otherwise, so a change that
+reaches the second replica can only have come through Redis.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import requests
+
+from config_server.cluster import Hint
+from config_server.settings import Settings
+from tests.helpers import http_ready, wait_for
+
+
+def start_replica(server_process, tmp_path, url, redis_url, name, *extra):
+    server = server_process(
+        "--repo",
+        url,
+        "--redis",
+        redis_url,
+        "--data-dir",
+        str(tmp_path / name),
+        "--workers",
+        "2",
+        "--refresh-interval",
+        "0",
+        *extra,
+    )
+    return server.wait_ready(lambda: http_ready(f"{server.url}/health"))
+
+
+def push(repo, files):
+    sha = repo.commit(files)
+    repo.git("push", "--quiet", "origin", "main")
+    return sha
+
+
+def webhook(url, path="orders.yml"):
+    response = requests.post(f"{url}/monitor", data={"path": path}, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def long_poll(url, etag, results):
+    response = requests.get(
+        f"{url}/orders/default", params={"wait": "30"}, headers={"If-None-Match": etag}, timeout=40
+    )
+    results.append(response)
+
+
+def cluster_status(url):
+    return requests.get(f"{url}/health", timeout=5).json().get("details", {}).get("cluster", {})
+
+
+@pytest.fixture
+def two_replicas(repo, git_daemon, redis_server, server_process, tmp_path):
+    repo.commit({"orders.yml": "orders:\n  limit: 1\n", "application.yml": "shared: x\n"})
+    url = git_daemon(repo)
+    a = start_replica(server_process, tmp_path, url, redis_server.url, "a")
+    b = start_replica(server_process, tmp_path, url, redis_server.url, "b")
+    for server in (a, b):  # every worker of both replicas follows the stream
+        wait_for(lambda s=server: cluster_status(s.url).get("replicas") == 2, timeout=20, what="joined")
+    return a, b
+
+
+def test_webhook_to_one_replica_wakes_watchers_on_the_other(repo, two_replicas):
+    a, b = two_replicas
+    before = requests.get(f"{b.url}/orders/default", timeout=5)
+    results: list[requests.Response] = []
+    watchers = [
+        threading.Thread(target=long_poll, args=(b.url, before.headers["ETag"], results)) for _ in range(4)
+    ]
+    for watcher in watchers:
+        watcher.start()
+    wait_for(lambda: requests.get(f"{b.url}/health", timeout=5).json()["details"]["watchers"] > 0)
+    sha = push(repo, {"orders.yml": "orders:\n  limit: 2\n"})
+    assert webhook(a.url) == ["orders"]
+    for watcher in watchers:
+        watcher.join(timeout=20)
+    assert [r.status_code for r in results] == [200] * 4
+    assert {r.json()["version"] for r in results} == {sha}
+    assert {r.json()["propertySources"][0]["source"]["orders.limit"] for r in results} == {2}
+    # Replica b fetched once for the hint, not once per worker; a had the commit already.
+    b_log, a_log = b.stop(), a.stop()
+    assert b_log.count("cluster: fetched for hint refs/heads/main") == 1, b_log
+    assert a_log.count("cluster: fetched for hint") == 0, a_log
+
+
+def test_replicas_give_identical_etags_and_bodies(repo, two_replicas):
+    a, b = two_replicas
+    sha = push(repo, {"orders.yml": "orders:\n  limit: 3\n"})
+    webhook(a.url)
+    wait_for(lambda: requests.get(f"{b.url}/orders/default", timeout=5).json()["version"] == sha)
+    for path in ("/orders/default", "/orders/default/main", "/orders-default.yml", "/orders-default.json"):
+        first = requests.get(a.url + path, timeout=5)
+        second = requests.get(b.url + path, timeout=5)
+        assert first.status_code == second.status_code == 200
+        assert first.content == second.content, path
+        assert first.headers.get("ETag") == second.headers.get("ETag"), path
+    # A client moving between replicas with its ETag gets a 304, not a spurious change.
+    etag = requests.get(f"{a.url}/orders/default", timeout=5).headers["ETag"]
+    assert (
+        requests.get(f"{b.url}/orders/default", headers={"If-None-Match": etag}, timeout=5).status_code == 304
+    )
+
+
+def test_redis_restart_keeps_replicas_serving_and_they_rejoin(repo, two_replicas, redis_server):
+    a, b = two_replicas
+    redis_server.stop()
+    for server in (a, b):
+        wait_for(
+            lambda s=server: requests.get(f"{s.url}/health", timeout=5).json().get("cluster") == "DEGRADED",
+            timeout=20,
+            what="health to say DEGRADED",
+        )
+        health = requests.get(f"{server.url}/health", timeout=5)
+        assert health.status_code == 200 and health.json()["status"] == "UP"
+        assert requests.get(f"{server.url}/orders/default", timeout=5).status_code == 200
+    # A webhook while Redis is down refreshes its own replica and keeps the hint for later.
+    sha = push(repo, {"orders.yml": "orders:\n  limit: 4\n"})
+    webhook(a.url)
+    assert requests.get(f"{a.url}/orders/default", timeout=5).json()["version"] == sha
+    redis_server.start()  # same port, empty: no persistence
+    for server in (a, b):
+        wait_for(
+            lambda s=server: requests.get(f"{s.url}/health", timeout=5).json().get("cluster") == "UP",
+            timeout=30,
+            what="replicas to rejoin",
+        )
+    # The held hint is published on reconnection and brings replica b up to date.
+    wait_for(
+        lambda: requests.get(f"{b.url}/orders/default", timeout=5).json()["version"] == sha,
+        timeout=30,
+        what="the hint held during the outage to reach b",
+    )
+    a_log = a.stop()
+    assert "Redis redis://127.0.0.1" in a_log and "unreachable" in a_log
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"ref": "--upload-pack=touch /tmp/x", "commit": "a" * 40},
+        {"ref": "refs/heads/../../etc", "commit": "a" * 40},
+        {"ref": "refs/heads/main", "commit": "not-hex"},
+        {"ref": "refs/heads/main", "commit": "a" * 40, "apps": "x y;z"},
+        {},
+    ],
+)
+def test_malformed_hints_are_ignored(fields):
+    assert Hint.parse(fields) is None
+
+
+def test_hint_lists_applications():
+    assert (
+        Hint.parse({"ref": "refs/heads/main", "commit": "b" * 40, "apps": "orders,*"}).application_list()
+        is None
+    )
+    assert Hint.parse({"ref": "refs/tags/v1", "commit": "", "apps": "orders"}).application_list() == [
+        "orders"
+    ]
+
+
+def test_redis_setting_must_be_a_redis_url():
+    with pytest.raises(ValueError, match="redis"):
+        Settings(redis="http://example.com").validate()
+    assert Settings(redis="redis://:secret@127.0.0.1:6379/1").validate().redis
