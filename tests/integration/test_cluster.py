@@ -7,11 +7,16 @@ reaches the second replica can only have come through Redis.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
+from pathlib import Path
 
 import pytest
 import requests
 
+from config_client import ConfigClient
 from config_server.cluster import Hint
 from config_server.settings import Settings
 from tests.helpers import http_ready, wait_for
@@ -140,6 +145,37 @@ def test_redis_restart_keeps_replicas_serving_and_they_rejoin(repo, two_replicas
     )
     a_log = a.stop()
     assert "Redis redis://127.0.0.1" in a_log and "unreachable" in a_log
+
+
+def kill(server):
+    """SIGKILL a replica's gunicorn master and its workers at once: a crashed machine, no goodbye."""
+    pid = server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for child in [pid, *map(int, children)]:
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    server.process.wait(timeout=10)
+
+
+def test_killed_replica_client_moves_on_within_two_seconds_and_misses_no_version(repo, two_replicas):
+    a, b = two_replicas
+    client = ConfigClient([a.url, b.url], "orders", wait=30, max_backoff=0.5).start()
+    try:
+        assert client.transport.server_url == a.url and client.get("orders.limit") == 1
+        wait_for(lambda: requests.get(f"{a.url}/health", timeout=5).json()["details"]["watchers"] == 1)
+        kill(a)
+        killed = time.monotonic()
+        wait_for(lambda: client.transport.server_url == b.url, timeout=5, what="the move to b")
+        wait_for(lambda: requests.get(f"{b.url}/health", timeout=5).json()["details"]["watchers"] == 1)
+        assert time.monotonic() - killed < 2.0
+        sha = push(repo, {"orders.yml": "orders:\n  limit: 5\n"})
+        webhook(b.url)
+        wait_for(lambda: client.version == sha, what="the next commit through b")
+        assert client.get("orders.limit") == 5
+    finally:
+        client.stop()
 
 
 @pytest.mark.parametrize(
