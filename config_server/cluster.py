@@ -278,16 +278,24 @@ class ClusterLink:
             return
         with self._state_lock:
             self.hints_received += 1
+        log.debug("cluster: hint %s -> %s from %s", hint.ref, hint.commit[:12], hint.origin)
         try:
             if not self._has(hint):
                 self._fetch_once_per_replica(hint)
         except Exception:  # noqa: BLE001 - one bad fetch must not end the listener
             log.exception("cluster: fetching for %s failed", hint.ref)
         self.detector.trigger(hint.application_list())
+        log.debug("cluster: watchers of %s asked to check", hint.applications)
 
     def _has(self, hint: Hint) -> bool:
-        refs = self._read_refs()
-        return refs is not None and refs.get(hint.ref, "") == hint.commit
+        """True when this replica's mirror already has the ref where the hint says it is."""
+        target = getattr(self.backend, "ref_target", None)
+        if target is None:
+            return True  # not a git backend: nothing to fetch
+        try:
+            return (target(hint.ref) or "") == hint.commit
+        except Exception:  # noqa: BLE001 - not cloned yet: a fetch will tell
+            return False
 
     def _fetch_once_per_replica(self, hint: Hint) -> None:
         """Fetch unless another worker of this replica is doing it or has done it."""

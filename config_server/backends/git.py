@@ -278,6 +278,10 @@ class GitBackend(Backend):
         )
         return dict(line.split(" ", 1) for line in output.splitlines() if " " in line)
 
+    def ref_target(self, ref: str) -> str | None:
+        """The id a full ref name (`refs/heads/main`) points to now, None when there is no such ref."""
+        return self._ref_sha(self._require_repo(), ref)
+
     def _git_dir(self) -> str:
         return str(self.mirror) if self.remote else str(self._require_repo().git_dir)
 
