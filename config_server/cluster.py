@@ -160,13 +160,13 @@ class ClusterLink:
         """Stop both threads and close the connections."""
         self._stop.set()
         self._outbox.put(None)
+        for client in (self._reader, self._writer):  # ends a blocking read at once
+            try:
+                client.connection_pool.disconnect()
+            except (redis.RedisError, OSError):
+                pass
         for thread in self._threads:
             thread.join(timeout=BLOCK_SECONDS + 6)
-        for client in (self._reader, self._writer):
-            try:
-                client.close()
-            except redis.RedisError:
-                pass
 
     def health(self) -> dict[str, Any]:
         """UP while Redis answers, DEGRADED while it does not (the replica still serves)."""
@@ -228,8 +228,13 @@ class ClusterLink:
                             self.hints_published += 1
                         log.info("cluster: published %s -> %s", item.ref, item.commit[:12] or "(deleted)")
                 delays = _backoff()
-            except redis.RedisError as exc:
-                self._went_down(exc)
+            except Exception as exc:  # noqa: BLE001 - the publisher must outlive anything
+                if self._stop.is_set():
+                    return
+                if isinstance(exc, (redis.RedisError, OSError)):
+                    self._went_down(exc)
+                else:
+                    log.exception("cluster: publishing a hint failed")
                 self._stop.wait(next(delays))
 
     # -- following --------------------------------------------------------------------------
@@ -254,10 +259,13 @@ class ClusterLink:
                     for entry_id, fields in entries:
                         last_id = entry_id
                         self._follow(fields)
-            except redis.RedisError as exc:
+            except Exception as exc:  # noqa: BLE001 - the listener must outlive anything
                 if self._stop.is_set():
-                    return
-                self._went_down(exc)
+                    return  # closing the connection ended the read (stop)
+                if isinstance(exc, (redis.RedisError, OSError)):
+                    self._went_down(exc)
+                else:
+                    log.exception("cluster: reading hints failed")
                 self._stop.wait(next(delays))
 
     def _heartbeat(self) -> None:

@@ -206,3 +206,21 @@ def test_redis_setting_must_be_a_redis_url():
     with pytest.raises(ValueError, match="redis"):
         Settings(redis="http://example.com").validate()
     assert Settings(redis="redis://:secret@127.0.0.1:6379/1").validate().redis
+
+
+def test_a_replicas_own_interval_fetch_is_published_to_the_others(
+    repo, git_daemon, redis_server, serve, tmp_path
+):
+    """Replica a fetches every 0.3 s (no webhook); b never fetches by itself, yet follows.
+    In-process apps on real threads; `port` only names the replica here."""
+    repo.commit({"orders.yml": "orders:\n  limit: 1\n"})
+    url = git_daemon(repo)
+    a = serve(url, redis=redis_server.url, refresh_interval=0.3, cache_dir=str(tmp_path / "a"), port=1)
+    b = serve(url, redis=redis_server.url, refresh_interval=0, cache_dir=str(tmp_path / "b"), port=2)
+    for server in (a, b):
+        wait_for(lambda s=server: s.app.extensions["config_server"].cluster.connected, what="joined")
+    sha = push(repo, {"orders.yml": "orders:\n  limit: 6\n"})
+    wait_for(lambda: requests.get(f"{b.url}/orders/default", timeout=5).json()["version"] == sha, what="b")
+    link = b.app.extensions["config_server"].cluster
+    assert link.fetches == 1 and link.hints_received >= 1
+    assert a.app.extensions["config_server"].cluster.hints_published == 1
