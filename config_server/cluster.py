@@ -246,9 +246,8 @@ class ClusterLink:
         next_beat = 0.0
         while not self._stop.is_set():
             try:
-                if last_id is None:
-                    newest = self._reader.xrevrange(STREAM_KEY, count=1)
-                    last_id = newest[0][0] if newest else "0-0"
+                if last_id is None or not self.connected:
+                    last_id = self._resume_from(last_id)
                 if time.monotonic() >= next_beat:
                     self._heartbeat()
                     next_beat = time.monotonic() + BLOCK_SECONDS
@@ -267,6 +266,17 @@ class ClusterLink:
                 else:
                     log.exception("cluster: reading hints failed")
                 self._stop.wait(next(delays))
+
+    def _resume_from(self, last_id: str | None) -> str:
+        """Where to read on (re)connection: after the last hint seen, unless the stream was made
+        anew meanwhile (Redis restarted without persistence), then from its start."""
+        newest = self._reader.xrevrange(STREAM_KEY, count=1)
+        newest_id = newest[0][0] if newest else "0-0"
+        if last_id is None:
+            return newest_id  # joining: only hints from now on
+        if _stream_id(newest_id) < _stream_id(last_id):
+            return "0-0"
+        return last_id
 
     def _heartbeat(self) -> None:
         now = time.time()
@@ -386,6 +396,11 @@ class ClusterLink:
             self.replica,
             time.time() - (since or time.time()),
         )
+
+
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    milliseconds, _, sequence = entry_id.partition("-")
+    return int(milliseconds), int(sequence or 0)
 
 
 def _backoff(initial: float = 0.25, maximum: float = 5.0) -> Iterator[float]:

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from config_client import ConfigClient
-from config_server.cluster import Hint
+from config_server.cluster import STREAM_KEY, ClusterLink, Hint
 from config_server.settings import Settings
 from tests.helpers import http_ready, wait_for
 
@@ -224,3 +224,18 @@ def test_a_replicas_own_interval_fetch_is_published_to_the_others(
     link = b.app.extensions["config_server"].cluster
     assert link.fetches == 1 and link.hints_received >= 1
     assert a.app.extensions["config_server"].cluster.hints_published == 1
+
+
+def test_a_reader_resumes_after_its_last_hint_unless_the_stream_is_new(redis_server):
+    link = ClusterLink(redis_server.url, backend=object(), detector=None, replica="r:1")
+    try:
+        first = link._writer.xadd(STREAM_KEY, {"ref": "refs/heads/main", "commit": "a" * 40})
+        second = link._writer.xadd(STREAM_KEY, {"ref": "refs/heads/main", "commit": "b" * 40})
+        assert link._resume_from(None) == second  # joining: only what comes next
+        assert link._resume_from(first) == first  # back after a blip: what came meanwhile
+        redis_server.stop()
+        redis_server.start()  # no persistence: a new, empty stream
+        link._writer.xadd(STREAM_KEY, {"ref": "refs/heads/main", "commit": "c" * 40}, id="5-0")
+        assert link._resume_from(second) == "0-0"  # older ids than ours: read it all
+    finally:
+        link.stop()
