@@ -134,6 +134,8 @@ class ClusterLink:
         self._refs_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self.connected = False
+        self._joined = False
+        self._told_down = False
         self.down_since: float | None = time.time()
         self.last_error: str | None = "not connected yet"
         self.replicas_seen = 0
@@ -371,12 +373,13 @@ class ClusterLink:
 
     def _went_down(self, exc: Exception) -> None:
         with self._state_lock:
-            was_up = self.connected
+            loud = not self._told_down  # once per outage, the one at start-up included
+            self._told_down = True
             self.connected = False
             self.last_error = " ".join(str(exc).split())[:300]
-            if was_up:
+            if loud:
                 self.down_since = time.time()
-        if was_up:
+        if loud:
             log.error(
                 "!!! cluster: Redis %s unreachable (%s): serving from the local mirror, fetching every "
                 "refresh interval, hints held until it is back; reconnecting !!!",
@@ -390,12 +393,16 @@ class ClusterLink:
                 return
             self.connected = True
             since, self.down_since, self.last_error = self.down_since, None, None
-        log.warning(
-            "cluster: joined through Redis %s as %s (was unreachable for %.1fs)",
-            self.shown_url,
-            self.replica,
-            time.time() - (since or time.time()),
-        )
+            rejoined, self._joined, self._told_down = self._joined, True, False
+        if rejoined:
+            log.warning(
+                "cluster: rejoined through Redis %s as %s after %.1fs unreachable",
+                self.shown_url,
+                self.replica,
+                time.time() - (since or time.time()),
+            )
+        else:
+            log.info("cluster: joined through Redis %s as %s", self.shown_url, self.replica)
 
 
 def _stream_id(entry_id: str) -> tuple[int, int]:

@@ -19,7 +19,7 @@ import requests
 from config_client import ConfigClient
 from config_server.cluster import STREAM_KEY, ClusterLink, Hint
 from config_server.settings import Settings
-from tests.helpers import http_ready, wait_for
+from tests.helpers import RedisServer, http_ready, wait_for
 
 
 def start_replica(server_process, tmp_path, url, redis_url, name, *extra):
@@ -237,5 +237,33 @@ def test_a_reader_resumes_after_its_last_hint_unless_the_stream_is_new(redis_ser
         redis_server.start()  # no persistence: a new, empty stream
         link._writer.xadd(STREAM_KEY, {"ref": "refs/heads/main", "commit": "c" * 40}, id="5-0")
         assert link._resume_from(second) == "0-0"  # older ids than ours: read it all
+    finally:
+        link.stop()
+
+
+def test_a_replica_started_without_redis_serves_and_joins_when_it_appears(repo, serve, tmp_path, caplog):
+    repo.commit({"orders.yml": "orders:\n  limit: 1\n"})
+    later = RedisServer(tmp_path)  # not started yet
+    try:
+        server = serve(repo.path, redis=later.url)
+        health = requests.get(f"{server.url}/health", timeout=5)
+        assert health.status_code == 200 and health.json()["status"] == "UP"
+        wait_for(lambda: requests.get(f"{server.url}/health", timeout=5).json()["cluster"] == "DEGRADED")
+        assert requests.get(f"{server.url}/orders/default", timeout=5).status_code == 200
+        details = requests.get(f"{server.url}/health", timeout=5).json()["details"]["cluster"]
+        assert details["lastError"] and details["redis"] == later.url
+        later.start()
+        wait_for(
+            lambda: requests.get(f"{server.url}/health", timeout=5).json()["cluster"] == "UP", timeout=15
+        )
+        assert sum("unreachable" in r.getMessage() for r in caplog.records) == 1  # loud, once
+    finally:
+        later.stop()
+
+
+def test_the_redis_password_never_shows_in_health():
+    link = ClusterLink("redis://:s3cret@127.0.0.1:1/0", backend=object(), detector=None, replica="r:1")
+    try:
+        assert "s3cret" not in str(link.health()) and link.health()["redis"] == "redis://127.0.0.1:1/0"
     finally:
         link.stop()
