@@ -9,6 +9,11 @@ clock starts before the push and stops, per watcher, when it has read and parsed
 Two modes: `redis` (`--redis`: the webhooked replica's hint makes the others fetch at once) and
 `interval` (no Redis: the other replicas notice on their next interval fetch, `--interval` s).
 
+One replica alone (`--single-watchers`, 50,000 by default; 0 skips it): its resident memory per
+idle watcher, and one push + webhook to all of them. The harness opens more connections than one
+source address has ports for, so it spreads them over 127.0.0.x, and it raises the open-file
+limit (as root) for itself and the replica.
+
 Then failover: M `ConfigClient`s given all three replica URLs (no nginx) watch; replica 2 (that
 holds some of them) is killed with SIGKILL (master and workers); the time until each of its
 clients is parked on another replica is measured, then a push and webhook must reach every client.
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import signal
 import subprocess
 import tempfile
@@ -38,18 +44,23 @@ from bench.common import (
     git,
     http_ok,
     print_table,
+    process_tree_rss_kib,
     raise_fd_limit,
     sample_repository,
     summary_ms,
     wait_until,
     write_json,
 )
-from bench.watchers import LongPollWatchers
+from bench.watchers import CONNECT_BATCH, LongPollWatchers, _Watch
 from bench.watchers import run as watchers_run
 
 REPLICAS = 3
 TARGET_P99_MS = 1000.0
 TARGET_FAILOVER_S = 2.0
+TARGET_SINGLE_P99_MS = 1500.0
+TARGET_SINGLE_KIB = 32.0
+#: Connections per source address (the ephemeral port range holds about 28,000).
+PER_SOURCE = 20000
 
 
 class Redis:
@@ -87,11 +98,19 @@ class Redis:
 class Replica:
     """One `config-server serve` replica with its own data directory (and so its own mirror)."""
 
-    def __init__(self, repo_url: str, data_dir: Path, workers: int, interval: float, redis_url: str | None):
+    def __init__(
+        self,
+        repo_url: str,
+        data_dir: Path,
+        workers: int,
+        interval: float,
+        redis_url: str | None,
+        *more: str,
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
-        extra = ["--redis", redis_url] if redis_url else []
+        extra = (["--redis", redis_url] if redis_url else []) + list(more)
         self.process = subprocess.Popen(
             [
                 str(CONFIG_SERVER),
@@ -274,6 +293,82 @@ def propagation(
             redis.stop()
 
 
+class SpreadWatchers(LongPollWatchers):
+    """Long polls whose connections come from 127.0.0.1, 127.0.0.2, ... (PER_SOURCE each)."""
+
+    async def _open(self, request, handler) -> None:
+        loop = asyncio.get_running_loop()
+        pending = [(request, handler(r)) for r in self.results]
+        for first in range(0, len(pending), CONNECT_BATCH):
+            batch = pending[first : first + CONNECT_BATCH]
+            made = await asyncio.gather(
+                *(
+                    loop.create_connection(
+                        lambda r=r, h=h: _Watch(r, h),
+                        "127.0.0.1",
+                        self.port,
+                        local_addr=(f"127.0.0.{1 + (first + i) // PER_SOURCE}", 0),
+                    )
+                    for i, (r, h) in enumerate(batch)
+                )
+            )
+            self.watches.extend(protocol for _, protocol in made)
+
+
+def raise_fd_limit_to(count: int) -> int:
+    """Raise the open-file limit (soft and, as root, hard) to `count`; children inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if count > hard and os.geteuid() == 0:
+        hard = count
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(count, hard), hard))
+    return min(count, hard)
+
+
+async def _single_round(replica: Replica, work: Path, count: int) -> tuple[list[float], int, int]:
+    loop = asyncio.get_running_loop()
+    for _ in range(200):  # warm every worker's cache and code paths
+        requests.get(f"{replica.url}/orders/default", timeout=10, headers={"Connection": "close"})
+    before = process_tree_rss_kib(replica.process.pid)
+    etag = requests.get(f"{replica.url}/orders/default", timeout=10).headers["ETag"].strip('"')
+    watchers = SpreadWatchers(replica.port, "/orders/default", etag, count)
+    await watchers.start()
+    await loop.run_in_executor(
+        None, lambda: wait_until(lambda: replica.watchers() == count, 600, "watchers parked")
+    )
+    during = process_tree_rss_kib(replica.process.pid)
+    started = await loop.run_in_executor(None, push_and_webhook, work, replica, 0)
+    await watchers.finish(timeout=120)
+    done = [r.done_at - started for r in watchers.results if r.done_at and r.status == 200]
+    if len(done) != count:
+        raise RuntimeError(f"only {len(done)} of {count} watchers got the new settings")
+    return done, before, during
+
+
+def single_replica(root: Path, count: int, workers: int) -> dict:
+    """One replica (no Redis) holding `count` idle watchers: memory each, then one push to all."""
+    limit = raise_fd_limit_to(count + 4096)
+    if limit < count + 1024:
+        raise RuntimeError(f"open-file limit {limit} is too low for {count} watchers (run as root)")
+    origin, work = _repositories(root / "single")
+    connections = str(count // workers + 2048)
+    replica = Replica(
+        f"file://{origin}", root / "single" / "data", workers, 0, None, "--worker-connections", connections
+    )
+    try:
+        replica.wait_ready()
+        done, before, during = watchers_run(_single_round(replica, work, count))
+    finally:
+        replica.stop()
+    return {
+        "watchers": count,
+        "workers": workers,
+        "rss_before_kib": before,
+        "rss_with_watchers_kib": during,
+        "per_watcher_kib": round((during - before) / count, 1),
+        **summary_ms(done),
+    }
+
+
 def failover(tools: dict[str, str], root: Path, clients: int, workers: int, interval: float) -> dict:
     """Kill one of three replicas under watching ConfigClients; time to move, and missed commits."""
     from config_client import ConfigClient
@@ -353,6 +448,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--interval", type=float, default=30.0, help="refresh interval of every replica")
     parser.add_argument("--clients", type=int, default=30, help="ConfigClients in the failover run")
     parser.add_argument("--modes", default="redis,interval", help="redis, interval or both")
+    parser.add_argument(
+        "--single-watchers", type=int, default=50000, help="watchers on one replica alone (0: skip)"
+    )
+    parser.add_argument("--single-workers", type=int, default=2, help="gunicorn workers of that replica")
     parser.add_argument("--json", default=str(RESULTS / "cluster.json"))
     args = parser.parse_args(argv)
     raise_fd_limit()
@@ -364,6 +463,11 @@ def main(argv: list[str] | None = None) -> dict:
                 propagation(mode, tools, Path(tmp), args.watchers, args.rounds, args.workers, args.interval)
             )
         moved = failover(tools, Path(tmp), args.clients, args.workers, args.interval)
+        single = (
+            single_replica(Path(tmp), args.single_watchers, args.single_workers)
+            if args.single_watchers
+            else None
+        )
     print_table(
         f"Cluster: push + webhook to one of {REPLICAS} replicas behind nginx, to every watcher",
         ["mode", "watchers", "rounds", "p50 ms", "p99 ms", "max ms", "target p99 ms"],
@@ -395,7 +499,39 @@ def main(argv: list[str] | None = None) -> dict:
             ]
         ],
     )
-    result = {"rows": rows, "failover": moved, "interval_s": args.interval, "workers": args.workers}
+    if single:
+        print_table(
+            "One replica alone: idle watchers, memory each, and one push + webhook to all",
+            [
+                "watchers",
+                "workers",
+                "per watcher KiB",
+                "target KiB",
+                "p50 ms",
+                "p99 ms",
+                "max ms",
+                "target p99 ms",
+            ],
+            [
+                [
+                    single["watchers"],
+                    single["workers"],
+                    single["per_watcher_kib"],
+                    TARGET_SINGLE_KIB,
+                    single["p50_ms"],
+                    single["p99_ms"],
+                    single["max_ms"],
+                    TARGET_SINGLE_P99_MS,
+                ]
+            ],
+        )
+    result = {
+        "rows": rows,
+        "failover": moved,
+        "single": single,
+        "interval_s": args.interval,
+        "workers": args.workers,
+    }
     write_json(args.json, result)
     return result
 

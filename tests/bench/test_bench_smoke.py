@@ -102,7 +102,8 @@ def test_validate_scale_smoke(tmp_path):
 
 def test_cluster_smoke(tmp_path):
     out = tmp_path / "cluster.json"
-    args = ["--watchers", "6", "--rounds", "1", "--interval", "1", "--clients", "6", "--json", str(out)]
+    args = ["--watchers", "6", "--rounds", "1", "--interval", "1", "--clients", "6"]
+    args += ["--single-watchers", "10", "--json", str(out)]
     result = cluster.main(args)
     modes = {row["mode"]: row for row in result["rows"]}
     assert set(modes) == {"redis", "interval"}
@@ -110,3 +111,4 @@ def test_cluster_smoke(tmp_path):
     assert all(sum(spread) == 6 and len(spread) == 3 for row in modes.values() for spread in row["spread"])
     moved = read(out)["failover"]
     assert moved["on_killed_replica"] == 2 and moved["next_commit_missed"] == 0
+    assert result["single"]["watchers"] == 10 and result["single"]["per_watcher_kib"] != 0
