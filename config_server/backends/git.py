@@ -274,7 +274,7 @@ class GitBackend(Backend):
     def refs(self) -> dict[str, str]:
         """Every branch and tag of the (mirrored) repository: full ref name -> the id it points to."""
         output = self._require_repo().git.for_each_ref(
-            "--format=%(refname) %(objectname)", "refs/heads", "refs/tags"
+            "--format=%(refname) %(objectname)", "refs/heads", "refs/tags", kill_after_timeout=30
         )
         return dict(line.split(" ", 1) for line in output.splitlines() if " " in line)
 
