@@ -14,7 +14,11 @@ idle watcher, and one push + webhook to all of them. The harness opens more conn
 source address has ports for, so it spreads them over 127.0.0.x, and it raises the open-file
 limit (as root) for itself and the replica.
 
-Then failover: M `ConfigClient`s given all three replica URLs (no nginx) watch; replica 2 (that
+In the redis mode, after its rounds, the last replica is killed (SIGKILL) under watchers parked
+through nginx: the time until the survivors hold all of them (nginx re-sends a long poll whose
+replica died before answering), and how many miss the next push.
+
+Then failover without nginx: M `ConfigClient`s given all three replica URLs (no nginx) watch; replica 2 (that
 holds some of them) is killed with SIGKILL (master and workers); the time until each of its
 clients is parked on another replica is measured, then a push and webhook must reach every client.
 
@@ -258,6 +262,42 @@ async def _propagation_round(
     return done, spread
 
 
+async def _kill_round(
+    nginx: Nginx, replicas: list[Replica], work: Path, count: int, timeout: float
+) -> dict[str, float | int]:
+    """Kill the last replica under watchers parked through nginx: how long until the survivors
+    hold every watcher (nginx re-sends a long poll whose replica died before answering), and how
+    many miss the next push."""
+    loop = asyncio.get_running_loop()
+    url = f"http://127.0.0.1:{nginx.port}/orders/default"
+    etag = requests.get(url, timeout=10).headers["ETag"].strip('"')
+    watchers = LongPollWatchers(nginx.port, "/orders/default", etag, count)
+    await watchers.start()
+
+    def all_parked() -> list[int] | None:
+        spread = [r.watchers() for r in replicas]
+        return spread if sum(spread) == count else None
+
+    spread = await loop.run_in_executor(None, lambda: wait_until(all_parked, 120, "watchers parked"))
+    victim, survivors = replicas[-1], replicas[:-1]
+    killed = time.perf_counter()
+    victim.kill()
+    await loop.run_in_executor(
+        None,
+        lambda: wait_until(lambda: sum(r.watchers() for r in survivors) == count, 60, "watchers moved"),
+    )
+    moved = time.perf_counter() - killed
+    started = await loop.run_in_executor(None, push_and_webhook, work, survivors[0], 999)
+    await watchers.finish(timeout=timeout)
+    done = [r.done_at - started for r in watchers.results if r.done_at and r.status == 200]
+    return {
+        "on_killed_replica": spread[-1],
+        "all_on_survivors_s": round(moved, 3),
+        "next_commit_missed": count - len(done),
+        "next_commit_p99_ms": summary_ms(done)["p99_ms"] if done else 0.0,
+    }
+
+
 def propagation(
     mode: str, tools: dict[str, str], root: Path, count: int, rounds: int, workers: int, interval: float
 ) -> dict:
@@ -283,7 +323,10 @@ def propagation(
             )
             latencies += done
             spreads.append(spread)
-        return {"mode": mode, "watchers": count, "rounds": rounds, "spread": spreads, **summary_ms(latencies)}
+        row = {"mode": mode, "watchers": count, "rounds": rounds, "spread": spreads, **summary_ms(latencies)}
+        if mode == "redis":
+            row["nginx_failover"] = watchers_run(_kill_round(nginx, replicas, work, count, interval * 2 + 30))
+        return row
     finally:
         if nginx:
             nginx.stop()
@@ -476,6 +519,30 @@ def main(argv: list[str] | None = None) -> dict:
             for r in rows
         ],
     )
+    for r in rows:
+        if "nginx_failover" in r:
+            f = r["nginx_failover"]
+            print_table(
+                "Failover behind nginx: one replica killed (SIGKILL) under the watchers",
+                [
+                    "watchers",
+                    "on killed replica",
+                    "all on survivors s",
+                    "next commit missed",
+                    "p99 ms",
+                    "target s",
+                ],
+                [
+                    [
+                        r["watchers"],
+                        f["on_killed_replica"],
+                        f["all_on_survivors_s"],
+                        f["next_commit_missed"],
+                        f["next_commit_p99_ms"],
+                        TARGET_FAILOVER_S,
+                    ]
+                ],
+            )
     print_table(
         "Failover: one replica killed (SIGKILL) under watching ConfigClients",
         [
