@@ -299,12 +299,14 @@ class ClusterLink:
         with self._state_lock:
             self.hints_received += 1
         log.debug("cluster: hint %s -> %s from %s", hint.ref, hint.commit[:12], hint.origin)
+        triggered = False
         try:
             if not self._has(hint):
-                self._fetch_once_per_replica(hint)
+                triggered = self._fetch_once_per_replica(hint)
         except Exception:  # noqa: BLE001 - one bad fetch must not end the listener
             log.exception("cluster: fetching for %s failed", hint.ref)
-        self.detector.trigger(hint.application_list())
+        if not triggered:
+            self.detector.trigger(hint.application_list())
         log.debug("cluster: watchers of %s asked to check", hint.applications)
 
     def _has(self, hint: Hint) -> bool:
@@ -317,10 +319,11 @@ class ClusterLink:
         except Exception:  # noqa: BLE001 - not cloned yet: a fetch will tell
             return False
 
-    def _fetch_once_per_replica(self, hint: Hint) -> None:
-        """Fetch unless another worker of this replica is doing it or has done it."""
+    def _fetch_once_per_replica(self, hint: Hint) -> bool:
+        """Fetch unless another worker of this replica is doing it or has done it; True when this
+        worker fetched and has already asked for its watchers to be checked."""
         if self._fetch_lock_path is None:
-            return  # a local repository: every replica reads it directly
+            return False  # a local repository: every replica reads it directly
         deadline = time.monotonic() + FETCH_DEADLINE
         while not self._stop.is_set() and time.monotonic() < deadline:
             with self._fetch_lock() as mine:
@@ -337,11 +340,15 @@ class ClusterLink:
                                 hint.origin,
                                 time.monotonic() - started,
                             )
+                            # Watchers first; then tell the others of any other ref it brought.
+                            self.detector.trigger(hint.application_list())
                             self.refreshed(hint.application_list())
-                    return
+                            return True
+                    return False
             if self._has(hint):
-                return
+                return False
             self._stop.wait(0.05)
+        return False
 
     @contextmanager
     def _fetch_lock(self) -> Iterator[bool]:
