@@ -217,9 +217,13 @@ def test_a_replicas_own_interval_fetch_is_published_to_the_others(
     for server in (a, b):
         wait_for(lambda s=server: s.app.extensions["config_server"].cluster.connected, what="joined")
     sha = push(repo, {"orders.yml": "orders:\n  limit: 6\n"})
-    wait_for(lambda: requests.get(f"{b.url}/orders/default", timeout=5).json()["version"] == sha, what="b")
+    wait_for(
+        lambda: requests.get(f"{b.url}/orders/default", timeout=5).json()["version"] == sha,
+        timeout=30,
+        what="b",
+    )
     link = b.app.extensions["config_server"].cluster
-    assert link.fetches == 1 and link.hints_received >= 1
+    assert link.fetches == 1 and link.hints_received >= 1, link.health()
     assert a.app.extensions["config_server"].cluster.hints_published == 1
 
 
