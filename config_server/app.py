@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     )
     hub = WatchHub(service)
     metrics = Metrics()
-    store = open_state_store(settings.data_dir)
+    store = open_state_store(settings.data_dir, settings.redis)
     inventory = Inventory(
         store, enabled=settings.record_instances, max_ids_per_address=settings.instance_ids_per_address
     ).start()
@@ -108,7 +108,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     if settings.redis:
         from config_server.cluster import ClusterLink, replica_id
 
-        cluster = ClusterLink(settings.redis, backend, detector, replica_id(settings.port)).start()
+        metrics.enable_cluster()
+        cluster = ClusterLink(settings.redis, backend, detector, replica_id(settings.port), metrics).start()
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES

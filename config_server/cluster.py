@@ -111,8 +111,11 @@ def replica_id(port: int) -> str:
 class ClusterLink:
     """One worker's link to the cluster: publishes this replica's hints, follows the others'."""
 
-    def __init__(self, url: str, backend: Any, detector: ChangeDetector, replica: str) -> None:
+    def __init__(
+        self, url: str, backend: Any, detector: ChangeDetector, replica: str, metrics: Any = None
+    ) -> None:
         self.url = url
+        self.metrics = metrics  # config_server.metrics.Metrics with enable_cluster() called, or None
         self.shown_url = redact(url)
         self.backend = backend
         self.detector = detector
@@ -228,6 +231,7 @@ class ClusterLink:
                     if published:
                         with self._state_lock:
                             self.hints_published += 1
+                        self._count("published")
                         log.info("cluster: published %s -> %s", item.ref, item.commit[:12] or "(deleted)")
                 delays = _backoff()
             except Exception as exc:  # noqa: BLE001 - the publisher must outlive anything
@@ -298,6 +302,7 @@ class ClusterLink:
             return
         with self._state_lock:
             self.hints_received += 1
+        self._count("received")
         log.debug("cluster: hint %s -> %s from %s", hint.ref, hint.commit[:12], hint.origin)
         triggered = False
         try:
@@ -333,6 +338,7 @@ class ClusterLink:
                         if self.backend.refresh():
                             with self._state_lock:
                                 self.fetches += 1
+                            self._count("fetched")
                             log.info(
                                 "cluster: fetched for hint %s -> %s from %s in %.2fs",
                                 hint.ref,
@@ -378,6 +384,10 @@ class ClusterLink:
 
     # -- connection state -------------------------------------------------------------------
 
+    def _count(self, event: str) -> None:
+        if self.metrics is not None:
+            self.metrics.count_cluster_event(event)
+
     def _went_down(self, exc: Exception) -> None:
         with self._state_lock:
             loud = not self._told_down  # once per outage, the one at start-up included
@@ -386,6 +396,8 @@ class ClusterLink:
             self.last_error = " ".join(str(exc).split())[:300]
             if loud:
                 self.down_since = time.time()
+        if self.metrics is not None:
+            self.metrics.set_cluster_redis_up(False)
         if loud:
             log.error(
                 "!!! cluster: Redis %s unreachable (%s): serving from the local mirror, fetching every "
@@ -401,6 +413,8 @@ class ClusterLink:
             self.connected = True
             since, self.down_since, self.last_error = self.down_since, None, None
             rejoined, self._joined, self._told_down = self._joined, True, False
+        if self.metrics is not None:
+            self.metrics.set_cluster_redis_up(True)
         if rejoined:
             log.warning(
                 "cluster: rejoined through Redis %s as %s after %.1fs unreachable",

@@ -125,6 +125,10 @@ def test_redis_restart_keeps_replicas_serving_and_they_rejoin(repo, two_replicas
         health = requests.get(f"{server.url}/health", timeout=5)
         assert health.status_code == 200 and health.json()["status"] == "UP"
         assert requests.get(f"{server.url}/orders/default", timeout=5).status_code == 200
+        metrics = requests.get(f"{server.url}/metrics", timeout=5)  # still scraped, saying so
+        assert metrics.status_code == 200 and "config_server_cluster_redis_up 0.0" in metrics.text
+        inventory = requests.get(f"{server.url}/instances", timeout=5)  # a clear 503, no trace
+        assert inventory.status_code == 503 and "state store" in inventory.json()["message"]
     # A webhook while Redis is down refreshes its own replica and keeps the hint for later.
     sha = push(repo, {"orders.yml": "orders:\n  limit: 4\n"})
     webhook(a.url)
@@ -253,10 +257,12 @@ def test_a_replica_started_without_redis_serves_and_joins_when_it_appears(repo, 
         assert requests.get(f"{server.url}/orders/default", timeout=5).status_code == 200
         details = requests.get(f"{server.url}/health", timeout=5).json()["details"]["cluster"]
         assert details["lastError"] and details["redis"] == later.url
+        assert "config_server_cluster_redis_up 0.0" in requests.get(f"{server.url}/metrics", timeout=5).text
         later.start()
         wait_for(
             lambda: requests.get(f"{server.url}/health", timeout=5).json()["cluster"] == "UP", timeout=15
         )
+        assert "config_server_cluster_redis_up 1.0" in requests.get(f"{server.url}/metrics", timeout=5).text
         assert sum("unreachable" in r.getMessage() for r in caplog.records) == 1  # loud, once
     finally:
         later.stop()
@@ -268,3 +274,24 @@ def test_the_redis_password_never_shows_in_health():
         assert "s3cret" not in str(link.health()) and link.health()["redis"] == "redis://127.0.0.1:1/0"
     finally:
         link.stop()
+
+
+def test_inventory_is_the_same_from_every_replica(repo, git_daemon, redis_server, serve, tmp_path):
+    """An instance that asked replica a is listed by replica b's /instances (one store in Redis)."""
+    repo.commit({"orders.yml": "orders:\n  limit: 1\n"})
+    url = git_daemon(repo)
+    a = serve(url, redis=redis_server.url, refresh_interval=0, cache_dir=str(tmp_path / "a"), port=1)
+    b = serve(url, redis=redis_server.url, refresh_interval=0, cache_dir=str(tmp_path / "b"), port=2)
+    sha = requests.get(
+        f"{a.url}/orders/default", headers={"X-Config-Client-Id": "orders-7:42@host-a"}, timeout=5
+    ).json()["version"]
+
+    def listed_by_b():
+        return requests.get(f"{b.url}/instances", params={"application": "orders"}, timeout=5).json()[
+            "instances"
+        ]
+
+    instances = wait_for(listed_by_b, what="the instance in b's inventory")
+    assert [(i["id"], i["version"]) for i in instances] == [("orders-7:42@host-a", sha)]
+    metrics = requests.get(f"{b.url}/metrics", timeout=5).text
+    assert f'config_server_instances{{application="orders",version="{sha}"}} 1.0' in metrics
