@@ -107,9 +107,17 @@ def test_replicas_give_identical_etags_and_bodies(repo, two_replicas):
         assert first.content == second.content, path
         assert first.headers.get("ETag") == second.headers.get("ETag"), path
     # A client moving between replicas with its ETag gets a 304, not a spurious change.
-    etag = requests.get(f"{a.url}/orders/default", timeout=5).headers["ETag"]
+    answer = requests.get(f"{a.url}/orders/default", headers={"X-Config-Client-Id": "svc-1"}, timeout=5)
+    etag = answer.headers["ETag"]
     assert (
         requests.get(f"{b.url}/orders/default", headers={"If-None-Match": etag}, timeout=5).status_code == 304
+    )
+    # ... and the instance it reported to a (a gevent worker's flusher thread) is in b's inventory.
+    wait_for(
+        lambda: (
+            "svc-1" in [i["id"] for i in requests.get(f"{b.url}/instances", timeout=5).json()["instances"]]
+        ),
+        what="a's report in b's inventory",
     )
 
 
