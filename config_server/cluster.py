@@ -10,7 +10,9 @@ worker wakes its own long-poll watchers through the change detector.
 A hint is only a hint: interval fetches go on as without Redis, so a lost hint delays a change by
 at most one refresh interval and never loses it. When Redis is unreachable the replica keeps
 serving from its mirror, logs it loudly, reports `"cluster": "DEGRADED"` in `/health` (which stays
-UP: the replica can serve), keeps unsent hints, and reconnects with back-off by itself.
+UP: the replica can serve) and `config_server_cluster_redis_up 0` in `/metrics`, keeps unsent
+hints, and reconnects with back-off by itself. (The instance inventory's Redis store is
+`state/redis.py`.)
 
 Why a stream (XADD/XREAD) rather than pub/sub: a reader resumes from the last entry id it saw, so
 a worker whose connection dropped for a moment still gets the hints published meanwhile; pub/sub
@@ -35,14 +37,18 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from config_server.backends.base import Backend
 from config_server.repo_spec import redact
 from config_server.watch.detector import ChangeDetector
+
+if TYPE_CHECKING:
+    from config_server.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +118,15 @@ class ClusterLink:
     """One worker's link to the cluster: publishes this replica's hints, follows the others'."""
 
     def __init__(
-        self, url: str, backend: Any, detector: ChangeDetector, replica: str, metrics: Any = None
+        self,
+        url: str,
+        backend: Backend,
+        detector: ChangeDetector,
+        replica: str,
+        metrics: Metrics | None = None,
     ) -> None:
         self.url = url
-        self.metrics = metrics  # config_server.metrics.Metrics with enable_cluster() called, or None
+        self.metrics = metrics  # with enable_cluster() called
         self.shown_url = redact(url)
         self.backend = backend
         self.detector = detector
