@@ -37,7 +37,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
 from redis.backoff import NoBackoff
@@ -235,8 +235,14 @@ class ClusterLink:
                     item = self._pending[ref]
                     published = self._publish(
                         keys=[REFS_KEY, STREAM_KEY],
-                        args=[item.ref, item.commit, item.applications, item.origin, time.time()]
-                        + [STREAM_LENGTH],
+                        args=[
+                            item.ref,
+                            item.commit,
+                            item.applications,
+                            item.origin,
+                            time.time(),
+                            STREAM_LENGTH,
+                        ],
                     )
                     del self._pending[ref]
                     if published:
@@ -269,7 +275,10 @@ class ClusterLink:
                     self._heartbeat()
                     next_beat = time.monotonic() + BLOCK_SECONDS
                 self._came_up()
-                answer = self._reader.xread({STREAM_KEY: last_id}, count=100, block=int(BLOCK_SECONDS * 1000))
+                answer = cast(
+                    list[tuple[str, list[tuple[str, dict[str, str]]]]],
+                    self._reader.xread({STREAM_KEY: last_id}, count=100, block=int(BLOCK_SECONDS * 1000)),
+                )
                 delays = _backoff()
                 for _stream, entries in answer or []:
                     for entry_id, fields in entries:
@@ -287,7 +296,7 @@ class ClusterLink:
     def _resume_from(self, last_id: str | None) -> str:
         """Where to read on (re)connection: after the last hint seen, unless the stream was made
         anew meanwhile (Redis restarted without persistence), then from its start."""
-        newest = self._reader.xrevrange(STREAM_KEY, count=1)
+        newest = cast(list[tuple[str, dict[str, str]]], self._reader.xrevrange(STREAM_KEY, count=1))
         newest_id = newest[0][0] if newest else "0-0"
         if last_id is None:
             return newest_id  # joining: only hints from now on
@@ -388,7 +397,7 @@ class ClusterLink:
         if reader is None:
             return None
         try:
-            return reader()
+            return cast(dict[str, str], reader())
         except Exception as exc:  # noqa: BLE001 - a repository not cloned yet has no refs
             log.info("cluster: cannot read refs: %s", exc)
             return None
