@@ -14,7 +14,7 @@ idle watcher, and one push + webhook to all of them. The harness opens more conn
 source address has ports for, so it spreads them over 127.0.0.x, and it raises the open-file
 limit (as root) for itself and the replica.
 
-In the redis mode, after its rounds, the last replica is killed (SIGKILL) under watchers parked
+In the redis mode, after its rounds, the busiest replica is killed (SIGKILL) under watchers parked
 through nginx: the time until the survivors hold all of them (nginx re-sends a long poll whose
 replica died before answering), and how many miss the next push.
 
@@ -265,7 +265,7 @@ async def _propagation_round(
 async def _kill_round(
     nginx: Nginx, replicas: list[Replica], work: Path, count: int, timeout: float
 ) -> dict[str, float | int]:
-    """Kill the last replica under watchers parked through nginx: how long until the survivors
+    """Kill the replica holding the most watchers parked through nginx: how long until the survivors
     hold every watcher (nginx re-sends a long poll whose replica died before answering), and how
     many miss the next push."""
     loop = asyncio.get_running_loop()
@@ -279,7 +279,8 @@ async def _kill_round(
         return spread if sum(spread) == count else None
 
     spread = await loop.run_in_executor(None, lambda: wait_until(all_parked, 120, "watchers parked"))
-    victim, survivors = replicas[-1], replicas[:-1]
+    busiest = max(range(len(replicas)), key=lambda i: spread[i])
+    victim, survivors = replicas[busiest], [r for i, r in enumerate(replicas) if i != busiest]
     killed = time.perf_counter()
     victim.kill()
     await loop.run_in_executor(
@@ -291,7 +292,7 @@ async def _kill_round(
     await watchers.finish(timeout=timeout)
     done = [r.done_at - started for r in watchers.results if r.done_at and r.status == 200]
     return {
-        "on_killed_replica": spread[-1],
+        "on_killed_replica": spread[busiest],
         "all_on_survivors_s": round(moved, 3),
         "next_commit_missed": count - len(done),
         "next_commit_p99_ms": summary_ms(done)["p99_ms"] if done else 0.0,

@@ -110,7 +110,7 @@ def test_cluster_smoke(tmp_path):
     assert all(row["watchers"] == 6 and 0 < row["max_ms"] < 30_000 for row in modes.values())
     assert all(sum(spread) == 6 and len(spread) == 3 for row in modes.values() for spread in row["spread"])
     behind_nginx = modes["redis"]["nginx_failover"]
-    assert behind_nginx["on_killed_replica"] == 2 and behind_nginx["next_commit_missed"] == 0
+    assert behind_nginx["on_killed_replica"] >= 2 and behind_nginx["next_commit_missed"] == 0
     moved = read(out)["failover"]
     assert moved["on_killed_replica"] == 2 and moved["next_commit_missed"] == 0
     assert result["single"]["watchers"] == 10 and result["single"]["per_watcher_kib"] != 0
