@@ -19,10 +19,11 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 	touch $@
 
 # System tools, installed with apt-get only when missing: git for serving (and git daemon for the
-# suite); wrk, nginx and etcd for the benchmarks, which the suite also runs at a tiny size;
-# Debian's chromium for the console's browser test (driven by Playwright, never `playwright install`).
+# suite); wrk, nginx, etcd and redis-server for the benchmarks, which the suite also runs at a tiny
+# size (redis-server also for the cluster tests); Debian's chromium for the console's browser test
+# (driven by Playwright, never `playwright install`).
 RUN_TOOLS := git:git
-BENCH_TOOLS := $(RUN_TOOLS) wrk:wrk nginx:nginx etcd:etcd-server
+BENCH_TOOLS := $(RUN_TOOLS) wrk:wrk nginx:nginx etcd:etcd-server redis-server:redis-server
 TEST_TOOLS := $(BENCH_TOOLS) chromium:chromium
 define apt_install
 	@missing=""; for pair in $(1); do tool=$${pair%%:*}; pkg=$${pair##*:}; \

@@ -29,7 +29,7 @@ GIT_ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
 }
 #: Debian package of each tool a benchmark may need.
-PACKAGES = {"wrk": "wrk", "nginx": "nginx", "etcd": "etcd-server"}
+PACKAGES = {"wrk": "wrk", "nginx": "nginx", "etcd": "etcd-server", "redis-server": "redis-server"}
 _apt_updated = False
 
 

@@ -1,6 +1,6 @@
 """`make bench`: every benchmark at its full size, one after the other; JSON lands in bench/results/.
 
-.venv/bin/python -m bench.run_all            # about 6 minutes on a 2-core machine
+.venv/bin/python -m bench.run_all            # about 6 minutes on a 2-core machine, and cluster's
 .venv/bin/python -m bench.run_all serving    # only the named ones
 """
 
@@ -10,6 +10,7 @@ import sys
 
 from bench import (
     client_reads,
+    cluster,
     commit_to_callback,
     expansion_bomb,
     propagation,
@@ -29,6 +30,7 @@ BENCHMARKS = {
     "client": client_reads.main,
     "commit_to_callback": commit_to_callback.main,
     "expansion_bomb": expansion_bomb.main,
+    "cluster": cluster.main,
 }
 
 

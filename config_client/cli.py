@@ -24,6 +24,7 @@ import yaml
 from config_client.client import ConfigClient
 from config_client.errors import ConfigClientError, ConfigUnavailable
 from config_client.snapshot import Change, unflatten
+from config_client.transport import server_urls
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,8 +43,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _client(args: argparse.Namespace, watch: bool) -> ConfigClient:
+    try:
+        servers = server_urls(args.server)
+    except ValueError as exc:
+        raise ConfigClientError(str(exc)) from None
     return ConfigClient(
-        args.server,
+        servers,
         args.app,
         args.profiles,
         args.label,
@@ -167,7 +172,12 @@ def _parser() -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(name, help=help_text)
         sub.set_defaults(run=run)
-        sub.add_argument("--server", required=True, help="config server URL, e.g. http://127.0.0.1:8888")
+        sub.add_argument(
+            "--server",
+            action="append",
+            help="config server URL, e.g. http://127.0.0.1:8888; repeat it for replicas of a cluster "
+            "(default: the CONFIG_CLIENT_SERVERS variable, comma-separated)",
+        )
         sub.add_argument("app", help="application name")
         sub.add_argument("profiles", help="comma-separated profiles")
         if name == "get":

@@ -28,7 +28,7 @@ import secrets
 import socket
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -74,11 +74,16 @@ class _Rejection:
 
 
 class ConfigClient:
-    """Settings of one application, profiles and label, kept current from a config server."""
+    """Settings of one application, profiles and label, kept current from a config server.
+
+    `server_url` is one URL, several (a list, or comma-separated as Spring writes them: replicas
+    of one cluster, see `Transport` for how the client moves between them), or None for the
+    CONFIG_CLIENT_SERVERS variable.
+    """
 
     def __init__(
         self,
-        server_url: str,
+        server_url: str | Sequence[str] | None,
         app: str,
         profiles: str | Iterable[str] = "default",
         label: str | None = None,

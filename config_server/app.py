@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -26,6 +27,9 @@ from config_server.watch.detector import ChangeDetector
 from config_server.watch.hub import WatchHub
 from config_server.wsgi import EncodedSlashMiddleware
 
+if TYPE_CHECKING:
+    from config_server.cluster import ClusterLink
+
 #: Largest request body accepted (webhooks, encrypt): anything bigger is a 413.
 MAX_BODY_BYTES = 1024 * 1024
 #: Remembered verdicts (broken commits, held-back answers) under `--data-dir`, shared by workers.
@@ -45,10 +49,13 @@ class ServerState:
     store: StateStore
     inventory: Inventory
     metrics: Metrics
+    cluster: ClusterLink | None = None  # cluster mode (--redis) only
 
     def close(self) -> None:
         """Release long-poll waiters, stop the detector's threads and the backend's git processes."""
         self.hub.close()
+        if self.cluster is not None:
+            self.cluster.stop()
         self.detector.stop()
         self.service.backend.close()
         self.service.verdicts.close()
@@ -79,7 +86,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     )
     hub = WatchHub(service)
     metrics = Metrics()
-    store = open_state_store(settings.data_dir)
+    store = open_state_store(settings.data_dir, settings.redis)
     inventory = Inventory(
         store, enabled=settings.record_instances, max_ids_per_address=settings.instance_ids_per_address
     ).start()
@@ -97,12 +104,27 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     )
     detector.on_fetch = metrics.git_fetched
     detector.start()
+    cluster = None
+    if settings.redis:
+        from config_server.cluster import ClusterLink, replica_id
+
+        metrics.enable_cluster()
+        cluster = ClusterLink(settings.redis, backend, detector, replica_id(settings.port), metrics).start()
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["config_server"] = ServerState(
-        settings, service, hub, detector, auth, AuditLog(settings.audit_log), store, inventory, metrics
+        settings,
+        service,
+        hub,
+        detector,
+        auth,
+        AuditLog(settings.audit_log),
+        store,
+        inventory,
+        metrics,
+        cluster,
     )
     app.extensions["config_held_back"] = service.held_back_for  # the console's held-back section
     security.install(app, authenticate=auth is not None, audit=bool(settings.audit_log))

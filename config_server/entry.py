@@ -26,6 +26,7 @@ _MODULES = (
     "yaml",
     "prometheus_client",
     "jsonschema",
+    "redis",
 )
 
 

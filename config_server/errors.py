@@ -112,3 +112,10 @@ class PayloadTooLarge(ConfigServerError):
 
     status = 413
     reason = "Request Entity Too Large"
+
+
+class StateUnavailable(ConfigServerError):
+    """The shared state store (Redis, in cluster mode) cannot be reached now."""
+
+    status = 503
+    reason = "Service Unavailable"

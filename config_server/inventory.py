@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from config_server.errors import ConfigServerError
+from config_server.errors import ConfigServerError, StateUnavailable
 from config_server.state import InstanceRecord, InstanceReport, StateStore
 
 log = logging.getLogger(__name__)
@@ -306,12 +306,20 @@ class Inventory:
             log.exception("could not write the last instance reports")
 
     def _run(self) -> None:
+        unavailable = False
         while not self._closed:
             self._sleep(self.flush_interval)
             if self._closed:
                 return
             try:
                 self.flush()
+                if unavailable:
+                    log.warning("instance reports are written again")
+                unavailable = False
+            except StateUnavailable as exc:  # Redis away (cluster mode): say it once, not each second
+                if not unavailable:
+                    log.warning("instance reports are dropped until the state store is back: %s", exc)
+                unavailable = True
             except Exception:  # noqa: BLE001 - the flusher must outlive a locked or full disk
                 log.exception("could not write instance reports")
 

@@ -14,6 +14,7 @@ which would keep a value until that very worker served the environment again).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -23,6 +24,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from config_server.errors import StateUnavailable
+
+log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -154,6 +159,29 @@ class Metrics:
         if not ok:
             self.git_fetch_failures.inc()
 
+    def enable_cluster(self) -> None:
+        """Add the cluster metrics (cluster mode only: without `--redis` they do not appear)."""
+        self.cluster_redis_up = Gauge(
+            "config_server_cluster_redis_up",
+            "1 while the cluster's Redis is reachable, 0 while it is not (lowest over the workers).",
+            multiprocess_mode="livemin",
+            registry=self.registry,
+        )
+        self.cluster_events = Counter(
+            "config_server_cluster_hints",
+            "Change hints between replicas: published, received, and fetches they caused.",
+            ["event"],
+            registry=self.registry,
+        )
+
+    def set_cluster_redis_up(self, up: bool) -> None:
+        """This worker reaches the cluster's Redis, or not."""
+        self.cluster_redis_up.set(1 if up else 0)
+
+    def count_cluster_event(self, event: str) -> None:
+        """A hint published or received, or a fetch made for one."""
+        self.cluster_events.labels(event).inc()
+
     def count_validation_failure(self, application: str) -> None:
         """A version of `application` was found broken."""
         self.validation_failures.labels(application).inc()
@@ -182,7 +210,12 @@ class InstancesCollector(Collector):
             labels=["application", "version"],
         )
         counts: dict[tuple[str, str], int] = {}
-        for record in self.live_instances():
+        try:
+            records = list(self.live_instances())
+        except StateUnavailable as exc:  # Redis away: every other metric is still scraped
+            log.warning("instances left out of the metrics: %s", exc)
+            records = []
+        for record in records:
             key = (self.application_label(record.application), record.version or "unknown")
             counts[key] = counts.get(key, 0) + 1
         for (application, version), count in sorted(counts.items()):

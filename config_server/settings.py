@@ -62,6 +62,13 @@ class Settings:
         default=None,
         metadata={"help": "Secret POST /monitor deliveries must be signed with (HMAC-SHA256 or token)."},
     )
+    redis: str | None = field(
+        default=None,
+        metadata={
+            "help": "Redis URL (redis://host:6379/0) that makes this server a replica of a cluster: "
+            "change hints are shared through it (docs/deployment.md). Default: a single server."
+        },
+    )
     cache_size: int = field(
         default=1024, metadata={"help": "Resolved environments kept in memory per worker."}
     )
@@ -186,6 +193,8 @@ class Settings:
             raise ValueError("client-timeout and request-timeout must be positive")
         if self.proxy_hops < 0:
             raise ValueError("proxy-hops must not be negative")
+        if self.redis and not self.redis.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis must be a redis://, rediss:// or unix:// URL")
         if bool(self.certfile) != bool(self.keyfile):
             raise ValueError("certfile and keyfile go together: give both or neither")
         try:

@@ -11,7 +11,16 @@ import requests
 
 from config_server import create_app
 from config_server.settings import Settings
-from tests.helpers import GIT_ENV, GitRepo, LiveServer, ServerProcess, free_port, port_open, wait_for
+from tests.helpers import (
+    GIT_ENV,
+    GitRepo,
+    LiveServer,
+    RedisServer,
+    ServerProcess,
+    free_port,
+    port_open,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -103,4 +112,14 @@ def server_process(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 
     yield start
     for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real `redis-server` on a free port, stopped afterwards even when the test fails."""
+    server = RedisServer(tmp_path)
+    try:
+        yield server.start()
+    finally:
         server.stop()

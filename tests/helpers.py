@@ -170,3 +170,49 @@ def wsgi_layers(app: Any) -> list[str]:
         names.append(type(layer).__name__)
         layer = getattr(layer, "app", None) or getattr(layer, "downstream", None)
     return names
+
+
+class RedisServer:
+    """A real `redis-server` on 127.0.0.1 (no persistence) that a test can stop and start again."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.dir = tmp
+        self.log_path = tmp / f"redis-{self.port}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> RedisServer:
+        """Start it on its port and wait until it accepts connections."""
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+                "--logfile",
+                str(self.log_path),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: port_open(self.port), what="redis-server to listen")
+        return self
+
+    def stop(self) -> None:
+        """Stop it (and wait, with a deadline) if it runs."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.process = None

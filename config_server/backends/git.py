@@ -271,6 +271,17 @@ class GitBackend(Backend):
             self._open_existing_mirror()
         return ok and self._repo is not None
 
+    def refs(self) -> dict[str, str]:
+        """Every branch and tag of the (mirrored) repository: full ref name -> the id it points to."""
+        output = self._require_repo().git.for_each_ref(
+            "--format=%(refname) %(objectname)", "refs/heads", "refs/tags", kill_after_timeout=30
+        )
+        return dict(line.split(" ", 1) for line in output.splitlines() if " " in line)
+
+    def ref_target(self, ref: str) -> str | None:
+        """The id a full ref name (`refs/heads/main`) points to now, None when there is no such ref."""
+        return self._ref_sha(self._require_repo(), ref)
+
     def _git_dir(self) -> str:
         return str(self.mirror) if self.remote else str(self._require_repo().git_dir)
 

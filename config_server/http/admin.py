@@ -20,11 +20,17 @@ log = logging.getLogger(__name__)
 def health() -> tuple[Response, int]:
     """`{"status": "UP"}`, or DOWN (503) when the repository cannot be served.
 
-    The details (repository, cache, watchers) are shown to admins, or to all on an open server.
+    In cluster mode `"cluster"` says whether Redis is reachable (`UP`) or not (`DEGRADED`: the
+    replica still serves from its mirror, so the status stays UP and the answer 200).
+    The details (repository, cache, watchers, cluster) are shown to admins, or to all on an open
+    server.
     """
     state = current_app.extensions["config_server"]
     details = state.service.backend.health()
     body = {"status": details.get("status", "UP")}
+    cluster = state.cluster.health() if state.cluster is not None else None
+    if cluster is not None:
+        body["cluster"] = cluster["status"]
     client = security.caller()
     if client is not None and client.has_role("admin"):
         body["details"] = {
@@ -35,6 +41,8 @@ def health() -> tuple[Response, int]:
             "heldBack": state.service.held_back(),
             "worker": os.getpid(),
         }
+        if cluster is not None:
+            body["details"]["cluster"] = cluster
     return jsonify(body), 200 if body["status"] == "UP" else 503
 
 

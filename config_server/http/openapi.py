@@ -148,7 +148,7 @@ SPEC: dict[str, Any] = {
                 "summary": "Health: details for admins (everyone on an open server)",
                 "responses": {
                     "200": {
-                        "description": "UP",
+                        "description": "UP (with --redis also `cluster`: UP, or DEGRADED without Redis)",
                         "content": {"application/json": {"schema": {"type": "object"}}},
                     },
                     "503": {

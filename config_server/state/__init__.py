@@ -10,6 +10,11 @@ from config_server.state.sqlite import SQLiteStateStore
 __all__ = ["InstanceRecord", "InstanceReport", "StateStore", "SQLiteStateStore", "open_state_store"]
 
 
-def open_state_store(data_dir: str | Path) -> StateStore:
-    """The embedded SQLite store under `data_dir` (`state.db`), shared by every worker of this machine."""
+def open_state_store(data_dir: str | Path, redis_url: str | None = None) -> StateStore:
+    """The embedded SQLite store under `data_dir` (`state.db`), shared by every worker of this
+    machine; in cluster mode (`redis_url`) the Redis store, shared by every replica."""
+    if redis_url:
+        from config_server.state.redis import RedisStateStore
+
+        return RedisStateStore(redis_url)
     return SQLiteStateStore(Path(data_dir) / "state.db")

@@ -66,6 +66,9 @@ class ChangeDetector:
         self.use_watchdog = use_watchdog
         #: Called with (seconds, succeeded) after each fetch of a remote repository.
         self.on_fetch: Callable[[float, bool], None] | None = None
+        #: Called after each successful fetch with the applications it was for (None: all); the
+        #: cluster link uses it to tell the other replicas (see cluster.py).
+        self.refresh_listeners: list[Callable[[Iterable[str] | None], None]] = []
 
     def start(self) -> ChangeDetector:
         """Start the observer and the dispatcher (and the refresh loop for a remote)."""
@@ -99,6 +102,8 @@ class ChangeDetector:
     def refresh_now(self, applications: Iterable[str] | None = None) -> bool:
         """Fetch the remote (if any) and check the hub at once; used by the webhook."""
         ok = self._refresh()
+        if ok:
+            self._refreshed(applications)
         self.trigger(applications)
         return ok
 
@@ -112,6 +117,13 @@ class ChangeDetector:
         finally:
             if self.on_fetch is not None and getattr(self.backend, "remote", False):
                 self.on_fetch(time.monotonic() - started, ok)
+
+    def _refreshed(self, applications: Iterable[str] | None) -> None:
+        for listener in self.refresh_listeners:
+            try:
+                listener(applications)
+            except Exception:  # noqa: BLE001 - a listener must not undo a good refresh
+                log.exception("refresh listener %r failed", listener)
 
     def stop(self) -> None:
         """Stop every thread this detector started."""
@@ -157,6 +169,7 @@ class ChangeDetector:
         while not self._stop.wait(self.refresh_interval):
             try:
                 if self._refresh(max_age=self.refresh_interval * 0.9):  # one fetch per host
+                    self._refreshed(None)
                     self.trigger()
             except Exception:  # noqa: BLE001 - a failed refresh must never end the loop
                 log.exception("background refresh failed")

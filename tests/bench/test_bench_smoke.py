@@ -1,12 +1,13 @@
 """Every benchmark runs at a tiny size in the suite, so that none of them can rot.
 
-They install their own tools (wrk, nginx, etcd) when missing, as `make bench` does.
+They install their own tools (wrk, nginx, etcd, redis-server) when missing, as `make bench` does.
 """
 
 import json
 
 from bench import (
     client_reads,
+    cluster,
     commit_to_callback,
     expansion_bomb,
     propagation,
@@ -97,3 +98,19 @@ def test_validate_scale_smoke(tmp_path):
     assert result["validate_exit"] == 0 and result["validate_schema_exit"] == 0
     assert result["validate_summary"].startswith("0 problems in 21 environments")
     assert 0 < result["validate_s"] < 60 and read(out)["environment_schema_us"] > 0
+
+
+def test_cluster_smoke(tmp_path):
+    out = tmp_path / "cluster.json"
+    args = ["--watchers", "6", "--rounds", "1", "--interval", "1", "--clients", "6"]
+    args += ["--single-watchers", "10", "--json", str(out)]
+    result = cluster.main(args)
+    modes = {row["mode"]: row for row in result["rows"]}
+    assert set(modes) == {"redis", "interval"}
+    assert all(row["watchers"] == 6 and 0 < row["max_ms"] < 30_000 for row in modes.values())
+    assert all(sum(spread) == 6 and len(spread) == 3 for row in modes.values() for spread in row["spread"])
+    behind_nginx = modes["redis"]["nginx_failover"]
+    assert behind_nginx["on_killed_replica"] >= 2 and behind_nginx["next_commit_missed"] == 0
+    moved = read(out)["failover"]
+    assert moved["on_killed_replica"] == 2 and moved["next_commit_missed"] == 0
+    assert result["single"]["watchers"] == 10 and result["single"]["per_watcher_kib"] != 0

@@ -1,0 +1,256 @@
+"""The state store in Redis, for a cluster (`--redis`): every replica reads and writes one inventory.
+
+The same interface and the same answers as the SQLite store (`sqlite.py`), so `/instances`, the
+metrics' instance counts and the console are the same from every replica. Layout, all under
+`config-server:`:
+
+- `instance:<application>\\x1f<profiles>\\x1f<label>\\x1f<instance id>`: a hash per instance of an
+  environment (its latest report, `first_seen`, `last_seen`, `version_since`);
+- `instances`: the same keys by `last_seen` (a sorted set), for pruning;
+- `instances:ordered`: the same keys in (application, profiles, label, instance id) order (a
+  sorted set read by `ZRANGEBYLEX`: the separator sorts below every character of a name), so a
+  read walks an ordered index in chunks and stops at its `limit`, as the SQLite store's does.
+
+A report is merged by a Lua script, atomically, with the SQLite store's rules (a report without
+`applied` keeps the earlier one; `version_since` moves only when the running version changes;
+`last_seen` never goes back). Every call has a socket timeout; redis-py's sockets are
+cooperative under the gevent worker. Redis needs no persistence for this: after a restart the
+inventory fills again as the instances poll.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import cast
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from config_server.errors import StateUnavailable
+from config_server.state.base import InstanceRecord, InstanceReport, StateStore
+
+PREFIX = "config-server:"
+_ALL = PREFIX + "instances"
+_ORDERED = PREFIX + "instances:ordered"
+#: Index entries read per round trip.
+_CHUNK = 500
+_SEP = "\x1f"
+
+_FIELDS = (
+    "instance_id",
+    "application",
+    "profiles",
+    "label",
+    "served",
+    "applied",
+    "rejected_version",
+    "rejected_reason",
+    "client_labels",
+    "remote",
+    "user_agent",
+    "anonymous",
+    "first_seen",
+    "last_seen",
+    "version_since",
+)
+
+# KEYS: instance hash, the set by last_seen, the ordered set.
+# ARGV: member, served, applied, rejected_version, rejected_reason, client_labels, remote,
+#       user_agent, anonymous, seen, instance_id, application, profiles, label.
+# Optional values are stored as '' (None) or '=' followed by the value.
+_UPSERT = """
+local h = KEYS[1]
+local seen = tonumber(ARGV[10])
+if redis.call('EXISTS', h) == 0 then
+  redis.call('HSET', h, 'instance_id', ARGV[11], 'application', ARGV[12], 'profiles', ARGV[13],
+    'label', ARGV[14], 'served', ARGV[2], 'applied', ARGV[3], 'rejected_version', ARGV[4],
+    'rejected_reason', ARGV[5], 'client_labels', ARGV[6], 'remote', ARGV[7], 'user_agent', ARGV[8],
+    'anonymous', ARGV[9], 'first_seen', ARGV[10], 'last_seen', ARGV[10], 'version_since', ARGV[10])
+else
+  local old = redis.call('HMGET', h, 'served', 'applied', 'last_seen')
+  local served, applied, last = old[1] or '', old[2] or '', tonumber(old[3])
+  local function coalesce(a, b) if a ~= '' then return a end return b end
+  local before = coalesce(applied, served)
+  local after = coalesce(ARGV[3], coalesce(applied, coalesce(ARGV[2], served)))
+  if after ~= before then redis.call('HSET', h, 'version_since', ARGV[10]) end
+  redis.call('HSET', h, 'served', coalesce(ARGV[2], served), 'applied', coalesce(ARGV[3], applied),
+    'rejected_version', ARGV[4], 'rejected_reason', ARGV[5], 'client_labels', ARGV[6],
+    'remote', ARGV[7], 'user_agent', ARGV[8])
+  if seen > last then redis.call('HSET', h, 'last_seen', ARGV[10]) else seen = last end
+end
+redis.call('ZADD', KEYS[2], seen, ARGV[1])
+redis.call('ZADD', KEYS[3], 0, ARGV[1])
+return 1
+"""
+
+
+class RedisStateStore(StateStore):
+    """The state store in one Redis database, shared by every worker of every replica."""
+
+    def __init__(self, url: str, timeout: float = 3.0) -> None:
+        options = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": min(timeout, 2.0),
+            "retry": Retry(NoBackoff(), 1),
+            "decode_responses": True,
+        }
+        # Two clients, two connection pools: writes and pruning come from the inventory's
+        # flusher (a real thread under gevent), reads from requests (greenlets); a pool and its
+        # lock are never shared between the two.
+        self.writer = redis.Redis.from_url(url, **options)
+        self.reader = redis.Redis.from_url(url, **options)
+        self._upsert = self.writer.register_script(_UPSERT)
+
+    def record_instances(self, reports: Sequence[InstanceReport]) -> None:
+        """Merge the reports, oldest first, in one round trip."""
+        if not reports:
+            return
+        pipe = self.writer.pipeline(transaction=False)
+        for r in reports:
+            member = _member(r.application, r.profiles, r.label, r.instance_id)
+            self._upsert(
+                keys=[PREFIX + "instance:" + member, _ALL, _ORDERED],
+                args=[
+                    member,
+                    _put(r.served),
+                    _put(r.applied),
+                    _put(r.rejected_version),
+                    _put(r.rejected_reason),
+                    r.client_labels,
+                    r.remote,
+                    r.user_agent,
+                    int(r.anonymous),
+                    repr(float(r.seen)),
+                    r.instance_id,
+                    r.application,
+                    r.profiles,
+                    r.label,
+                ],
+                client=pipe,
+            )
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise StateUnavailable(f"the state store in Redis cannot be reached: {exc}") from None
+
+    def instances(
+        self,
+        application: str | None = None,
+        profiles: str | None = None,
+        label: str | None = None,
+        seen_after: float = 0.0,
+        limit: int = 10_000,
+    ) -> list[InstanceRecord]:
+        """Matching instances, ordered by environment then instance id; at most `limit`.
+
+        Walks the ordered index from the narrowest prefix the filters allow, a chunk at a time,
+        and stops once `limit` instances matched: one read has a known cost.
+        """
+        prefix = ""
+        if application is not None:
+            prefix = application + _SEP
+            if profiles is not None:
+                prefix += profiles + _SEP
+                if label is not None:
+                    prefix += label + _SEP
+        low, high = ("[" + prefix, "(" + prefix[:-1] + chr(ord(_SEP) + 1)) if prefix else ("-", "+")
+        records: list[InstanceRecord] = []
+        offset, wanted = 0, max(0, int(limit))
+        try:
+            while len(records) < wanted:
+                members = cast(
+                    list[str], self.reader.zrangebylex(_ORDERED, low, high, start=offset, num=_CHUNK)
+                )
+                if not members:
+                    break
+                offset += len(members)
+                pipe = self.reader.pipeline(transaction=False)
+                for member in members:
+                    pipe.hmget(PREFIX + "instance:" + member, _FIELDS)
+                for values in pipe.execute():
+                    if values[0] is None:
+                        continue  # pruned meanwhile
+                    record = _record(values)
+                    if record.last_seen <= seen_after:
+                        continue
+                    if (profiles is not None and record.profiles != profiles) or (
+                        label is not None and record.label != label
+                    ):
+                        continue
+                    records.append(record)
+                    if len(records) == wanted:
+                        break
+        except redis.RedisError as exc:
+            raise StateUnavailable(f"the state store in Redis cannot be reached: {exc}") from None
+        return records
+
+    def prune(self, seen_before: float) -> int:
+        """Forget instances last seen before `seen_before`."""
+        try:
+            members = cast(list[str], self.writer.zrangebyscore(_ALL, "-inf", f"({seen_before!r}"))
+            if not members:
+                return 0
+            pipe = self.writer.pipeline(transaction=False)
+            for member in members:
+                pipe.delete(PREFIX + "instance:" + member)
+                pipe.zrem(_ALL, member)
+                pipe.zrem(_ORDERED, member)
+            results = pipe.execute()
+        except redis.RedisError as exc:
+            raise StateUnavailable(f"the state store in Redis cannot be reached: {exc}") from None
+        return sum(1 for deleted in results[0::3] if deleted)
+
+    def close(self) -> None:
+        """Close the connections."""
+        self.writer.close()
+        self.reader.close()
+
+
+def _member(application: str, profiles: str, label: str, instance_id: str) -> str:
+    return _SEP.join((application, profiles, label, instance_id))
+
+
+def _put(value: str | None) -> str:
+    return "" if value is None else "=" + value
+
+
+def _get(value: str | None) -> str | None:
+    return None if not value else value[1:]
+
+
+def _record(values: list[str | None]) -> InstanceRecord:
+    (
+        instance_id,
+        application,
+        profiles,
+        label,
+        served,
+        applied,
+        rejected_version,
+        rejected_reason,
+        client_labels,
+        remote,
+        user_agent,
+        anonymous,
+        first_seen,
+        last_seen,
+        version_since,
+    ) = values
+    return InstanceRecord(
+        instance_id or "",
+        application or "",
+        profiles or "",
+        label or "",
+        _get(served),
+        _get(applied),
+        _get(rejected_version),
+        _get(rejected_reason),
+        client_labels or "",
+        remote or "",
+        user_agent or "",
+        anonymous == "1",
+        float(first_seen or 0),
+        float(last_seen or 0),
+        float(version_since or 0),
+    )

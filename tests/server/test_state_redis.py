@@ -1,0 +1,93 @@
+"""The Redis state store answers exactly as the embedded SQLite store does (a real redis-server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from config_server.errors import StateUnavailable
+from config_server.state import open_state_store
+from config_server.state.base import InstanceReport
+from config_server.state.redis import RedisStateStore
+from config_server.state.sqlite import SQLiteStateStore
+
+COMMIT_A, COMMIT_B, COMMIT_C, COMMIT_D = ("a" * 40, "b" * 40, "c" * 40, "d" * 40)
+
+
+def report(n, application="orders", served=COMMIT_A, applied=None, rejected=None, reason=None, **more):
+    return InstanceReport(
+        instance_id=f"orders-{n}:1@host",
+        application=application,
+        profiles=more.get("profiles", "default"),
+        label=more.get("label", "main"),
+        served=served,
+        applied=applied,
+        rejected_version=rejected,
+        rejected_reason=reason,
+        client_labels="zone=eu-1",
+        remote="10.0.0.1",
+        user_agent="python-requests",
+        seen=more.get("seen", 100.0),
+        anonymous=more.get("anonymous", False),
+    )
+
+
+def scenario(store):
+    """Every rule of the SQLite upsert, and the queries and pruning, in one run."""
+    store.record_instances([report(1), report(2, application="billing"), report(3, profiles="prod")])
+    store.record_instances([report(1, served=COMMIT_B, seen=110.0)])  # version moves: since 110
+    store.record_instances([report(1, served=None, applied=COMMIT_B, seen=120.0)])  # same version
+    store.record_instances(
+        [
+            report(
+                2, application="billing", applied=COMMIT_C, rejected=COMMIT_D, reason='"port" bad', seen=105.0
+            )
+        ]
+    )
+    rejecting = store.instances("billing")
+    store.record_instances([report(2, application="billing", served=COMMIT_C, seen=104.0)])  # older
+    store.record_instances([report(4, seen=50.0, anonymous=True), report(5, label="v1", seen=130.0)])
+    answers = {
+        "rejecting": rejecting,
+        "all": store.instances(),
+        "orders": store.instances("orders"),
+        "orders prod": store.instances("orders", "prod"),
+        "label v1": store.instances(label="v1"),
+        "seen after 105": store.instances(seen_after=105.0),
+        "first two": store.instances(limit=2),
+        "first of orders": store.instances("orders", limit=1),
+        "none": store.instances(limit=0),
+        "pruned": store.prune(60.0),
+    }
+    answers["left"] = store.instances()
+    answers["pruned again"] = store.prune(60.0)
+    return answers
+
+
+def test_redis_store_answers_as_the_sqlite_store(tmp_path, redis_server):
+    sqlite, redis = (
+        scenario(SQLiteStateStore(tmp_path / "state.db")),
+        scenario(RedisStateStore(redis_server.url)),
+    )
+    assert sqlite == redis
+    assert len(sqlite["all"]) == 5 and sqlite["pruned"] == 1 and sqlite["pruned again"] == 0
+    assert [r.rejected_reason for r in redis["rejecting"]] == ['"port" bad']
+    billing = next(r for r in redis["all"] if r.application == "billing")
+    # the later report carries no rejection, so it clears it; last_seen never goes back
+    assert (billing.version, billing.rejected_reason, billing.last_seen) == (COMMIT_C, None, 105.0)
+
+
+def test_cluster_mode_opens_the_redis_store(tmp_path, redis_server):
+    assert isinstance(open_state_store(tmp_path, redis_server.url), RedisStateStore)
+    assert isinstance(open_state_store(tmp_path), SQLiteStateStore)
+
+
+def test_redis_down_is_a_clear_503_error(redis_server):
+    store = RedisStateStore(redis_server.url)
+    redis_server.stop()
+    with pytest.raises(StateUnavailable, match="Redis") as info:
+        store.instances("orders")
+    assert info.value.status == 503
+    with pytest.raises(StateUnavailable):
+        store.record_instances([report(1)])
+    with pytest.raises(StateUnavailable):
+        store.prune(0.0)
