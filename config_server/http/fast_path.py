@@ -34,7 +34,7 @@ from flask import Flask
 
 from config_server import names
 from config_server.answer import Answer, environment_answer, held_back_headers
-from config_server.audit import AuditLog
+from config_server.audit import AuditLog, serialise_fields
 from config_server.auth import ANONYMOUS, AuthFile, Client
 from config_server.http.security import token_from
 from config_server.inventory import Inventory, parse_client_headers
@@ -92,11 +92,13 @@ class FastEnvironmentPath:
             return None
         label = parts[3] if len(parts) == 4 else None
         try:
-            client = self._authorised_reader(environ, parts[1], parts[2], label)
+            client = self._authenticated(environ)
             if client is None:
                 return None
             reporter = parse_client_headers(environ) if self.inventory is not None else None
             revision, resolved = self.service.environment(parts[1], parts[2], label)
+            if not self._may_read(client, parts[1], parts[2], label, revision.label):
+                return None
             answer = environment_answer(resolved, label, extra_headers=held_back_headers(revision.held_back))
             if self.audit is not None:
                 _audit(self.audit, environ, client, parts[1], parts[2], label, revision.version)
@@ -109,26 +111,28 @@ class FastEnvironmentPath:
             return None
         return answer
 
-    def _authorised_reader(
-        self, environ: dict[str, Any], application: str, profiles: str, label: str | None
-    ) -> Client | None:
-        """The client when it may read this environment (ANONYMOUS on an open server), else None.
-
-        As `security.require_read`: every listed application at every listed label.
-        """
+    def _authenticated(self, environ: dict[str, Any]) -> Client | None:
+        """The client the request's token identifies (ANONYMOUS on an open server), else None."""
         if self.auth is None:
             return ANONYMOUS
         token = token_from(environ.get("HTTP_AUTHORIZATION", ""), environ.get("HTTP_X_CONFIG_TOKEN", ""))
-        client = self.auth.authenticate(token) if token is not None else None
-        if client is None:
-            return None
+        return self.auth.authenticate(token) if token is not None else None
+
+    def _may_read(
+        self, client: Client, application: str, profiles: str, label: str | None, resolved_label: str
+    ) -> bool:
+        """As `security.require_read`: every listed application at every listed label.
+
+        Asked after resolving, so that a request naming no label is checked at the default label
+        the service resolved (one lookup of it per request, not two); nothing is answered unless
+        this says yes.
+        """
+        if client is ANONYMOUS:
+            return True
         apps = names.validate_applications(application)
         wanted = names.validate_profiles(profiles)
-        labels = (
-            names.validate_labels(label) if label is not None else (self.service.backend.default_label(),)
-        )
-        allowed = all(_may_read(client, app, wanted, one) for one in labels for app in apps)
-        return client if allowed else None
+        labels = names.validate_labels(label) if label is not None else (resolved_label,)
+        return all(_may_read(client, app, wanted, one) for one in labels for app in apps)
 
 
 #: The Flask endpoints whose answers the fast path gives (every other rule's paths are Flask's).
@@ -164,11 +168,33 @@ def _audit(
     version: str,
 ) -> None:
     """The `read` line Flask's hooks write for the same request (`http/security.py`)."""
-    path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
-    audit.record(
-        "read",
-        client=client.name,
-        remote=environ.get("REMOTE_ADDR"),
+    fields = _read_fields(
+        client.name,
+        environ.get("REMOTE_ADDR"),
+        environ.get("PATH_INFO", ""),
+        application,
+        profiles,
+        label,
+        version,
+    )
+    audit.record_serialised("read", fields)
+
+
+@functools.lru_cache(maxsize=4096)
+def _read_fields(
+    client: str,
+    remote: str | None,
+    raw_path: str,
+    application: str,
+    profiles: str,
+    label: str | None,
+    version: str,
+) -> str:
+    """A `read` line's fields, serialised once per distinct request (the same instances ask again)."""
+    path = raw_path.encode("latin-1").decode("utf-8", "replace")
+    return serialise_fields(
+        client=client,
+        remote=remote,
         method="GET",
         path="/" + path.lstrip("/"),
         status=200,
