@@ -363,7 +363,11 @@ def raise_fd_limit_to(count: int) -> int:
     """Raise the open-file limit (soft and, as root, hard) to `count`; children inherit it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if count > hard and os.geteuid() == 0:
-        hard = count
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
+            return count
+        except (ValueError, OSError):  # a container may cap the hard limit even for root
+            pass
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(count, hard), hard))
     return min(count, hard)
 
