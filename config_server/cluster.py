@@ -26,7 +26,6 @@ monkey-patched sockets, so no call blocks a worker.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import queue
 import re
@@ -34,7 +33,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -44,6 +42,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from config_server.backends.base import Backend
+from config_server.mirror import try_file_lock
 from config_server.repo_spec import redact
 from config_server.watch.detector import ChangeDetector
 
@@ -351,7 +350,7 @@ class ClusterLink:
             return False  # a local repository: every replica reads it directly
         deadline = time.monotonic() + FETCH_DEADLINE
         while not self._stop.is_set() and time.monotonic() < deadline:
-            with self._fetch_lock() as mine:
+            with try_file_lock(self._fetch_lock_path) as mine:
                 if mine:
                     if not self._has(hint):
                         started = time.monotonic()
@@ -375,22 +374,6 @@ class ClusterLink:
                 return False
             self._stop.wait(0.05)
         return False
-
-    @contextmanager
-    def _fetch_lock(self) -> Iterator[bool]:
-        """A non-blocking lock shared by the workers of this replica (one mirror, one fetch)."""
-        assert self._fetch_lock_path is not None
-        self._fetch_lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self._fetch_lock_path, "w") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _read_refs(self) -> dict[str, str] | None:
         reader = getattr(self.backend, "refs", None)

@@ -51,6 +51,25 @@ CLONE_TIMEOUT = 600.0
 _LOCK_POLL = 0.05
 
 
+@contextlib.contextmanager
+def try_file_lock(path: Path) -> Iterator[bool]:
+    """Try once to take an exclusive lock on `path`, shared by every process that uses it.
+
+    Yields whether it is held; never waits (a blocking `flock` would freeze a gevent worker).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class GitFailed(Exception):
     """A git command that failed or ran past its deadline; `stderr` says why."""
 
@@ -187,23 +206,9 @@ class Mirror:
         stamp = self.fetched_at()
         return stamp is not None and stamp >= since
 
-    @contextlib.contextmanager
-    def _process_lock(self) -> Iterator[bool]:
-        """Try once to take the lock shared by the processes using this cache directory.
-
-        Yields whether it is held; never waits (a blocking `flock` would freeze a gevent worker).
-        """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.parent / f"{self.path.name}.lock", "w") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _process_lock(self) -> contextlib.AbstractContextManager[bool]:
+        """Try once to take the lock shared by the processes using this cache directory."""
+        return try_file_lock(self.path.parent / f"{self.path.name}.lock")
 
     def _stamp_path(self) -> Path:
         return self.path.parent / f"{self.path.name}.fetched"
