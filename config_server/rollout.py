@@ -237,7 +237,8 @@ def parse_rollout(application: str, data: bytes, path: str | None = None) -> Rol
         raise fail(unknown[0], f"unknown key {unknown[0]!r} (expected: {', '.join(sorted(_KEYS))})")
     canary = raw.get("canary")
     if not isinstance(canary, str) or not canary.strip():
-        raise fail("canary" if "canary" in raw else None, "canary: a label (branch, tag or commit) is required")
+        where = "canary" if "canary" in raw else None
+        raise fail(where, "canary: a label (branch, tag or commit) is required")
     try:
         canary = names.validate_label(canary.strip())
     except InvalidName as exc:

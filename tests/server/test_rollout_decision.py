@@ -32,7 +32,9 @@ halt-on:
 
 
 def rollout(**changes) -> Rollout:
-    base = dict(application="orders", canary="canary", rollout_id="canary", steps=(10.0, 50.0, 100.0), bake=60.0)
+    base = dict(
+        application="orders", canary="canary", rollout_id="canary", steps=(10.0, 50.0, 100.0), bake=60.0
+    )
     base.update(changes)
     return Rollout(**base)
 
