@@ -530,3 +530,27 @@ def advice(active: Active, current: Phase) -> str:
             f"rollout a new `id` in {path} to start again, or remove the file"
         )
     return f"running: step {current.step + 1} of {len(active.rollout.steps)}"
+
+
+def format_status(body: dict[str, Any]) -> str:
+    """`config-server rollout status` as text: one block per rollout, then the ignored files."""
+    lines = []
+    for r in body.get("rollouts", []):
+        steps = ", ".join(f"{s:g}%" for s in r["steps"])
+        lines.append(f"{r['application']} at {r['label']}: {r['state']}, step {r['step']:g}% of [{steps}]")
+        lines.append(f"  canary     {r['canary']} ({(r['canaryVersion'] or '?')[:12]}), id {r['id']}")
+        if r.get("secondsToNextStep") is not None:
+            lines.append(f"  next step  in {int(r['secondsToNextStep'])} s")
+        lines.append(f"  cohort     {r['cohort']} of {r['matching']} matching ({r['instances']} instances)")
+        for version, count in r["versions"].items():
+            lines.append(f"  version    {version[:12]}: {count}")
+        for rejection in r["rejections"]:
+            lines.append(f"  rejected   {rejection['instance']}: {rejection['reason'] or '-'}")
+        if r.get("haltReason"):
+            lines.append(f"  halted     {r['haltReason']}")
+        lines.append(f"  next       {r['advice']}")
+    for error in body.get("errors", []):
+        lines.append(f"ignored {error['application']} at {error['label']}: {error['message']}")
+    if not lines:
+        lines.append("no rollouts")
+    return "\n".join(lines) + "\n"

@@ -3,6 +3,7 @@ sticky cohorts, halts by rejection and by hand, restarts on the same data direct
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -340,3 +341,64 @@ def test_match_labels_and_profiles_limit_the_cohort(serve, repo_with_canary):
 
 def test_rollout_definition_is_plain_data():
     assert Rollout("orders", "canary", "canary", (10.0,), 60.0).duration == 60.0
+
+
+def test_validate_reports_rollout_files_the_server_would_ignore(repo_with_canary):
+    from click.testing import CliRunner
+
+    from config_server.cli import main
+
+    repo = repo_with_canary
+    repo.commit(
+        {
+            "rollouts/orders.yml": "canary: canary\nsteps: [10, 5]\nbake: 1h\n",
+            "rollouts/payments.yml": "canary: nope\nsteps: [10]\nbake: 1h\n",
+            "rollouts/inventory.yml": rollout_file(),
+            "payments.yml": "payments: {provider: stripe}\n",
+        },
+        "rollouts",
+    )
+    result = CliRunner().invoke(
+        main, ["validate", str(repo.path), "--rev", "main"], env={"ENCRYPT_KEY": None}
+    )
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines() == [
+        "rollouts/orders.yml:2: orders/*: steps: each step must be larger than the one before",
+        "rollouts/payments.yml: payments/*: canary: unknown label 'nope'",
+    ]
+    repo.commit({"rollouts/orders.yml": None, "rollouts/payments.yml": None}, "fixed")
+    result = CliRunner().invoke(
+        main, ["validate", str(repo.path), "--rev", "main"], env={"ENCRYPT_KEY": None}
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_the_rollout_commands_show_and_halt(serve, repo_with_canary):
+    from click.testing import CliRunner
+
+    from config_server.cli import main
+
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[10, 100]")}, "roll out")
+    server = serve(repo.path)
+    wait_for(lambda: started(server), what="the rollout to start")
+    for instance in INSTANCES[:40]:
+        get(server, instance)
+    state = server.app.extensions["config_server"]
+    wait_for(lambda: state.inventory.flush() is not None and len(state.store.instances("orders")) == 40)
+    status = CliRunner().invoke(main, ["rollout", "status", "orders", "--server", server.url])
+    assert status.exit_code == 0, status.output
+    lines = status.stdout.splitlines()
+    assert lines[0] == "orders at main: running, step 10% of [10%, 100%]"
+    cohort = len(expected_cohort(10) & set(INSTANCES[:40]))
+    assert f"  cohort     {cohort} of 40 matching (40 instances)" in lines
+    assert any(line.startswith("  next step  in 35") for line in lines)
+    halt = CliRunner().invoke(
+        main, ["rollout", "halt", "orders", "--server", server.url, "--reason", "pager"]
+    )
+    assert halt.exit_code == 0, halt.output
+    assert halt.stdout == "orders at main: halted (pager (by anonymous))\n"
+    status = CliRunner().invoke(main, ["rollout", "status", "--server", server.url, "--format", "json"])
+    assert json.loads(status.stdout)["rollouts"][0]["state"] == "halted"
+    missing = CliRunner().invoke(main, ["rollout", "halt", "payments", "--server", server.url])
+    assert missing.exit_code == 1 and "404: no rollout of 'payments'" in missing.output
