@@ -402,3 +402,26 @@ def test_the_rollout_commands_show_and_halt(serve, repo_with_canary):
     assert json.loads(status.stdout)["rollouts"][0]["state"] == "halted"
     missing = CliRunner().invoke(main, ["rollout", "halt", "payments", "--server", server.url])
     assert missing.exit_code == 1 and "404: no rollout of 'payments'" in missing.output
+
+
+def test_the_console_shows_the_rollout_panel(serve, repo_with_canary):
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out")
+    _, canary = versions(repo)
+    server = serve(repo.path)
+    wait_for(lambda: started(server), what="the rollout to start")
+    get(server, INSTANCES[0], **{"X-Config-Rejected": f'{canary}; reason="max-items must be positive"'})
+    wait_for(lambda: started(server, "halted"), what="the halt")
+    page = requests.get(f"{server.url}/console/app/orders", timeout=5).text
+    assert '<section id="rollout">' in page
+    assert 'data-state="halted"' in page
+    assert "max-items must be positive" in page
+    assert "give the rollout a new `id`" in page
+    repo.commit({"rollouts/orders.yml": "canary: canary\nsteps: [5, 1]\nbake: 1h\n"}, "bad")
+    wait_for(
+        lambda: (
+            "is ignored: rollouts/orders.yml:2: steps"
+            in requests.get(f"{server.url}/console/app/orders", timeout=5).text
+        ),
+        what="the error on the page",
+    )
