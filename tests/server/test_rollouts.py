@@ -425,3 +425,29 @@ def test_the_console_shows_the_rollout_panel(serve, repo_with_canary):
         ),
         what="the error on the page",
     )
+
+
+def test_a_config_client_with_instance_labels_joins_a_matching_cohort(serve, repo_with_canary):
+    from config_client import ConfigClient
+
+    repo = repo_with_canary
+    extra = "match:\n  labels: {zone: eu-west-1}\n"
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]", extra=extra)}, "roll out")
+    _, canary = versions(repo)
+    server = serve(repo.path)
+    wait_for(lambda: started(server), what="the rollout to start")
+    clients = {
+        zone: ConfigClient(
+            server.url, "orders", client_id=f"one-{zone}", instance_labels={"zone": zone}, watch=False
+        )
+        for zone in ("eu-west-1", "us-east-1")
+    }
+    try:
+        for client in clients.values():
+            client.start()
+        assert clients["eu-west-1"].get("message") == "canary"
+        assert clients["eu-west-1"].version == canary
+        assert clients["us-east-1"].get("message") == "base"
+    finally:
+        for client in clients.values():
+            client.stop()
