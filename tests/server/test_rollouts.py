@@ -451,3 +451,31 @@ def test_a_config_client_with_instance_labels_joins_a_matching_cohort(serve, rep
     finally:
         for client in clients.values():
             client.stop()
+
+
+def test_the_canary_goes_only_to_tokens_that_may_read_its_label(serve, repo_with_canary, tmp_path: Path):
+    from config_server.auth import hash_token
+
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out")
+    base, canary = versions(repo)
+    auth = tmp_path / "auth.yml"
+    auth.write_text(
+        "clients:\n"
+        f"  - {{name: main-only, tokens: ['{hash_token('m' * 32)}'], roles: [read], labels: [main]}}\n"
+        f"  - {{name: any-label, tokens: ['{hash_token('a' * 32)}'], roles: [read, rollout]}}\n"
+    )
+    server = serve(repo.path, auth_file=str(auth))
+    any_label = {"Authorization": "Bearer " + "a" * 32}
+    wait_for(
+        lambda: requests.get(f"{server.url}/rollouts", headers=any_label, timeout=5).json()["rollouts"],
+        what="the rollout to start",
+    )
+    for token, expected in (("m" * 32, base), ("a" * 32, canary)):
+        for path in ("/orders/default", "/orders/default?via=flask"):
+            answer = requests.get(
+                server.url + path,
+                headers={"Authorization": f"Bearer {token}", "X-Config-Client-Id": INSTANCES[0]},
+                timeout=5,
+            )
+            assert answer.status_code == 200 and answer.json()["version"] == expected, (token[0], path)
