@@ -8,11 +8,24 @@ import time
 from flask import Blueprint, Response, current_app, request
 
 from config_server import names, render
-from config_server.answer import HELD_BACK_HEADER, Answer, Route, environment_answer, held_back_headers
+from config_server.answer import (
+    BASE_ROUTE,
+    HELD_BACK_HEADER,
+    Answer,
+    Route,
+    environment_answer,
+    held_back_headers,
+)
 from config_server.auth import ANONYMOUS
 from config_server.backends.base import Revision
 from config_server.cache import ResolvedEnvironment
-from config_server.errors import BrokenEnvironment, InvalidConfigFile, InvalidName, ResourceNotFound
+from config_server.errors import (
+    BrokenEnvironment,
+    ConfigServerError,
+    InvalidConfigFile,
+    InvalidName,
+    ResourceNotFound,
+)
 from config_server.http import security
 from config_server.http.resources import serve_resource
 from config_server.http.wire import ANSWERED, DIRECT_ANSWER
@@ -73,7 +86,13 @@ def environment(app: str, profiles: str, label: str | None) -> Response:
     route = _route(app, profiles, label, reporter)
     revision: Revision | None = None
     try:
-        revision, resolved = _service().environment(app, profiles, _source(route, label))
+        try:
+            revision, resolved = _service().environment(app, profiles, _source(route, label))
+        except ConfigServerError:
+            if route.source is None:
+                raise
+            route = BASE_ROUTE  # a canary label that is gone, or broken with no good version: the base
+            revision, resolved = _service().environment(app, profiles, label)
         security.note("watch" if wait else "read", version=revision.version)
     except (BrokenEnvironment, InvalidConfigFile):
         if not (wait and known):

@@ -479,3 +479,21 @@ def test_the_canary_goes_only_to_tokens_that_may_read_its_label(serve, repo_with
                 timeout=5,
             )
             assert answer.status_code == 200 and answer.json()["version"] == expected, (token[0], path)
+
+
+def test_a_deleted_canary_branch_sends_everyone_back_to_the_base(serve, repo_with_canary):
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out")
+    base, canary = versions(repo)
+    server = serve(repo.path)
+    wait_for(lambda: started(server), what="the rollout to start")
+    assert get(server, INSTANCES[0]).json()["version"] == canary
+    rollouts = server.app.extensions["config_server"].rollouts
+    rollouts.close()  # the loop stops: the request path still routes the cohort to the canary label
+    repo.git("branch", "-D", "canary")
+    assert rollouts.route("orders", "default", None, INSTANCES[0]).source == "canary"
+    assert {get(server, i).json()["version"] for i in INSTANCES[:20]} == {base}
+    assert "X-Config-Rollout" not in get(server, INSTANCES[0]).headers
+    rollouts.tick()
+    body = wait_for(lambda: requests.get(f"{server.url}/rollouts", timeout=5).json()["errors"], what="error")
+    assert "unknown label 'canary'" in body[0]["message"]
