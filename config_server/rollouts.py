@@ -27,7 +27,7 @@ from typing import Any
 from config_server import names
 from config_server.answer import BASE_ROUTE, Route
 from config_server.backends.base import Backend
-from config_server.errors import ConfigServerError
+from config_server.errors import ConfigServerError, LabelNotFound
 from config_server.rollout import (
     COMPLETE,
     HALTED,
@@ -246,7 +246,9 @@ class Rollouts:
                 if old is not None and old.key == active.key:
                     active.canary_versions = old.canary_versions
             for key in list(records):
-                if key[1] in scanned and (seen.get(key[:2]) is None or seen[key[:2]].key != key):
+                if key[1] not in scanned or key[:2] in errors:
+                    continue  # a label not read now, or a file ignored for an error: its state stays
+                if seen.get(key[:2]) is None or seen[key[:2]].key != key:
                     self.store.end_rollout(*key)  # its file is gone (or names another rollout now)
                     log.info("rollout %s/%s %s ended: its file is gone", *key)
             halted = self._count_rejections(seen, now)
@@ -272,8 +274,12 @@ class Rollouts:
             try:
                 revision = self.backend.resolve(label)
                 if getattr(revision, "pinned", False):
+                    self._labels.discard(label)
                     continue
                 listing = self.backend.listing(revision.version, ROLLOUTS_FOLDER)
+            except LabelNotFound:
+                self._labels.discard(label)  # asked for, but not a branch or tag: not looked at again
+                continue
             except ConfigServerError:
                 continue
             scanned.add(label)

@@ -497,3 +497,19 @@ def test_a_deleted_canary_branch_sends_everyone_back_to_the_base(serve, repo_wit
     rollouts.tick()
     body = wait_for(lambda: requests.get(f"{server.url}/rollouts", timeout=5).json()["errors"], what="error")
     assert "unknown label 'canary'" in body[0]["message"]
+
+
+def test_a_bad_edit_of_a_halted_rollout_keeps_it_halted(serve, repo_with_canary):
+    repo = repo_with_canary
+    good = rollout_file(steps="[100]")
+    repo.commit({"rollouts/orders.yml": good}, "roll out")
+    base, _ = versions(repo)
+    server = serve(repo.path)
+    wait_for(lambda: started(server), what="the rollout to start")
+    requests.post(f"{server.url}/rollouts/orders/halt", json={"reason": "pager"}, timeout=5)
+    repo.commit({"rollouts/orders.yml": good + "stepz: [1]\n"}, "a typo")
+    wait_for(lambda: requests.get(f"{server.url}/rollouts", timeout=5).json()["errors"], what="the error")
+    repo.commit({"rollouts/orders.yml": good}, "the typo fixed")
+    halted = wait_for(lambda: started(server, "halted"), what="the rollout back, still halted")
+    assert halted["haltReason"] == "pager (by anonymous)"
+    assert get(server, INSTANCES[0]).json()["version"] == repo.head()
