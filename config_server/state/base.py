@@ -117,6 +117,12 @@ class StateStore(ABC):
     def prune(self, seen_before: float) -> int:
         """Forget instances last seen before `seen_before`; returns how many were removed."""
 
+    # Rollout progress. Each method is one small atomic step, so a Redis store maps it directly:
+    # a hash per rollout (`HSETNX started`, then `HGETALL`; a halt is `HSETNX halted_at` plus the
+    # reason, in a MULTI or a short Lua script), a set of rollout keys for `rollouts()`, and a hash
+    # of rejections per rollout (`HSET instance -> json`, `HLEN` for the count); `end_rollout` is a
+    # `DEL` of both and `SREM`.
+
     @abstractmethod
     def start_rollout(self, application: str, label: str, rollout_id: str, now: float) -> RolloutRecord:
         """The rollout's record, created as started `now` unless one exists (the first start wins)."""
