@@ -45,6 +45,13 @@ def start(server_process, repo: GitRepo):
     return server
 
 
+def watchers(server) -> int:
+    """Long polls held by the server (every worker), from its metrics."""
+    text = requests.get(f"{server.url}/metrics", timeout=2).text
+    match = re.search(r"^config_server_watchers (\d+)", text, re.M)
+    return int(match.group(1)) if match else 0
+
+
 def raw_get(port: int, path: str, headers: str = "") -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n".encode())
@@ -93,12 +100,7 @@ def test_a_rejection_at_one_worker_halts_the_long_polls_at_every_worker_within_a
     for thread in watchers:
         thread.start()
 
-    def holding() -> bool:
-        text = requests.get(f"{server.url}/metrics", timeout=2).text
-        match = re.search(r"^config_server_watchers (\d+)", text, re.M)
-        return match is not None and int(match.group(1)) >= 40
-
-    wait_for(holding, what="40 long polls held")
+    wait_for(lambda: watchers(server) >= 40, what="40 long polls held")
     rejected_at = time.monotonic()
     rejection = requests.get(
         f"{server.url}/orders/default",
@@ -134,3 +136,38 @@ def test_a_restarted_server_resumes_the_rollout(server_process, repo):
         == canary
     }
     assert on_canary == set(cohort(50)) & set(INSTANCES[:60])
+
+
+def test_a_commit_on_the_canary_branch_reaches_the_cohort_long_polls_with_the_rollout_header(
+    server_process, repo
+):
+    base, canary = make_repo(repo)
+    server = start(server_process, repo)
+    inside, outside = cohort(50)[0], sorted(set(INSTANCES) - set(cohort(50)))[0]
+    etags = {
+        i: requests.get(f"{server.url}/orders/default", headers={"X-Config-Client-Id": i}, timeout=5).headers[
+            "ETag"
+        ]
+        for i in (inside, outside)
+    }
+    answers: dict[str, bytes] = {}
+
+    def watch(instance: str) -> None:
+        headers = f"X-Config-Client-Id: {instance}\r\nIf-None-Match: {etags[instance]}\r\n"
+        answers[instance] = raw_get(server.port, "/orders/default?wait=5", headers)
+
+    threads = [threading.Thread(target=watch, args=(i,)) for i in (inside, outside)]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: watchers(server) >= 2, what="both long polls held")
+    repo.git("checkout", "-q", "canary")
+    fixed = repo.commit({"orders.yml": "message: canary 2\n"}, "canary 2")
+    repo.git("checkout", "-q", "main")
+    for thread in threads:
+        thread.join(timeout=20)
+    assert answers[inside].startswith(b"HTTP/1.1 200")
+    assert f'"version": "{fixed}"'.encode() in answers[inside]
+    assert b"\r\nX-Config-Rollout: orders; step=50; state=running\r\n" in answers[inside]
+    assert answers[outside].startswith(b"HTTP/1.1 304")  # the base did not move: not woken
+    flask = raw_get(server.port, "/orders/default?via=flask", f"X-Config-Client-Id: {inside}\r\n")
+    assert answers[inside] == flask
