@@ -45,7 +45,7 @@ def start(server_process, repo: GitRepo):
     return server
 
 
-def watchers(server) -> int:
+def held_long_polls(server) -> int:
     """Long polls held by the server (every worker), from its metrics."""
     text = requests.get(f"{server.url}/metrics", timeout=2).text
     match = re.search(r"^config_server_watchers (\d+)", text, re.M)
@@ -100,7 +100,7 @@ def test_a_rejection_at_one_worker_halts_the_long_polls_at_every_worker_within_a
     for thread in watchers:
         thread.start()
 
-    wait_for(lambda: watchers(server) >= 40, what="40 long polls held")
+    wait_for(lambda: held_long_polls(server) >= 40, what="40 long polls held")
     rejected_at = time.monotonic()
     rejection = requests.get(
         f"{server.url}/orders/default",
@@ -159,7 +159,7 @@ def test_a_commit_on_the_canary_branch_reaches_the_cohort_long_polls_with_the_ro
     threads = [threading.Thread(target=watch, args=(i,)) for i in (inside, outside)]
     for thread in threads:
         thread.start()
-    wait_for(lambda: watchers(server) >= 2, what="both long polls held")
+    wait_for(lambda: held_long_polls(server) >= 2, what="both long polls held")
     repo.git("checkout", "-q", "canary")
     fixed = repo.commit({"orders.yml": "message: canary 2\n"}, "canary 2")
     repo.git("checkout", "-q", "main")
