@@ -107,7 +107,11 @@ def test_instances_entering_the_cohort_at_the_next_step_are_woken(serve, repo_wi
         thread.join(timeout=30)
     assert {answers[i].status_code for i in outside} == {200}
     assert {answers[i].json()["version"] for i in outside} == {canary}
-    assert {answers[i].headers["X-Config-Rollout"] for i in outside} == {"orders; step=100; state=running"}
+    # answered when the 100% step began (or, on a slow machine, once it had baked: complete)
+    assert {answers[i].headers["X-Config-Rollout"] for i in outside} <= {
+        "orders; step=100; state=running",
+        "orders; step=100; state=complete",
+    }
     wait_for(lambda: started(server, "complete"), what="the rollout to complete")
     assert "merge canary into main" in started(server, "complete")["advice"]
     assert get(server, outside[0]).headers["X-Config-Rollout"] == "orders; step=100; state=complete"
