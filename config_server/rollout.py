@@ -217,6 +217,10 @@ def parse_rollout(application: str, data: bytes, path: str | None = None) -> Rol
         raise RolloutFileError(path, None, f"larger than {MAX_FILE_BYTES // 1024} KiB")
     try:
         text = data.decode("utf-8")
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):  # no expansion bombs: a rollout file needs none
+                line = event.start_mark.line + 1 if event.start_mark else None
+                raise RolloutFileError(path, line, "aliases (*name) are not allowed in a rollout file")
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         raw = _load(text)
     except UnicodeDecodeError:

@@ -64,6 +64,7 @@ def test_the_issue_example_parses_whole():
         (b"canary: x\nsteps: [5]\nbake: 1m\nhalt-on: {rejected: 0}\n", 4, "at least 1"),
         (b"canary: x\ncanary: y\nsteps: [5]\nbake: 1m\n", 2, "duplicate key"),
         (b"- just\n- a list\n", 1, "must be a mapping"),
+        (b"canary: x\nsteps: &s [5]\nbake: 1m\nid: *s\n", 4, "aliases"),
     ],
 )
 def test_a_bad_file_is_refused_whole_naming_the_line(text, line, words):
