@@ -517,3 +517,25 @@ def test_a_bad_edit_of_a_halted_rollout_keeps_it_halted(serve, repo_with_canary)
     halted = wait_for(lambda: started(server, "halted"), what="the rollout back, still halted")
     assert halted["haltReason"] == "pager (by anonymous)"
     assert get(server, INSTANCES[0]).json()["version"] == repo.head()
+
+
+def test_rejections_are_counted_once_per_instance_up_to_the_threshold(serve, repo_with_canary):
+    repo = repo_with_canary
+    repo.commit(
+        {"rollouts/orders.yml": rollout_file(steps="[100]").replace("rejected: 1", "rejected: 2")}, "roll"
+    )
+    _, canary = versions(repo)
+    server = serve(repo.path)
+    wait_for(lambda: started(server), what="the rollout to start")
+    rollouts = server.app.extensions["config_server"].rollouts
+    rejected = {"X-Config-Rejected": f'{canary}; reason="no"'}
+    for _ in range(3):
+        get(server, INSTANCES[0], **rejected)
+        rollouts.tick()
+    status = started(server)
+    assert status is not None and [r["instance"] for r in status["rejections"]] == [INSTANCES[0]]
+    get(server, INSTANCES[1], **rejected)
+    rollouts.tick()
+    halted = started(server, "halted")
+    assert halted["haltReason"].startswith(f"2 cohort instances rejected {canary[:12]}")
+    assert sorted(r["instance"] for r in halted["rejections"]) == sorted(INSTANCES[:2])
