@@ -207,8 +207,13 @@ class Rollouts:
     # --- the background loop ---------------------------------------------------------------------
 
     def start(self) -> Rollouts:
-        """Run the loop (a thread; a greenlet under gevent, like the change detector's)."""
-        self.tick()
+        """Run the loop (a thread; a greenlet under gevent, like the change detector's); the first
+        check runs now, so a rollout applies from the first request (a repository that cannot be
+        read yet is retried by the loop)."""
+        try:
+            self.tick()
+        except Exception:  # noqa: BLE001 - a remote not cloned yet must not stop the server starting
+            log.exception("rollout check failed")
         self._thread = threading.Thread(target=self._run, name="config-rollouts", daemon=True)
         self._thread.start()
         return self
@@ -266,7 +271,10 @@ class Rollouts:
     def _scan(self) -> tuple[dict[tuple[str, str], Active], dict[tuple[str, str], FileError], set[str]]:
         """Every valid rollout file at the watched labels' heads, every invalid one, and the labels
         that could be read (a rollout is ended only when its label was read without its file)."""
-        self._default_label = self.backend.default_label()
+        try:
+            self._default_label = self.backend.default_label()
+        except ConfigServerError:
+            pass  # a remote not reachable yet: the labels asked for are still looked at
         seen: dict[tuple[str, str], Active] = {}
         errors: dict[tuple[str, str], FileError] = {}
         scanned: set[str] = set()
@@ -281,6 +289,9 @@ class Rollouts:
                 self._labels.discard(label)  # asked for, but not a branch or tag: not looked at again
                 continue
             except ConfigServerError:
+                # the label cannot be read right now: what was seen there stays as it was
+                seen.update({w: a for w, a in self._active.items() if w[1] == label})
+                errors.update({w: e for w, e in self._errors.items() if w[1] == label})
                 continue
             scanned.add(label)
             for name in sorted(listing.files):
