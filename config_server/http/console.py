@@ -79,6 +79,9 @@ def applications() -> str:
             live.setdefault(record.application, []).append(record)
     held_back = _held_back_by_application()
     rows = []
+    phases: dict[str, list[tuple[Any, Any]]] = {}
+    for active, current in state.rollouts.phases():
+        phases.setdefault(active.rollout.application, []).append((active, current))
     for name in sorted(set(apps) | set(live)):
         mine = live.get(name, [])
         labels = sorted({default_label} | {r.label for r in mine})
@@ -89,6 +92,9 @@ def applications() -> str:
                 "labels": [(label, _version_of(label)) for label in labels],
                 "instances": len(mine),
                 "held_back": held_back.get(name, []),
+                "rollouts": [
+                    (active.label, current.state, current.percent) for active, current in phases.get(name, [])
+                ],
             }
         )
     return render_template("console/index.html", rows=rows, version=version, default_label=default_label)

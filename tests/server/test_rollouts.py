@@ -416,6 +416,8 @@ def test_the_console_shows_the_rollout_panel(serve, repo_with_canary):
     wait_for(lambda: started(server), what="the rollout to start")
     get(server, INSTANCES[0], **{"X-Config-Rejected": f'{canary}; reason="max-items must be positive"'})
     wait_for(lambda: started(server, "halted"), what="the halt")
+    index = requests.get(f"{server.url}/console/", timeout=5).text
+    assert "rollout halted 100.0%" in index
     page = requests.get(f"{server.url}/console/app/orders", timeout=5).text
     assert '<section id="rollout">' in page
     assert 'data-state="halted"' in page
