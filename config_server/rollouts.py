@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from config_server import names
 from config_server.answer import BASE_ROUTE, Route
@@ -57,6 +57,7 @@ MAX_LABELS = 64
 MAX_CANARY_VERSIONS = 32
 
 Key = tuple[str, str, str]  # application, base label, rollout id
+T = TypeVar("T")
 
 
 @dataclass
@@ -206,6 +207,13 @@ class Rollouts:
 
     # --- the background loop ---------------------------------------------------------------------
 
+    @staticmethod
+    def _io(call: Callable[..., T], *args: Any) -> T:
+        """Run a state-store call; under gevent on a thread of gevent's pool, so a write waiting for
+        SQLite's lock (at most its busy timeout) holds up this greenlet only, never the worker."""
+        pool = _gevent_threadpool()
+        return call(*args) if pool is None else pool.apply(call, args)
+
     def start(self) -> Rollouts:
         """Run the loop (a thread; a greenlet under gevent, like the change detector's); the first
         check runs now, so a rollout applies from the first request (a repository that cannot be
@@ -237,11 +245,11 @@ class Rollouts:
         with self._tick_lock:
             now = self.clock()
             seen, errors, scanned = self._scan()
-            records = {(r.application, r.label, r.rollout_id): r for r in self.store.rollouts()}
+            records = {(r.application, r.label, r.rollout_id): r for r in self._io(self.store.rollouts)}
             for where, active in seen.items():
                 record = records.get(active.key)
                 if record is None:
-                    record = self.store.start_rollout(*active.key, now)
+                    record = self._io(self.store.start_rollout, *active.key, now)
                     log.info(
                         "rollout %s/%s of %s started", active.key[0], active.key[1], active.rollout.canary
                     )
@@ -254,7 +262,7 @@ class Rollouts:
                 if key[1] not in scanned or key[:2] in errors:
                     continue  # a label not read now, or a file ignored for an error: its state stays
                 if seen.get(key[:2]) is None or seen[key[:2]].key != key:
-                    self.store.end_rollout(*key)  # its file is gone (or names another rollout now)
+                    self._io(self.store.end_rollout, *key)  # its file is gone (or names another rollout now)
                     log.info("rollout %s/%s %s ended: its file is gone", *key)
             halted = self._count_rejections(seen, now)
             for active in seen.values():
@@ -347,12 +355,12 @@ class Rollouts:
             active = by_key.get(key)
             if active is None or active.record is None or active.record.halted_at is not None:
                 continue
-            count = self.store.record_rollout_rejection(*key, instance_id, version, reason, now)
+            count = self._io(self.store.record_rollout_rejection, *key, instance_id, version, reason, now)
             if count >= active.rollout.halt_on_rejected and key not in halted:
                 why = f"{count} cohort instance{'s' if count > 1 else ''} rejected {version[:12]}" + (
                     f': {instance_id}: "{reason}"' if reason else f": {instance_id}"
                 )
-                record = self.store.halt_rollout(*key, why, now)
+                record = self._io(self.store.halt_rollout, *key, why, now)
                 if record is not None:
                     log.warning("rollout %s/%s halted: %s", key[0], key[1], record.halt_reason)
                     halted[key] = record
@@ -387,7 +395,7 @@ class Rollouts:
         active = self._active_for(application, label)
         if active is None:
             return None
-        record = self.store.halt_rollout(*active.key, reason, self.clock())
+        record = self._io(self.store.halt_rollout, *active.key, reason, self.clock())
         self.tick()
         return record
 
@@ -432,6 +440,15 @@ class Rollouts:
     def labels(self) -> Iterable[str]:
         """The labels whose heads are read for rollout files."""
         return sorted(self._scanned_labels())
+
+
+def _gevent_threadpool() -> Any:
+    """gevent's thread pool when gevent has patched `threading` (the gevent worker), else None."""
+    try:
+        from gevent import get_hub, monkey
+    except ImportError:  # pragma: no cover - gevent is a server dependency
+        return None
+    return get_hub().threadpool if monkey.is_module_patched("threading") else None
 
 
 class RolloutsCollector:
