@@ -55,6 +55,8 @@ TICK_SECONDS = 0.2
 MAX_LABELS = 64
 #: Canary versions remembered per rollout (a rejection of any of them counts).
 MAX_CANARY_VERSIONS = 32
+#: Rejections remembered per rollout and worker (beyond, a report is not passed on again).
+MAX_REPORTED = 10_000
 
 Key = tuple[str, str, str]  # application, base label, rollout id
 T = TypeVar("T")
@@ -69,6 +71,9 @@ class Active:
     version: str
     record: RolloutRecord | None = None
     canary_versions: set[str] = field(default_factory=set)
+    #: (instance, version) rejections this worker already passed on: a refusing instance repeats
+    #: its report on every request, and it is written once.
+    reported: set[tuple[str, str]] = field(default_factory=set)
 
     @property
     def key(self) -> Key:
@@ -195,6 +200,9 @@ class Rollouts:
             return False
         if version != served and version not in active.canary_versions:
             return False
+        if (instance_id, version) in active.reported or len(active.reported) >= MAX_REPORTED:
+            return True
+        active.reported.add((instance_id, version))
         self._rejections.append((active.key, instance_id, version, reason))
         return True
 
@@ -258,6 +266,7 @@ class Rollouts:
                 old = self._active.get(where)
                 if old is not None and old.key == active.key:
                     active.canary_versions = old.canary_versions
+                    active.reported = old.reported
             for key in list(records):
                 if key[1] not in scanned or key[:2] in errors:
                     continue  # a label not read now, or a file ignored for an error: its state stays
@@ -351,11 +360,16 @@ class Rollouts:
         halted: dict[Key, RolloutRecord] = {}
         by_key = {active.key: active for active in seen.values()}
         while self._rejections:
-            key, instance_id, version, reason = self._rejections.popleft()
+            report = self._rejections.popleft()
+            key, instance_id, version, reason = report
             active = by_key.get(key)
             if active is None or active.record is None or active.record.halted_at is not None:
                 continue
-            count = self._io(self.store.record_rollout_rejection, *key, instance_id, version, reason, now)
+            try:
+                count = self._io(self.store.record_rollout_rejection, *key, instance_id, version, reason, now)
+            except Exception:
+                self._rejections.appendleft(report)  # not lost: the next tick writes it
+                raise
             if count >= active.rollout.halt_on_rejected and key not in halted:
                 why = f"{count} cohort instance{'s' if count > 1 else ''} rejected {version[:12]}" + (
                     f': {instance_id}: "{reason}"' if reason else f": {instance_id}"
