@@ -127,7 +127,8 @@ class Rollouts:
         self._active: dict[tuple[str, str], Active] = {}
         self._errors: dict[tuple[str, str], FileError] = {}
         self._signatures: dict[tuple[str, str], tuple] = {}
-        self._labels: set[str] = set()
+        #: Replaced, never changed in place: read by the loop while requests add to it.
+        self._labels: frozenset[str] = frozenset()
         self._rejections: deque[tuple[Key, str, str, str | None]] = deque(maxlen=10_000)
         self._parsed: dict[tuple[str, str], Rollout | RolloutFileError] = {}
         self._default_label: str | None = None
@@ -151,8 +152,8 @@ class Rollouts:
 
         A request for several applications or labels, or for a commit id, is never in a rollout.
         """
-        if not self._active or "," in application or (label is not None and "," in label):
-            return BASE_ROUTE
+        if (label is None and not self._active) or "," in application or (label and "," in label):
+            return BASE_ROUTE  # the common case without a rollout: nothing to look up
         try:
             base = self._default_label if label is None else names.validate_label(label)
         except ConfigServerError:
@@ -162,7 +163,7 @@ class Rollouts:
         active = self._active.get((application, base))
         if active is None:
             if label is not None and base not in self._labels and len(self._labels) < MAX_LABELS:
-                self._labels.add(base)  # the loop looks for rollout files at this label from now on
+                self._labels = self._labels | {base}  # the loop looks for rollout files here from now on
             return BASE_ROUTE
         try:
             wanted = names.validate_profiles(profiles)
@@ -299,11 +300,11 @@ class Rollouts:
             try:
                 revision = self.backend.resolve(label)
                 if getattr(revision, "pinned", False):
-                    self._labels.discard(label)
+                    self._labels = self._labels - {label}
                     continue
                 listing = self.backend.listing(revision.version, ROLLOUTS_FOLDER)
             except LabelNotFound:
-                self._labels.discard(label)  # asked for, but not a branch or tag: not looked at again
+                self._labels = self._labels - {label}  # not a branch or tag: not looked at again
                 continue
             except ConfigServerError:
                 # the label cannot be read right now: what was seen there stays as it was

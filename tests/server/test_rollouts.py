@@ -541,3 +541,23 @@ def test_rejections_are_counted_once_per_instance_up_to_the_threshold(serve, rep
     halted = started(server, "halted")
     assert halted["haltReason"].startswith(f"2 cohort instances rejected {canary[:12]}")
     assert sorted(r["instance"] for r in halted["rejections"]) == sorted(INSTANCES[:2])
+
+
+def test_a_rollout_on_another_base_label_starts_once_that_label_is_asked_for(serve, repo_with_canary):
+    repo = repo_with_canary
+    repo.git("checkout", "-q", "-b", "stable")
+    stable = repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out on stable")
+    repo.git("checkout", "-q", "main")
+    _, canary = versions(repo)
+    server = serve(repo.path)
+
+    def version(label: str) -> str:
+        return requests.get(
+            f"{server.url}/orders/default/{label}", headers={"X-Config-Client-Id": INSTANCES[0]}, timeout=5
+        ).json()["version"]
+
+    assert version("stable") == stable  # the first request names the label: the loop looks there
+    wait_for(lambda: version("stable") == canary, what="the rollout on stable")
+    assert get(server, INSTANCES[0]).json()["version"] == repo.git("rev-parse", "main")  # main has none
+    assert started(server)["label"] == "stable"
+    assert version(stable) == stable  # a commit id is never part of a rollout
