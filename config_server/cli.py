@@ -272,7 +272,7 @@ _token_option = click.option(
 _label_option = click.option("--label", default=None, help="The base label (default: the server's).")
 
 
-def _rollout_call(method: str, url: str, token: str | None, **kwargs):
+def _rollout_call(method: str, url: str, token: str | None, **kwargs: Any) -> dict[str, Any]:
     import requests
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -281,7 +281,7 @@ def _rollout_call(method: str, url: str, token: str | None, **kwargs):
     except requests.RequestException as exc:
         raise click.ClickException(f"cannot reach {url}: {exc}") from exc
     try:
-        body = response.json()
+        body: dict[str, Any] = response.json()
     except ValueError:
         body = {"message": response.text[:200]}
     if response.status_code >= 400:
@@ -297,7 +297,9 @@ def _rollout_call(method: str, url: str, token: str | None, **kwargs):
 @click.option(
     "--format", "output", type=click.Choice(["text", "json"]), default="text", help="Output format."
 )
-def rollout_status(application, server, token, label, output) -> None:
+def rollout_status(
+    application: str | None, server: str, token: str | None, label: str | None, output: str
+) -> None:
     """Each rollout: state, step, cohort, versions, rejections, time to the next step."""
     import json
 
@@ -317,7 +319,7 @@ def rollout_status(application, server, token, label, output) -> None:
 @_token_option
 @_label_option
 @click.option("--reason", default="halted from the command line", show_default=True, help="Why.")
-def rollout_halt(application, server, token, label, reason) -> None:
+def rollout_halt(application: str, server: str, token: str | None, label: str | None, reason: str) -> None:
     """Halt APPLICATION's rollout now: its cohort is answered the base label at once."""
     from urllib.parse import quote
 

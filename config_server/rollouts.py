@@ -126,7 +126,7 @@ class Rollouts:
         self.interval = interval
         self._active: dict[tuple[str, str], Active] = {}
         self._errors: dict[tuple[str, str], FileError] = {}
-        self._signatures: dict[tuple[str, str], tuple] = {}
+        self._signatures: dict[tuple[str, str], tuple[Key, Rollout, tuple[str, int] | None]] = {}
         #: Replaced, never changed in place: read by the loop while requests add to it.
         self._labels: frozenset[str] = frozenset()
         self._rejections: deque[tuple[Key, str, str, str | None]] = deque(maxlen=10_000)

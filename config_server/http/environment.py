@@ -151,7 +151,8 @@ def _route(app: str, profiles: str, label: str | None, reporter: ClientHeaders) 
     def may_read(canary: str) -> bool:
         return client is None or client is ANONYMOUS or client.may_read(app, wanted, canary)
 
-    return rollouts.route(app, profiles, label, instance_id, reporter.client_labels, may_read)
+    route: Route = rollouts.route(app, profiles, label, instance_id, reporter.client_labels, may_read)
+    return route
 
 
 def _rollout_report(

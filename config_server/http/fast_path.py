@@ -124,6 +124,8 @@ class FastEnvironmentPath:
         if not instance_id:
             return False  # callers without an id always get the base label
         client_labels = environ.get("HTTP_X_CONFIG_CLIENT_LABELS") or ""
+        if self.rollouts is None:
+            return False
         route = self.rollouts.route(application, profiles, label, instance_id.strip(), client_labels.strip())
         return route.source is not None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from config_server import names
 from config_server.errors import InvalidName, ResourceNotFound
@@ -25,7 +25,7 @@ MAX_REASON_CHARS = 512
 
 
 @blueprint.get("/rollouts")
-def rollouts_status():
+def rollouts_status() -> Response:
     """Every rollout (or one application's, `?application=`; one label's, `?label=`) and every
     ignored rollout file."""
     security.require_role("rollout", event="rollout")
@@ -51,7 +51,7 @@ def rollouts_status():
 
 
 @blueprint.post("/rollouts/<app>/halt")
-def halt(app: str):
+def halt(app: str) -> Response:
     """Halt the application's rollout: every cohort instance is answered the base label at once.
 
     The body is optional JSON `{"reason": "..."}`, or an Alertmanager webhook notification: a

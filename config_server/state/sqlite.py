@@ -223,7 +223,8 @@ class SQLiteStateStore(StateStore):
         key = (application, label, rollout_id)
         with closing(self._connect()) as conn:
             conn.execute(_REJECTION, (*key, instance_id, version, reason, now))
-            return conn.execute(_COUNT_REJECTIONS, key).fetchone()[0]
+            count: int = conn.execute(_COUNT_REJECTIONS, key).fetchone()[0]
+        return count
 
     def rollout_rejections(self, application: str, label: str, rollout_id: str) -> list[RolloutRejection]:
         """The rejections, oldest first."""
