@@ -216,11 +216,11 @@ class Rollouts:
 
     # --- the background loop ---------------------------------------------------------------------
 
-    @staticmethod
-    def _io(call: Callable[..., T], *args: Any) -> T:
-        """Run a state-store call; under gevent on a thread of gevent's pool, so a write waiting for
-        SQLite's lock (at most its busy timeout) holds up this greenlet only, never the worker."""
-        pool = _gevent_threadpool()
+    def _io(self, call: Callable[..., T], *args: Any) -> T:
+        """Run a state-store call; under gevent, a store that may block (SQLite) is called on a
+        thread of gevent's pool, so a write waiting for its lock (at most its busy timeout) holds up
+        this greenlet only, never the worker. A cooperative store (Redis) is called directly."""
+        pool = None if self.store.cooperative else _gevent_threadpool()
         return call(*args) if pool is None else pool.apply(call, args)
 
     def start(self) -> Rollouts:

@@ -93,6 +93,10 @@ class RolloutRejection:
 class StateStore(ABC):
     """Where instance reports live; every method is safe to call from any thread or process."""
 
+    #: True when calls never block the gevent loop (cooperative sockets); False for a store whose
+    #: calls may wait on a disk lock, which callers on the loop run on a thread of gevent's pool.
+    cooperative: bool = False
+
     @abstractmethod
     def record_instances(self, reports: Sequence[InstanceReport]) -> None:
         """Store a batch of reports, oldest first (a later report of one instance wins)."""
