@@ -561,3 +561,20 @@ def test_a_rollout_on_another_base_label_starts_once_that_label_is_asked_for(ser
     assert get(server, INSTANCES[0]).json()["version"] == repo.git("rev-parse", "main")  # main has none
     assert started(server)["label"] == "stable"
     assert version(stable) == stable  # a commit id is never part of a rollout
+
+
+def test_two_replicas_sharing_redis_agree_and_a_halt_at_one_reaches_the_other(
+    serve, repo_with_canary, redis_server, tmp_path
+):
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[50]")}, "roll out")
+    base, canary = versions(repo)
+    replicas = [serve(repo.path, redis=redis_server.url, data_dir=str(tmp_path / f"r{n}")) for n in range(2)]
+    for replica in replicas:
+        wait_for(lambda replica=replica: started(replica), what="the rollout on each replica")
+    assert started(replicas[0])["started"] == started(replicas[1])["started"]
+    cohorts = [{i for i in INSTANCES[:60] if get(r, i).json()["version"] == canary} for r in replicas]
+    assert cohorts[0] == cohorts[1] == expected_cohort(50) & set(INSTANCES[:60])
+    requests.post(f"{replicas[0].url}/rollouts/orders/halt", json={"reason": "pager"}, timeout=5)
+    wait_for(lambda: started(replicas[1], "halted"), what="the halt on the other replica")
+    assert {get(replicas[1], i).json()["version"] for i in INSTANCES[:60]} == {base}
