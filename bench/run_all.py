@@ -15,6 +15,7 @@ from bench import (
     expansion_bomb,
     propagation,
     repo_scale,
+    rollout_halt,
     serving,
     validate_scale,
     watcher_memory,
@@ -31,6 +32,7 @@ BENCHMARKS = {
     "commit_to_callback": commit_to_callback.main,
     "expansion_bomb": expansion_bomb.main,
     "cluster": cluster.main,
+    "rollout_halt": rollout_halt.main,
 }
 
 

@@ -28,7 +28,7 @@ import secrets
 import socket
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -103,9 +103,13 @@ class ConfigClient:
         client_id: str | None = None,
         validate: Validator | None = None,
         logging_levels: bool = False,
+        instance_labels: Mapping[str, str] | None = None,
     ) -> None:
         """`token` defaults to the CONFIG_CLIENT_TOKEN environment variable; `validate(snapshot)`
-        raising rejects a version; `logging_levels` applies `logging.level.*` to `logging`."""
+        raising rejects a version; `logging_levels` applies `logging.level.*` to `logging`;
+        `instance_labels` (such as `{"zone": "eu-west-1"}`) say what this instance is, for a
+        rollout's `match` (sent as `X-Config-Client-Labels`)."""
+        self.instance_labels = _labels_header(instance_labels or {})
         self.app = app
         self.profiles = profiles if isinstance(profiles, str) else ",".join(profiles)
         self.label = label
@@ -482,6 +486,8 @@ class ConfigClient:
     def _report_headers(self) -> dict[str, str]:
         """What this instance runs and refused, sent on every Environment request (protocol.md)."""
         headers = {"X-Config-Client-Id": self.client_id}
+        if self.instance_labels:
+            headers["X-Config-Client-Labels"] = self.instance_labels
         version = self._snapshot.version
         if version and _is_clean_id(version):
             headers["X-Config-Applied"] = version
@@ -603,3 +609,16 @@ def _after_fork_in_child() -> None:
     for client in list(_started_clients):
         if client._started_pid is not None and not client._stop.is_set():
             client._warn_forked()
+
+
+_LABEL_TEXT = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def _labels_header(labels: Mapping[str, str]) -> str:
+    """`k=v,k=v` for X-Config-Client-Labels; ValueError for a key or value the protocol refuses."""
+    if len(labels) > 16:
+        raise ValueError("instance_labels: at most 16 labels")
+    for key, value in labels.items():
+        if not _LABEL_TEXT.fullmatch(str(key)) or not _LABEL_TEXT.fullmatch(str(value)):
+            raise ValueError(f"instance_labels: {key}={value}: letters, digits and . _ - only")
+    return ",".join(f"{key}={value}" for key, value in labels.items())

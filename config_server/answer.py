@@ -30,6 +30,20 @@ def held_back_headers(held_back: str | None) -> Headers:
 
 
 @dataclass(frozen=True)
+class Route:
+    """Where an Environment answer comes from: the label asked for (`source` None), or a rollout's
+    canary label with the headers its answer carries (`X-Config-Rollout`). Hashable: the long-poll
+    hub keeps the waiters of each route apart."""
+
+    source: str | None = None
+    headers: Headers = ()
+
+
+#: The label asked for, with no extra headers: every answer outside a rollout's cohort.
+BASE_ROUTE = Route()
+
+
+@dataclass(frozen=True)
 class Answer:
     """An HTTP answer as data: status code, headers in order, body."""
 

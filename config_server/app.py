@@ -15,10 +15,12 @@ from config_server.auth import AuthFile
 from config_server.backends import Backend, open_backend
 from config_server.crypto import load_keyring
 from config_server.http import admin, console, encryption, environment, observe, openapi, resources, security
+from config_server.http import rollouts as rollouts_http
 from config_server.http.errors import register_error_handlers
 from config_server.http.fast_path import FastEnvironmentPath
 from config_server.inventory import GONE_AFTER_SECONDS, MAX_SCAN_ROWS, Inventory
 from config_server.metrics import HeldBackCollector, InstancesCollector, Metrics, MetricsMiddleware
+from config_server.rollouts import Rollouts, RolloutsCollector
 from config_server.sample import ensure_sample_repository
 from config_server.service import ConfigService
 from config_server.settings import Settings
@@ -49,6 +51,7 @@ class ServerState:
     store: StateStore
     inventory: Inventory
     metrics: Metrics
+    rollouts: Rollouts
     cluster: ClusterLink | None = None  # cluster mode (--redis) only
 
     def close(self) -> None:
@@ -61,6 +64,7 @@ class ServerState:
         self.service.verdicts.close()
         self.audit.close()
         self.inventory.close()
+        self.rollouts.close()
         self.store.close()
 
 
@@ -97,6 +101,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         )
     )
     metrics.add_collector(HeldBackCollector(service.held_back_environments))
+    rollouts = Rollouts(backend, store, hub.reroute).start()
+    metrics.add_collector(RolloutsCollector(rollouts))
     hub.on_change = metrics.change_answered
     service.on_broken = metrics.count_validation_failure
     detector = ChangeDetector(
@@ -124,15 +130,16 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         store,
         inventory,
         metrics,
+        rollouts,
         cluster,
     )
     app.extensions["config_held_back"] = service.held_back_for  # the console's held-back section
     security.install(app, authenticate=auth is not None, audit=bool(settings.audit_log))
-    for module in (admin, encryption, openapi, observe, console, environment, resources):
+    for module in (admin, encryption, openapi, observe, console, rollouts_http, environment, resources):
         app.register_blueprint(module.blueprint)
     register_error_handlers(app)
     app.wsgi_app = FastEnvironmentPath(  # type: ignore[method-assign]
-        app, service, app.wsgi_app, auth, app.extensions["config_server"].audit, inventory
+        app, service, app.wsgi_app, auth, app.extensions["config_server"].audit, inventory, rollouts
     )
     fixed_paths = [rule.rule for rule in app.url_map.iter_rules() if not rule.arguments]
     app.wsgi_app = MetricsMiddleware(  # type: ignore[method-assign]

@@ -36,7 +36,7 @@ import yaml
 
 log = logging.getLogger(__name__)
 
-ROLES = frozenset({"read", "encrypt", "decrypt", "monitor", "admin"})
+ROLES = frozenset({"read", "encrypt", "decrypt", "monitor", "rollout", "admin"})
 HASH_PREFIX = "sha256:"
 _RELOAD_CHECK_SECONDS = 1.0
 

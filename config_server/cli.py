@@ -1,4 +1,5 @@
-"""The `config-server` command: `serve` runs the server on gunicorn; `validate` checks a repository.
+"""The `config-server` command: `serve` runs the server on gunicorn; `validate` checks a repository;
+`rollout status|halt` talk to a running server.
 
 Every option can also come from a `CONFIG_SERVER_<NAME>` environment variable or from the YAML
 settings file given by `--config` (or `CONFIG_SERVER_CONFIG`); a flag beats a variable, which
@@ -246,6 +247,86 @@ def token(name: str, hash_only: bool) -> None:
         f'    applications: ["*"]',
         err=True,
     )
+
+
+@main.group()
+def rollout() -> None:
+    """See and halt rollouts (`rollouts/{app}.yml`) on a running server.
+
+    They talk to the server over HTTP: --server (or CONFIG_SERVER_URL, default
+    http://127.0.0.1:8888) with --token (or CONFIG_SERVER_TOKEN) of a client with the `rollout`
+    or `admin` role.
+    """
+
+
+_server_option = click.option(
+    "--server",
+    envvar="CONFIG_SERVER_URL",
+    default="http://127.0.0.1:8888",
+    show_default=True,
+    help="The server's URL (env CONFIG_SERVER_URL).",
+)
+_token_option = click.option(
+    "--token", envvar="CONFIG_SERVER_TOKEN", default=None, help="Bearer token (env CONFIG_SERVER_TOKEN)."
+)
+_label_option = click.option("--label", default=None, help="The base label (default: the server's).")
+
+
+def _rollout_call(method: str, url: str, token: str | None, **kwargs: Any) -> dict[str, Any]:
+    import requests
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = requests.request(method, url, headers=headers, timeout=30, **kwargs)
+    except requests.RequestException as exc:
+        raise click.ClickException(f"cannot reach {url}: {exc}") from exc
+    try:
+        body: dict[str, Any] = response.json()
+    except ValueError:
+        body = {"message": response.text[:200]}
+    if response.status_code >= 400:
+        raise click.ClickException(f"{response.status_code}: {body.get('message', body)}")
+    return body
+
+
+@rollout.command("status")
+@click.argument("application", required=False)
+@_server_option
+@_token_option
+@_label_option
+@click.option(
+    "--format", "output", type=click.Choice(["text", "json"]), default="text", help="Output format."
+)
+def rollout_status(
+    application: str | None, server: str, token: str | None, label: str | None, output: str
+) -> None:
+    """Each rollout: state, step, cohort, versions, rejections, time to the next step."""
+    import json
+
+    from config_server.rollouts import format_status
+
+    params = {k: v for k, v in (("application", application), ("label", label)) if v}
+    body = _rollout_call("GET", server.rstrip("/") + "/rollouts", token, params=params)
+    if output == "json":
+        click.echo(json.dumps(body, indent=2))
+        return
+    click.echo(format_status(body), nl=False)
+
+
+@rollout.command("halt")
+@click.argument("application")
+@_server_option
+@_token_option
+@_label_option
+@click.option("--reason", default="halted from the command line", show_default=True, help="Why.")
+def rollout_halt(application: str, server: str, token: str | None, label: str | None, reason: str) -> None:
+    """Halt APPLICATION's rollout now: its cohort is answered the base label at once."""
+    from urllib.parse import quote
+
+    params = {"label": label} if label else {}
+    url = f"{server.rstrip('/')}/rollouts/{quote(application, safe='')}/halt"
+    body = _rollout_call("POST", url, token, params=params, json={"reason": reason})
+    click.echo(f"{body['application']} at {body['label']}: halted ({body['haltReason']})")
 
 
 if __name__ == "__main__":

@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from config_server import schema_rules
+from config_server import names, schema_rules
 from config_server.backends.base import Backend, Revision
 from config_server.crypto import Keyring
-from config_server.errors import BrokenEnvironment, InvalidConfigFile
+from config_server.errors import BrokenEnvironment, ConfigServerError, InvalidConfigFile
 from config_server.parsing import Document, parse_file
 from config_server.resolve import EXTENSIONS, SHARED, Request, resolve_environment
 from config_server.service import ConfigService
@@ -101,7 +101,36 @@ def check_repository(
             )
         except BrokenEnvironment as exc:
             report.findings.extend(Finding(application, profiles, p) for p in exc.problems)
+    report.findings.extend(rollout_findings(backend, revision.version))
     return report
+
+
+def rollout_findings(backend: Backend, version: str) -> list[Finding]:
+    """Every rollout file (`rollouts/{app}.yml`) that the server would ignore: one that does not
+    parse, or (in a git repository) names a canary label the repository does not have. Reported as
+    `rollouts/orders.yml:3: orders/*: message`."""
+    from config_server.backends.native import NativeBackend
+    from config_server.rollout import ROLLOUTS_FOLDER, RolloutFileError, parse_rollout, rollout_path
+
+    findings = []
+    for name in sorted(backend.listing(version, ROLLOUTS_FOLDER).files):
+        if not name.endswith(".yml") or name.startswith("."):
+            continue
+        application = name[: -len(".yml")]
+        path = rollout_path(application)
+        try:
+            names.validate_application(application)
+            rollout = parse_rollout(application, backend.read(version, path) or b"", path)
+            if not isinstance(backend, NativeBackend):  # a plain folder has no branches to check
+                try:
+                    backend.resolve(rollout.canary)
+                except ConfigServerError:
+                    raise RolloutFileError(path, None, f"canary: unknown label {rollout.canary!r}") from None
+        except RolloutFileError as exc:
+            findings.append(Finding(application, ("*",), Problem(path, exc.line, exc.message)))
+        except ConfigServerError as exc:
+            findings.append(Finding(application, ("*",), Problem(path, None, str(exc))))
+    return findings
 
 
 def environments(

@@ -39,6 +39,7 @@ def health() -> tuple[Response, int]:
             "watchers": state.hub.watchers(),
             "overrides": state.settings.overrides,
             "heldBack": state.service.held_back(),
+            "rollouts": state.rollouts.health(),
             "worker": os.getpid(),
         }
         if cluster is not None:

@@ -26,6 +26,7 @@ from config_server.backends.base import Revision
 from config_server.errors import ConfigServerError
 from config_server.http import security
 from config_server.inventory import GONE_AFTER_SECONDS, instance_json, iso, status_of, summarize
+from config_server.rollouts import rollout_json
 
 if TYPE_CHECKING:
     from config_server.app import ServerState
@@ -78,6 +79,9 @@ def applications() -> str:
             live.setdefault(record.application, []).append(record)
     held_back = _held_back_by_application()
     rows = []
+    phases: dict[str, list[tuple[Any, Any]]] = {}
+    for active, current in state.rollouts.phases():
+        phases.setdefault(active.rollout.application, []).append((active, current))
     for name in sorted(set(apps) | set(live)):
         mine = live.get(name, [])
         labels = sorted({default_label} | {r.label for r in mine})
@@ -88,6 +92,9 @@ def applications() -> str:
                 "labels": [(label, _version_of(label)) for label in labels],
                 "instances": len(mine),
                 "held_back": held_back.get(name, []),
+                "rollouts": [
+                    (active.label, current.state, current.percent) for active, current in phases.get(name, [])
+                ],
             }
         )
     return render_template("console/index.html", rows=rows, version=version, default_label=default_label)
@@ -105,6 +112,7 @@ def application(app: str) -> str:
     """One application: instances and their versions, rejections, held back, history and a diff."""
     state = _state()
     service = state.service
+    now = time.time()
     app = names.validate_application(app)
     profiles = ",".join(names.validate_profiles(request.args.get("profiles") or "default"))
     raw_label = request.args.get("label") or None
@@ -146,6 +154,11 @@ def application(app: str) -> str:
         diff_error=diff_error,
         held_back=_held_back(app),
         **_instances_context(app, revision),
+        rollouts=[
+            rollout_json(active, current, state.store, now, now - GONE_AFTER_SECONDS, service.backend)
+            for active, current in state.rollouts.phases(app)
+        ],
+        rollout_errors=[e.to_json() for e in state.rollouts.errors() if e.application == app],
     )
 
 

@@ -3,21 +3,36 @@
 from __future__ import annotations
 
 import math
+import time
 
 from flask import Blueprint, Response, current_app, request
 
 from config_server import names, render
-from config_server.answer import HELD_BACK_HEADER, Answer, environment_answer, held_back_headers
+from config_server.answer import (
+    BASE_ROUTE,
+    HELD_BACK_HEADER,
+    Answer,
+    Route,
+    environment_answer,
+    held_back_headers,
+)
+from config_server.auth import ANONYMOUS
 from config_server.backends.base import Revision
 from config_server.cache import ResolvedEnvironment
-from config_server.errors import BrokenEnvironment, InvalidConfigFile, InvalidName, ResourceNotFound
+from config_server.errors import (
+    BrokenEnvironment,
+    ConfigServerError,
+    InvalidConfigFile,
+    InvalidName,
+    ResourceNotFound,
+)
 from config_server.http import security
 from config_server.http.resources import serve_resource
 from config_server.http.wire import ANSWERED, DIRECT_ANSWER
 from config_server.inventory import ClientHeaders, parse_client_headers
 from config_server.names import RENDERED_DOCUMENT
 from config_server.service import ConfigService
-from config_server.watch.hub import MAX_WAIT_SECONDS
+from config_server.watch.hub import MAX_WAIT_SECONDS, REROUTED
 
 blueprint = Blueprint("environment", __name__)
 _FORMATS = {
@@ -65,9 +80,19 @@ def environment(app: str, profiles: str, label: str | None) -> Response:
     security.require_read(app, profiles, label, event="watch" if wait else "read")
     reporter = parse_client_headers(request.environ)  # 400 naming a malformed report header
     known = request.if_none_match
+    state = current_app.extensions["config_server"]
+    hub = state.hub
+    since = hub.reroutes(app)
+    route = _route(app, profiles, label, reporter)
     revision: Revision | None = None
     try:
-        revision, resolved = _service().environment(app, profiles, label)
+        try:
+            revision, resolved = _service().environment(app, profiles, _source(route, label))
+        except ConfigServerError:
+            if route.source is None:
+                raise
+            route = BASE_ROUTE  # a canary label that is gone, or broken with no good version: the base
+            revision, resolved = _service().environment(app, profiles, label)
         security.note("watch" if wait else "read", version=revision.version)
     except (BrokenEnvironment, InvalidConfigFile):
         if not (wait and known):
@@ -75,33 +100,74 @@ def environment(app: str, profiles: str, label: str | None) -> Response:
         resolved = None  # a watcher waits through a broken commit for the next good one
     if resolved is not None and resolved.broken and wait and known:
         resolved = None  # nor is a watcher handed a version with undecryptable values
+    extra = held_back_headers(revision.held_back if revision is not None else None) + route.headers
     _record(reporter, app, profiles, label, resolved)
-    held_back = held_back_headers(revision.held_back if revision is not None else None)
+    _rollout_report(app, label, route, reporter, resolved)
     if resolved is not None and not known.contains(resolved.etag):
-        return _response(environment_answer(resolved, label, extra_headers=held_back))
+        return _response(environment_answer(resolved, label, extra_headers=extra))
     if wait and known:
-        hub = current_app.extensions["config_server"].hub
         direct = request.environ.get(DIRECT_ANSWER)  # offered by the gevent worker
-        changed = hub.wait_for_change(app, profiles, label, known.as_set(), wait, direct)
-        if changed is not None:
-            _record(reporter, app, profiles, label, changed)
+        deadline = time.monotonic() + wait
+        while True:
+            remaining = deadline - time.monotonic()
+            waited = hub.wait(app, profiles, label, known.as_set(), remaining, direct, route, since)
+            if waited is not REROUTED:
+                break
+            # a rollout of the application moved: decide again; a new answer goes out at once
+            since = hub.reroutes(app)
+            route = _route(app, profiles, label, reporter)
+            found = hub.current(app, profiles, label, route)
+            if found is not None:
+                extra = found[1]
+                if not known.contains(found[0].etag):
+                    waited = found
+                    break
+            if deadline - time.monotonic() <= 0 or (direct is not None and direct.answered):
+                waited = None
+                break
+        if isinstance(waited, tuple):
+            _record(reporter, app, profiles, label, waited[0])
         if direct is not None and direct.finish():
             request.environ[ANSWERED] = True  # the hub wrote the answer; the worker sends nothing more
             return Response(status=200)
-        if changed is not None:
-            extra = held_back_headers(_held_back_of(changed, app, profiles, label))
-            return _response(environment_answer(changed, label, extra_headers=extra))
+        if isinstance(waited, tuple):
+            return _response(environment_answer(waited[0], label, extra_headers=waited[1]))
     etag = resolved.etag if resolved is not None else next(iter(known.as_set()), "")
-    return _response(environment_answer(None, label, etag=etag, extra_headers=held_back))
+    return _response(environment_answer(None, label, etag=etag, extra_headers=extra))
 
 
-def _held_back_of(changed: ResolvedEnvironment, app: str, profiles: str, label: str | None) -> str | None:
-    """The broken commit a long poll's new answer holds back, if any (the service answers from cache)."""
-    try:
-        revision, now = _service().environment(app, profiles, label)
-    except (BrokenEnvironment, InvalidConfigFile):
-        return None
-    return revision.held_back if now.etag == changed.etag else None
+def _source(route: Route, label: str | None) -> str | None:
+    """The label an answer is resolved at: the rollout's canary, or the label asked for."""
+    return route.source if route.source is not None else label
+
+
+def _route(app: str, profiles: str, label: str | None, reporter: ClientHeaders) -> Route:
+    """This caller's route: a rollout's canary for a cohort instance that may read it, else the base."""
+    rollouts = current_app.extensions["config_server"].rollouts
+    instance_id = None if reporter.anonymous else reporter.instance_id
+    client = security.caller()
+    wanted = names.validate_profiles(profiles)
+
+    def may_read(canary: str) -> bool:
+        return client is None or client is ANONYMOUS or client.may_read(app, wanted, canary)
+
+    route: Route = rollouts.route(app, profiles, label, instance_id, reporter.client_labels, may_read)
+    return route
+
+
+def _rollout_report(
+    app: str, label: str | None, route: Route, reporter: ClientHeaders, served: ResolvedEnvironment | None
+) -> None:
+    """Remember the canary version served, and pass on a cohort instance's rejection of it."""
+    if route.source is None or served is None:
+        return
+    rollouts = current_app.extensions["config_server"].rollouts
+    version = served.environment.version
+    rollouts.canary_served(app, label, version)
+    if reporter.rejected_version is not None and not reporter.anonymous:
+        rollouts.note_rejection(
+            app, label, reporter.instance_id, reporter.rejected_version, reporter.rejected_reason, version
+        )
 
 
 def _response(answer: Answer) -> Response:

@@ -39,6 +39,7 @@ from config_server.auth import ANONYMOUS, AuthFile, Client
 from config_server.http.security import token_from
 from config_server.inventory import Inventory, parse_client_headers
 from config_server.names import RENDERED_DOCUMENT
+from config_server.rollouts import Rollouts
 from config_server.service import ConfigService
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -55,7 +56,9 @@ class FastEnvironmentPath:
         auth: AuthFile | None = None,
         audit: AuditLog | None = None,
         inventory: Inventory | None = None,
+        rollouts: Rollouts | None = None,
     ) -> None:
+        self.rollouts = rollouts
         self.service = service
         self.inventory = inventory
         self.downstream = downstream
@@ -96,6 +99,8 @@ class FastEnvironmentPath:
             if client is None:
                 return None
             reporter = parse_client_headers(environ) if self.inventory is not None else None
+            if self.rollouts is not None and self._in_a_cohort(environ, parts[1], parts[2], label):
+                return None  # a rollout's canary answer: Flask builds it (X-Config-Rollout, reroutes)
             revision, resolved = self.service.environment(parts[1], parts[2], label)
             if not self._may_read(client, parts[1], parts[2], label, revision.label):
                 return None
@@ -110,6 +115,19 @@ class FastEnvironmentPath:
         except Exception:  # noqa: BLE001 - any failure: Flask answers it, with the usual JSON body
             return None
         return answer
+
+    def _in_a_cohort(
+        self, environ: dict[str, Any], application: str, profiles: str, label: str | None
+    ) -> bool:
+        """True when a rollout routes this caller to its canary label (Flask answers it then)."""
+        instance_id = environ.get("HTTP_X_CONFIG_CLIENT_ID")
+        if not instance_id:
+            return False  # callers without an id always get the base label
+        client_labels = environ.get("HTTP_X_CONFIG_CLIENT_LABELS") or ""
+        if self.rollouts is None:
+            return False
+        route = self.rollouts.route(application, profiles, label, instance_id.strip(), client_labels.strip())
+        return route.source is not None
 
     def _authenticated(self, environ: dict[str, Any]) -> Client | None:
         """The client the request's token identifies (ANONYMOUS on an open server), else None."""

@@ -221,6 +221,63 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/rollouts": {
+            "get": {
+                "summary": "Rollouts (state, step, cohort, versions, rejections) and ignored rollout files "
+                "(rollout role)",
+                "parameters": [
+                    _query("application", "Only this application's rollout."),
+                    _query("label", "Only rollouts of this base label."),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "Rollouts whose file is at a label's head, and files that are ignored",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["rollouts", "errors"],
+                                    "properties": {
+                                        "rollouts": {"type": "array", "items": {"type": "object"}},
+                                        "errors": {"type": "array", "items": {"type": "object"}},
+                                        "labels": {"type": "array", "items": {"type": "string"}},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    **_ERRORS,
+                },
+            }
+        },
+        "/rollouts/{app}/halt": {
+            "post": {
+                "summary": "Halt the application's rollout now (rollout role); also an Alertmanager webhook",
+                "parameters": [
+                    _path_param("app", "The application."),
+                    _query("label", "The base label (default: the server's)."),
+                ],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "description": '`{"reason": "..."}`, or an Alertmanager notification '
+                                "(`firing` halts, `resolved` does nothing)",
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "Halted (or, for a resolved alert, nothing done)",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **_ERRORS,
+                },
+            }
+        },
         "/metrics": {
             "get": {
                 "summary": "Prometheus metrics, summed over all workers (monitor role)",

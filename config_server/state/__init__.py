@@ -4,10 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from config_server.state.base import InstanceRecord, InstanceReport, StateStore
+from config_server.state.base import (
+    InstanceRecord,
+    InstanceReport,
+    RolloutRecord,
+    RolloutRejection,
+    StateStore,
+)
 from config_server.state.sqlite import SQLiteStateStore
 
-__all__ = ["InstanceRecord", "InstanceReport", "StateStore", "SQLiteStateStore", "open_state_store"]
+__all__ = [
+    "InstanceRecord",
+    "InstanceReport",
+    "RolloutRecord",
+    "RolloutRejection",
+    "StateStore",
+    "SQLiteStateStore",
+    "open_state_store",
+]
 
 
 def open_state_store(data_dir: str | Path, redis_url: str | None = None) -> StateStore:

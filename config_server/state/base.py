@@ -2,8 +2,10 @@
 
 One small interface with an embedded default (`sqlite.py`, a file under `--data-dir` that all
 gunicorn workers of one machine share) and, for a cluster, a Redis implementation with the same
-methods. It holds instance reports: who asked for which environment, what it was served, what it
-says it runs and what it refused. It is chosen once at start-up (`open_state_store`).
+methods. It holds instance reports (who asked for which environment, what it was served, what it
+says it runs and what it refused) and the progress of rollouts (when each started, whether it was
+halted and why, which cohort instances rejected its canary). It is chosen once at start-up
+(`open_state_store`).
 """
 
 from __future__ import annotations
@@ -62,8 +64,38 @@ class InstanceRecord(InstanceState):
         return self.applied or self.served
 
 
+@dataclass(frozen=True)
+class RolloutRecord:
+    """A rollout's progress: one per (application, base label, rollout id), shared by every replica.
+
+    The step is not stored: it follows from `started` and the file's `bake` (`rollout.phase`),
+    so every worker and replica computes the same one, and a restart resumes where it was.
+    """
+
+    application: str
+    label: str
+    rollout_id: str
+    started: float
+    halted_at: float | None = None
+    halt_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RolloutRejection:
+    """A cohort instance that refused the canary version, and why."""
+
+    instance_id: str
+    version: str
+    reason: str | None
+    seen: float
+
+
 class StateStore(ABC):
     """Where instance reports live; every method is safe to call from any thread or process."""
+
+    #: True when calls never block the gevent loop (cooperative sockets); False for a store whose
+    #: calls may wait on a disk lock, which callers on the loop run on a thread of gevent's pool.
+    cooperative: bool = False
 
     @abstractmethod
     def record_instances(self, reports: Sequence[InstanceReport]) -> None:
@@ -88,6 +120,47 @@ class StateStore(ABC):
     @abstractmethod
     def prune(self, seen_before: float) -> int:
         """Forget instances last seen before `seen_before`; returns how many were removed."""
+
+    # Rollout progress. Each method is one small atomic step, so a Redis store maps it directly:
+    # a hash per rollout (`HSETNX started`, then `HGETALL`; a halt is `HSETNX halted_at` plus the
+    # reason, in a MULTI or a short Lua script), a set of rollout keys for `rollouts()`, and a hash
+    # of rejections per rollout (`HSET instance -> json`, `HLEN` for the count); `end_rollout` is a
+    # `DEL` of both and `SREM`.
+
+    @abstractmethod
+    def start_rollout(self, application: str, label: str, rollout_id: str, now: float) -> RolloutRecord:
+        """The rollout's record, created as started `now` unless one exists (the first start wins)."""
+
+    @abstractmethod
+    def rollouts(self) -> list[RolloutRecord]:
+        """Every rollout record."""
+
+    @abstractmethod
+    def halt_rollout(
+        self, application: str, label: str, rollout_id: str, reason: str, now: float
+    ) -> RolloutRecord | None:
+        """Mark a rollout halted (the first halt's time and reason are kept); None when unknown."""
+
+    @abstractmethod
+    def end_rollout(self, application: str, label: str, rollout_id: str) -> None:
+        """Forget a rollout and its rejections (its file was removed)."""
+
+    @abstractmethod
+    def record_rollout_rejection(
+        self,
+        application: str,
+        label: str,
+        rollout_id: str,
+        instance_id: str,
+        version: str,
+        reason: str | None,
+        now: float,
+    ) -> int:
+        """Remember that a cohort instance rejected the canary; returns how many distinct instances did."""
+
+    @abstractmethod
+    def rollout_rejections(self, application: str, label: str, rollout_id: str) -> list[RolloutRejection]:
+        """The cohort instances that rejected the rollout's canary, oldest first."""
 
     def close(self) -> None:
         """Release connections (nothing by default)."""

@@ -20,15 +20,22 @@ inventory fills again as the instances poll.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from config_server.errors import StateUnavailable
-from config_server.state.base import InstanceRecord, InstanceReport, StateStore
+from config_server.state.base import (
+    InstanceRecord,
+    InstanceReport,
+    RolloutRecord,
+    RolloutRejection,
+    StateStore,
+)
 
 PREFIX = "config-server:"
 _ALL = PREFIX + "instances"
@@ -85,8 +92,36 @@ return 1
 """
 
 
+# Rollouts: a hash per rollout (`rollout:<application>\x1f<label>\x1f<id>`), the set of them
+# (`rollouts`), and a hash of rejections per rollout (`rollout-rejections:...`, instance -> JSON).
+_ROLLOUT = PREFIX + "rollout:"
+_ROLLOUTS = PREFIX + "rollouts"
+_REJECTIONS = PREFIX + "rollout-rejections:"
+_ROLLOUT_FIELDS = ("started", "halted_at", "halt_reason")
+
+# KEYS: the rollout's hash, the set of rollouts. ARGV: member, now.
+_START_ROLLOUT = """
+if redis.call('HSETNX', KEYS[1], 'started', ARGV[2]) == 1 then
+  redis.call('SADD', KEYS[2], ARGV[1])
+end
+return redis.call('HMGET', KEYS[1], 'started', 'halted_at', 'halt_reason')
+"""
+
+# KEYS: the rollout's hash. ARGV: now, reason. Nothing (nil) when there is no such rollout.
+_HALT_ROLLOUT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
+if redis.call('HSETNX', KEYS[1], 'halted_at', ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'halt_reason', ARGV[2])
+end
+return redis.call('HMGET', KEYS[1], 'started', 'halted_at', 'halt_reason')
+"""
+
+
 class RedisStateStore(StateStore):
     """The state store in one Redis database, shared by every worker of every replica."""
+
+    #: redis-py's sockets are cooperative under the gevent worker: no call blocks the loop.
+    cooperative = True
 
     def __init__(self, url: str, timeout: float = 3.0) -> None:
         options = {
@@ -101,6 +136,8 @@ class RedisStateStore(StateStore):
         self.writer = redis.Redis.from_url(url, **options)
         self.reader = redis.Redis.from_url(url, **options)
         self._upsert = self.writer.register_script(_UPSERT)
+        self._start = self.reader.register_script(_START_ROLLOUT)
+        self._halt = self.reader.register_script(_HALT_ROLLOUT)
 
     def record_instances(self, reports: Sequence[InstanceReport]) -> None:
         """Merge the reports, oldest first, in one round trip."""
@@ -201,10 +238,95 @@ class RedisStateStore(StateStore):
             raise StateUnavailable(f"the state store in Redis cannot be reached: {exc}") from None
         return sum(1 for deleted in results[0::3] if deleted)
 
+    # --- rollout progress (`rollouts.py`): called from greenlets (the rollouts loop, requests), so
+    # through the reader's pool, which only greenlets use; each call is one atomic step.
+
+    def start_rollout(self, application: str, label: str, rollout_id: str, now: float) -> RolloutRecord:
+        """Create the record unless it exists (the first start wins) and return it."""
+        member = _SEP.join((application, label, rollout_id))
+        values = self._call(self._start, keys=[_ROLLOUT + member, _ROLLOUTS], args=[member, repr(float(now))])
+        return _rollout(application, label, rollout_id, values)
+
+    def rollouts(self) -> list[RolloutRecord]:
+        """Every rollout record, by application, label and id."""
+        members = sorted(cast(set[str], self._call(self.reader.smembers, _ROLLOUTS)))
+        if not members:
+            return []
+        pipe = self.reader.pipeline(transaction=False)
+        for member in members:
+            pipe.hmget(_ROLLOUT + member, _ROLLOUT_FIELDS)
+        records = []
+        for member, values in zip(members, self._call(pipe.execute), strict=True):
+            if values[0] is not None:
+                application, label, rollout_id = member.split(_SEP, 2)
+                records.append(_rollout(application, label, rollout_id, values))
+        return records
+
+    def halt_rollout(
+        self, application: str, label: str, rollout_id: str, reason: str, now: float
+    ) -> RolloutRecord | None:
+        """Set the halt unless one is set (the first halt's time and reason stay)."""
+        member = _SEP.join((application, label, rollout_id))
+        values = self._call(self._halt, keys=[_ROLLOUT + member], args=[repr(float(now)), reason])
+        return _rollout(application, label, rollout_id, values) if values else None
+
+    def end_rollout(self, application: str, label: str, rollout_id: str) -> None:
+        """Delete the record and its rejections, in one transaction."""
+        member = _SEP.join((application, label, rollout_id))
+        pipe = self.reader.pipeline(transaction=True)
+        pipe.delete(_ROLLOUT + member, _REJECTIONS + member)
+        pipe.srem(_ROLLOUTS, member)
+        self._call(pipe.execute)
+
+    def record_rollout_rejection(
+        self,
+        application: str,
+        label: str,
+        rollout_id: str,
+        instance_id: str,
+        version: str,
+        reason: str | None,
+        now: float,
+    ) -> int:
+        """Set the instance's rejection and count the distinct instances, in one transaction."""
+        key = _REJECTIONS + _SEP.join((application, label, rollout_id))
+        pipe = self.reader.pipeline(transaction=True)
+        pipe.hset(key, instance_id, json.dumps({"version": version, "reason": reason, "seen": now}))
+        pipe.hlen(key)
+        return int(self._call(pipe.execute)[1])
+
+    def rollout_rejections(self, application: str, label: str, rollout_id: str) -> list[RolloutRejection]:
+        """The rejections, oldest first."""
+        key = _REJECTIONS + _SEP.join((application, label, rollout_id))
+        found = cast(dict[str, str], self._call(self.reader.hgetall, key))
+        rejections = [
+            RolloutRejection(instance, data["version"], data["reason"], float(data["seen"]))
+            for instance, data in ((i, json.loads(raw)) for i, raw in found.items())
+        ]
+        return sorted(rejections, key=lambda r: (r.seen, r.instance_id))
+
+    def _call(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise StateUnavailable(f"the state store in Redis cannot be reached: {exc}") from None
+
     def close(self) -> None:
         """Close the connections."""
         self.writer.close()
         self.reader.close()
+
+
+def _rollout(application: str, label: str, rollout_id: str, values: list[str | None]) -> RolloutRecord:
+    started, halted_at, reason = values
+    return RolloutRecord(
+        application,
+        label,
+        rollout_id,
+        float(started or 0),
+        float(halted_at) if halted_at else None,
+        reason or None,
+    )
 
 
 def _member(application: str, profiles: str, label: str, instance_id: str) -> str:

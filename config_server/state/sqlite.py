@@ -13,7 +13,13 @@ from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
 
-from config_server.state.base import InstanceRecord, InstanceReport, StateStore
+from config_server.state.base import (
+    InstanceRecord,
+    InstanceReport,
+    RolloutRecord,
+    RolloutRejection,
+    StateStore,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -37,6 +43,25 @@ CREATE TABLE IF NOT EXISTS instances (
 CREATE INDEX IF NOT EXISTS instances_by_application ON instances (application, last_seen);
 CREATE INDEX IF NOT EXISTS instances_by_last_seen ON instances (last_seen);
 CREATE INDEX IF NOT EXISTS instances_in_order ON instances (application, profiles, label, instance_id);
+CREATE TABLE IF NOT EXISTS rollouts (
+    application TEXT NOT NULL,
+    label TEXT NOT NULL,
+    rollout_id TEXT NOT NULL,
+    started REAL NOT NULL,
+    halted_at REAL,
+    halt_reason TEXT,
+    PRIMARY KEY (application, label, rollout_id)
+);
+CREATE TABLE IF NOT EXISTS rollout_rejections (
+    application TEXT NOT NULL,
+    label TEXT NOT NULL,
+    rollout_id TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    reason TEXT,
+    seen REAL NOT NULL,
+    PRIMARY KEY (application, label, rollout_id, instance_id)
+);
 """
 
 # The running version is COALESCE(applied, served); `version_since` moves only when it changes.
@@ -144,3 +169,87 @@ class SQLiteStateStore(StateStore):
         """Delete instances not seen since `seen_before`."""
         with closing(self._connect()) as conn:
             return conn.execute("DELETE FROM instances WHERE last_seen < ?", (seen_before,)).rowcount
+
+    def start_rollout(self, application: str, label: str, rollout_id: str, now: float) -> RolloutRecord:
+        """Insert the record unless it exists, then read it back (another worker may have won)."""
+        key = (application, label, rollout_id)
+        with closing(self._connect()) as conn:
+            conn.execute(_START_ROLLOUT, (*key, now))
+            row = conn.execute(_SELECT_ROLLOUT, key).fetchone()
+        return RolloutRecord(*row)
+
+    def rollouts(self) -> list[RolloutRecord]:
+        """Every rollout record, by application and label."""
+        with closing(self._connect()) as conn:
+            rows = conn.execute(
+                f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts ORDER BY application, label, rollout_id"
+            ).fetchall()
+        return [RolloutRecord(*row) for row in rows]
+
+    def halt_rollout(
+        self, application: str, label: str, rollout_id: str, reason: str, now: float
+    ) -> RolloutRecord | None:
+        """Set the halt unless one is set; return the record as stored."""
+        key = (application, label, rollout_id)
+        with closing(self._connect()) as conn:
+            conn.execute(_HALT_ROLLOUT, (now, reason, *key))
+            row = conn.execute(_SELECT_ROLLOUT, key).fetchone()
+        return RolloutRecord(*row) if row else None
+
+    def end_rollout(self, application: str, label: str, rollout_id: str) -> None:
+        """Delete the record and its rejections in one transaction."""
+        key = (application, label, rollout_id)
+        with closing(self._connect()) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(f"DELETE FROM rollouts WHERE {_ROLLOUT_KEY}", key)
+                conn.execute(f"DELETE FROM rollout_rejections WHERE {_ROLLOUT_KEY}", key)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def record_rollout_rejection(
+        self,
+        application: str,
+        label: str,
+        rollout_id: str,
+        instance_id: str,
+        version: str,
+        reason: str | None,
+        now: float,
+    ) -> int:
+        """Upsert the instance's rejection and count the distinct instances."""
+        key = (application, label, rollout_id)
+        with closing(self._connect()) as conn:
+            conn.execute(_REJECTION, (*key, instance_id, version, reason, now))
+            count: int = conn.execute(_COUNT_REJECTIONS, key).fetchone()[0]
+        return count
+
+    def rollout_rejections(self, application: str, label: str, rollout_id: str) -> list[RolloutRejection]:
+        """The rejections, oldest first."""
+        with closing(self._connect()) as conn:
+            rows = conn.execute(
+                f"SELECT instance_id, version, reason, seen FROM rollout_rejections WHERE {_ROLLOUT_KEY} "
+                "ORDER BY seen, instance_id",
+                (application, label, rollout_id),
+            ).fetchall()
+        return [RolloutRejection(*row) for row in rows]
+
+
+_ROLLOUT_COLUMNS = "application, label, rollout_id, started, halted_at, halt_reason"
+_ROLLOUT_KEY = "application = ? AND label = ? AND rollout_id = ?"
+_START_ROLLOUT = (
+    "INSERT OR IGNORE INTO rollouts (application, label, rollout_id, started) VALUES (?, ?, ?, ?)"
+)
+_SELECT_ROLLOUT = f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE {_ROLLOUT_KEY}"
+_HALT_ROLLOUT = (
+    f"UPDATE rollouts SET halted_at = ?, halt_reason = ? WHERE {_ROLLOUT_KEY} AND halted_at IS NULL"
+)
+_REJECTION = """
+INSERT INTO rollout_rejections (application, label, rollout_id, instance_id, version, reason, seen)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (application, label, rollout_id, instance_id) DO UPDATE SET
+    version = excluded.version, reason = excluded.reason, seen = excluded.seen
+"""
+_COUNT_REJECTIONS = f"SELECT COUNT(*) FROM rollout_rejections WHERE {_ROLLOUT_KEY}"

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 
-from config_server.answer import Headers, environment_answer, held_back_headers
+from config_server.answer import BASE_ROUTE, Headers, Route, environment_answer, held_back_headers
 from config_server.cache import ResolvedEnvironment
 from config_server.errors import ConfigServerError
 from config_server.service import ConfigService
@@ -44,13 +44,27 @@ class _Slot:
     application: str
     profiles: str
     label: str | None
+    route: Route = BASE_ROUTE
     latest: ResolvedEnvironment | None = None
     #: `X-Config-Held-Back` when `latest` stands in for a broken newest commit (`last_good.py`).
     extra_headers: Headers = ()
+    #: (`latest`, `extra_headers`) assigned at once, so a waiter reads a matching pair.
+    published: tuple[ResolvedEnvironment, Headers] | None = None
     resolution: int = 0
     event: threading.Event = field(default_factory=threading.Event)
     waiters: int = 0
     direct: dict[DirectAnswer, frozenset[str]] = field(default_factory=dict)
+
+
+class _Rerouted:
+    """The answer of a wait whose application's rollout moved (see `WatchHub.reroute`)."""
+
+    def __repr__(self) -> str:
+        return "REROUTED"
+
+
+#: Returned by `WatchHub.wait` when the caller must decide its route again and wait anew.
+REROUTED = _Rerouted()
 
 
 class WatchHub:
@@ -63,7 +77,8 @@ class WatchHub:
 
     def __init__(self, service: ConfigService) -> None:
         self.service = service
-        self._slots: dict[tuple[str, str, str | None], _Slot] = {}
+        self._slots: dict[tuple[str, str, str | None, Route], _Slot] = {}
+        self._reroutes: dict[str, int] = {}
         self._lock = threading.Lock()
         self._check_lock = threading.Lock()
         self._publish_lock = threading.Lock()
@@ -87,14 +102,51 @@ class WatchHub:
         While the environment is broken (a file that does not parse, a value that does not
         decrypt) the waiter keeps waiting: a broken version is never something to hand a watcher.
         """
+        waited = self.wait(application, profiles, label, known_etags, timeout, direct)
+        return waited[0] if isinstance(waited, tuple) else None
+
+    def reroutes(self, application: str) -> int:
+        """How many times `reroute(application)` was called: read it before deciding a route."""
+        return self._reroutes.get(application, 0)
+
+    def reroute(self, application: str) -> None:
+        """Wake every waiter of `application` that waits with `since` older than now: a rollout of
+        it moved (started, stepped, halted, ended), so instances may enter or leave its cohort."""
+        with self._publish_lock:
+            self._reroutes[application] = self._reroutes.get(application, 0) + 1
+            with self._lock:
+                slots = [s for s in self._slots.values() if s.application == application]
+            woken = []
+            for slot in slots:
+                woken.append(slot.event)
+                slot.event = threading.Event()
+        for event in woken:
+            event.set()
+
+    def wait(
+        self,
+        application: str,
+        profiles: str,
+        label: str | None,
+        known_etags: Iterable[str],
+        timeout: float,
+        direct: DirectAnswer | None = None,
+        route: Route = BASE_ROUTE,
+        since: int | None = None,
+    ) -> tuple[ResolvedEnvironment, Headers] | _Rerouted | None:
+        """As `wait_for_change`, for the answer of `route`; returns the new environment with its
+        answer's extra headers, None at the timeout, or REROUTED when `since` (the caller's
+        `reroutes(application)` before it decided `route`) is no longer current: the caller decides
+        its route again and waits anew, so a rollout's step or halt moves it as a commit would.
+        """
         known = frozenset(known_etags)
         joined = next(self._resolutions)
-        found = self._resolve(application, profiles, label)
-        key = (application, profiles, label)
+        found = self._resolve(application, profiles, label, route)
+        key = (application, profiles, label, route)
         with self._lock:
             slot = self._slots.get(key)
             if slot is None:
-                slot = self._slots[key] = _Slot(application, profiles, label)
+                slot = self._slots[key] = _Slot(application, profiles, label, route)
             slot.waiters += 1
         if found is not None:
             self._publish(slot, *found, joined)
@@ -106,9 +158,11 @@ class WatchHub:
             while True:
                 event = slot.event
                 resolution = slot.resolution  # read before `latest`, which `_publish` writes first
-                latest = slot.latest
-                if latest is not None and resolution >= joined and latest.etag not in known:
-                    return latest
+                published = slot.published
+                if published is not None and resolution >= joined and published[0].etag not in known:
+                    return published
+                if since is not None and self._reroutes.get(application, 0) != since:
+                    return REROUTED
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._closed:
                     return None
@@ -139,7 +193,7 @@ class WatchHub:
                 if wanted is not None and wanted.isdisjoint(slot.application.split(",")):
                     continue  # `orders,shared` is watched by a change to either name
                 resolution = next(self._resolutions)
-                found = self._resolve(slot.application, slot.profiles, slot.label)
+                found = self._resolve(slot.application, slot.profiles, slot.label, slot.route)
                 if found is not None and self._publish(slot, *found, resolution):
                     changed += 1
                     if self.on_change is not None:
@@ -162,6 +216,7 @@ class WatchHub:
                 return False
             slot.latest = current
             slot.extra_headers = extra_headers
+            slot.published = (current, extra_headers)
             slot.resolution = resolution
             self._answer_directly(slot, current)
             woken, slot.event = slot.event, threading.Event()
@@ -194,14 +249,22 @@ class WatchHub:
         with self._lock:
             return sum(slot.waiters for slot in self._slots.values())
 
+    def current(
+        self, application: str, profiles: str, label: str | None, route: Route = BASE_ROUTE
+    ) -> tuple[ResolvedEnvironment, Headers] | None:
+        """The answer of `route` now (the environment and its extra headers); None when broken."""
+        return self._resolve(application, profiles, label, route)
+
     def _resolve(
-        self, application: str, profiles: str, label: str | None
+        self, application: str, profiles: str, label: str | None, route: Route = BASE_ROUTE
     ) -> tuple[ResolvedEnvironment, Headers] | None:
         """The environment now and its answer's extra headers (`X-Config-Held-Back` when a broken
-        newest commit is held back), or None when it is broken for watchers with no good version
-        to stand in (or, without change safety, holds a value that does not decrypt)."""
+        newest commit is held back, then the route's), or None when it is broken for watchers with
+        no good version to stand in (or, without change safety, holds a value that does not
+        decrypt). A rollout's route resolves its canary label; the answer echoes `label`."""
+        source = route.source if route.source is not None else label
         try:
-            revision, resolved = self.service.environment(application, profiles, label)
+            revision, resolved = self.service.environment(application, profiles, source)
         except ConfigServerError as exc:
             log.info("watched %s/%s/%s does not resolve: %s", application, profiles, label, exc)
             return None
@@ -214,4 +277,4 @@ class WatchHub:
                 [key for _, key in resolved.undecryptable],
             )
             return None
-        return resolved, held_back_headers(revision.held_back)
+        return resolved, held_back_headers(revision.held_back) + route.headers

@@ -12,6 +12,7 @@ from bench import (
     expansion_bomb,
     propagation,
     repo_scale,
+    rollout_halt,
     serving,
     validate_scale,
     watcher_memory,
@@ -114,3 +115,11 @@ def test_cluster_smoke(tmp_path):
     moved = read(out)["failover"]
     assert moved["on_killed_replica"] == 2 and moved["next_commit_missed"] == 0
     assert result["single"]["watchers"] == 10 and result["single"]["per_watcher_kib"] != 0
+
+
+def test_rollout_halt_smoke(tmp_path):
+    out = tmp_path / "rollout_halt.json"
+    result = rollout_halt.main(["--sizes", "10", "--rounds", "2", "--workers", "1", "--json", str(out)])
+    (row,) = result["rows"]
+    assert row["watchers"] == 10 and 0 < row["cohort"] < 10 and 0 < row["max_ms"] < 30_000
+    assert read(out)["rows"] == result["rows"]

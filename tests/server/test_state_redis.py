@@ -91,3 +91,50 @@ def test_redis_down_is_a_clear_503_error(redis_server):
         store.record_instances([report(1)])
     with pytest.raises(StateUnavailable):
         store.prune(0.0)
+
+
+def rollout_scenario(store):
+    """Rollout progress: the first start and the first halt win, rejections count per instance."""
+    first = store.start_rollout("orders", "main", "release/v2", 100.0)
+    again = store.start_rollout("orders", "main", "release/v2", 200.0)
+    store.start_rollout("billing", "main", "v3", 150.0)
+    counts = [
+        store.record_rollout_rejection("orders", "main", "release/v2", "orders-1", COMMIT_A, "bad", 110.0),
+        store.record_rollout_rejection("orders", "main", "release/v2", "orders-1", COMMIT_A, "bad", 111.0),
+        store.record_rollout_rejection("orders", "main", "release/v2", "orders-2", COMMIT_A, None, 112.0),
+    ]
+    halted = store.halt_rollout("orders", "main", "release/v2", "2 rejected", 120.0)
+    halted_again = store.halt_rollout("orders", "main", "release/v2", "by hand", 130.0)
+    unknown = store.halt_rollout("payments", "main", "x", "by hand", 130.0)
+    answers = {
+        "first": first,
+        "again": again,
+        "counts": counts,
+        "halted": halted,
+        "halted again": halted_again,
+        "unknown": unknown,
+        "rollouts": store.rollouts(),
+        "rejections": store.rollout_rejections("orders", "main", "release/v2"),
+    }
+    store.end_rollout("orders", "main", "release/v2")
+    answers["after end"] = store.rollouts()
+    answers["rejections after end"] = store.rollout_rejections("orders", "main", "release/v2")
+    answers["restarted"] = store.start_rollout("orders", "main", "release/v2", 300.0)
+    return answers
+
+
+def test_redis_store_keeps_rollouts_as_the_sqlite_store(tmp_path, redis_server):
+    sqlite = rollout_scenario(SQLiteStateStore(tmp_path / "state.db"))
+    redis = rollout_scenario(RedisStateStore(redis_server.url))
+    assert sqlite == redis
+    assert (redis["first"].started, redis["again"].started) == (100.0, 100.0)
+    assert redis["counts"] == [1, 1, 2]
+    assert (redis["halted again"].halted_at, redis["halted again"].halt_reason) == (120.0, "2 rejected")
+    assert redis["unknown"] is None
+    assert [r.application for r in redis["rollouts"]] == ["billing", "orders"]
+    assert [(r.instance_id, r.seen) for r in redis["rejections"]] == [
+        ("orders-1", 111.0),
+        ("orders-2", 112.0),
+    ]
+    assert [r.application for r in redis["after end"]] == ["billing"] and redis["rejections after end"] == []
+    assert (redis["restarted"].started, redis["restarted"].halted_at) == (300.0, None)

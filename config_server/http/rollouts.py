@@ -1,0 +1,117 @@
+"""Rollout endpoints: `GET /rollouts` (status) and `POST /rollouts/{app}/halt` (by hand or Alertmanager).
+
+Both need the `rollout` role (or admin; everyone on an open server). The status is read with a
+query string (`?application=orders&label=main`) because `GET /{app}/{profiles}` is the
+Environment endpoint: `/rollouts/orders` is the environment of an application named `rollouts`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from config_server import names
+from config_server.errors import InvalidName, ResourceNotFound
+from config_server.http import security
+from config_server.inventory import GONE_AFTER_SECONDS
+from config_server.rollouts import rollout_json
+
+blueprint = Blueprint("rollouts", __name__)
+
+#: The longest halt reason kept (an Alertmanager summary may be long).
+MAX_REASON_CHARS = 512
+
+
+@blueprint.get("/rollouts")
+def rollouts_status() -> Response:
+    """Every rollout (or one application's, `?application=`; one label's, `?label=`) and every
+    ignored rollout file."""
+    security.require_role("rollout", event="rollout")
+    state = current_app.extensions["config_server"]
+    application = request.args.get("application") or None
+    label = request.args.get("label") or None
+    if application is not None:
+        names.validate_application(application)
+    if label is not None:
+        label = names.validate_label(label)
+    now = time.time()
+    found = [
+        rollout_json(active, current, state.store, now, now - GONE_AFTER_SECONDS, state.service.backend)
+        for active, current in state.rollouts.phases(application)
+        if label is None or active.label == label
+    ]
+    errors = [
+        e.to_json()
+        for e in state.rollouts.errors()
+        if (application is None or e.application == application) and (label is None or e.label == label)
+    ]
+    return jsonify({"rollouts": found, "errors": errors, "labels": list(state.rollouts.labels())})
+
+
+@blueprint.post("/rollouts/<app>/halt")
+def halt(app: str) -> Response:
+    """Halt the application's rollout: every cohort instance is answered the base label at once.
+
+    The body is optional JSON `{"reason": "..."}`, or an Alertmanager webhook notification: a
+    `firing` one halts (the reason names the alerts), a `resolved` one changes nothing (a halted
+    rollout is started again only through its file).
+    """
+    security.require_role("rollout", event="rollout")
+    names.validate_application(app)
+    label = request.args.get("label") or None
+    if label is not None:
+        label = names.validate_label(label)
+    body = request.get_json(silent=True) if request.content_length else None
+    reason = _reason(body)
+    client = security.caller()
+    who = client.name if client is not None else "anonymous"
+    state = current_app.extensions["config_server"]
+    if reason is None:
+        return jsonify({"application": app, "halted": False, "message": "a resolved alert halts nothing"})
+    record = state.rollouts.halt(app, label, f"{reason} (by {who})"[:MAX_REASON_CHARS])
+    if record is None:
+        raise ResourceNotFound(
+            f"no rollout of {app!r} at label {label or state.service.backend.default_label()!r}"
+        )
+    security.note("rollout", application=app, label=record.label, halt=record.halt_reason)
+    return jsonify(
+        {
+            "application": app,
+            "label": record.label,
+            "id": record.rollout_id,
+            "halted": True,
+            "haltedAt": record.halted_at,
+            "haltReason": record.halt_reason,
+        }
+    )
+
+
+def _reason(body: Any) -> str | None:
+    """The halt reason of a request body; None for an Alertmanager notification that is resolved."""
+    if body is None:
+        return "halted by hand"
+    if not isinstance(body, dict):
+        raise InvalidName('the body must be a JSON object: {"reason": "..."} or an Alertmanager notification')
+    if isinstance(body.get("alerts"), list):
+        if body.get("status") != "firing":
+            return None
+        firing = [a for a in body["alerts"] if isinstance(a, dict) and a.get("status", "firing") == "firing"]
+        summaries = []
+        for alert in firing or body["alerts"]:
+            labels = alert.get("labels") if isinstance(alert, dict) else None
+            annotations = alert.get("annotations") if isinstance(alert, dict) else None
+            name = labels.get("alertname") if isinstance(labels, dict) else None
+            summary = annotations.get("summary") if isinstance(annotations, dict) else None
+            summaries.append(": ".join(str(p) for p in (name, summary) if p) or "alert")
+        return _printable("alert " + "; ".join(summaries))
+    reason = body.get("reason", "halted by hand")
+    if not isinstance(reason, str):
+        raise InvalidName("reason must be a string")
+    return _printable(reason) or "halted by hand"
+
+
+def _printable(text: str) -> str:
+    """The text without control characters, cut to MAX_REASON_CHARS."""
+    return "".join(ch if ch.isprintable() else " " for ch in text)[:MAX_REASON_CHARS].strip()

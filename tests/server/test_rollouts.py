@@ -1,0 +1,580 @@
+"""Rollouts over real HTTP: 200 simulated instances (distinct ids), a real git repository, steps,
+sticky cohorts, halts by rejection and by hand, restarts on the same data directory."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from config_server import create_app
+from config_server.rollout import Rollout, cohort_point
+from config_server.settings import Settings
+from config_server.state import SQLiteStateStore
+from tests.helpers import GitRepo, LiveServer, wait_for
+
+INSTANCES = [f"orders-{n}.eu-west-1.internal:{1000 + n}" for n in range(200)]
+
+
+def rollout_file(steps: str = "[10, 100]", bake: str = "1h", extra: str = "") -> str:
+    return f"canary: canary\nsteps: {steps}\nbake: {bake}\nhalt-on:\n  rejected: 1\n{extra}"
+
+
+@pytest.fixture
+def repo_with_canary(repo: GitRepo) -> GitRepo:
+    """main: `message: base`; branch `canary`: `message: canary`; back on main."""
+    repo.commit({"orders.yml": "message: base\n"}, "base")
+    repo.git("checkout", "-q", "-b", "canary")
+    repo.commit({"orders.yml": "message: canary\n"}, "canary")
+    repo.git("checkout", "-q", "main")
+    return repo
+
+
+def versions(repo: GitRepo) -> tuple[str, str]:
+    return repo.git("rev-parse", "main"), repo.git("rev-parse", "canary")
+
+
+def get(server, instance: str | None = None, **headers: str) -> requests.Response:
+    if instance is not None:
+        headers["X-Config-Client-Id"] = instance
+    return requests.get(f"{server.url}/orders/default", headers=headers, timeout=10)
+
+
+def started(server, state: str = "running") -> dict:
+    body = requests.get(f"{server.url}/rollouts", timeout=5).json()
+    return next((r for r in body["rollouts"] if r["state"] == state), None)
+
+
+def expected_cohort(percent: float, rollout_id: str = "canary") -> set[str]:
+    return {i for i in INSTANCES if cohort_point("orders", rollout_id, i) < percent}
+
+
+def test_a_ten_percent_step_canaries_the_same_tenth_on_every_poll(serve, repo_with_canary):
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file()}, "roll out")
+    base, canary = repo.git("rev-parse", "main"), repo.git("rev-parse", "canary")
+    server = serve(repo.path)
+    wait_for(lambda: started(server), what="the rollout to start")
+    first = {i: get(server, i) for i in INSTANCES}
+    assert all(r.status_code == 200 for r in first.values())
+    on_canary = {i for i, r in first.items() if r.json()["version"] == canary}
+    assert 10 <= len(on_canary) <= 30  # between 5% and 15% of 200
+    assert on_canary == expected_cohort(10)
+    assert all(first[i].json()["version"] == base for i in set(INSTANCES) - on_canary)
+    assert {first[i].headers["X-Config-Rollout"] for i in on_canary} == {"orders; step=10; state=running"}
+    assert not any("X-Config-Rollout" in first[i].headers for i in set(INSTANCES) - on_canary)
+    assert all(first[i].json()["propertySources"][0]["source"]["message"] == "canary" for i in on_canary)
+    again = {i for i in INSTANCES if get(server, i).json()["version"] == canary}
+    assert again == on_canary
+    # callers without an id (Spring clients, curl) always get the base label
+    assert {get(server).json()["version"] for _ in range(20)} == {base}
+
+
+def test_at_one_hundred_percent_every_identified_instance_gets_the_canary(serve, repo_with_canary):
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out")
+    base, canary = versions(repo)
+    server = serve(repo.path)
+    wait_for(lambda: started(server), what="the rollout to start")
+    assert {get(server, i).json()["version"] for i in INSTANCES} == {canary}
+    assert get(server).json()["version"] == base
+
+
+def test_instances_entering_the_cohort_at_the_next_step_are_woken(serve, repo_with_canary):
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[10, 100]", bake="1s")}, "roll out")
+    base, canary = versions(repo)
+    server = serve(repo.path)
+    outside = sorted(set(INSTANCES) - expected_cohort(10))[:20]
+    base_etag = get(server).headers["ETag"]
+    answers: dict[str, requests.Response] = {}
+
+    def watch(instance: str) -> None:
+        answers[instance] = requests.get(
+            f"{server.url}/orders/default?wait=20",
+            headers={"X-Config-Client-Id": instance, "If-None-Match": base_etag},
+            timeout=30,
+        )
+
+    threads = [threading.Thread(target=watch, args=(i,)) for i in outside]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert {answers[i].status_code for i in outside} == {200}
+    assert {answers[i].json()["version"] for i in outside} == {canary}
+    # answered when the 100% step began (or, on a slow machine, once it had baked: complete)
+    assert {answers[i].headers["X-Config-Rollout"] for i in outside} <= {
+        "orders; step=100; state=running",
+        "orders; step=100; state=complete",
+    }
+    wait_for(lambda: started(server, "complete"), what="the rollout to complete")
+    assert "merge canary into main" in started(server, "complete")["advice"]
+    assert get(server, outside[0]).headers["X-Config-Rollout"] == "orders; step=100; state=complete"
+    assert get(server).json()["version"] == base
+
+
+def test_a_rejection_by_a_cohort_instance_halts_and_every_cohort_long_poll_gets_the_base_within_a_second(
+    serve, repo_with_canary
+):
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[50]")}, "roll out")
+    base, canary = versions(repo)
+    server = serve(repo.path)
+    wait_for(lambda: started(server), what="the rollout to start")
+    cohort = sorted(expected_cohort(50))
+    canary_etag = get(server, cohort[0]).headers["ETag"]
+    assert get(server, cohort[0]).json()["version"] == canary
+    answered: dict[str, tuple[float, requests.Response]] = {}
+
+    def watch(instance: str) -> None:
+        response = requests.get(
+            f"{server.url}/orders/default?wait=30",
+            headers={"X-Config-Client-Id": instance, "If-None-Match": canary_etag},
+            timeout=40,
+        )
+        answered[instance] = (time.monotonic(), response)
+
+    watchers = [threading.Thread(target=watch, args=(i,)) for i in cohort[1:]]
+    for thread in watchers:
+        thread.start()
+    wait_for(lambda: server.app.extensions["config_server"].hub.watchers() >= len(watchers), what="watchers")
+    assert not answered
+    rejected_at = time.monotonic()
+    rejection = requests.get(
+        f"{server.url}/orders/default?wait=30",
+        headers={
+            "X-Config-Client-Id": cohort[0],
+            "If-None-Match": canary_etag,
+            "X-Config-Applied": base,
+            "X-Config-Rejected": f'{canary}; reason="orders.max-items must be positive"',
+        },
+        timeout=40,
+    )
+    for thread in watchers:
+        thread.join(timeout=40)
+    assert rejection.status_code == 200 and rejection.json()["version"] == base
+    assert len(answered) == len(cohort) - 1
+    assert {r.status_code for _, r in answered.values()} == {200}
+    assert {r.json()["version"] for _, r in answered.values()} == {base}
+    latest = max(at for at, _ in answered.values())
+    assert latest - rejected_at < 1.0
+    halted = started(server, "halted")
+    assert cohort[0] in halted["haltReason"] and "orders.max-items must be positive" in halted["haltReason"]
+    assert [r["instance"] for r in halted["rejections"]] == [cohort[0]]
+    assert {get(server, i).json()["version"] for i in INSTANCES} == {base}
+    health = requests.get(f"{server.url}/health", timeout=5).json()
+    assert health["details"]["rollouts"]["halted"][0]["haltReason"] == halted["haltReason"]
+    metrics = requests.get(f"{server.url}/metrics", timeout=5).text
+    assert 'config_server_rollout_halted{application="orders",label="main"} 1.0' in metrics
+
+
+def test_a_rejection_of_another_version_or_by_a_base_instance_halts_nothing(serve, repo_with_canary):
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[50]")}, "roll out")
+    base, canary = versions(repo)
+    server = serve(repo.path)
+    wait_for(lambda: started(server), what="the rollout to start")
+    outside = sorted(set(INSTANCES) - expected_cohort(50))[0]
+    inside = sorted(expected_cohort(50))[0]
+    get(server, outside, **{"X-Config-Rejected": f'{canary}; reason="not mine"'})
+    get(server, inside, **{"X-Config-Rejected": f'{base}; reason="an old version"'})
+    server.app.extensions["config_server"].rollouts.tick()
+    assert started(server)["rejections"] == []
+    assert get(server, inside).json()["version"] == canary
+
+
+def test_a_halt_by_hand_and_by_alertmanager(serve, repo_with_canary):
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out")
+    base, _ = versions(repo)
+    server = serve(repo.path)
+    wait_for(lambda: started(server), what="the rollout to start")
+    resolved = {"status": "resolved", "alerts": [{"status": "resolved", "labels": {"alertname": "X"}}]}
+    answer = requests.post(f"{server.url}/rollouts/orders/halt", json=resolved, timeout=5)
+    assert answer.status_code == 200 and answer.json()["halted"] is False
+    firing = {
+        "version": "4",
+        "status": "firing",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": "OrdersErrorRate", "severity": "page"},
+                "annotations": {"summary": "5xx above 2%"},
+            }
+        ],
+    }
+    answer = requests.post(f"{server.url}/rollouts/orders/halt", json=firing, timeout=5)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["haltReason"] == "alert OrdersErrorRate: 5xx above 2% (by anonymous)"
+    assert get(server, INSTANCES[0]).json()["version"] == base
+    missing = requests.post(f"{server.url}/rollouts/payments/halt", timeout=5)
+    assert missing.status_code == 404 and "no rollout" in missing.json()["message"]
+
+
+def test_a_halt_needs_the_rollout_role(serve, repo_with_canary, tmp_path: Path):
+    from config_server.auth import hash_token
+
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out")
+    auth = tmp_path / "auth.yml"
+    auth.write_text(
+        "clients:\n"
+        f"  - {{name: reader, tokens: ['{hash_token('r' * 32)}'], roles: [read]}}\n"
+        f"  - {{name: release-bot, tokens: ['{hash_token('b' * 32)}'], roles: [rollout]}}\n"
+    )
+    server = serve(repo.path, auth_file=str(auth))
+    url = f"{server.url}/rollouts/orders/halt"
+    assert requests.post(url, timeout=5).status_code == 401
+    assert requests.post(url, headers={"Authorization": "Bearer " + "r" * 32}, timeout=5).status_code == 403
+    bot = {"Authorization": "Bearer " + "b" * 32}
+    assert (
+        requests.get(f"{server.url}/rollouts", headers=bot, timeout=5).json()["rollouts"][0]["state"]
+        == "running"
+    )
+    answer = requests.post(url, headers=bot, json={"reason": "error budget"}, timeout=5)
+    assert answer.status_code == 200 and answer.json()["haltReason"] == "error budget (by release-bot)"
+
+
+def test_a_restart_mid_rollout_resumes_at_the_same_step_with_the_same_cohort(repo_with_canary, tmp_path):
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[10, 50, 100]")}, "roll out")
+    _, canary = versions(repo)
+    data = tmp_path / "data"
+    # the schedule began 90 minutes ago (bake 1h): the rollout is at its second step, 50%
+    SQLiteStateStore(data / "state.db").start_rollout("orders", "main", "canary", time.time() - 5400)
+    seen = []
+    for _ in range(2):  # two servers, one after the other, on the same data directory
+        app = create_app(Settings(repo=str(repo.path), data_dir=str(data)))
+        server = LiveServer(app)
+        try:
+            status = started(server)
+            cohort = {i for i in INSTANCES if get(server, i).json()["version"] == canary}
+            seen.append((status["step"], status["started"], cohort, get(server, next(iter(cohort))).headers))
+        finally:
+            server.stop()
+            app.extensions["config_server"].close()
+    (step1, started1, cohort1, headers1), (step2, started2, cohort2, _) = seen
+    assert step1 == step2 == 50
+    assert started1 == started2
+    assert cohort1 == cohort2 == expected_cohort(50)
+    assert headers1["X-Config-Rollout"] == "orders; step=50; state=running"
+
+
+def test_a_halt_survives_a_restart(repo_with_canary, tmp_path):
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out")
+    base, _ = versions(repo)
+    data = tmp_path / "data"
+    for round_ in range(2):
+        app = create_app(Settings(repo=str(repo.path), data_dir=str(data)))
+        server = LiveServer(app)
+        try:
+            if round_ == 0:
+                requests.post(f"{server.url}/rollouts/orders/halt", json={"reason": "bad"}, timeout=5)
+            assert started(server, "halted")["haltReason"] == "bad (by anonymous)"
+            assert get(server, INSTANCES[0]).json()["version"] == base
+        finally:
+            server.stop()
+            app.extensions["config_server"].close()
+
+
+def test_removing_the_file_ends_the_rollout(serve, repo_with_canary):
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out")
+    base, canary = versions(repo)
+    server = serve(repo.path)
+    wait_for(lambda: started(server), what="the rollout to start")
+    assert get(server, INSTANCES[0]).json()["version"] == canary
+    etag = get(server, INSTANCES[0]).headers["ETag"]
+    repo.commit({"rollouts/orders.yml": None}, "rollout done")
+    base = repo.head()
+    answer = requests.get(
+        f"{server.url}/orders/default?wait=20",
+        headers={"X-Config-Client-Id": INSTANCES[0], "If-None-Match": etag},
+        timeout=30,
+    )
+    assert answer.json()["version"] == base and "X-Config-Rollout" not in answer.headers
+    wait_for(lambda: requests.get(f"{server.url}/rollouts", timeout=5).json()["rollouts"] == [], what="end")
+    assert (
+        SQLiteStateStore(server.app.extensions["config_server"].settings.data_dir + "/state.db").rollouts()
+        == []
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("canary: canary\nsteps: [10, 5]\nbake: 1h\n", "rollouts/orders.yml:2: steps"),
+        ("canary: no-such-branch\nsteps: [10]\nbake: 1h\n", "unknown label 'no-such-branch'"),
+    ],
+)
+def test_a_bad_rollout_file_is_ignored_with_a_visible_error(serve, repo_with_canary, content, words):
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": content}, "bad rollout")
+    base, _ = versions(repo)
+    server = serve(repo.path)
+    body = wait_for(lambda: requests.get(f"{server.url}/rollouts", timeout=5).json(), what="status")
+    assert body["rollouts"] == []
+    assert words in body["errors"][0]["message"]
+    assert {get(server, i).json()["version"] for i in INSTANCES[:50]} == {base}
+    health = requests.get(f"{server.url}/health", timeout=5).json()
+    assert words in health["details"]["rollouts"]["errors"][0]["message"]
+
+
+def test_match_labels_and_profiles_limit_the_cohort(serve, repo_with_canary):
+    repo = repo_with_canary
+    extra = "profiles: [prod]\nmatch:\n  labels: {zone: eu-west-1}\n"
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]", extra=extra)}, "roll out")
+    base, canary = versions(repo)
+    server = serve(repo.path)
+    wait_for(lambda: started(server), what="the rollout to start")
+
+    def version(profile: str, labels: str) -> str:
+        headers = {"X-Config-Client-Id": "one", "X-Config-Client-Labels": labels}
+        return requests.get(f"{server.url}/orders/{profile}", headers=headers, timeout=5).json()["version"]
+
+    assert version("prod", "zone=eu-west-1,tier=web") == canary
+    assert version("prod", "zone=us-east-1") == base
+    assert version("default", "zone=eu-west-1") == base
+
+
+def test_rollout_definition_is_plain_data():
+    assert Rollout("orders", "canary", "canary", (10.0,), 60.0).duration == 60.0
+
+
+def test_validate_reports_rollout_files_the_server_would_ignore(repo_with_canary):
+    from click.testing import CliRunner
+
+    from config_server.cli import main
+
+    repo = repo_with_canary
+    repo.commit(
+        {
+            "rollouts/orders.yml": "canary: canary\nsteps: [10, 5]\nbake: 1h\n",
+            "rollouts/payments.yml": "canary: nope\nsteps: [10]\nbake: 1h\n",
+            "rollouts/inventory.yml": rollout_file(),
+            "payments.yml": "payments: {provider: stripe}\n",
+        },
+        "rollouts",
+    )
+    result = CliRunner().invoke(
+        main, ["validate", str(repo.path), "--rev", "main"], env={"ENCRYPT_KEY": None}
+    )
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines() == [
+        "rollouts/orders.yml:2: orders/*: steps: each step must be larger than the one before",
+        "rollouts/payments.yml: payments/*: canary: unknown label 'nope'",
+    ]
+    repo.commit({"rollouts/orders.yml": None, "rollouts/payments.yml": None}, "fixed")
+    result = CliRunner().invoke(
+        main, ["validate", str(repo.path), "--rev", "main"], env={"ENCRYPT_KEY": None}
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_the_rollout_commands_show_and_halt(serve, repo_with_canary):
+    from click.testing import CliRunner
+
+    from config_server.cli import main
+
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[10, 100]")}, "roll out")
+    server = serve(repo.path)
+    wait_for(lambda: started(server), what="the rollout to start")
+    for instance in INSTANCES[:40]:
+        get(server, instance)
+    state = server.app.extensions["config_server"]
+    wait_for(lambda: state.inventory.flush() is not None and len(state.store.instances("orders")) == 40)
+    status = CliRunner().invoke(main, ["rollout", "status", "orders", "--server", server.url])
+    assert status.exit_code == 0, status.output
+    lines = status.stdout.splitlines()
+    assert lines[0] == "orders at main: running, step 10% of [10%, 100%]"
+    cohort = len(expected_cohort(10) & set(INSTANCES[:40]))
+    assert f"  cohort     {cohort} of 40 matching (40 instances)" in lines
+    assert any(line.startswith("  next step  in 35") for line in lines)
+    halt = CliRunner().invoke(
+        main, ["rollout", "halt", "orders", "--server", server.url, "--reason", "pager"]
+    )
+    assert halt.exit_code == 0, halt.output
+    assert halt.stdout == "orders at main: halted (pager (by anonymous))\n"
+    status = CliRunner().invoke(main, ["rollout", "status", "--server", server.url, "--format", "json"])
+    assert json.loads(status.stdout)["rollouts"][0]["state"] == "halted"
+    missing = CliRunner().invoke(main, ["rollout", "halt", "payments", "--server", server.url])
+    assert missing.exit_code == 1 and "404: no rollout of 'payments'" in missing.output
+
+
+def test_the_console_shows_the_rollout_panel(serve, repo_with_canary):
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out")
+    _, canary = versions(repo)
+    server = serve(repo.path)
+    wait_for(lambda: started(server), what="the rollout to start")
+    get(server, INSTANCES[0], **{"X-Config-Rejected": f'{canary}; reason="max-items must be positive"'})
+    wait_for(lambda: started(server, "halted"), what="the halt")
+    index = requests.get(f"{server.url}/console/", timeout=5).text
+    assert "rollout halted 100.0%" in index
+    page = requests.get(f"{server.url}/console/app/orders", timeout=5).text
+    assert '<section id="rollout">' in page
+    assert 'data-state="halted"' in page
+    assert "max-items must be positive" in page
+    assert "give the rollout a new `id`" in page
+    repo.commit({"rollouts/orders.yml": "canary: canary\nsteps: [5, 1]\nbake: 1h\n"}, "bad")
+    wait_for(
+        lambda: (
+            "is ignored: rollouts/orders.yml:2: steps"
+            in requests.get(f"{server.url}/console/app/orders", timeout=5).text
+        ),
+        what="the error on the page",
+    )
+
+
+def test_a_config_client_with_instance_labels_joins_a_matching_cohort(serve, repo_with_canary):
+    from config_client import ConfigClient
+
+    repo = repo_with_canary
+    extra = "match:\n  labels: {zone: eu-west-1}\n"
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]", extra=extra)}, "roll out")
+    _, canary = versions(repo)
+    server = serve(repo.path)
+    wait_for(lambda: started(server), what="the rollout to start")
+    clients = {
+        zone: ConfigClient(
+            server.url, "orders", client_id=f"one-{zone}", instance_labels={"zone": zone}, watch=False
+        )
+        for zone in ("eu-west-1", "us-east-1")
+    }
+    try:
+        for client in clients.values():
+            client.start()
+        assert clients["eu-west-1"].get("message") == "canary"
+        assert clients["eu-west-1"].version == canary
+        assert clients["us-east-1"].get("message") == "base"
+    finally:
+        for client in clients.values():
+            client.stop()
+
+
+def test_the_canary_goes_only_to_tokens_that_may_read_its_label(serve, repo_with_canary, tmp_path: Path):
+    from config_server.auth import hash_token
+
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out")
+    base, canary = versions(repo)
+    auth = tmp_path / "auth.yml"
+    auth.write_text(
+        "clients:\n"
+        f"  - {{name: main-only, tokens: ['{hash_token('m' * 32)}'], roles: [read], labels: [main]}}\n"
+        f"  - {{name: any-label, tokens: ['{hash_token('a' * 32)}'], roles: [read, rollout]}}\n"
+    )
+    server = serve(repo.path, auth_file=str(auth))
+    any_label = {"Authorization": "Bearer " + "a" * 32}
+    wait_for(
+        lambda: requests.get(f"{server.url}/rollouts", headers=any_label, timeout=5).json()["rollouts"],
+        what="the rollout to start",
+    )
+    for token, expected in (("m" * 32, base), ("a" * 32, canary)):
+        for path in ("/orders/default", "/orders/default?via=flask"):
+            answer = requests.get(
+                server.url + path,
+                headers={"Authorization": f"Bearer {token}", "X-Config-Client-Id": INSTANCES[0]},
+                timeout=5,
+            )
+            assert answer.status_code == 200 and answer.json()["version"] == expected, (token[0], path)
+
+
+def test_a_deleted_canary_branch_sends_everyone_back_to_the_base(serve, repo_with_canary):
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out")
+    base, canary = versions(repo)
+    server = serve(repo.path)
+    wait_for(lambda: started(server), what="the rollout to start")
+    assert get(server, INSTANCES[0]).json()["version"] == canary
+    rollouts = server.app.extensions["config_server"].rollouts
+    rollouts.close()  # the loop stops: the request path still routes the cohort to the canary label
+    repo.git("branch", "-D", "canary")
+    assert rollouts.route("orders", "default", None, INSTANCES[0]).source == "canary"
+    assert {get(server, i).json()["version"] for i in INSTANCES[:20]} == {base}
+    assert "X-Config-Rollout" not in get(server, INSTANCES[0]).headers
+    rollouts.tick()
+    body = wait_for(lambda: requests.get(f"{server.url}/rollouts", timeout=5).json()["errors"], what="error")
+    assert "unknown label 'canary'" in body[0]["message"]
+
+
+def test_a_bad_edit_of_a_halted_rollout_keeps_it_halted(serve, repo_with_canary):
+    repo = repo_with_canary
+    good = rollout_file(steps="[100]")
+    repo.commit({"rollouts/orders.yml": good}, "roll out")
+    base, _ = versions(repo)
+    server = serve(repo.path)
+    wait_for(lambda: started(server), what="the rollout to start")
+    requests.post(f"{server.url}/rollouts/orders/halt", json={"reason": "pager"}, timeout=5)
+    repo.commit({"rollouts/orders.yml": good + "stepz: [1]\n"}, "a typo")
+    wait_for(lambda: requests.get(f"{server.url}/rollouts", timeout=5).json()["errors"], what="the error")
+    repo.commit({"rollouts/orders.yml": good}, "the typo fixed")
+    halted = wait_for(lambda: started(server, "halted"), what="the rollout back, still halted")
+    assert halted["haltReason"] == "pager (by anonymous)"
+    assert get(server, INSTANCES[0]).json()["version"] == repo.head()
+
+
+def test_rejections_are_counted_once_per_instance_up_to_the_threshold(serve, repo_with_canary):
+    repo = repo_with_canary
+    repo.commit(
+        {"rollouts/orders.yml": rollout_file(steps="[100]").replace("rejected: 1", "rejected: 2")}, "roll"
+    )
+    _, canary = versions(repo)
+    server = serve(repo.path)
+    wait_for(lambda: started(server), what="the rollout to start")
+    rollouts = server.app.extensions["config_server"].rollouts
+    rejected = {"X-Config-Rejected": f'{canary}; reason="no"'}
+    for _ in range(3):
+        get(server, INSTANCES[0], **rejected)
+        rollouts.tick()
+    status = started(server)
+    assert status is not None and [r["instance"] for r in status["rejections"]] == [INSTANCES[0]]
+    get(server, INSTANCES[1], **rejected)
+    rollouts.tick()
+    halted = started(server, "halted")
+    assert halted["haltReason"].startswith(f"2 cohort instances rejected {canary[:12]}")
+    assert sorted(r["instance"] for r in halted["rejections"]) == sorted(INSTANCES[:2])
+
+
+def test_a_rollout_on_another_base_label_starts_once_that_label_is_asked_for(serve, repo_with_canary):
+    repo = repo_with_canary
+    repo.git("checkout", "-q", "-b", "stable")
+    stable = repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out on stable")
+    repo.git("checkout", "-q", "main")
+    _, canary = versions(repo)
+    server = serve(repo.path)
+
+    def version(label: str) -> str:
+        return requests.get(
+            f"{server.url}/orders/default/{label}", headers={"X-Config-Client-Id": INSTANCES[0]}, timeout=5
+        ).json()["version"]
+
+    assert version("stable") == stable  # the first request names the label: the loop looks there
+    wait_for(lambda: version("stable") == canary, what="the rollout on stable")
+    assert get(server, INSTANCES[0]).json()["version"] == repo.git("rev-parse", "main")  # main has none
+    assert started(server)["label"] == "stable"
+    assert version(stable) == stable  # a commit id is never part of a rollout
+
+
+def test_two_replicas_sharing_redis_agree_and_a_halt_at_one_reaches_the_other(
+    serve, repo_with_canary, redis_server, tmp_path
+):
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[50]")}, "roll out")
+    base, canary = versions(repo)
+    replicas = [serve(repo.path, redis=redis_server.url, data_dir=str(tmp_path / f"r{n}")) for n in range(2)]
+    for replica in replicas:
+        wait_for(lambda replica=replica: started(replica), what="the rollout on each replica")
+    assert started(replicas[0])["started"] == started(replicas[1])["started"]
+    cohorts = [{i for i in INSTANCES[:60] if get(r, i).json()["version"] == canary} for r in replicas]
+    assert cohorts[0] == cohorts[1] == expected_cohort(50) & set(INSTANCES[:60])
+    requests.post(f"{replicas[0].url}/rollouts/orders/halt", json={"reason": "pager"}, timeout=5)
+    wait_for(lambda: started(replicas[1], "halted"), what="the halt on the other replica")
+    assert {get(replicas[1], i).json()["version"] for i in INSTANCES[:60]} == {base}
