@@ -10,9 +10,13 @@ Two modes: `redis` (`--redis`: the webhooked replica's hint makes the others fet
 `interval` (no Redis: the other replicas notice on their next interval fetch, `--interval` s).
 
 One replica alone (`--single-watchers`, 50,000 by default; 0 skips it): its resident memory per
-idle watcher, and one push + webhook to all of them. The harness opens more connections than one
-source address has ports for, so it spreads them over 127.0.0.x, and it raises the open-file
-limit (as root) for itself and the replica.
+idle watcher, and one push + webhook to all of them. No process holds more than 15,000 connections
+(where the hard open-file limit is 20,000 even for root): the replica runs one gevent worker per
+15,000 watchers (`--single-workers`, by default), and the watchers are held by as many harness
+processes (each the asyncio watchers with its share), which report when each had the new settings
+(time.perf_counter, CLOCK_MONOTONIC: one clock for all processes on Linux). They spread their
+connections over 127.0.0.x (more than one source address has ports for), and raise the open-file
+limit as far as allowed.
 
 In the redis mode, after its rounds, the busiest replica is killed (SIGKILL) under watchers parked
 through nginx: the time until the survivors hold all of them (nginx re-sends a long poll whose
@@ -30,13 +34,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
+import multiprocessing
 import os
 import resource
 import signal
 import subprocess
 import tempfile
 import time
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -65,6 +74,11 @@ TARGET_SINGLE_P99_MS = 1500.0
 TARGET_SINGLE_KIB = 32.0
 #: Connections per source address (the ephemeral port range holds about 28,000).
 PER_SOURCE = 20000
+#: Connections held by one process at most (a harness process or a gunicorn worker): the sandbox's
+#: hard open-file limit is 20,000 and even root may not raise it.
+HARNESS_CONNECTIONS = 15000
+#: How long a harness process holds its watchers at most (parking, then the push).
+SINGLE_TIMEOUT_S = 600.0
 
 
 class Redis:
@@ -338,7 +352,15 @@ def propagation(
 
 
 class SpreadWatchers(LongPollWatchers):
-    """Long polls whose connections come from 127.0.0.1, 127.0.0.2, ... (PER_SOURCE each)."""
+    """Long polls whose connections come from 127.0.0.1, 127.0.0.2, ... (PER_SOURCE each).
+
+    `offset` is the index of this set's first watcher among all of them (several harness processes
+    share the source addresses: watcher i of all of them comes from 127.0.0.{1 + i // PER_SOURCE}).
+    """
+
+    def __init__(self, port: int, path: str, etag: str, count: int, offset: int = 0) -> None:
+        super().__init__(port, path, etag, count)
+        self.offset = offset
 
     async def _open(self, request, handler) -> None:
         loop = asyncio.get_running_loop()
@@ -351,7 +373,7 @@ class SpreadWatchers(LongPollWatchers):
                         lambda r=r, h=h: _Watch(r, h),
                         "127.0.0.1",
                         self.port,
-                        local_addr=(f"127.0.0.{1 + (first + i) // PER_SOURCE}", 0),
+                        local_addr=(f"127.0.0.{1 + (self.offset + first + i) // PER_SOURCE}", 0),
                     )
                     for i, (r, h) in enumerate(batch)
                 )
@@ -372,44 +394,113 @@ def raise_fd_limit_to(count: int) -> int:
     return min(count, hard)
 
 
-async def _single_round(replica: Replica, work: Path, count: int) -> tuple[list[float], int, int]:
-    loop = asyncio.get_running_loop()
+def _shares(count: int, per_process: int) -> list[tuple[int, int]]:
+    """Split `count` watchers into (offset, size) shares of at most `per_process` each, as even as can be."""
+    processes = max(1, math.ceil(count / per_process))
+    sizes = [count // processes + (1 if i < count % processes else 0) for i in range(processes)]
+    offsets = [sum(sizes[:i]) for i in range(processes)]
+    return list(zip(offsets, sizes, strict=True))
+
+
+async def _hold_share(
+    port: int, etag: str, offset: int, size: int, opened: Event, timeout: float
+) -> list[float]:
+    watchers = SpreadWatchers(port, "/orders/default", etag, size, offset)
+    await watchers.start()
+    opened.set()
+    await watchers.finish(timeout=timeout)
+    return [r.done_at for r in watchers.results if r.done_at is not None and r.status == 200]
+
+
+def _harness_share(
+    port: int,
+    etag: str,
+    offset: int,
+    size: int,
+    opened: Event,
+    results: Queue[tuple[int, list[float], str]],
+    timeout: float,
+) -> None:
+    """One harness process: hold `size` long polls (the existing asyncio watchers), then put the
+    moments (time.perf_counter: CLOCK_MONOTONIC, one clock for every process on Linux) at which
+    each had the new settings on `results`."""
+    raise_fd_limit_to(size + 1024)
+    try:
+        done_at: list[float] = watchers_run(_hold_share(port, etag, offset, size, opened, timeout))
+        results.put((offset, done_at, ""))
+    except Exception as error:  # the parent reports it
+        results.put((offset, [], repr(error)))
+
+
+def _single_round(replica: Replica, work: Path, count: int) -> tuple[list[float], int, int, int]:
+    """Warm the replica, park `count` watchers held by several harness processes, push once."""
     for _ in range(200):  # warm every worker's cache and code paths
         requests.get(f"{replica.url}/orders/default", timeout=10, headers={"Connection": "close"})
     before = process_tree_rss_kib(replica.process.pid)
     etag = requests.get(f"{replica.url}/orders/default", timeout=10).headers["ETag"].strip('"')
-    watchers = SpreadWatchers(replica.port, "/orders/default", etag, count)
-    await watchers.start()
-    await loop.run_in_executor(
-        None, lambda: wait_until(lambda: replica.watchers() == count, 600, "watchers parked")
-    )
-    during = process_tree_rss_kib(replica.process.pid)
-    started = await loop.run_in_executor(None, push_and_webhook, work, replica, 0)
-    await watchers.finish(timeout=120)
-    done = [r.done_at - started for r in watchers.results if r.done_at and r.status == 200]
+    context = multiprocessing.get_context("spawn")
+    results: Queue[tuple[int, list[float], str]] = context.Queue()
+    shares = _shares(count, HARNESS_CONNECTIONS)
+    harnesses: list[tuple[multiprocessing.process.BaseProcess, Event]] = []
+    try:
+        for offset, size in shares:
+            opened = context.Event()
+            harness = context.Process(
+                target=_harness_share,
+                args=(replica.port, etag, offset, size, opened, results, SINGLE_TIMEOUT_S),
+                daemon=True,
+            )
+            harness.start()
+            harnesses.append((harness, opened))
+        wait_until(lambda: all(o.is_set() or not p.is_alive() for p, o in harnesses), 600, "harnesses open")
+        if not all(opened.is_set() for _, opened in harnesses):
+            raise RuntimeError(f"a harness process failed: {results.get(timeout=10)[2]}")
+        wait_until(lambda: replica.watchers() == count, 120, "watchers parked")  # long polls last 60 s
+        during = process_tree_rss_kib(replica.process.pid)
+        started = push_and_webhook(work, replica, 0)
+        done: list[float] = []
+        for _ in shares:
+            _, done_at, error = results.get(timeout=SINGLE_TIMEOUT_S + 60)
+            if error:
+                raise RuntimeError(f"a harness process failed: {error}")
+            done += [moment - started for moment in done_at]
+        for process, _ in harnesses:
+            process.join(timeout=30)
+    finally:
+        for process, _ in harnesses:
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=10)
     if len(done) != count:
         raise RuntimeError(f"only {len(done)} of {count} watchers got the new settings")
-    return done, before, during
+    return done, before, during, len(shares)
 
 
-def single_replica(root: Path, count: int, workers: int) -> dict:
-    """One replica (no Redis) holding `count` idle watchers: memory each, then one push to all."""
-    limit = raise_fd_limit_to(count + 4096)
-    if limit < count + 1024:
-        raise RuntimeError(f"open-file limit {limit} is too low for {count} watchers (run as root)")
+def single_replica(root: Path, count: int, workers: int | None) -> dict[str, Any]:
+    """One replica (no Redis) holding `count` idle watchers: memory each, then one push to all.
+
+    No process holds more than HARNESS_CONNECTIONS connections: the replica gets enough gunicorn
+    workers (by default), the harness enough processes, so an open-file limit of 20,000 suffices."""
+    workers = workers or max(1, math.ceil(count / HARNESS_CONNECTIONS))
+    per_worker = math.ceil(count / workers) + 2048
+    limit = raise_fd_limit_to(max(per_worker, min(count, HARNESS_CONNECTIONS)) + 4096)
+    if limit < per_worker + 512:
+        raise RuntimeError(
+            f"open-file limit {limit} is too low for {per_worker} connections per worker"
+            " (give more --single-workers)"
+        )
     origin, work = _repositories(root / "single")
-    connections = str(count // workers + 2048)
-    replica = Replica(
-        f"file://{origin}", root / "single" / "data", workers, 0, None, "--worker-connections", connections
-    )
+    data = root / "single" / "data"
+    replica = Replica(f"file://{origin}", data, workers, 0, None, "--worker-connections", str(per_worker))
     try:
         replica.wait_ready()
-        done, before, during = watchers_run(_single_round(replica, work, count))
+        done, before, during, harnesses = _single_round(replica, work, count)
     finally:
         replica.stop()
     return {
         "watchers": count,
         "workers": workers,
+        "harness_processes": harnesses,
         "rss_before_kib": before,
         "rss_with_watchers_kib": during,
         "per_watcher_kib": round((during - before) / count, 1),
@@ -499,7 +590,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--single-watchers", type=int, default=50000, help="watchers on one replica alone (0: skip)"
     )
-    parser.add_argument("--single-workers", type=int, default=2, help="gunicorn workers of that replica")
+    parser.add_argument(
+        "--single-workers",
+        type=int,
+        default=0,
+        help=f"gunicorn workers of that replica (0: one per {HARNESS_CONNECTIONS} watchers)",
+    )
     parser.add_argument("--json", default=str(RESULTS / "cluster.json"))
     args = parser.parse_args(argv)
     raise_fd_limit()
