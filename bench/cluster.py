@@ -520,7 +520,10 @@ def _single_round(replica: Replica, work: Path, count: int) -> tuple[list[float]
             parked[0] = replica.watchers()
             return parked[0] >= count - count // 1000
 
-        wait_until(nearly_all_parked, 300, "watchers parked")
+        try:
+            wait_until(nearly_all_parked, 300, "watchers parked")
+        except TimeoutError as error:
+            raise TimeoutError(f"{error}: {parked[0]} of {count} seen parked last") from None
         during = process_tree_rss_kib(replica.process.pid)
         started = push_and_webhook(work, replica, 0)
         done: list[float] = []
