@@ -24,6 +24,18 @@ def rollout_file(steps: str = "[10, 100]", bake: str = "1h", extra: str = "") ->
     return f"canary: canary\nsteps: {steps}\nbake: {bake}\nhalt-on:\n  rejected: 1\n{extra}"
 
 
+def write_auth_file(folder: Path, *clients: tuple[str, str, str]) -> str:
+    """An auth file in `folder` with one client per (name, token, rest of its mapping); its path."""
+    from config_server.auth import hash_token
+
+    lines = [
+        f"  - {{name: {name}, tokens: ['{hash_token(token)}'], {rest}}}\n" for name, token, rest in clients
+    ]
+    path = folder / "auth.yml"
+    path.write_text("clients:\n" + "".join(lines))
+    return str(path)
+
+
 @pytest.fixture
 def repo_with_canary(repo: GitRepo) -> GitRepo:
     """main: `message: base`; branch `canary`: `message: canary`; back on main."""
@@ -217,17 +229,13 @@ def test_a_halt_by_hand_and_by_alertmanager(serve, repo_with_canary):
 
 
 def test_a_halt_needs_the_rollout_role(serve, repo_with_canary, tmp_path: Path):
-    from config_server.auth import hash_token
 
     repo = repo_with_canary
     repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out")
-    auth = tmp_path / "auth.yml"
-    auth.write_text(
-        "clients:\n"
-        f"  - {{name: reader, tokens: ['{hash_token('r' * 32)}'], roles: [read]}}\n"
-        f"  - {{name: release-bot, tokens: ['{hash_token('b' * 32)}'], roles: [rollout]}}\n"
+    auth = write_auth_file(
+        tmp_path, ("reader", "r" * 32, "roles: [read]"), ("release-bot", "b" * 32, "roles: [rollout]")
     )
-    server = serve(repo.path, auth_file=str(auth))
+    server = serve(repo.path, auth_file=auth)
     url = f"{server.url}/rollouts/orders/halt"
     assert requests.post(url, timeout=5).status_code == 401
     assert requests.post(url, headers={"Authorization": "Bearer " + "r" * 32}, timeout=5).status_code == 403
@@ -460,18 +468,16 @@ def test_a_config_client_with_instance_labels_joins_a_matching_cohort(serve, rep
 
 
 def test_the_canary_goes_only_to_tokens_that_may_read_its_label(serve, repo_with_canary, tmp_path: Path):
-    from config_server.auth import hash_token
 
     repo = repo_with_canary
     repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out")
     base, canary = versions(repo)
-    auth = tmp_path / "auth.yml"
-    auth.write_text(
-        "clients:\n"
-        f"  - {{name: main-only, tokens: ['{hash_token('m' * 32)}'], roles: [read], labels: [main]}}\n"
-        f"  - {{name: any-label, tokens: ['{hash_token('a' * 32)}'], roles: [read, rollout]}}\n"
+    auth = write_auth_file(
+        tmp_path,
+        ("main-only", "m" * 32, "roles: [read], labels: [main]"),
+        ("any-label", "a" * 32, "roles: [read, rollout]"),
     )
-    server = serve(repo.path, auth_file=str(auth))
+    server = serve(repo.path, auth_file=auth)
     any_label = {"Authorization": "Bearer " + "a" * 32}
     wait_for(
         lambda: requests.get(f"{server.url}/rollouts", headers=any_label, timeout=5).json()["rollouts"],
