@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 Headers = tuple[tuple[str, str], ...]
 
-_REASONS = {200: "OK", 304: "Not Modified"}
+#: Reason phrases as Werkzeug writes them (Flask's answers), so every path sends the same status line.
+_REASONS = {200: "OK", 304: "NOT MODIFIED"}
 
 #: Names the label's newest commit when it is broken for the environment and an older one is served.
 HELD_BACK_HEADER = "X-Config-Held-Back"

@@ -139,7 +139,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         app.register_blueprint(module.blueprint)
     register_error_handlers(app)
     app.wsgi_app = FastEnvironmentPath(  # type: ignore[method-assign]
-        app, service, app.wsgi_app, auth, app.extensions["config_server"].audit, inventory, rollouts
+        app, service, app.wsgi_app, auth, app.extensions["config_server"].audit, inventory, rollouts, hub
     )
     fixed_paths = [rule.rule for rule in app.url_map.iter_rules() if not rule.arguments]
     app.wsgi_app = MetricsMiddleware(  # type: ignore[method-assign]

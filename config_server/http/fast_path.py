@@ -27,22 +27,60 @@ Invariants:
 from __future__ import annotations
 
 import functools
+import re
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
+from werkzeug.datastructures import ETags
+from werkzeug.http import parse_etags
 
 from config_server import names
-from config_server.answer import Answer, environment_answer, held_back_headers
+from config_server.answer import BASE_ROUTE, Answer, Headers, environment_answer, held_back_headers
 from config_server.audit import AuditLog, serialise_fields
 from config_server.auth import ANONYMOUS, AuthFile, Client
+from config_server.backends.base import Revision
+from config_server.cache import ResolvedEnvironment
 from config_server.http.security import token_from
-from config_server.inventory import Inventory, parse_client_headers
+from config_server.http.wire import ANSWERED, DIRECT_ANSWER
+from config_server.inventory import ClientHeaders, Inventory, parse_client_headers
 from config_server.names import RENDERED_DOCUMENT
 from config_server.rollouts import Rollouts
 from config_server.service import ConfigService
+from config_server.watch.hub import MAX_WAIT_SECONDS, REROUTED, WatchHub
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+#: The query string of a long poll the fast path takes: exactly `wait=<seconds>`, a plain decimal
+#: (anything else, `wait=0` or a second parameter, is Flask's to parse and to refuse).
+_PLAIN_WAIT = re.compile(r"wait=([0-9]{1,6}(?:\.[0-9]{1,6})?)")
+
+
+def plain_wait(query: str) -> float | None:
+    """The seconds of a plain `wait=<seconds>` query (at most the hub's cap), else None."""
+    match = _PLAIN_WAIT.fullmatch(query)
+    if match is None:
+        return None
+    seconds = float(match[1])
+    return min(seconds, MAX_WAIT_SECONDS) if seconds > 0 else None
+
+
+@dataclass(frozen=True)
+class _Poll:
+    """What a long poll found when it arrived: the caller, the environment and what it holds."""
+
+    client: Client
+    application: str
+    profiles: str
+    label: str | None
+    known: ETags
+    revision: Revision
+    resolved: ResolvedEnvironment
+    extra: Headers
+    reporter: ClientHeaders | None
+    since: int
 
 
 class FastEnvironmentPath:
@@ -57,7 +95,9 @@ class FastEnvironmentPath:
         audit: AuditLog | None = None,
         inventory: Inventory | None = None,
         rollouts: Rollouts | None = None,
+        hub: WatchHub | None = None,
     ) -> None:
+        self.hub = hub
         self.rollouts = rollouts
         self.service = service
         self.inventory = inventory
@@ -68,7 +108,13 @@ class FastEnvironmentPath:
         self._reserved: frozenset[str] | None = None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        """Answer a plain Environment GET, or hand the request to Flask."""
+        """Answer a plain Environment GET or long poll, or hand the request to Flask."""
+        query = environ.get("QUERY_STRING")
+        if query:
+            wait = plain_wait(query) if self.hub is not None else None
+            if wait is None:
+                return self.downstream(environ, start_response)
+            return self._long_poll(environ, start_response, wait)
         answer = self._answer(environ)
         if answer is None:
             return self.downstream(environ, start_response)
@@ -82,16 +128,22 @@ class FastEnvironmentPath:
             self._reserved = reserved_prefixes(self.app)
         return self._reserved
 
-    def _answer(self, environ: dict[str, Any]) -> Answer | None:
-        if environ.get("REQUEST_METHOD") != "GET" or environ.get("QUERY_STRING"):
+    def _environment_path(self, environ: dict[str, Any]) -> list[str] | None:
+        """['', application, profiles(, label)] of a GET that Flask routes to an Environment view."""
+        if environ.get("REQUEST_METHOD") != "GET":
             return None
-        if "HTTP_IF_NONE_MATCH" in environ:
-            return None
-        path = environ.get("PATH_INFO", "")
-        parts = path.split("/")
+        parts: list[str] = environ.get("PATH_INFO", "").split("/")
         if len(parts) not in (3, 4) or parts[0] or not all(parts[1:]) or parts[1] in self.reserved:
             return None
         if len(parts) == 3 and RENDERED_DOCUMENT.fullmatch(parts[2]):
+            return None
+        return parts
+
+    def _answer(self, environ: dict[str, Any]) -> Answer | None:
+        if environ.get("QUERY_STRING") or "HTTP_IF_NONE_MATCH" in environ:
+            return None
+        parts = self._environment_path(environ)
+        if parts is None:
             return None
         label = parts[3] if len(parts) == 4 else None
         try:
@@ -115,6 +167,115 @@ class FastEnvironmentPath:
         except Exception:  # noqa: BLE001 - any failure: Flask answers it, with the usual JSON body
             return None
         return answer
+
+    def _long_poll(
+        self, environ: dict[str, Any], start_response: Callable[..., Any], wait: float
+    ) -> Iterable[bytes]:
+        """`GET ...?wait=N` with `If-None-Match`, as the Flask view answers it (`environment` in
+        `http/environment.py`): 200 at once when the caller's version is not current, else held
+        in the hub until the ETag moves (200, or the hub's direct answer) or the wait ends (304).
+
+        Whatever the view would answer differently (a rollout's cohort, a broken environment, a
+        refusal, an error) goes to Flask before anything is written. A rollout that moves while
+        the request waits (REROUTED) hands it to Flask for the rest of its wait."""
+        poll = self._begin_poll(environ)
+        if poll is None:
+            return self.downstream(environ, start_response)
+        if not poll.known.contains(poll.resolved.etag):
+            answer = environment_answer(poll.resolved, poll.label, extra_headers=poll.extra)
+            return self._send(environ, start_response, poll, answer)
+        direct = environ.get(DIRECT_ANSWER)
+        deadline = time.monotonic() + wait
+        try:
+            waited = self.hub.wait(  # type: ignore[union-attr]
+                poll.application,
+                poll.profiles,
+                poll.label,
+                poll.known.as_set(),
+                deadline - time.monotonic(),
+                direct,
+                BASE_ROUTE,
+                poll.since,
+            )
+        except Exception:  # noqa: BLE001 - Flask answers it (its JSON 500), unless already answered
+            waited = REROUTED
+        if waited is REROUTED and (direct is None or not direct.finish()):
+            environ["QUERY_STRING"] = f"wait={max(deadline - time.monotonic(), 0.001):.3f}"
+            return self.downstream(environ, start_response)
+        if isinstance(waited, tuple):
+            self._observe(poll, waited[0])
+        if direct is not None and direct.finish():
+            environ[ANSWERED] = True  # the hub wrote the answer; the worker sends nothing more
+            self._audit_poll(environ, poll, 200)
+            start_response("200 OK", [])
+            return [b""]
+        if isinstance(waited, tuple):
+            answer = environment_answer(waited[0], poll.label, extra_headers=waited[1])
+        else:
+            answer = environment_answer(None, poll.label, etag=poll.resolved.etag, extra_headers=poll.extra)
+        return self._send(environ, start_response, poll, answer)
+
+    def _begin_poll(self, environ: dict[str, Any]) -> _Poll | None:
+        """The long poll's caller and environment, recorded; None for whatever Flask must answer."""
+        known = parse_etags(environ.get("HTTP_IF_NONE_MATCH"))
+        parts = self._environment_path(environ)
+        if parts is None or not known or known.star_tag:
+            return None
+        application, profiles = parts[1], parts[2]
+        label = parts[3] if len(parts) == 4 else None
+        try:
+            client = self._authenticated(environ)
+            if client is None:
+                return None
+            reporter = parse_client_headers(environ) if self.inventory is not None else None
+            since = self.hub.reroutes(application)  # type: ignore[union-attr]
+            if self.rollouts is not None and self._in_a_cohort(environ, application, profiles, label):
+                return None
+            revision, resolved = self.service.environment(application, profiles, label)
+            if resolved.broken or not self._may_read(client, application, profiles, label, revision.label):
+                return None  # a watcher waits through undecryptable values: Flask's loop does that
+            extra = held_back_headers(revision.held_back) + BASE_ROUTE.headers
+            poll = _Poll(
+                client, application, profiles, label, known, revision, resolved, extra, reporter, since
+            )
+            self._observe(poll, resolved)
+        except Exception:  # noqa: BLE001 - any failure: Flask answers it, with the usual JSON body
+            return None
+        return poll
+
+    def _observe(self, poll: _Poll, served: ResolvedEnvironment) -> None:
+        """Queue the instance report, as the Flask view's `_record` does."""
+        if poll.reporter is None:
+            return
+        application = ",".join(names.validate_applications(poll.application))
+        self.inventory.observe(  # type: ignore[union-attr]
+            poll.reporter,
+            application,
+            poll.resolved.environment.profiles,
+            poll.revision.label,
+            served.environment.version,
+        )
+
+    def _send(
+        self, environ: dict[str, Any], start_response: Callable[..., Any], poll: _Poll, answer: Answer
+    ) -> Iterable[bytes]:
+        self._audit_poll(environ, poll, answer.status)
+        start_response(answer.status_line, list(answer.headers))
+        return [answer.body]
+
+    def _audit_poll(self, environ: dict[str, Any], poll: _Poll, status: int) -> None:
+        if self.audit is not None:
+            _audit(
+                self.audit,
+                environ,
+                poll.client,
+                poll.application,
+                poll.profiles,
+                poll.label,
+                poll.revision.version,
+                event="watch",
+                status=status,
+            )
 
     def _in_a_cohort(
         self, environ: dict[str, Any], application: str, profiles: str, label: str | None
@@ -184,8 +345,10 @@ def _audit(
     profiles: str,
     label: str | None,
     version: str,
+    event: str = "read",
+    status: int = 200,
 ) -> None:
-    """The `read` line Flask's hooks write for the same request (`http/security.py`)."""
+    """The `read` (or `watch`) line Flask's hooks write for the same request (`http/security.py`)."""
     fields = _read_fields(
         client.name,
         environ.get("REMOTE_ADDR"),
@@ -194,8 +357,9 @@ def _audit(
         profiles,
         label,
         version,
+        status,
     )
-    audit.record_serialised("read", fields)
+    audit.record_serialised(event, fields)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -207,6 +371,7 @@ def _read_fields(
     profiles: str,
     label: str | None,
     version: str,
+    status: int = 200,
 ) -> str:
     """A `read` line's fields, serialised once per distinct request (the same instances ask again)."""
     path = raw_path.encode("latin-1").decode("utf-8", "replace")
@@ -215,7 +380,7 @@ def _read_fields(
         remote=remote,
         method="GET",
         path="/" + path.lstrip("/"),
-        status=200,
+        status=status,
         application=",".join(names.validate_applications(application)),
         profiles=",".join(names.validate_profiles(profiles)),
         label=",".join(names.validate_labels(label)) if label is not None else None,

@@ -202,3 +202,96 @@ def test_reserved_prefixes_come_from_the_url_map(server):
 def _without_timestamp(answer: requests.Response) -> bytes:
     """The body, an error's `timestamp` (the second it was made) taken out."""
     return re.sub(rb'"timestamp":\s*"[^"]*"', b"", answer.content)
+
+
+def raw_request(server, path: str, headers: dict[str, str]) -> bytes:
+    """One GET with `headers`, the whole answer as the socket carried it, Date normalised."""
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return re.sub(rb"\r\nDate: [^\r]*", b"\r\nDate: -", data)
+
+
+def test_long_polls_take_the_fast_path_with_the_same_answers_and_audit_lines(repo, serve, tmp_path):
+    """`?wait=N` with If-None-Match: at once (a stale ETag), at the end of the wait (304) and
+    woken by a commit (200), the fast path answers the bytes Flask answers and writes the same
+    `watch` audit line; only the requests with another query parameter go through Flask."""
+    import threading
+
+    from tests.helpers import wait_for
+
+    repo.commit({"orders.yml": "a: 1\n"})
+    auth_file = tmp_path / "auth.yml"
+    token = "orders-token-" + "z" * 30
+    auth_file.write_text(
+        f"clients:\n  - name: orders-service\n    tokens: [{hash_token(token)}]\n    applications: [orders]\n"
+    )
+    audit = tmp_path / "audit.log"
+    server = serve(repo.path, auth_file=str(auth_file), audit_log=str(audit))
+    through_flask = []
+    server.app.before_request(lambda: through_flask.append(request.full_path) and None)
+    auth = {"Authorization": f"Bearer {token}"}
+    etag = requests.get(f"{server.url}/orders/default", headers=auth, timeout=5).headers["ETag"]
+
+    stale = {**auth, "If-None-Match": '"an-older-version"'}
+    fast = raw_request(server, "/orders/default?wait=30", stale)
+    assert fast.startswith(b"HTTP/1.1 200") and fast == raw_request(
+        server, "/orders/default?wait=30&via=flask", stale
+    )
+
+    current = {**auth, "If-None-Match": etag}
+    fast = raw_request(server, "/orders/default?wait=0.3", current)
+    assert fast.startswith(b"HTTP/1.1 304") and fast == raw_request(
+        server, "/orders/default?wait=0.3&via=flask", current
+    )
+
+    hub = server.app.extensions["config_server"].hub
+    woken: dict[str, bytes] = {}
+
+    def poll(path: str) -> None:
+        woken[path] = raw_request(server, path, current)
+
+    polls = [
+        threading.Thread(target=poll, args=(path,))
+        for path in ("/orders/default?wait=30", "/orders/default?wait=30&via=flask")
+    ]
+    for thread in polls:
+        thread.start()
+    try:
+        wait_for(lambda: hub.watchers() == 2, what="both long polls to park")
+        repo.commit({"orders.yml": "a: 2\n"})
+    finally:
+        for thread in polls:
+            thread.join(timeout=20)
+    assert (
+        woken["/orders/default?wait=30"].startswith(b"HTTP/1.1 200")
+        and b'"a": 2' in woken["/orders/default?wait=30"]
+    )
+    assert woken["/orders/default?wait=30"] == woken["/orders/default?wait=30&via=flask"]
+    assert [path for path in through_flask if "wait" in path] == [
+        "/orders/default?wait=30&via=flask",
+        "/orders/default?wait=0.3&via=flask",
+        "/orders/default?wait=30&via=flask",
+    ]
+    # A refusal is still Flask's (401, with its `denied` line).
+    assert raw_request(server, "/orders/default?wait=30", {"If-None-Match": etag}).startswith(b"HTTP/1.1 401")
+    server.app.extensions["config_server"].audit.flush()
+    lines = [json.loads(line) for line in audit.read_text().splitlines()]
+    for line in lines:
+        line.pop("time")
+    watches = [line for line in lines if line["event"] == "watch"]
+    assert len(watches) == 6 and watches[0] == watches[1] and watches[2] == watches[3]
+    assert [line["status"] for line in watches] == [200, 200, 304, 304, 200, 200]
+    assert {watches[4]["version"], watches[5]["version"]} == {watches[0]["version"]}
+    assert lines[-1]["event"] == "denied" and lines[-1]["status"] == 401
+
+
+@pytest.mark.parametrize("query", ["wait=0", "wait=1e1", "wait=-1", "wait=abc", "wait=5&wait=1"])
+def test_long_polls_with_another_query_go_to_flask(server, query):
+    from config_server.http.fast_path import plain_wait
+
+    assert plain_wait(query) is None
+    assert plain_wait("wait=2.5") == 2.5 and plain_wait("wait=600") == 60.0

@@ -233,3 +233,30 @@ def test_a_held_back_direct_answer_matches_the_flask_view_byte_for_byte(gunicorn
     flask = fetch("/orders/default?via=flask")
     fast = fetch("/orders/default")
     assert normalised(direct) == normalised(flask) == normalised(fast)
+
+
+def test_fast_long_polls_match_the_flask_view_byte_for_byte(gunicorn_server):
+    """Under gunicorn, a long poll answered at once (a stale ETag) and one that ends unanswered
+    (304): the fast path and Flask send the same bytes (gunicorn's Date, Server, Connection aside)."""
+    url = gunicorn_server.url
+
+    def normalised(answer: bytes) -> bytes:
+        return re.sub(rb"\r\n(?:Date|Server|Connection): [^\r]*", b"", answer)
+
+    def fetch(path: str, etag: str) -> bytes:
+        with socket.create_connection(("127.0.0.1", gunicorn_server.port), timeout=15) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\n\r\n".encode())
+            buffer = bytearray()
+            while b"\r\n\r\n" not in buffer:
+                buffer.extend(sock.recv(65536))
+            if buffer.startswith(b"HTTP/1.1 304"):
+                return bytes(buffer)
+            return read_answer(sock, buffer)
+
+    etag = requests.get(f"{url}/orders/default", timeout=5).headers["ETag"]
+    stale = fetch("/orders/default?wait=30", '"older"')
+    assert stale.startswith(b"HTTP/1.1 200") and b'"value": 1' in stale
+    assert normalised(stale) == normalised(fetch("/orders/default?wait=30&via=flask", '"older"'))
+    unchanged = fetch("/orders/default?wait=0.5", etag)
+    assert unchanged.startswith(b"HTTP/1.1 304") and etag.encode() in unchanged
+    assert normalised(unchanged) == normalised(fetch("/orders/default?wait=0.5&via=flask", etag))
