@@ -10,12 +10,13 @@ Two modes: `redis` (`--redis`: the webhooked replica's hint makes the others fet
 `interval` (no Redis: the other replicas notice on their next interval fetch, `--interval` s).
 
 One replica alone (`--single-watchers`, 50,000 by default; 0 skips it): its resident memory per
-idle watcher, and one push + webhook to all of them. No process holds more than 15,000 connections
+idle watcher, and one push + webhook to all of them. No process holds more than 17,000 connections
 (where the hard open-file limit is 20,000 even for root): the replica runs one gevent worker per
-15,000 watchers (`--single-workers`, by default), and the watchers are held by as many harness
-processes (each the asyncio watchers with its share), which report when each had the new settings
-(time.perf_counter, CLOCK_MONOTONIC: one clock for all processes on Linux). They spread their
-connections over 127.0.0.x (more than one source address has ports for), and raise the open-file
+17,000 watchers (`--single-workers`, by default), and the watchers are held by as many harness
+processes (`bench/idle_watchers.py`: idle CPU priority, so they do not take the two cores from the
+server while the clock runs, and the kernel's receive timestamp of each answer, CLOCK_REALTIME,
+so an answer is timed when it reached the watcher's socket, however late the harness reads it).
+They spread their connections over 127.0.0.x (5,000 per source address) and raise the open-file
 limit as far as allowed.
 
 In the redis mode, after its rounds, the busiest replica is killed (SIGKILL) under watchers parked
@@ -34,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import multiprocessing
 import os
@@ -66,7 +66,8 @@ from bench.common import (
     wait_until,
     write_json,
 )
-from bench.watchers import CONNECT_BATCH, LongPollWatchers, WatchResult, _split_head, _Watch
+from bench.held_watchers import HeldWatchers, idle_priority
+from bench.watchers import LongPollWatchers
 from bench.watchers import run as watchers_run
 
 REPLICAS = 3
@@ -74,11 +75,13 @@ TARGET_P99_MS = 1000.0
 TARGET_FAILOVER_S = 2.0
 TARGET_SINGLE_P99_MS = 1500.0
 TARGET_SINGLE_KIB = 32.0
-#: Connections per source address (the ephemeral port range holds about 28,000).
-PER_SOURCE = 20000
+#: Connections per source address. The ephemeral port range holds about 28,000, but `bind()` to
+#: port 0 searches it for a free port and slows down sharply as it fills: with 20,000 per address,
+#: parking 50,000 watchers on 2 cores had not finished after 300 s; with 5,000 it takes 27 s.
+PER_SOURCE = 5000
 #: Connections held by one process at most (a harness process or a gunicorn worker): the sandbox's
 #: hard open-file limit is 20,000 and even root may not raise it.
-HARNESS_CONNECTIONS = 15000
+HARNESS_CONNECTIONS = 17000
 #: How long a harness process holds its watchers at most (parking, then the push).
 SINGLE_TIMEOUT_S = 600.0
 
@@ -158,19 +161,17 @@ class Replica:
         wait_until(lambda: self.process.poll() is None and http_ok(self.url + "/health"), 60, "replica ready")
 
     def watchers(self) -> int:
-        """Long polls held by all its workers (each /health answers for one worker)."""
-        seen: dict[int, int] = {}
-        for _ in range(8 * self.workers):
-            try:
-                details = requests.get(
-                    f"{self.url}/health", timeout=5, headers={"Connection": "close"}
-                ).json()["details"]
-            except requests.RequestException:
-                return 0
-            seen[details["worker"]] = details["watchers"]
-            if len(seen) == self.workers:
-                break
-        return sum(seen.values())
+        """Long polls held by all its workers: the `config_server_watchers` gauge of /metrics, summed
+        over the live workers by prometheus-client (each /health answers for one worker only, and a
+        busy worker may not be the one that accepts the probe)."""
+        try:
+            text = requests.get(f"{self.url}/metrics", timeout=10, headers={"Connection": "close"}).text
+        except requests.RequestException:
+            return 0
+        for line in text.splitlines():
+            if line.startswith("config_server_watchers "):
+                return int(float(line.split()[1]))
+        return 0
 
     def kill(self) -> None:
         """SIGKILL the master and its workers at once (a crashed machine)."""
@@ -242,15 +243,33 @@ http {{
         self.process.wait(timeout=20)
 
 
-def push_and_webhook(work: Path, replica: Replica, round_no: int) -> float:
-    """Commit a change to orders.yml, push it, tell one replica; returns the clock's start."""
+def push_and_webhook(
+    work: Path, replica: Replica, round_no: int, clock: Callable[[], float] = time.perf_counter
+) -> float:
+    """Commit a change to orders.yml, push it, tell one replica; returns `clock()` at the start."""
     orders = work / "orders.yml"
     orders.write_text(f"bench-cluster-{round_no}: {round_no}\n" + orders.read_text())
     git(work, "commit", "-qam", f"cluster round {round_no}")
-    started = time.perf_counter()
+    started = clock()
     git(work, "push", "-q", "origin", "main")
     requests.post(f"{replica.url}/monitor", data={"path": "orders.yml"}, timeout=30).raise_for_status()
     return started
+
+
+def _wait_parked(replicas: list[Replica], watchers: LongPollWatchers) -> list[int]:
+    """Until the replicas hold every watcher; how many each holds. A timeout names what was seen
+    last and the statuses of watchers answered early (an nginx 502 would show there)."""
+    seen: list[int] = []
+
+    def all_parked() -> list[int] | None:
+        seen[:] = [r.watchers() for r in replicas]
+        return seen if sum(seen) == watchers.count else None
+
+    try:
+        return wait_until(all_parked, 120, "watchers parked")
+    except TimeoutError as error:
+        early = sorted({r.status for r in watchers.results if r.done_at is not None})
+        raise TimeoutError(f"{error}: held {seen} of {watchers.count}; answered early: {early}") from None
 
 
 async def _propagation_round(
@@ -264,12 +283,7 @@ async def _propagation_round(
     etag = requests.get(url, timeout=10).headers["ETag"].strip('"')
     watchers = LongPollWatchers(nginx.port, "/orders/default", etag, count)
     await watchers.start()
-
-    def all_parked() -> list[int] | None:
-        spread = [r.watchers() for r in replicas]
-        return spread if sum(spread) == count else None
-
-    spread = await loop.run_in_executor(None, lambda: wait_until(all_parked, 120, "watchers parked"))
+    spread = await loop.run_in_executor(None, _wait_parked, replicas, watchers)
     started = await loop.run_in_executor(None, push_and_webhook, work, replicas[0], round_no)
     await watchers.finish(timeout=timeout)
     done = [r.done_at - started for r in watchers.results if r.done_at and r.status == 200]
@@ -289,12 +303,7 @@ async def _kill_round(
     etag = requests.get(url, timeout=10).headers["ETag"].strip('"')
     watchers = LongPollWatchers(nginx.port, "/orders/default", etag, count)
     await watchers.start()
-
-    def all_parked() -> list[int] | None:
-        spread = [r.watchers() for r in replicas]
-        return spread if sum(spread) == count else None
-
-    spread = await loop.run_in_executor(None, lambda: wait_until(all_parked, 120, "watchers parked"))
+    spread = await loop.run_in_executor(None, _wait_parked, replicas, watchers)
     busiest = max(range(len(replicas)), key=lambda i: spread[i])
     victim, survivors = replicas[busiest], [r for i, r in enumerate(replicas) if i != busiest]
     killed = time.perf_counter()
@@ -353,93 +362,6 @@ def propagation(
             redis.stop()
 
 
-class SpreadWatchers(LongPollWatchers):
-    """Long polls whose connections come from 127.0.0.1, 127.0.0.2, ... (PER_SOURCE each).
-
-    `offset` is the index of this set's first watcher among all of them (several harness processes
-    share the source addresses: watcher i of all of them comes from 127.0.0.{1 + i // PER_SOURCE}).
-    """
-
-    def __init__(self, port: int, path: str, etag: str, count: int, offset: int = 0) -> None:
-        super().__init__(port, path, etag, count)
-        self.offset = offset
-
-    async def _open(self, request, handler) -> None:
-        loop = asyncio.get_running_loop()
-        pending = [(request, handler(r)) for r in self.results]
-        for first in range(0, len(pending), CONNECT_BATCH):
-            batch = pending[first : first + CONNECT_BATCH]
-            made = await asyncio.gather(
-                *(
-                    loop.create_connection(
-                        lambda r=r, h=h: _Watch(r, h),
-                        "127.0.0.1",
-                        self.port,
-                        local_addr=(f"127.0.0.{1 + (self.offset + first + i) // PER_SOURCE}", 0),
-                    )
-                    for i, (r, h) in enumerate(batch)
-                )
-            )
-            self.watches.extend(protocol for _, protocol in made)
-
-
-class RepollingWatchers(SpreadWatchers):
-    """SpreadWatchers that send a long poll again when it expires unanswered (304 after the server's
-    60 s), as our client does: parking 50,000 on a 2-core machine may take longer than one long poll."""
-
-    async def start(self) -> None:
-        """Open every connection; `finish` waits until every watcher has had a 200."""
-        loop = asyncio.get_running_loop()
-        self.answered = loop.create_future()
-        self.remaining = self.count
-        request = self._request(0)
-
-        def handler(index: int, result: WatchResult) -> Callable[[_Watch, bytes], None]:
-            def on_data(watch: _Watch, _: bytes) -> None:
-                head = _split_head(watch.buffer)
-                if head is None or result.done_at is not None:
-                    return
-                status, headers, body = head
-                if len(body) < int(headers.get(b"content-length", b"0")):
-                    return
-                watch.close()
-                if status == 304:  # expired: poll again from the same source address
-                    loop.create_task(self._connect(index, request, on_data))
-                    return
-                result.payload = json.loads(body) if status == 200 else {}
-                result.status, result.done_at = status, time.perf_counter()
-                self.remaining -= 1
-                if not self.remaining and not self.answered.done():
-                    self.answered.set_result(None)
-
-            return on_data
-
-        pending = [(i, handler(i, r)) for i, r in enumerate(self.results)]
-        for first in range(0, len(pending), CONNECT_BATCH):
-            await asyncio.gather(
-                *(self._connect(i, request, h) for i, h in pending[first : first + CONNECT_BATCH])
-            )
-
-    async def _connect(self, index: int, request: bytes, on_data: Callable[[_Watch, bytes], None]) -> None:
-        loop = asyncio.get_running_loop()
-        _, watch = await loop.create_connection(
-            lambda: _Watch(request, on_data),
-            "127.0.0.1",
-            self.port,
-            local_addr=(f"127.0.0.{1 + (self.offset + index) // PER_SOURCE}", 0),
-        )
-        self.watches.append(watch)
-
-    async def finish(self, timeout: float) -> None:
-        """Wait until every watcher has had its answer (or the timeout), then close them all."""
-        try:
-            await asyncio.wait_for(asyncio.shield(self.answered), timeout)
-        except TimeoutError:
-            pass
-        for watch in self.watches:
-            watch.close()
-
-
 def raise_fd_limit_to(count: int) -> int:
     """Raise the open-file limit (soft and, as root, hard) to `count`; children inherit it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -461,37 +383,38 @@ def _shares(count: int, per_process: int) -> list[tuple[int, int]]:
     return list(zip(offsets, sizes, strict=True))
 
 
-async def _hold_share(
-    port: int, etag: str, offset: int, size: int, opened: Event, timeout: float
-) -> list[float]:
-    watchers = RepollingWatchers(port, "/orders/default", etag, size, offset)
-    await watchers.start()
-    opened.set()
-    await watchers.finish(timeout=timeout)
-    return [r.done_at for r in watchers.results if r.done_at is not None and r.status == 200]
-
-
 def _harness_share(
     port: int,
     etag: str,
-    offset: int,
-    size: int,
-    opened: Event,
+    share: tuple[int, int],
+    events: tuple[Event, Event],
     results: Queue[tuple[int, list[float], str]],
     timeout: float,
+    idle: bool = True,
 ) -> None:
-    """One harness process: hold `size` long polls (the existing asyncio watchers), then put the
-    moments (time.perf_counter: CLOCK_MONOTONIC, one clock for every process on Linux) at which
-    each had the new settings on `results`."""
-    raise_fd_limit_to(size + 1024)
+    """One harness process (`bench/held_watchers.py`; at idle CPU priority unless `idle` is
+    False): hold `share` = (offset, size) long polls, set `events[0]` once they are sent, put the
+    moments (CLOCK_REALTIME) their new settings arrived on `results`, close them when `events[1]`
+    is set."""
+    raise_fd_limit_to(share[1] + 1024)
+    if idle:
+        idle_priority()
+    watchers = HeldWatchers(port, "/orders/default", etag, share[1], share[0], PER_SOURCE, idle)
     try:
-        done_at: list[float] = watchers_run(_hold_share(port, etag, offset, size, opened, timeout))
-        results.put((offset, done_at, ""))
+        watchers.open()
+        events[0].set()
+        watchers.run(timeout)
+        results.put((share[0], watchers.done_at(), ""))
+        events[1].wait(60)
     except Exception as error:  # the parent reports it
-        results.put((offset, [], repr(error)))
+        results.put((share[0], [], repr(error)))
+    finally:
+        watchers.close()
 
 
-def _single_round(replica: Replica, work: Path, count: int) -> tuple[list[float], int, int, int, int]:
+def _single_round(
+    replica: Replica, work: Path, count: int, idle: bool
+) -> tuple[list[float], int, int, int, int]:
     """Warm the replica, park `count` watchers held by several harness processes, push once."""
     for _ in range(200):  # warm every worker's cache and code paths
         requests.get(f"{replica.url}/orders/default", timeout=10, headers={"Connection": "close"})
@@ -501,12 +424,13 @@ def _single_round(replica: Replica, work: Path, count: int) -> tuple[list[float]
     results: Queue[tuple[int, list[float], str]] = context.Queue()
     shares = _shares(count, HARNESS_CONNECTIONS)
     harnesses: list[tuple[multiprocessing.process.BaseProcess, Event]] = []
+    release = context.Event()
     try:
-        for offset, size in shares:
+        for share in shares:
             opened = context.Event()
             harness = context.Process(
                 target=_harness_share,
-                args=(replica.port, etag, offset, size, opened, results, SINGLE_TIMEOUT_S),
+                args=(replica.port, etag, share, (opened, release), results, SINGLE_TIMEOUT_S, idle),
                 daemon=True,
             )
             harness.start()
@@ -525,16 +449,20 @@ def _single_round(replica: Replica, work: Path, count: int) -> tuple[list[float]
         except TimeoutError as error:
             raise TimeoutError(f"{error}: {parked[0]} of {count} seen parked last") from None
         during = process_tree_rss_kib(replica.process.pid)
-        started = push_and_webhook(work, replica, 0)
+        started = push_and_webhook(
+            work, replica, 0, time.time
+        )  # the kernel's receive times are CLOCK_REALTIME
         done: list[float] = []
         for _ in shares:
             _, done_at, error = results.get(timeout=SINGLE_TIMEOUT_S + 60)
             if error:
                 raise RuntimeError(f"a harness process failed: {error}")
             done += [moment - started for moment in done_at]
+        release.set()
         for process, _ in harnesses:
             process.join(timeout=30)
     finally:
+        release.set()
         for process, _ in harnesses:
             if process.is_alive():
                 process.terminate()
@@ -544,7 +472,7 @@ def _single_round(replica: Replica, work: Path, count: int) -> tuple[list[float]
     return done, before, during, len(shares), parked[0]
 
 
-def single_replica(root: Path, count: int, workers: int | None) -> dict[str, Any]:
+def single_replica(root: Path, count: int, workers: int | None, harness: str = "idle") -> dict[str, Any]:
     """One replica (no Redis) holding `count` idle watchers: memory each, then one push to all.
 
     No process holds more than HARNESS_CONNECTIONS connections: the replica gets enough gunicorn
@@ -562,12 +490,13 @@ def single_replica(root: Path, count: int, workers: int | None) -> dict[str, Any
     replica = Replica(f"file://{origin}", data, workers, 0, None, "--worker-connections", str(per_worker))
     try:
         replica.wait_ready()
-        done, before, during, harnesses, parked = _single_round(replica, work, count)
+        done, before, during, harnesses, parked = _single_round(replica, work, count, harness == "idle")
     finally:
         replica.stop()
     return {
         "watchers": count,
         "workers": workers,
+        "harness": harness,
         "harness_processes": harnesses,
         "parked_at_push": parked,
         "rss_before_kib": before,
@@ -665,6 +594,13 @@ def main(argv: list[str] | None = None) -> dict:
         default=0,
         help=f"gunicorn workers of that replica (0: one per {HARNESS_CONNECTIONS} watchers)",
     )
+    parser.add_argument(
+        "--single-harness",
+        choices=("idle", "eager"),
+        default="idle",
+        help="idle: harness at idle CPU priority, answers timed by the kernel's receive time; "
+        "eager: normal priority, timed when read and parsed (its CPU counts against the server)",
+    )
     parser.add_argument("--json", default=str(RESULTS / "cluster.json"))
     args = parser.parse_args(argv)
     raise_fd_limit()
@@ -677,7 +613,7 @@ def main(argv: list[str] | None = None) -> dict:
             )
         moved = failover(tools, Path(tmp), args.clients, args.workers, args.interval)
         single = (
-            single_replica(Path(tmp), args.single_watchers, args.single_workers)
+            single_replica(Path(tmp), args.single_watchers, args.single_workers, args.single_harness)
             if args.single_watchers
             else None
         )
@@ -742,6 +678,7 @@ def main(argv: list[str] | None = None) -> dict:
             [
                 "watchers",
                 "workers",
+                "harness",
                 "per watcher KiB",
                 "target KiB",
                 "p50 ms",
@@ -753,6 +690,7 @@ def main(argv: list[str] | None = None) -> dict:
                 [
                     single["watchers"],
                     single["workers"],
+                    single["harness"],
                     single["per_watcher_kib"],
                     TARGET_SINGLE_KIB,
                     single["p50_ms"],
