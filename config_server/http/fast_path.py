@@ -1,20 +1,25 @@
-"""The hottest request, a plain `GET /{app}/{profiles}[/{label}]`, answered without Flask.
+"""The hottest requests, a plain `GET /{app}/{profiles}[/{label}]` and its long poll, without Flask.
 
-Every service instance asks this at start-up, so a release storm is thousands of them. Flask's
-request context, routing and response objects cost more than resolving a cached environment, so
-this WSGI middleware answers the plain case itself: GET, no query string, no `If-None-Match`, a
-path of two or three segments that is not a rendered document and whose first segment is not
-the static first segment of another route (`/console/app/<app>`, `/encrypt/status`, `/static/...`:
-read from Flask's url_map, so a new route is never taken over). Anything else goes to the Flask
-app unchanged. With an auth file it serves authorised reads only (the token
+Every service instance asks the first at start-up, so a release storm is thousands of them, and
+holds the second open all the time, so a commit wakes thousands at once. Flask's request context,
+routing and response objects cost more than resolving a cached environment (and a parked request
+would hold its context for the whole wait), so this WSGI middleware answers the plain cases
+itself: GET, a path of two or three segments that is not a rendered document and whose first
+segment is not the static first segment of another route (`/console/app/<app>`,
+`/encrypt/status`, `/static/...`: read from Flask's url_map, so a new route is never taken over),
+and either no query string and no `If-None-Match`, or a query of exactly `wait=<seconds>` with
+`If-None-Match` (the long poll, held in the watch hub as the Flask view holds it). Anything else
+goes to the Flask app unchanged. With an auth file it serves authorised reads only (the token
 identifies a client that may read the application, profiles and label); with an audit log it
-writes the same `read` line as Flask's hooks would.
+writes the same `read` (or `watch`) line as Flask's hooks would.
 
 Invariants:
-- It answers only 200s, built by `answer.environment_answer` as the Flask view builds them: the
-  same bytes (a test compares them, Date aside).
+- It answers only 200s (and a long poll's 304), built by `answer.environment_answer` as the
+  Flask view builds them: the same bytes (tests compare them, Date aside).
 - It never answers an error: any exception, a `ConfigServerError` or not, hands the request to
   Flask, whose JSON error handlers decide the status and body; never a bare 500 from gunicorn.
+  A long poll is handed over before anything is written, or, when a rollout moves (or the hub
+  fails) while it waits and the hub has not answered it, with the rest of its wait.
 - It answers only what Flask routes to an Environment view: a path whose first segment is
   the static first segment of any other rule (`reserved_prefixes`) goes to Flask, where static
   parts win over `<app>` (an application named like such a prefix is answered by Flask, the same).
