@@ -152,12 +152,10 @@ class FastEnvironmentPath:
             return None
         label = parts[3] if len(parts) == 4 else None
         try:
-            client = self._authenticated(environ)
-            if client is None:
+            caller = self._plain_caller(environ, parts[1], parts[2], label)
+            if caller is None:
                 return None
-            reporter = parse_client_headers(environ) if self.inventory is not None else None
-            if self.rollouts is not None and self._in_a_cohort(environ, parts[1], parts[2], label):
-                return None  # a rollout's canary answer: Flask builds it (X-Config-Rollout, reroutes)
+            client, reporter = caller
             revision, resolved = self.service.environment(parts[1], parts[2], label)
             if not self._may_read(client, parts[1], parts[2], label, revision.label):
                 return None
@@ -229,13 +227,11 @@ class FastEnvironmentPath:
         application, profiles = parts[1], parts[2]
         label = parts[3] if len(parts) == 4 else None
         try:
-            client = self._authenticated(environ)
-            if client is None:
+            since = self.hub.reroutes(application)  # type: ignore[union-attr]  # before the route
+            caller = self._plain_caller(environ, application, profiles, label)
+            if caller is None:
                 return None
-            reporter = parse_client_headers(environ) if self.inventory is not None else None
-            since = self.hub.reroutes(application)  # type: ignore[union-attr]
-            if self.rollouts is not None and self._in_a_cohort(environ, application, profiles, label):
-                return None
+            client, reporter = caller
             revision, resolved = self.service.environment(application, profiles, label)
             if resolved.broken or not self._may_read(client, application, profiles, label, revision.label):
                 return None  # a watcher waits through undecryptable values: Flask's loop does that
@@ -281,6 +277,19 @@ class FastEnvironmentPath:
                 event="watch",
                 status=status,
             )
+
+    def _plain_caller(
+        self, environ: dict[str, Any], application: str, profiles: str, label: str | None
+    ) -> tuple[Client, ClientHeaders | None] | None:
+        """The caller its token identifies and its instance report (raises on a malformed one), or
+        None when Flask must answer: no acceptable token, or a rollout routes it to its canary."""
+        client = self._authenticated(environ)
+        if client is None:
+            return None
+        reporter = parse_client_headers(environ) if self.inventory is not None else None
+        if self.rollouts is not None and self._in_a_cohort(environ, application, profiles, label):
+            return None  # a rollout's canary answer: Flask builds it (X-Config-Rollout, reroutes)
+        return client, reporter
 
     def _in_a_cohort(
         self, environ: dict[str, Any], application: str, profiles: str, label: str | None

@@ -53,10 +53,11 @@ def test_everything_else_still_reaches_flask(server, http):
     assert http.head(f"{server.url}/orders/default").status_code == 200
 
 
-def raw_get(server, path: str, method: str = "GET") -> bytes:
+def raw_get(server, path: str, method: str = "GET", headers: dict[str, str] | None = None) -> bytes:
     """The whole answer as the socket carried it, with the Date line normalised."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+    with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
+        sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n".encode())
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
@@ -109,15 +110,21 @@ def test_a_broken_commit_is_parsed_once(repo, serve, http):
     assert cache.stats()["misses"] == misses + 1
 
 
-def test_authorised_reads_take_the_fast_path_with_the_same_audit_line(repo, serve, http, tmp_path):
-    repo.commit({"orders.yml": "a: 1\n", "payments.yml": "p: 1\n"})
+def orders_reader_server(serve, repo, tmp_path, token: str):
+    """A server with an audit log whose auth file lets `token` (client `orders-service`) read
+    application `orders` only; returns it and the audit log's path."""
     auth_file = tmp_path / "auth.yml"
-    token = "orders-token-" + "y" * 30
     auth_file.write_text(
         f"clients:\n  - name: orders-service\n    tokens: [{hash_token(token)}]\n    applications: [orders]\n"
     )
     audit = tmp_path / "audit.log"
-    server = serve(repo.path, auth_file=str(auth_file), audit_log=str(audit))
+    return serve(repo.path, auth_file=str(auth_file), audit_log=str(audit)), audit
+
+
+def test_authorised_reads_take_the_fast_path_with_the_same_audit_line(repo, serve, http, tmp_path):
+    repo.commit({"orders.yml": "a: 1\n", "payments.yml": "p: 1\n"})
+    token = "orders-token-" + "y" * 30
+    server, audit = orders_reader_server(serve, repo, tmp_path, token)
     through_flask = []
     server.app.before_request(lambda: through_flask.append(request.path) and None)
     headers = {"Authorization": f"Bearer {token}"}
@@ -204,17 +211,6 @@ def _without_timestamp(answer: requests.Response) -> bytes:
     return re.sub(rb'"timestamp":\s*"[^"]*"', b"", answer.content)
 
 
-def raw_request(server, path: str, headers: dict[str, str]) -> bytes:
-    """One GET with `headers`, the whole answer as the socket carried it, Date normalised."""
-    extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-    with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    return re.sub(rb"\r\nDate: [^\r]*", b"\r\nDate: -", data)
-
-
 def test_long_polls_take_the_fast_path_with_the_same_answers_and_audit_lines(repo, serve, tmp_path):
     """`?wait=N` with If-None-Match: at once (a stale ETag), at the end of the wait (304) and
     woken by a commit (200), the fast path answers the bytes Flask answers and writes the same
@@ -224,35 +220,30 @@ def test_long_polls_take_the_fast_path_with_the_same_answers_and_audit_lines(rep
     from tests.helpers import wait_for
 
     repo.commit({"orders.yml": "a: 1\n"})
-    auth_file = tmp_path / "auth.yml"
     token = "orders-token-" + "z" * 30
-    auth_file.write_text(
-        f"clients:\n  - name: orders-service\n    tokens: [{hash_token(token)}]\n    applications: [orders]\n"
-    )
-    audit = tmp_path / "audit.log"
-    server = serve(repo.path, auth_file=str(auth_file), audit_log=str(audit))
+    server, audit = orders_reader_server(serve, repo, tmp_path, token)
     through_flask = []
     server.app.before_request(lambda: through_flask.append(request.full_path) and None)
     auth = {"Authorization": f"Bearer {token}"}
     etag = requests.get(f"{server.url}/orders/default", headers=auth, timeout=5).headers["ETag"]
 
     stale = {**auth, "If-None-Match": '"an-older-version"'}
-    fast = raw_request(server, "/orders/default?wait=30", stale)
-    assert fast.startswith(b"HTTP/1.1 200") and fast == raw_request(
-        server, "/orders/default?wait=30&via=flask", stale
+    fast = raw_get(server, "/orders/default?wait=30", headers=stale)
+    assert fast.startswith(b"HTTP/1.1 200") and fast == raw_get(
+        server, "/orders/default?wait=30&via=flask", headers=stale
     )
 
     current = {**auth, "If-None-Match": etag}
-    fast = raw_request(server, "/orders/default?wait=0.3", current)
-    assert fast.startswith(b"HTTP/1.1 304") and fast == raw_request(
-        server, "/orders/default?wait=0.3&via=flask", current
+    fast = raw_get(server, "/orders/default?wait=0.3", headers=current)
+    assert fast.startswith(b"HTTP/1.1 304") and fast == raw_get(
+        server, "/orders/default?wait=0.3&via=flask", headers=current
     )
 
     hub = server.app.extensions["config_server"].hub
     woken: dict[str, bytes] = {}
 
     def poll(path: str) -> None:
-        woken[path] = raw_request(server, path, current)
+        woken[path] = raw_get(server, path, headers=current)
 
     polls = [
         threading.Thread(target=poll, args=(path,))
@@ -277,7 +268,9 @@ def test_long_polls_take_the_fast_path_with_the_same_answers_and_audit_lines(rep
         "/orders/default?wait=30&via=flask",
     ]
     # A refusal is still Flask's (401, with its `denied` line).
-    assert raw_request(server, "/orders/default?wait=30", {"If-None-Match": etag}).startswith(b"HTTP/1.1 401")
+    assert raw_get(server, "/orders/default?wait=30", headers={"If-None-Match": etag}).startswith(
+        b"HTTP/1.1 401"
+    )
     server.app.extensions["config_server"].audit.flush()
     lines = [json.loads(line) for line in audit.read_text().splitlines()]
     for line in lines:
