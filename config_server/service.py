@@ -299,8 +299,9 @@ class ConfigService:
         label: str | None,
         path: str,
         authorize: Callable[[list[Readings], str], None] | None = None,
-    ) -> tuple[bytes, str]:
-        """A plain-text file with placeholders substituted; returns (content, repository path).
+    ) -> tuple[bytes, str, str | None]:
+        """A plain-text file with placeholders substituted; returns (content, repository path, the
+        broken commit held back when the file comes from the newest good version, else None).
 
         For `nginx.conf` and profile `prod` it looks for `nginx-prod.conf` before `nginx.conf`,
         in the search paths (later first) before the root; with several labels, in the later
@@ -328,9 +329,10 @@ class ConfigService:
                     try:
                         text = data.decode("utf-8")
                     except UnicodeDecodeError:
-                        return data, full
+                        return data, full, revision.held_back
                     try:
-                        return render.resolve_text(text, resolved.merged).encode("utf-8"), full
+                        content = render.resolve_text(text, resolved.merged).encode("utf-8")
+                        return content, full, revision.held_back
                     except render.ExpansionTooLarge as exc:
                         raise ConfigLimitExceeded(
                             f"{full}: placeholder ${{{shorten(exc.placeholder)}}}: placeholders add "

@@ -6,6 +6,7 @@ import mimetypes
 
 from flask import Blueprint, Response, current_app, request
 
+from config_server.answer import held_back_headers
 from config_server.http import security
 
 blueprint = Blueprint("resources", __name__)
@@ -22,11 +23,11 @@ def resource(app: str, profiles: str, label: str, path: str) -> Response:
 def serve_resource(app: str, profiles: str, label: str | None, path: str) -> Response:
     """Answer with the file's (substituted) content and a type guessed from its name."""
     security.require_read(app, profiles, label)
-    content, found = current_app.extensions["config_server"].service.resource(
+    content, found, held_back = current_app.extensions["config_server"].service.resource(
         app, profiles, label, path, authorize=security.file_guard()
     )
     security.note("read", resource=found)
     mimetype = mimetypes.guess_type(found)[0] or "text/plain"
     if mimetype.startswith("text/") or mimetype in ("application/json", "application/xml"):
         mimetype += "; charset=utf-8"
-    return Response(content, content_type=mimetype)
+    return Response(content, content_type=mimetype, headers=held_back_headers(held_back))

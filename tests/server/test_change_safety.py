@@ -299,3 +299,17 @@ def test_console_and_metrics_show_what_is_held_back_until_the_repair(repo, serve
     assert HELD not in http.get(f"{server.url}/orders/prod").headers
     assert 'id="held-back"' not in http.get(f"{server.url}/console/app/orders").text
     assert value(scrape(server.url), "config_server_held_back_environments", **held) == 0
+
+
+def test_a_plain_text_file_of_a_held_back_environment_carries_the_header(repo, serve, http):
+    """A plain-text file is rendered from the newest good version, and says so, as the
+    Environment answer does; an environment that is not broken gets no header."""
+    repo.commit({**BASE, "templates/limits.conf": "max=${orders.max-items}\n"})
+    server = serve(repo.path)
+    head = repo.commit({"orders-prod.yml": "orders:\n  max-items: 5000\n"})
+    held = http.get(f"{server.url}/orders/prod/main/templates/limits.conf")
+    assert held.status_code == 200 and held.text == "max=500\n" and held.headers[HELD] == head
+    by_default = http.get(f"{server.url}/orders/prod/templates/limits.conf?useDefaultLabel")
+    assert by_default.text == "max=500\n" and by_default.headers[HELD] == head
+    fine = http.get(f"{server.url}/orders/default/main/templates/limits.conf")
+    assert fine.status_code == 200 and fine.text == "max=100\n" and HELD not in fine.headers
