@@ -79,6 +79,25 @@ _REPORT_HEADERS = [
 ]
 
 
+_STRING = {"schema": {"type": "string"}}
+#: A label whose newest commit is broken for the environment: the newest good version is served.
+_HELD_BACK = {
+    "X-Config-Held-Back": {
+        **_STRING,
+        "description": "The broken newest commit held back; the answer is the newest good version.",
+    }
+}
+#: Broken where nothing may stand in (docs/change-safety.md).
+_BROKEN = {
+    "422": {
+        "description": "Broken (a file that does not parse, a schema violation, a value that does "
+        "not decrypt) at a commit-id label, a label list, or with no good version before it: the "
+        "message names file, line and reason.",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
+
+
 def _query(name: str, description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "description": description, "schema": _NAME}
 
@@ -92,11 +111,20 @@ def _environment_operation(summary: str, parameters: list[dict[str, Any]]) -> di
             "responses": {
                 "200": {
                     "description": "The Environment, with its content ETag.",
-                    "headers": {"ETag": {"schema": {"type": "string"}}},
+                    "headers": {
+                        "ETag": _STRING,
+                        **_HELD_BACK,
+                        "X-Config-Rollout": {
+                            **_STRING,
+                            "description": "For a rollout's cohort: `<app>; step=<percent>; "
+                            "state=<running|halted|complete>` (docs/rollouts.md).",
+                        },
+                    },
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Environment"}}},
                 },
                 "304": {"description": "The caller's ETag is current (or the long poll ended)."},
                 "414": {"description": "Request line too long: refused by the HTTP server before the app."},
+                **_BROKEN,
                 **_ERRORS,
             },
         }
@@ -140,7 +168,11 @@ SPEC: dict[str, Any] = {
                         "path", "File path inside the repository.", {"type": "string", "minLength": 1}
                     ),
                 ],
-                "responses": {"200": {"description": "The file.", "content": {"*/*": {}}}, **_ERRORS},
+                "responses": {
+                    "200": {"description": "The file.", "headers": _HELD_BACK, "content": {"*/*": {}}},
+                    **_BROKEN,
+                    **_ERRORS,
+                },
             }
         },
         "/health": {

@@ -52,6 +52,13 @@ def test_the_description_is_valid_openapi(live):
     served = requests.get(f"{live.url}/openapi.json", timeout=5).json()
     assert served["openapi"].startswith("3.1") and "/{application}/{profiles}" in served["paths"]
     assert len(list(SCHEMA.get_all_operations())) >= 9
+    # Every header an Environment answer may carry, and the 422 of a broken commit, are described.
+    for path in ("/{application}/{profiles}", "/{application}/{profiles}/{label}"):
+        responses = served["paths"][path]["get"]["responses"]
+        assert {"ETag", "X-Config-Held-Back", "X-Config-Rollout"} <= set(responses["200"]["headers"])
+        assert "422" in responses
+    plain_text = served["paths"]["/{application}/{profiles}/{label}/{path}"]["get"]["responses"]
+    assert "X-Config-Held-Back" in plain_text["200"]["headers"] and "422" in plain_text
 
 
 @SCHEMA.parametrize()
