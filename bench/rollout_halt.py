@@ -72,7 +72,23 @@ async def _round(server: ConfigServer, repo: Path, count: int, round_no: int, wo
         rollouts = requests.get(f"{server.url}/rollouts", timeout=5).json()["rollouts"]
         return bool(rollouts) and rollouts[0]["id"] == rollout_id and rollouts[0]["state"] == "running"
 
+    def every_worker_routes_the_cohort() -> bool:
+        """Each worker notices the new rollout file on its own loop: the cohort must get the
+        canary from all of them (fresh connections land on either) before its ETag is taken."""
+        return all(
+            "X-Config-Rollout"
+            in requests.get(
+                f"{server.url}/orders/default",
+                headers={"X-Config-Client-Id": inside, "Connection": "close"},
+                timeout=10,
+            ).headers
+            for _ in range(8 * workers)
+        )
+
     await loop.run_in_executor(None, lambda: wait_until(started_running, 30, "the rollout"))
+    await loop.run_in_executor(
+        None, lambda: wait_until(every_worker_routes_the_cohort, 30, "the rollout in every worker")
+    )
     (canary_etag, _), (base_etag, base) = _etag(server.url, inside), _etag(server.url, outside)
     etags = [canary_etag if c else base_etag for c in cohort]
     watchers = RoundWatchers(server.port, ids, etags)

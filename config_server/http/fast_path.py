@@ -18,8 +18,9 @@ Invariants:
   Flask view builds them: the same bytes (tests compare them, Date aside).
 - It never answers an error: any exception, a `ConfigServerError` or not, hands the request to
   Flask, whose JSON error handlers decide the status and body; never a bare 500 from gunicorn.
-  A long poll is handed over before anything is written, or, when a rollout moves (or the hub
-  fails) while it waits and the hub has not answered it, with the rest of its wait.
+  A long poll is handed over before anything is written, or, when a rollout moves the caller
+  into its cohort (or the hub fails) while it waits and the hub has not answered it, with the
+  rest of its wait.
 - It answers only what Flask routes to an Environment view: a path whose first segment is
   the static first segment of any other rule (`reserved_prefixes`) goes to Flask, where static
   parts win over `<app>` (an application named like such a prefix is answered by Flask, the same).
@@ -36,7 +37,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask
 from werkzeug.datastructures import ETags
@@ -54,6 +55,7 @@ from config_server.inventory import ClientHeaders, Inventory, parse_client_heade
 from config_server.names import RENDERED_DOCUMENT
 from config_server.rollouts import Rollouts
 from config_server.service import ConfigService
+from config_server.watch.direct import DirectAnswer
 from config_server.watch.hub import MAX_WAIT_SECONDS, REROUTED, WatchHub
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -179,44 +181,83 @@ class FastEnvironmentPath:
         in the hub until the ETag moves (200, or the hub's direct answer) or the wait ends (304).
 
         Whatever the view would answer differently (a rollout's cohort, a broken environment, a
-        refusal, an error) goes to Flask before anything is written. A rollout that moves while
-        the request waits (REROUTED) hands it to Flask for the rest of its wait."""
+        refusal, an error) goes to Flask before anything is written. When a rollout of the
+        application moves while the request waits (REROUTED), it decides again as the view does:
+        still outside the cohort, it answers a newer base version or waits on; now inside, it
+        hands the request to Flask for the rest of its wait."""
         poll = self._begin_poll(environ)
         if poll is None:
             return self.downstream(environ, start_response)
         if not poll.known.contains(poll.resolved.etag):
             answer = environment_answer(poll.resolved, poll.label, extra_headers=poll.extra)
             return self._send(environ, start_response, poll, answer)
+        hub = cast(WatchHub, self.hub)
         direct = environ.get(DIRECT_ANSWER)
         deadline = time.monotonic() + wait
-        try:
-            waited = self.hub.wait(  # type: ignore[union-attr]
-                poll.application,
-                poll.profiles,
-                poll.label,
-                poll.known.as_set(),
-                deadline - time.monotonic(),
-                direct,
-                BASE_ROUTE,
-                poll.since,
-            )
-        except Exception:  # noqa: BLE001 - Flask answers it (its JSON 500), unless already answered
-            waited = REROUTED
-        if waited is REROUTED and (direct is None or not direct.finish()):
-            environ["QUERY_STRING"] = f"wait={max(deadline - time.monotonic(), 0.001):.3f}"
-            return self.downstream(environ, start_response)
+        since, extra = poll.since, poll.extra
+        known = poll.known.as_set()
+        while True:
+            try:
+                waited = hub.wait(
+                    poll.application,
+                    poll.profiles,
+                    poll.label,
+                    known,
+                    deadline - time.monotonic(),
+                    direct,
+                    BASE_ROUTE,
+                    since,
+                )
+            except Exception:  # noqa: BLE001 - Flask answers it (its JSON 500), unless already answered
+                return self._hand_over(environ, start_response, poll, direct, deadline)
+            if waited is not REROUTED:
+                break
+            since = hub.reroutes(poll.application)
+            if self.rollouts is not None and self._in_a_cohort(
+                environ, poll.application, poll.profiles, poll.label
+            ):
+                return self._hand_over(environ, start_response, poll, direct, deadline)
+            found = hub.current(poll.application, poll.profiles, poll.label, BASE_ROUTE)
+            if found is not None:
+                extra = found[1]
+                if not poll.known.contains(found[0].etag):
+                    waited = found
+                    break
+            if deadline - time.monotonic() <= 0 or (direct is not None and direct.answered):
+                waited = None
+                break
         if isinstance(waited, tuple):
             self._observe(poll, waited[0])
         if direct is not None and direct.finish():
-            environ[ANSWERED] = True  # the hub wrote the answer; the worker sends nothing more
-            self._audit_poll(environ, poll, 200)
-            start_response("200 OK", [])
-            return [b""]
+            return self._answered(environ, start_response, poll)
         if isinstance(waited, tuple):
             answer = environment_answer(waited[0], poll.label, extra_headers=waited[1])
         else:
-            answer = environment_answer(None, poll.label, etag=poll.resolved.etag, extra_headers=poll.extra)
+            answer = environment_answer(None, poll.label, etag=poll.resolved.etag, extra_headers=extra)
         return self._send(environ, start_response, poll, answer)
+
+    def _hand_over(
+        self,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        poll: _Poll,
+        direct: DirectAnswer | None,
+        deadline: float,
+    ) -> Iterable[bytes]:
+        """Let Flask answer a long poll for the rest of its wait, unless the hub has answered it."""
+        if direct is not None and direct.finish():
+            return self._answered(environ, start_response, poll)
+        environ["QUERY_STRING"] = f"wait={max(deadline - time.monotonic(), 0.001):.3f}"
+        return self.downstream(environ, start_response)
+
+    def _answered(
+        self, environ: dict[str, Any], start_response: Callable[..., Any], poll: _Poll
+    ) -> Iterable[bytes]:
+        """The hub wrote the answer on the connection: the worker sends nothing more."""
+        environ[ANSWERED] = True
+        self._audit_poll(environ, poll, 200)
+        start_response("200 OK", [])
+        return [b""]
 
     def _begin_poll(self, environ: dict[str, Any]) -> _Poll | None:
         """The long poll's caller and environment, recorded; None for whatever Flask must answer."""

@@ -185,6 +185,51 @@ def test_a_rejection_by_a_cohort_instance_halts_and_every_cohort_long_poll_gets_
     assert 'config_server_rollout_halted{application="orders",label="main"} 1.0' in metrics
 
 
+def test_base_long_polls_stay_parked_through_a_halt_without_flask_and_get_the_next_commit(
+    serve, repo_with_canary
+):
+    """A halt wakes every long poll of the application to decide its route again; those outside
+    the cohort (held by the fast path) find nothing new, wait on, and get the next base commit."""
+    from flask import request
+
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[50]")}, "roll out")
+    server = serve(repo.path)
+    through_flask: list[str] = []
+    server.app.before_request(lambda: through_flask.append(request.full_path) and None)
+    wait_for(lambda: started(server), what="the rollout to start")
+    outside = sorted(set(INSTANCES) - expected_cohort(50))[:10]
+    base_etag = get(server, outside[0]).headers["ETag"]
+    hub = server.app.extensions["config_server"].hub
+    answers: dict[str, requests.Response] = {}
+
+    def watch(instance: str) -> None:
+        answers[instance] = requests.get(
+            f"{server.url}/orders/default?wait=30",
+            headers={"X-Config-Client-Id": instance, "If-None-Match": base_etag},
+            timeout=40,
+        )
+
+    threads = [threading.Thread(target=watch, args=(i,)) for i in outside]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: hub.watchers() == len(outside), what="the base long polls to park")
+        reroutes = hub.reroutes("orders")
+        halted = requests.post(f"{server.url}/rollouts/orders/halt", json={"reason": "test"}, timeout=5)
+        assert halted.status_code == 200
+        wait_for(lambda: hub.reroutes("orders") > reroutes, what="the halt to reach the hub")
+        wait_for(lambda: hub.watchers() == len(outside), what="the woken long polls to wait on")
+        assert not answers
+        new_base = repo.commit({"orders.yml": "message: base 2\n"}, "base 2")
+    finally:
+        for thread in threads:
+            thread.join(timeout=40)
+    assert {answers[i].status_code for i in outside} == {200}
+    assert {answers[i].json()["version"] for i in outside} == {new_base}
+    assert not [path for path in through_flask if "wait=" in path]
+
+
 def test_a_rejection_of_another_version_or_by_a_base_instance_halts_nothing(serve, repo_with_canary):
     repo = repo_with_canary
     repo.commit({"rollouts/orders.yml": rollout_file(steps="[50]")}, "roll out")
