@@ -88,7 +88,17 @@ def test_django_project_reads_changing_values_and_gets_signals(repo, serve, tmp_
     args = ["orders_site.wsgi:application"] + (["--preload"] if preload else [])
     env = {"CONFIG_SERVER_URL": config.url, "CONFIG_CACHE_DIR": str(tmp_path / "cache")}
     server = gunicorn(args, env, DJANGO_EXAMPLE)
-    wait_for(lambda: server.get()["max_items"] == 1, timeout=30, what="Django to answer")
+    seen: set[int] = set()
+
+    def both_workers_answered() -> bool:
+        """Each worker starts its client on first use: one first used after the commit would
+        start at the new version, with no change to signal."""
+        answer = server.get()
+        if answer["max_items"] == 1:
+            seen.add(answer["pid"])
+        return len(seen) == 2
+
+    wait_for(both_workers_answered, timeout=30, what="both Django workers to answer")
     sha = repo.commit({"orders.yml": "orders:\n  max-items: 2\n  currency: USD\n"})
 
     def all_new() -> bool:

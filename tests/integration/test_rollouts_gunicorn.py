@@ -113,8 +113,15 @@ def test_a_rejection_at_one_worker_halts_the_long_polls_at_every_worker_within_a
     assert len(answered) == 40
     assert {r.json()["version"] for _, r in answered.values()} == {base}
     assert max(at for at, _ in answered.values()) - rejected_at < 1.0
-    status = requests.get(f"{server.url}/rollouts", timeout=5).json()["rollouts"][0]
-    assert status["state"] == "halted" and "bad canary" in status["haltReason"]
+
+    def halted_here() -> dict | None:
+        """/rollouts as one worker sees it: a worker that held none of the long polls may read the
+        halt from the shared store only on its next loop (0.2 s)."""
+        status = requests.get(f"{server.url}/rollouts", timeout=5).json()["rollouts"][0]
+        return status if status["state"] == "halted" else None
+
+    status = wait_for(halted_here, timeout=5, what="/rollouts to show the halt")
+    assert "bad canary" in status["haltReason"]
     metrics = requests.get(f"{server.url}/metrics", timeout=5).text
     assert 'config_server_rollout_halted{application="orders",label="main"} 1.0' in metrics
 
