@@ -138,12 +138,25 @@ def read_answer(sock: socket.socket, buffer: bytearray, head_only: bool = False)
         buffer.extend(sock.recv(65536))
     end = buffer.index(b"\r\n\r\n") + 4
     head = bytes(buffer[:end])
-    length = 0 if head_only else int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
+    declared = re.search(rb"(?i)content-length: (\d+)", head)
+    length = 0 if head_only or declared is None else int(declared.group(1))
     while len(buffer) < end + length:
         buffer.extend(sock.recv(65536))
     answer = bytes(buffer[: end + length])
     del buffer[: end + length]
     return answer
+
+
+def without_server_lines(answer: bytes) -> bytes:
+    """The answer without the lines gunicorn adds to what goes through it (Date, Server, Connection)."""
+    return re.sub(rb"\r\n(?:Date|Server|Connection): [^\r]*", b"", answer)
+
+
+def fetch(server, path: str, headers: str = "") -> bytes:
+    """One GET on a fresh connection (`headers`: extra header lines), its whole answer."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
+        return read_answer(sock, bytearray())
 
 
 def test_head_long_poll_gets_no_body(gunicorn_server):
@@ -180,14 +193,6 @@ def test_direct_and_fast_answers_match_the_flask_view_byte_for_byte(gunicorn_ser
     from the lines gunicorn itself adds to answers that go through it (Date, Server, Connection)."""
     url = gunicorn_server.url
 
-    def normalised(answer: bytes) -> bytes:
-        return re.sub(rb"\r\n(?:Date|Server|Connection): [^\r]*", b"", answer)
-
-    def fetch(path: str) -> bytes:
-        with socket.create_connection(("127.0.0.1", gunicorn_server.port), timeout=15) as sock:
-            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-            return read_answer(sock, bytearray())
-
     etag = requests.get(f"{url}/orders/default", timeout=5).headers["ETag"]
     with socket.create_connection(("127.0.0.1", gunicorn_server.port), timeout=15) as sock:
         sock.sendall(
@@ -197,24 +202,16 @@ def test_direct_and_fast_answers_match_the_flask_view_byte_for_byte(gunicorn_ser
         gunicorn_server.repo.commit({"orders.yml": "value: 3\n"})
         direct = read_answer(sock, bytearray())
     assert b"\r\nServer:" not in direct  # written by the hub
-    flask = fetch("/orders/default?via=flask")
-    fast = fetch("/orders/default")
+    flask = fetch(gunicorn_server, "/orders/default?via=flask")
+    fast = fetch(gunicorn_server, "/orders/default")
     assert b'"value": 3' in flask
-    assert normalised(direct) == normalised(flask) == normalised(fast)
+    assert without_server_lines(direct) == without_server_lines(flask) == without_server_lines(fast)
 
 
 def test_a_held_back_direct_answer_matches_the_flask_view_byte_for_byte(gunicorn_server):
     """A good change and a broken commit land together: the hub's direct answer is the good
     version with `X-Config-Held-Back`, the same bytes as the fast path and Flask send."""
     url, repo = gunicorn_server.url, gunicorn_server.repo
-
-    def normalised(answer: bytes) -> bytes:
-        return re.sub(rb"\r\n(?:Date|Server|Connection): [^\r]*", b"", answer)
-
-    def fetch(path: str) -> bytes:
-        with socket.create_connection(("127.0.0.1", gunicorn_server.port), timeout=15) as sock:
-            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-            return read_answer(sock, bytearray())
 
     etag = requests.get(f"{url}/orders/default", timeout=5).headers["ETag"]
     repo.git("checkout", "-q", "-b", "side")
@@ -230,9 +227,9 @@ def test_a_held_back_direct_answer_matches_the_flask_view_byte_for_byte(gunicorn
         direct = read_answer(sock, bytearray())
     assert b"\r\nServer:" not in direct  # written by the hub
     assert f"\r\nX-Config-Held-Back: {broken}\r\n".encode() in direct and good.encode() in direct
-    flask = fetch("/orders/default?via=flask")
-    fast = fetch("/orders/default")
-    assert normalised(direct) == normalised(flask) == normalised(fast)
+    flask = fetch(gunicorn_server, "/orders/default?via=flask")
+    fast = fetch(gunicorn_server, "/orders/default")
+    assert without_server_lines(direct) == without_server_lines(flask) == without_server_lines(fast)
 
 
 def test_fast_long_polls_match_the_flask_view_byte_for_byte(gunicorn_server):
@@ -240,23 +237,13 @@ def test_fast_long_polls_match_the_flask_view_byte_for_byte(gunicorn_server):
     (304): the fast path and Flask send the same bytes (gunicorn's Date, Server, Connection aside)."""
     url = gunicorn_server.url
 
-    def normalised(answer: bytes) -> bytes:
-        return re.sub(rb"\r\n(?:Date|Server|Connection): [^\r]*", b"", answer)
-
-    def fetch(path: str, etag: str) -> bytes:
-        with socket.create_connection(("127.0.0.1", gunicorn_server.port), timeout=15) as sock:
-            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\n\r\n".encode())
-            buffer = bytearray()
-            while b"\r\n\r\n" not in buffer:
-                buffer.extend(sock.recv(65536))
-            if buffer.startswith(b"HTTP/1.1 304"):
-                return bytes(buffer)
-            return read_answer(sock, buffer)
-
     etag = requests.get(f"{url}/orders/default", timeout=5).headers["ETag"]
-    stale = fetch("/orders/default?wait=30", '"older"')
+    older, current = 'If-None-Match: "older"\r\n', f"If-None-Match: {etag}\r\n"
+    stale = fetch(gunicorn_server, "/orders/default?wait=30", older)
     assert stale.startswith(b"HTTP/1.1 200") and b'"value": 1' in stale
-    assert normalised(stale) == normalised(fetch("/orders/default?wait=30&via=flask", '"older"'))
-    unchanged = fetch("/orders/default?wait=0.5", etag)
+    flask = fetch(gunicorn_server, "/orders/default?wait=30&via=flask", older)
+    assert without_server_lines(stale) == without_server_lines(flask)
+    unchanged = fetch(gunicorn_server, "/orders/default?wait=0.5", current)
     assert unchanged.startswith(b"HTTP/1.1 304") and etag.encode() in unchanged
-    assert normalised(unchanged) == normalised(fetch("/orders/default?wait=0.5&via=flask", etag))
+    flask = fetch(gunicorn_server, "/orders/default?wait=0.5&via=flask", current)
+    assert without_server_lines(unchanged) == without_server_lines(flask)

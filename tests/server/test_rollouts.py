@@ -61,6 +61,38 @@ def started(server, state: str = "running") -> dict:
     return next((r for r in body["rollouts"] if r["state"] == state), None)
 
 
+def long_polls(
+    server, instances: list[str], etag: str, wait: int = 30
+) -> tuple[list[threading.Thread], dict[str, requests.Response], dict[str, float]]:
+    """One long poll per instance (its id, holding `etag`) on its own started thread; each answer
+    lands in the returned dict by instance, with the moment it came (time.monotonic) in the other."""
+    answers: dict[str, requests.Response] = {}
+    answered_at: dict[str, float] = {}
+
+    def watch(instance: str) -> None:
+        answers[instance] = requests.get(
+            f"{server.url}/orders/default?wait={wait}",
+            headers={"X-Config-Client-Id": instance, "If-None-Match": etag},
+            timeout=wait + 10,
+        )
+        answered_at[instance] = time.monotonic()
+
+    threads = [threading.Thread(target=watch, args=(i,)) for i in instances]
+    for thread in threads:
+        thread.start()
+    return threads, answers, answered_at
+
+
+def rolled_out(serve, repo: GitRepo, content: str) -> tuple[LiveServer, str, str]:
+    """Commit `content` as the orders rollout file, serve the repository until the rollout runs;
+    the server, the base and the canary versions."""
+    repo.commit({"rollouts/orders.yml": content}, "roll out")
+    base, canary = versions(repo)
+    server = serve(repo.path)
+    wait_for(lambda: started(server), what="the rollout to start")
+    return server, base, canary
+
+
 def expected_cohort(percent: float, rollout_id: str = "canary") -> set[str]:
     return {i for i in INSTANCES if cohort_point("orders", rollout_id, i) < percent}
 
@@ -88,10 +120,7 @@ def test_a_ten_percent_step_canaries_the_same_tenth_on_every_poll(serve, repo_wi
 
 def test_at_one_hundred_percent_every_identified_instance_gets_the_canary(serve, repo_with_canary):
     repo = repo_with_canary
-    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out")
-    base, canary = versions(repo)
-    server = serve(repo.path)
-    wait_for(lambda: started(server), what="the rollout to start")
+    server, base, canary = rolled_out(serve, repo, rollout_file(steps="[100]"))
     assert {get(server, i).json()["version"] for i in INSTANCES} == {canary}
     assert get(server).json()["version"] == base
 
@@ -103,18 +132,7 @@ def test_instances_entering_the_cohort_at_the_next_step_are_woken(serve, repo_wi
     server = serve(repo.path)
     outside = sorted(set(INSTANCES) - expected_cohort(10))[:20]
     base_etag = get(server).headers["ETag"]
-    answers: dict[str, requests.Response] = {}
-
-    def watch(instance: str) -> None:
-        answers[instance] = requests.get(
-            f"{server.url}/orders/default?wait=20",
-            headers={"X-Config-Client-Id": instance, "If-None-Match": base_etag},
-            timeout=30,
-        )
-
-    threads = [threading.Thread(target=watch, args=(i,)) for i in outside]
-    for thread in threads:
-        thread.start()
+    threads, answers, _ = long_polls(server, outside, base_etag, wait=20)
     for thread in threads:
         thread.join(timeout=30)
     assert {answers[i].status_code for i in outside} == {200}
@@ -134,28 +152,13 @@ def test_a_rejection_by_a_cohort_instance_halts_and_every_cohort_long_poll_gets_
     serve, repo_with_canary
 ):
     repo = repo_with_canary
-    repo.commit({"rollouts/orders.yml": rollout_file(steps="[50]")}, "roll out")
-    base, canary = versions(repo)
-    server = serve(repo.path)
-    wait_for(lambda: started(server), what="the rollout to start")
+    server, base, canary = rolled_out(serve, repo, rollout_file(steps="[50]"))
     cohort = sorted(expected_cohort(50))
     canary_etag = get(server, cohort[0]).headers["ETag"]
     assert get(server, cohort[0]).json()["version"] == canary
-    answered: dict[str, tuple[float, requests.Response]] = {}
-
-    def watch(instance: str) -> None:
-        response = requests.get(
-            f"{server.url}/orders/default?wait=30",
-            headers={"X-Config-Client-Id": instance, "If-None-Match": canary_etag},
-            timeout=40,
-        )
-        answered[instance] = (time.monotonic(), response)
-
-    watchers = [threading.Thread(target=watch, args=(i,)) for i in cohort[1:]]
-    for thread in watchers:
-        thread.start()
+    watchers, answers, answered_at = long_polls(server, cohort[1:], canary_etag)
     wait_for(lambda: server.app.extensions["config_server"].hub.watchers() >= len(watchers), what="watchers")
-    assert not answered
+    assert not answers
     rejected_at = time.monotonic()
     rejection = requests.get(
         f"{server.url}/orders/default?wait=30",
@@ -170,10 +173,10 @@ def test_a_rejection_by_a_cohort_instance_halts_and_every_cohort_long_poll_gets_
     for thread in watchers:
         thread.join(timeout=40)
     assert rejection.status_code == 200 and rejection.json()["version"] == base
-    assert len(answered) == len(cohort) - 1
-    assert {r.status_code for _, r in answered.values()} == {200}
-    assert {r.json()["version"] for _, r in answered.values()} == {base}
-    latest = max(at for at, _ in answered.values())
+    assert len(answers) == len(cohort) - 1
+    assert {r.status_code for r in answers.values()} == {200}
+    assert {r.json()["version"] for r in answers.values()} == {base}
+    latest = max(answered_at.values())
     assert latest - rejected_at < 1.0
     halted = started(server, "halted")
     assert cohort[0] in halted["haltReason"] and "orders.max-items must be positive" in halted["haltReason"]
@@ -201,18 +204,7 @@ def test_base_long_polls_stay_parked_through_a_halt_without_flask_and_get_the_ne
     outside = sorted(set(INSTANCES) - expected_cohort(50))[:10]
     base_etag = get(server, outside[0]).headers["ETag"]
     hub = server.app.extensions["config_server"].hub
-    answers: dict[str, requests.Response] = {}
-
-    def watch(instance: str) -> None:
-        answers[instance] = requests.get(
-            f"{server.url}/orders/default?wait=30",
-            headers={"X-Config-Client-Id": instance, "If-None-Match": base_etag},
-            timeout=40,
-        )
-
-    threads = [threading.Thread(target=watch, args=(i,)) for i in outside]
-    for thread in threads:
-        thread.start()
+    threads, answers, _ = long_polls(server, outside, base_etag)
     try:
         wait_for(lambda: hub.watchers() == len(outside), what="the base long polls to park")
         reroutes = hub.reroutes("orders")
@@ -232,10 +224,7 @@ def test_base_long_polls_stay_parked_through_a_halt_without_flask_and_get_the_ne
 
 def test_a_rejection_of_another_version_or_by_a_base_instance_halts_nothing(serve, repo_with_canary):
     repo = repo_with_canary
-    repo.commit({"rollouts/orders.yml": rollout_file(steps="[50]")}, "roll out")
-    base, canary = versions(repo)
-    server = serve(repo.path)
-    wait_for(lambda: started(server), what="the rollout to start")
+    server, base, canary = rolled_out(serve, repo, rollout_file(steps="[50]"))
     outside = sorted(set(INSTANCES) - expected_cohort(50))[0]
     inside = sorted(expected_cohort(50))[0]
     get(server, outside, **{"X-Config-Rejected": f'{canary}; reason="not mine"'})
@@ -338,10 +327,7 @@ def test_a_halt_survives_a_restart(repo_with_canary, tmp_path):
 
 def test_removing_the_file_ends_the_rollout(serve, repo_with_canary):
     repo = repo_with_canary
-    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out")
-    base, canary = versions(repo)
-    server = serve(repo.path)
-    wait_for(lambda: started(server), what="the rollout to start")
+    server, base, canary = rolled_out(serve, repo, rollout_file(steps="[100]"))
     assert get(server, INSTANCES[0]).json()["version"] == canary
     etag = get(server, INSTANCES[0]).headers["ETag"]
     repo.commit({"rollouts/orders.yml": None}, "rollout done")
@@ -382,10 +368,7 @@ def test_a_bad_rollout_file_is_ignored_with_a_visible_error(serve, repo_with_can
 def test_match_labels_and_profiles_limit_the_cohort(serve, repo_with_canary):
     repo = repo_with_canary
     extra = "profiles: [prod]\nmatch:\n  labels: {zone: eu-west-1}\n"
-    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]", extra=extra)}, "roll out")
-    base, canary = versions(repo)
-    server = serve(repo.path)
-    wait_for(lambda: started(server), what="the rollout to start")
+    server, base, canary = rolled_out(serve, repo, rollout_file(steps="[100]", extra=extra))
 
     def version(profile: str, labels: str) -> str:
         headers = {"X-Config-Client-Id": "one", "X-Config-Client-Labels": labels}
@@ -540,10 +523,7 @@ def test_the_canary_goes_only_to_tokens_that_may_read_its_label(serve, repo_with
 
 def test_a_deleted_canary_branch_sends_everyone_back_to_the_base(serve, repo_with_canary):
     repo = repo_with_canary
-    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out")
-    base, canary = versions(repo)
-    server = serve(repo.path)
-    wait_for(lambda: started(server), what="the rollout to start")
+    server, base, canary = rolled_out(serve, repo, rollout_file(steps="[100]"))
     assert get(server, INSTANCES[0]).json()["version"] == canary
     rollouts = server.app.extensions["config_server"].rollouts
     rollouts.close()  # the loop stops: the request path still routes the cohort to the canary label
