@@ -37,7 +37,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from flask import Flask
 from werkzeug.datastructures import ETags
@@ -86,7 +86,7 @@ class _Poll:
     revision: Revision
     resolved: ResolvedEnvironment
     extra: Headers
-    reporter: ClientHeaders | None
+    reporter: ClientHeaders
     since: int
 
 
@@ -98,11 +98,11 @@ class FastEnvironmentPath:
         app: Flask,
         service: ConfigService,
         downstream: WSGIApp,
-        auth: AuthFile | None = None,
-        audit: AuditLog | None = None,
-        inventory: Inventory | None = None,
-        rollouts: Rollouts | None = None,
-        hub: WatchHub | None = None,
+        auth: AuthFile | None,
+        audit: AuditLog | None,
+        inventory: Inventory,
+        rollouts: Rollouts,
+        hub: WatchHub,
     ) -> None:
         self.hub = hub
         self.rollouts = rollouts
@@ -118,7 +118,7 @@ class FastEnvironmentPath:
         """Answer a plain Environment GET or long poll, or hand the request to Flask."""
         query = environ.get("QUERY_STRING")
         if query:
-            wait = plain_wait(query) if self.hub is not None else None
+            wait = plain_wait(query)
             if wait is None:
                 return self.downstream(environ, start_response)
             return self._long_poll(environ, start_response, wait)
@@ -164,11 +164,10 @@ class FastEnvironmentPath:
             answer = environment_answer(resolved, label, extra_headers=held_back_headers(revision.held_back))
             if self.audit is not None:
                 _audit(self.audit, environ, client, parts[1], parts[2], label, revision.version)
-            if reporter is not None:
-                application = ",".join(names.validate_applications(parts[1]))
-                self.inventory.observe(  # type: ignore[union-attr]
-                    reporter, application, resolved.environment.profiles, revision.label, revision.version
-                )
+            application = ",".join(names.validate_applications(parts[1]))
+            self.inventory.observe(
+                reporter, application, resolved.environment.profiles, revision.label, revision.version
+            )
         except Exception:  # noqa: BLE001 - any failure: Flask answers it, with the usual JSON body
             return None
         return answer
@@ -191,12 +190,13 @@ class FastEnvironmentPath:
         if not poll.known.contains(poll.resolved.etag):
             answer = environment_answer(poll.resolved, poll.label, extra_headers=poll.extra)
             return self._send(environ, start_response, poll, answer)
-        hub = cast(WatchHub, self.hub)
+        hub = self.hub
         direct = environ.get(DIRECT_ANSWER)
         deadline = time.monotonic() + wait
         since, extra = poll.since, poll.extra
         known = poll.known.as_set()
         while True:
+            handed_over = False
             try:
                 waited = hub.wait(
                     poll.application,
@@ -208,16 +208,15 @@ class FastEnvironmentPath:
                     BASE_ROUTE,
                     since,
                 )
+                if waited is not REROUTED:
+                    break
+                since = hub.reroutes(poll.application)
+                handed_over = self._in_a_cohort(poll.reporter, poll.application, poll.profiles, poll.label)
+                found = None if handed_over else hub.current(poll.application, poll.profiles, poll.label)
             except Exception:  # noqa: BLE001 - Flask answers it (its JSON 500), unless already answered
+                handed_over = True
+            if handed_over:
                 return self._hand_over(environ, start_response, poll, direct, deadline)
-            if waited is not REROUTED:
-                break
-            since = hub.reroutes(poll.application)
-            if self.rollouts is not None and self._in_a_cohort(
-                environ, poll.application, poll.profiles, poll.label
-            ):
-                return self._hand_over(environ, start_response, poll, direct, deadline)
-            found = hub.current(poll.application, poll.profiles, poll.label, BASE_ROUTE)
             if found is not None:
                 extra = found[1]
                 if not poll.known.contains(found[0].etag):
@@ -244,7 +243,10 @@ class FastEnvironmentPath:
         direct: DirectAnswer | None,
         deadline: float,
     ) -> Iterable[bytes]:
-        """Let Flask answer a long poll for the rest of its wait, unless the hub has answered it."""
+        """Let Flask answer a long poll for the rest of its wait, unless the hub has answered it.
+
+        The request's audit line is then Flask's (with the version Flask resolves), not this
+        path's; the instance report is queued again, which the inventory folds into one."""
         if direct is not None and direct.finish():
             return self._answered(environ, start_response, poll)
         environ["QUERY_STRING"] = f"wait={max(deadline - time.monotonic(), 0.001):.3f}"
@@ -268,7 +270,7 @@ class FastEnvironmentPath:
         application, profiles = parts[1], parts[2]
         label = parts[3] if len(parts) == 4 else None
         try:
-            since = self.hub.reroutes(application)  # type: ignore[union-attr]  # before the route
+            since = self.hub.reroutes(application)  # read before the route is decided
             caller = self._plain_caller(environ, application, profiles, label)
             if caller is None:
                 return None
@@ -276,7 +278,7 @@ class FastEnvironmentPath:
             revision, resolved = self.service.environment(application, profiles, label)
             if resolved.broken or not self._may_read(client, application, profiles, label, revision.label):
                 return None  # a watcher waits through undecryptable values: Flask's loop does that
-            extra = held_back_headers(revision.held_back) + BASE_ROUTE.headers
+            extra = held_back_headers(revision.held_back)
             poll = _Poll(
                 client, application, profiles, label, known, revision, resolved, extra, reporter, since
             )
@@ -287,10 +289,8 @@ class FastEnvironmentPath:
 
     def _observe(self, poll: _Poll, served: ResolvedEnvironment) -> None:
         """Queue the instance report, as the Flask view's `_record` does."""
-        if poll.reporter is None:
-            return
         application = ",".join(names.validate_applications(poll.application))
-        self.inventory.observe(  # type: ignore[union-attr]
+        self.inventory.observe(
             poll.reporter,
             application,
             poll.resolved.environment.profiles,
@@ -321,28 +321,26 @@ class FastEnvironmentPath:
 
     def _plain_caller(
         self, environ: dict[str, Any], application: str, profiles: str, label: str | None
-    ) -> tuple[Client, ClientHeaders | None] | None:
+    ) -> tuple[Client, ClientHeaders] | None:
         """The caller its token identifies and its instance report (raises on a malformed one), or
         None when Flask must answer: no acceptable token, or a rollout routes it to its canary."""
         client = self._authenticated(environ)
         if client is None:
             return None
-        reporter = parse_client_headers(environ) if self.inventory is not None else None
-        if self.rollouts is not None and self._in_a_cohort(environ, application, profiles, label):
+        reporter = parse_client_headers(environ)
+        if self._in_a_cohort(reporter, application, profiles, label):
             return None  # a rollout's canary answer: Flask builds it (X-Config-Rollout, reroutes)
         return client, reporter
 
     def _in_a_cohort(
-        self, environ: dict[str, Any], application: str, profiles: str, label: str | None
+        self, reporter: ClientHeaders, application: str, profiles: str, label: str | None
     ) -> bool:
         """True when a rollout routes this caller to its canary label (Flask answers it then)."""
-        instance_id = environ.get("HTTP_X_CONFIG_CLIENT_ID")
-        if not instance_id:
+        if reporter.anonymous:
             return False  # callers without an id always get the base label
-        client_labels = environ.get("HTTP_X_CONFIG_CLIENT_LABELS") or ""
-        if self.rollouts is None:
-            return False
-        route = self.rollouts.route(application, profiles, label, instance_id.strip(), client_labels.strip())
+        route = self.rollouts.route(
+            application, profiles, label, reporter.instance_id, reporter.client_labels
+        )
         return route.source is not None
 
     def _authenticated(self, environ: dict[str, Any]) -> Client | None:

@@ -36,7 +36,7 @@ MAX_WAIT_SECONDS = 60.0
 class _Slot:
     """The waiters of one environment: the newest resolved result and the event that wakes them.
 
-    `resolution` numbers the resolution `latest` came from (resolutions are numbered as they
+    `resolution` numbers the resolution `published` came from (resolutions are numbered as they
     start, so a higher number saw the label no earlier); `direct` maps each offered connection
     to the ETags its request already holds.
     """
@@ -45,10 +45,8 @@ class _Slot:
     profiles: str
     label: str | None
     route: Route = BASE_ROUTE
-    latest: ResolvedEnvironment | None = None
-    #: `X-Config-Held-Back` when `latest` stands in for a broken newest commit (`last_good.py`).
-    extra_headers: Headers = ()
-    #: (`latest`, `extra_headers`) assigned at once, so a waiter reads a matching pair.
+    #: The newest resolved environment and its answer's extra headers (`X-Config-Held-Back` when
+    #: it stands in for a broken newest commit, `last_good.py`), assigned as one pair.
     published: tuple[ResolvedEnvironment, Headers] | None = None
     resolution: int = 0
     event: threading.Event = field(default_factory=threading.Event)
@@ -157,7 +155,7 @@ class WatchHub:
         try:
             while True:
                 event = slot.event
-                resolution = slot.resolution  # read before `latest`, which `_publish` writes first
+                resolution = slot.resolution  # read before `published`, which `_publish` writes first
                 published = slot.published
                 if published is not None and resolution >= joined and published[0].etag not in known:
                     return published
@@ -211,19 +209,17 @@ class WatchHub:
         with self._publish_lock:
             if resolution <= slot.resolution:
                 return False
-            if slot.latest is not None and slot.latest.etag == current.etag:
+            if slot.published is not None and slot.published[0].etag == current.etag:
                 slot.resolution = resolution
                 return False
-            slot.latest = current
-            slot.extra_headers = extra_headers
             slot.published = (current, extra_headers)
             slot.resolution = resolution
-            self._answer_directly(slot, current)
+            self._answer_directly(slot, current, extra_headers)
             woken, slot.event = slot.event, threading.Event()
         woken.set()
         return True
 
-    def _answer_directly(self, slot: _Slot, current: ResolvedEnvironment) -> None:
+    def _answer_directly(self, slot: _Slot, current: ResolvedEnvironment, extra_headers: Headers) -> None:
         """Write the new answer to every waiter that offered its connection, in one pass."""
         with self._lock:
             waiting = [answer for answer, known in slot.direct.items() if current.etag not in known]
@@ -231,7 +227,7 @@ class WatchHub:
                 del slot.direct[answer]
         if not waiting:
             return
-        built = environment_answer(current, slot.label, extra_headers=slot.extra_headers)
+        built = environment_answer(current, slot.label, extra_headers=extra_headers)
         response = encode_http(built, formatdate(usegmt=True))
         for answer in waiting:
             answer.deliver(response)
