@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from config_server.errors import ConfigServerError, StateUnavailable
+from config_server.names import INSTANCE_LABEL
 from config_server.state import InstanceRecord, InstanceReport, StateStore
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ MAX_SCAN_ROWS = 10_000
 FLUSH_CHUNK = 500
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
-_LABEL_PAIR = re.compile(r"([A-Za-z0-9._-]+)=([A-Za-z0-9._-]+)")
+_LABEL_PAIR = re.compile(f"({INSTANCE_LABEL})=({INSTANCE_LABEL})")
 _VERSION = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _REJECTED = re.compile(r'(?P<version>[^;\s]+)\s*(?:;\s*reason="(?P<reason>(?:[^"\\]|\\.)*)")?\s*')
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -148,7 +149,7 @@ def _client_labels(raw: str | None) -> str:
         if not _LABEL_PAIR.fullmatch(pair):
             raise InvalidHeader(
                 "X-Config-Client-Labels must be k=v pairs separated by commas "
-                "(letters, digits and . _ - only)"
+                "(1 to 128 letters, digits and . _ - each)"
             )
     return ",".join(pairs)
 

@@ -23,6 +23,8 @@ MAX_LIST_ITEMS = 16
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+\-]*")
 _LABEL_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+\-]*")
 _PATH_PART = re.compile(r"[^\x00-\x1f\\]+")
+#: A key or a value of an instance's labels (`X-Config-Client-Labels`, a rollout's `match:`).
+INSTANCE_LABEL = r"[A-Za-z0-9._-]{1,128}"
 
 SLASH_ALIAS = "(_)"
 

@@ -49,7 +49,7 @@ ROLLOUT_HEADER = "X-Config-Rollout"
 RUNNING, HALTED, COMPLETE = "running", "halted", "complete"
 
 _KEYS = {"id", "canary", "profiles", "match", "steps", "bake", "halt-on"}
-_LABEL_VALUE = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_LABEL_VALUE = re.compile(names.INSTANCE_LABEL)
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _MAX_ID = 128

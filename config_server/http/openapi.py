@@ -73,7 +73,9 @@ def _report_header(name: str, description: str) -> dict[str, Any]:
 #: Instance reports (protocol.md): optional; a malformed one is a 400 naming it.
 _REPORT_HEADERS = [
     _report_header("X-Config-Client-Id", "Instance identity: 1-128 of `[A-Za-z0-9._:@-]`."),
-    _report_header("X-Config-Client-Labels", "`k=v,k=v` (at most 16 pairs of `[A-Za-z0-9._-]`)."),
+    _report_header(
+        "X-Config-Client-Labels", "`k=v,k=v` (at most 16 pairs; keys and values 1-128 of `[A-Za-z0-9._-]`)."
+    ),
     _report_header("X-Config-Applied", "The version the instance runs."),
     _report_header("X-Config-Rejected", 'The newest version it refused: `<version>; reason="<text>"`.'),
 ]

@@ -60,6 +60,7 @@ def test_a_caller_without_an_id_is_known_by_address_and_user_agent():
         ("x_config_client_labels", "zone"),
         ("x_config_client_labels", "zone=eu=1"),
         ("x_config_client_labels", "zone=e u"),
+        ("x_config_client_labels", "zone=" + "e" * 129),
         ("x_config_client_labels", ",".join(f"k{i}=v" for i in range(17))),
         ("x_config_applied", "abc def"),
         ("x_config_applied", "x" * 129),
