@@ -124,7 +124,6 @@ class ClusterLink:
         replica: str,
         metrics: Metrics | None = None,
     ) -> None:
-        self.url = url
         self.metrics = metrics  # with enable_cluster() called
         self.shown_url = redact(url)
         self.backend = backend

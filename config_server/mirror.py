@@ -236,7 +236,8 @@ def run_git(args: list[str], timeout: float) -> None:
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
+        with contextlib.suppress(subprocess.TimeoutExpired):  # a helper outside the group may hold stderr
+            process.communicate(timeout=5)
         command = args[2] if args[0] == "-C" else args[0]
         raise GitFailed(f"git {command} took longer than {timeout:g} s") from None
     if process.returncode != 0:

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from config_server import names
 from config_server.answer import BASE_ROUTE, Route
 from config_server.backends.base import Backend
-from config_server.errors import ConfigServerError, LabelNotFound
+from config_server.errors import ConfigServerError, LabelNotFound, StateUnavailable
 from config_server.rollout import (
     COMPLETE,
     HALTED,
@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 #: How often the loop reads the repository heads and the state store.
 TICK_SECONDS = 0.2
+#: How long a tick waits for another to finish (a halt request must not wait without end).
+TICK_WAIT_SECONDS = 10.0
 #: At most this many labels besides the default are watched for rollout files.
 MAX_LABELS = 64
 #: Canary versions remembered per rollout (a rejection of any of them counts).
@@ -250,8 +252,11 @@ class Rollouts:
 
     def tick(self) -> None:
         """Read the rollout files at the heads, record rejections, sync with the state store, and
-        reroute the long polls of every application whose rollout moved."""
-        with self._tick_lock:
+        reroute the long polls of every application whose rollout moved. Waits for another tick
+        (the loop's, or a halt's) at most TICK_WAIT_SECONDS; StateUnavailable (503) after that."""
+        if not self._tick_lock.acquire(timeout=TICK_WAIT_SECONDS):
+            raise StateUnavailable(f"the rollout state is busy for more than {TICK_WAIT_SECONDS:g} s")
+        try:
             now = self.clock()
             seen, errors, scanned = self._scan()
             records = {(r.application, r.label, r.rollout_id): r for r in self._io(self.store.rollouts)}
@@ -281,6 +286,8 @@ class Rollouts:
             self._active = seen
             self._errors = errors
             self._reroute_moved(now)
+        finally:
+            self._tick_lock.release()
 
     def _scanned_labels(self) -> set[str]:
         default = self._default_label

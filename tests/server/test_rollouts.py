@@ -609,3 +609,17 @@ def test_two_replicas_sharing_redis_agree_and_a_halt_at_one_reaches_the_other(
     requests.post(f"{replicas[0].url}/rollouts/orders/halt", json={"reason": "pager"}, timeout=5)
     wait_for(lambda: started(replicas[1], "halted"), what="the halt on the other replica")
     assert {get(replicas[1], i).json()["version"] for i in INSTANCES[:60]} == {base}
+
+
+def test_a_halt_waits_for_a_busy_rollout_state_only_so_long_then_503(serve, repo_with_canary, monkeypatch):
+    """A halt request never waits without end behind another tick: here the tick lock is held
+    (as a tick stuck on a slow repository would hold it) and the wait cut to 0.2 s for the test."""
+    import config_server.rollouts
+
+    server, _, _ = rolled_out(serve, repo_with_canary, rollout_file(steps="[50]"))
+    monkeypatch.setattr(config_server.rollouts, "TICK_WAIT_SECONDS", 0.2)
+    rollouts = server.app.extensions["config_server"].rollouts
+    with rollouts._tick_lock:
+        busy = requests.post(f"{server.url}/rollouts/orders/halt", json={"reason": "test"}, timeout=5)
+    assert busy.status_code == 503 and "busy" in busy.json()["message"]
+    assert requests.post(f"{server.url}/rollouts/orders/halt", json={"reason": "test"}, timeout=5).ok
