@@ -35,7 +35,7 @@ from typing import Any
 
 from config_server.errors import ConfigServerError, StateUnavailable
 from config_server.names import INSTANCE_LABEL
-from config_server.state import InstanceRecord, InstanceReport, StateStore
+from config_server.state import InstanceRecord, InstanceReport, StateStore, call_cooperatively
 
 log = logging.getLogger(__name__)
 
@@ -335,7 +335,10 @@ class Inventory:
 
         At most `limit`, in the store's order (application, profiles, label, id).
         """
-        return self.store.instances(application, profiles, label, self.clock() - HISTORY_SECONDS, limit)
+        since = self.clock() - HISTORY_SECONDS
+        return call_cooperatively(
+            self.store, self.store.instances, application, profiles, label, since, limit
+        )
 
 
 def _report(

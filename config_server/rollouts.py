@@ -45,7 +45,7 @@ from config_server.rollout import (
     phase,
     rollout_path,
 )
-from config_server.state import RolloutRecord, StateStore
+from config_server.state import RolloutRecord, StateStore, call_cooperatively
 
 log = logging.getLogger(__name__)
 
@@ -222,8 +222,7 @@ class Rollouts:
         """Run a state-store call; under gevent, a store that may block (SQLite) is called on a
         thread of gevent's pool, so a write waiting for its lock (at most its busy timeout) holds up
         this greenlet only, never the worker. A cooperative store (Redis) is called directly."""
-        pool = None if self.store.cooperative else _gevent_threadpool()
-        return call(*args) if pool is None else pool.apply(call, args)
+        return call_cooperatively(self.store, call, *args)
 
     def start(self) -> Rollouts:
         """Run the loop (a thread; a greenlet under gevent, like the change detector's); the first
@@ -464,15 +463,6 @@ class Rollouts:
         return sorted(self._scanned_labels())
 
 
-def _gevent_threadpool() -> Any:
-    """gevent's thread pool when gevent has patched `threading` (the gevent worker), else None."""
-    try:
-        from gevent import get_hub, monkey
-    except ImportError:  # pragma: no cover - gevent is a server dependency
-        return None
-    return get_hub().threadpool if monkey.is_module_patched("threading") else None
-
-
 class RolloutsCollector:
     """`config_server_rollout_halted{application,label}` (1 halted, 0 running or complete) and
     `config_server_rollout_step_percent`, from the scraping worker's copy of the shared state."""
@@ -515,7 +505,9 @@ def rollout_json(
     rollout = active.rollout
     instances = [
         r
-        for r in store.instances(rollout.application, None, active.label, live_after)
+        for r in call_cooperatively(
+            store, store.instances, rollout.application, None, active.label, live_after
+        )
         if rollout.applies_to(r.profiles.split(","))
     ]
     identified = [r for r in instances if not r.anonymous]
@@ -535,7 +527,7 @@ def rollout_json(
             base_version = backend.resolve(active.label).version
         except ConfigServerError:
             pass
-    rejections = store.rollout_rejections(*active.key)
+    rejections = call_cooperatively(store, store.rollout_rejections, *active.key)
     body: dict[str, Any] = {
         "application": rollout.application,
         "label": active.label,

@@ -10,6 +10,7 @@ from config_server.state.base import (
     RolloutRecord,
     RolloutRejection,
     StateStore,
+    call_cooperatively,
 )
 from config_server.state.sqlite import SQLiteStateStore
 
@@ -20,6 +21,7 @@ __all__ = [
     "RolloutRejection",
     "StateStore",
     "SQLiteStateStore",
+    "call_cooperatively",
     "open_state_store",
 ]
 
