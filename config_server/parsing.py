@@ -81,7 +81,7 @@ def parse_file(path: str, data: bytes) -> list[Document]:
     return documents
 
 
-def _check_size(path: str, text: str) -> None:
+def check_size(path: str, text: str) -> None:
     """Refuse alias bombs and deep nesting from the event stream, before anything is built.
 
     One running count of values: an alias adds its anchor's expanded size (remembered when the
@@ -115,7 +115,7 @@ def _check_size(path: str, text: str) -> None:
 
 def _parse_yaml(path: str, text: str) -> list[Document]:
     try:
-        _check_size(path, text)
+        check_size(path, text)
         raw_documents = list(yaml.load_all(text, Loader=_StrictLoader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

@@ -23,6 +23,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError
 
 from config_server.errors import InvalidConfigFile
+from config_server.parsing import check_size
 from config_server.positions import node_line
 
 SCHEMA_FOLDER = "schemas"
@@ -87,7 +88,11 @@ def compile_schema(path: str, data: bytes) -> Schema:
     """Parse and check a schema file once per content; a broken one is kept with its reason."""
     try:
         text = data.decode("utf-8-sig")
+        if not path.endswith(".json"):
+            check_size(path, text)  # the same alias and depth bounds as a configuration file
         document = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except InvalidConfigFile as exc:
+        return Schema(path, "", None, str(exc))
     except (UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         line = line + 1 if line is not None else getattr(exc, "lineno", None)

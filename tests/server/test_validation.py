@@ -157,3 +157,17 @@ def test_a_map_holding_a_secret_that_fails_a_type_rule_is_not_quoted():
     found = secret_problems(secret, schema)
     assert found == ["orders.yml:1: db: <secret> fails type 'string' [type at schemas/orders.schema.yml:2]"]
     assert not leaks(found, secret)
+
+
+def test_a_schema_alias_bomb_is_refused_before_it_is_built():
+    """A schema file gets the alias and depth bounds of a configuration file: 400 bytes that
+    expand to 9**8 sub-schemas are a broken schema at once (it took minutes of CPU before)."""
+    from config_server.schema_rules import compile_schema
+
+    lines = ["a0: &a0 {type: object}"]
+    for n in range(1, 9):
+        lines.append(f"a{n}: &a{n} {{allOf: [{', '.join([f'*a{n - 1}'] * 9)}]}}")
+    bomb = ("\n".join(lines) + "\nallOf: [*a8]\n").encode()
+    schema = compile_schema("schemas/application.schema.yml", bomb)
+    assert schema.validator is None
+    assert "expands to more than" in schema.unusable and "schemas/application.schema.yml" in schema.unusable
