@@ -24,14 +24,11 @@ from config_server.model import Environment
 
 @dataclass(frozen=True)
 class ResolvedEnvironment:
-    """An Environment with its content ETag (unquoted) and lazily built merged views.
-
-    `undecryptable` names the values served as `invalid.<key>` (source name, key): such a result
-    is what a plain GET shows, as Spring does, but `broken` for watchers, who are never handed it.
-    """
+    """An Environment with its content ETag (unquoted) and lazily built merged views. It is never
+    broken: a version with a file that does not parse or a value that does not decrypt is a
+    `BrokenEnvironment` before it gets here (`validation.py`)."""
 
     environment: Environment
-    undecryptable: tuple[tuple[str, str], ...] = ()
     etag: str = field(init=False)
     _bodies: dict[str | None, bytes] = field(init=False, default_factory=dict, repr=False, compare=False)
 
@@ -43,11 +40,6 @@ class ResolvedEnvironment:
             default=str,
         )
         object.__setattr__(self, "etag", hashlib.sha256(content.encode()).hexdigest()[:32])
-
-    @property
-    def broken(self) -> bool:
-        """True when a value could not be decrypted: not a version to deliver to a watcher."""
-        return bool(self.undecryptable)
 
     @cached_property
     def merged(self) -> dict[str, Any]:

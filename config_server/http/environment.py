@@ -98,8 +98,6 @@ def environment(app: str, profiles: str, label: str | None) -> Response:
         if not (wait and known):
             raise
         resolved = None  # a watcher waits through a broken commit for the next good one
-    if resolved is not None and resolved.broken and wait and known:
-        resolved = None  # nor is a watcher handed a version with undecryptable values
     extra = held_back_headers(revision.held_back if revision is not None else None) + route.headers
     _record(reporter, app, profiles, label, resolved)
     _rollout_report(app, label, route, reporter, resolved)

@@ -276,8 +276,8 @@ class FastEnvironmentPath:
                 return None
             client, reporter = caller
             revision, resolved = self.service.environment(application, profiles, label)
-            if resolved.broken or not self._may_read(client, application, profiles, label, revision.label):
-                return None  # a watcher waits through undecryptable values: Flask's loop does that
+            if not self._may_read(client, application, profiles, label, revision.label):
+                return None
             extra = held_back_headers(revision.held_back)
             poll = _Poll(
                 client, application, profiles, label, known, revision, resolved, extra, reporter, since

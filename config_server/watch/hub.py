@@ -256,21 +256,12 @@ class WatchHub:
     ) -> tuple[ResolvedEnvironment, Headers] | None:
         """The environment now and its answer's extra headers (`X-Config-Held-Back` when a broken
         newest commit is held back, then the route's), or None when it is broken for watchers with
-        no good version to stand in (or, without change safety, holds a value that does not
-        decrypt). A rollout's route resolves its canary label; the answer echoes `label`."""
+        no good version to stand in (a value that does not decrypt makes it broken too,
+        `validation.py`). A rollout's route resolves its canary label; the answer echoes `label`."""
         source = route.source if route.source is not None else label
         try:
             revision, resolved = self.service.environment(application, profiles, source)
         except ConfigServerError as exc:
             log.info("watched %s/%s/%s does not resolve: %s", application, profiles, label, exc)
-            return None
-        if resolved.broken:
-            log.info(
-                "watched %s/%s/%s has undecryptable values %s: not delivered",
-                application,
-                profiles,
-                label,
-                [key for _, key in resolved.undecryptable],
-            )
             return None
         return resolved, held_back_headers(revision.held_back) + route.headers
