@@ -14,8 +14,8 @@ from typing import Any
 from config_server import render
 from config_server.backends.base import Commit
 from config_server.crypto import CIPHER_PREFIX
-from config_server.known_names import SHARED
 from config_server.known_names import applications_from_files as applications_from_files
+from config_server.resolve import SHARED
 from config_server.service import ConfigService
 
 #: What a `{cipher}` value is shown as: never the ciphertext, never the plain text.

@@ -18,11 +18,9 @@ from collections.abc import Iterable, Sequence
 
 from config_server.backends.base import Backend
 from config_server.errors import ConfigServerError
+from config_server.resolve import EXTENSIONS as CONFIG_EXTENSIONS
+from config_server.resolve import SHARED
 
-#: Extensions of configuration files.
-CONFIG_EXTENSIONS = (".yml", ".yaml", ".properties")
-#: The shared files' name (`application.yml`, `application-prod.yml`): no application of its own.
-SHARED = "application"
 #: The name every unknown application (or profile) is counted under.
 OTHER = "other"
 #: The profile every environment has.

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -26,6 +25,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from config_server.errors import StateUnavailable
+from config_server.names import RENDERED_DOCUMENT
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,6 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _PROPAGATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _WATCHER_BUCKETS = (0, 1, 10, 100, 1000, 10000, 100000)
-_RENDERED = re.compile(r".+-[^-]+\.(?:yml|yaml|properties|json)")
 
 
 class Metrics:
@@ -259,7 +258,7 @@ def endpoint_of(path: str, query: str, fixed: dict[str, str]) -> str:
     depth = path.count("/")
     if depth == 1:
         return "rendered"
-    if depth == 2 and _RENDERED.fullmatch(path.rsplit("/", 1)[1]):
+    if depth == 2 and RENDERED_DOCUMENT.fullmatch(path.rsplit("/", 1)[1]):
         return "rendered"
     if depth == 3 and "useDefaultLabel" in query:
         return "resource"

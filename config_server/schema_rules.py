@@ -25,9 +25,9 @@ from jsonschema.exceptions import SchemaError, ValidationError
 from config_server.errors import InvalidConfigFile
 from config_server.parsing import check_size
 from config_server.positions import node_line
+from config_server.resolve import SHARED
 
 SCHEMA_FOLDER = "schemas"
-SHARED = "application"
 #: Within one name, `.json` beats `.yml` beats `.yaml` (the first one found is used).
 EXTENSIONS = (".schema.json", ".schema.yml", ".schema.yaml")
 #: Longest part of a value quoted in a message.
