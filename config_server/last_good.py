@@ -341,9 +341,10 @@ class LastGood:
         label: str,
         error: BrokenEnvironment,
         is_good: Callable[[str], bool],
-        persist: bool = True,
+        persist: Callable[[], bool] = lambda: True,
     ) -> HeldBack:
-        """What to serve instead of the broken `head`: walk first parents until `is_good` says yes."""
+        """What to serve instead of the broken `head`: walk first parents until `is_good` says yes.
+        `persist()` (asked only when the verdict is new) says whether it may be written to disk."""
         held = self.store.held(head, environment)
         if held is not None:
             return held
@@ -360,7 +361,7 @@ class LastGood:
                 good = version
                 break
         held = HeldBack(head, good, tuple(error.problems))
-        self.store.set_held(environment, label, held, persist)
+        self.store.set_held(environment, label, held, persist())
         return held
 
 

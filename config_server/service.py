@@ -136,7 +136,7 @@ class ConfigService:
             revision.label,
             error,
             is_good,
-            persist=self.names.known(application, wanted),
+            persist=lambda: self.names.known(application, wanted),  # not asked on a remembered verdict
         )
         if held.good is None:
             raise BrokenEnvironment(
