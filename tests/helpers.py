@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import requests
 from werkzeug.serving import make_server
 
 #: Spring Cloud Config's own test vector: "SUPER SECRET" encrypted under the key "foo".
@@ -216,3 +218,10 @@ class RedisServer:
                 self.process.kill()
                 self.process.wait(timeout=5)
         self.process = None
+
+
+def held_long_polls(server) -> int:
+    """Long polls held by the server (every worker), from its metrics."""
+    text = requests.get(f"{server.url}/metrics", timeout=2).text
+    match = re.search(r"^config_server_watchers (\d+)", text, re.M)
+    return int(match.group(1)) if match else 0

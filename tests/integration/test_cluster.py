@@ -18,7 +18,7 @@ import requests
 from config_client import ConfigClient
 from config_server.cluster import STREAM_KEY, ClusterLink, Hint
 from config_server.settings import Settings
-from tests.helpers import RedisServer, http_ready, wait_for
+from tests.helpers import RedisServer, held_long_polls, http_ready, wait_for
 
 
 def start_replica(server_process, tmp_path, url, redis_url, name, *extra):
@@ -81,7 +81,7 @@ def test_webhook_to_one_replica_wakes_watchers_on_the_other(repo, two_replicas):
     ]
     for watcher in watchers:
         watcher.start()
-    wait_for(lambda: requests.get(f"{b.url}/health", timeout=5).json()["details"]["watchers"] > 0)
+    wait_for(lambda: held_long_polls(b) == 4, what="the 4 long polls held by b")
     sha = push(repo, {"orders.yml": "orders:\n  limit: 2\n"})
     assert webhook(a.url) == ["orders"]
     for watcher in watchers:

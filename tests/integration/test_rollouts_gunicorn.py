@@ -12,7 +12,7 @@ import time
 import requests
 
 from config_server.rollout import cohort_point
-from tests.helpers import GitRepo, wait_for
+from tests.helpers import GitRepo, held_long_polls, wait_for
 
 INSTANCES = [f"svc-{n}" for n in range(200)]
 
@@ -43,13 +43,6 @@ def start(server_process, repo: GitRepo):
         what="the rollout to start",
     )
     return server
-
-
-def held_long_polls(server) -> int:
-    """Long polls held by the server (every worker), from its metrics."""
-    text = requests.get(f"{server.url}/metrics", timeout=2).text
-    match = re.search(r"^config_server_watchers (\d+)", text, re.M)
-    return int(match.group(1)) if match else 0
 
 
 def raw_get(port: int, path: str, headers: str = "") -> bytes:
