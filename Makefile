@@ -50,7 +50,7 @@ test: $(VENV)/.installed test-deps
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
-# Every benchmark at full size (about 3 minutes); tables on stdout, JSON in bench/results/.
+# Every benchmark at full size (several minutes); tables on stdout, JSON in bench/results/.
 bench: $(VENV)/.installed bench-deps
 	$(BIN)/python -m bench.run_all
 

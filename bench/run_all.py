@@ -1,6 +1,6 @@
 """`make bench`: every benchmark at its full size, one after the other; JSON lands in bench/results/.
 
-.venv/bin/python -m bench.run_all            # about 6 minutes on a 2-core machine, and cluster's
+.venv/bin/python -m bench.run_all            # every one: several minutes on a 2-core machine
 .venv/bin/python -m bench.run_all serving    # only the named ones
 """
 
