@@ -131,6 +131,7 @@ class Rollouts:
         self._signatures: dict[tuple[str, str], tuple[Key, Rollout, tuple[str, int] | None]] = {}
         #: Replaced, never changed in place: read by the loop while requests add to it.
         self._labels: frozenset[str] = frozenset()
+        self._labels_full_said = False
         self._rejections: deque[tuple[Key, str, str, str | None]] = deque(maxlen=10_000)
         self._parsed: dict[tuple[str, str], Rollout | RolloutFileError] = {}
         self._default_label: str | None = None
@@ -164,8 +165,8 @@ class Rollouts:
             return BASE_ROUTE
         active = self._active.get((application, base))
         if active is None:
-            if label is not None and base not in self._labels and len(self._labels) < MAX_LABELS:
-                self._labels = self._labels | {base}  # the loop looks for rollout files here from now on
+            if label is not None and base not in self._labels:
+                self._watch_label(base)
             return BASE_ROUTE
         try:
             wanted = names.validate_profiles(profiles)
@@ -287,6 +288,19 @@ class Rollouts:
             self._reroute_moved(now)
         finally:
             self._tick_lock.release()
+
+    def _watch_label(self, label: str) -> None:
+        """Have the loop look for rollout files at `label` too, while fewer than MAX_LABELS are."""
+        if len(self._labels) < MAX_LABELS:
+            self._labels = self._labels | {label}
+        elif not self._labels_full_said:
+            self._labels_full_said = True
+            log.warning(
+                "rollouts: already watching %d labels besides the default; a rollout file at %r "
+                "(or any further label) is not looked for until this worker restarts",
+                MAX_LABELS,
+                label,
+            )
 
     def _scanned_labels(self) -> set[str]:
         default = self._default_label

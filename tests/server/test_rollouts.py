@@ -623,3 +623,26 @@ def test_a_halt_waits_for_a_busy_rollout_state_only_so_long_then_503(serve, repo
         busy = requests.post(f"{server.url}/rollouts/orders/halt", json={"reason": "test"}, timeout=5)
     assert busy.status_code == 503 and "busy" in busy.json()["message"]
     assert requests.post(f"{server.url}/rollouts/orders/halt", json={"reason": "test"}, timeout=5).ok
+
+
+def get_at(server, label: str, instance: str) -> requests.Response:
+    return requests.get(
+        f"{server.url}/orders/default/{label}", headers={"X-Config-Client-Id": instance}, timeout=5
+    )
+
+
+def test_watching_more_labels_than_the_cap_is_said_once(serve, repo_with_canary, monkeypatch, caplog):
+    """Rollout files are looked for at the labels asked for, up to MAX_LABELS (cut to 1 here):
+    the label beyond it is not watched, and the log says so once."""
+    import config_server.rollouts
+
+    repo = repo_with_canary
+    repo.git("branch", "release-1")
+    repo.git("branch", "release-2")
+    monkeypatch.setattr(config_server.rollouts, "MAX_LABELS", 1)
+    server = serve(repo.path)
+    for label in ("release-1", "release-2", "canary"):
+        assert get_at(server, label, INSTANCES[0]).status_code == 200
+    said = [r for r in caplog.records if "labels besides the default" in r.getMessage()]
+    assert len(said) == 1 and "'release-2'" in said[0].getMessage()
+    assert "release-2" not in server.app.extensions["config_server"].rollouts._scanned_labels()
