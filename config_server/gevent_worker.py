@@ -12,7 +12,9 @@ runs past `request_timeout` in total, however steadily its client trickles bytes
 from __future__ import annotations
 
 import gc
+import os
 import socket
+import sys
 from collections.abc import Callable, Iterable, MutableMapping
 from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
@@ -22,6 +24,7 @@ from gevent import monkey
 from gunicorn.workers.base_async import ALREADY_HANDLED
 from gunicorn.workers.ggevent import GeventWorker as _GunicornGeventWorker
 
+from config_server.heartbeat import HubHeartbeat
 from config_server.http.wire import ANSWERED, DIRECT_ANSWER
 from config_server.settings import Settings
 from config_server.watch.direct import DirectAnswer
@@ -41,6 +44,7 @@ class GeventWorker(_GunicornGeventWorker):
     _state: ServerState | None = None
     _client_timeout = Settings.client_timeout
     _request_timeout = Settings.request_timeout
+    _heartbeat: HubHeartbeat | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """On SIGTERM, answer held long polls (304) so the graceful shutdown does not wait for them."""
@@ -48,17 +52,32 @@ class GeventWorker(_GunicornGeventWorker):
         if self._state is not None:
             self._state.hub.close()
 
-    def load_wsgi(self) -> None:
-        """Load the app, read its timeouts once, then hide what it built from the garbage collector.
+    def notify(self) -> None:
+        """gunicorn's greenlet calls this every second: only the parent check is left to it.
 
-        The app's long-lived objects (GitPython, caches, routes) would otherwise be re-scanned by
-        every full collection, which shows as latency spikes under load.
+        The heartbeat file is touched by `HubHeartbeat` from a real thread, and only while the event
+        loop turns (see heartbeat.py).
         """
+        if self._heartbeat is None:
+            super().notify()
+        elif self.ppid != os.getppid():
+            self.log.info("Parent changed, shutting down: %s", self)
+            sys.exit(0)
+
+    def load_wsgi(self) -> None:
+        """Start the heartbeat, load the app, read its timeouts, then hide the app from the collector.
+
+        The heartbeat starts first so that a worker whose event loop blocks while it boots is
+        replaced too. The app's long-lived objects (GitPython, caches, routes) would otherwise be
+        re-scanned by every full collection, which shows as latency spikes under load.
+        """
+        self._heartbeat = HubHeartbeat(self.tmp.notify).start()
         super().load_wsgi()
         self._state = getattr(self.wsgi, "extensions", {}).get("config_server")
         if self._state is not None:
             self._client_timeout = self._state.settings.client_timeout
             self._request_timeout = self._state.settings.request_timeout
+            _start_blocking_monitor(self._state.settings.blocking_monitor)
         if not self.cfg.is_ssl:  # a direct answer writes plain bytes; TLS answers take the usual path
             self.wsgi = _DirectAnswers(self.wsgi)
         gc.collect()
@@ -104,6 +123,17 @@ class GeventWorker(_GunicornGeventWorker):
         self.sockets = [
             socket.socket(s.FAMILY, socket.SOCK_STREAM, fileno=s.sock.detach()) for s in listeners
         ]
+
+
+def _start_blocking_monitor(max_blocking_time: float) -> None:
+    """Start gevent's blocking monitor on the worker's own hub, once it has booted (importing and
+    building the app hold the loop). Only that hub: a real OS thread (the inventory's flusher,
+    say) may get a hub of its own from a patched lock, and waiting is that thread's job."""
+    if max_blocking_time > 0:
+        gevent.config.monitor_thread = True
+        gevent.config.max_blocking_time = max_blocking_time
+        gevent.get_hub().start_periodic_monitoring_thread()
+        gevent.config.monitor_thread = False  # no monitor for hubs that other threads create later
 
 
 class _CoalescingSocket:

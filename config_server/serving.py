@@ -46,7 +46,7 @@ class ConfigServerApplication(BaseApplication):
             "worker_connections": self.settings.worker_connections,
             "loglevel": self.settings.log_level,
             "accesslog": "-" if self.settings.access_log else None,
-            "timeout": 90,
+            "timeout": math.ceil(self.settings.worker_timeout),
             "keepalive": max(1, math.ceil(self.settings.client_timeout)),
             "graceful_timeout": 10,
             "control_socket_disable": True,

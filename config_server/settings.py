@@ -84,6 +84,21 @@ class Settings:
         metadata={"help": "Concurrent connections per gevent worker, long-poll watchers included."},
     )
     threads: int = field(default=8, metadata={"help": "Threads per gthread worker."})
+    blocking_monitor: float = field(
+        default=0.0,
+        metadata={
+            "help": "Report, with its stack on standard error, any greenlet that holds a gevent "
+            "worker's event loop for longer than this many seconds (gevent's blocking monitor, "
+            "started once the worker has booted; 0: off). For tests and diagnosis."
+        },
+    )
+    worker_timeout: float = field(
+        default=30.0,
+        metadata={
+            "help": "Seconds a worker may go without a heartbeat before gunicorn replaces it; a gevent "
+            "worker beats only while its event loop turns (long polls do not count)."
+        },
+    )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
     access_log: bool = field(
         default=False,
@@ -191,6 +206,8 @@ class Settings:
             raise ValueError(f"unknown log level {self.log_level!r}")
         if self.client_timeout <= 0 or self.request_timeout <= 0:
             raise ValueError("client-timeout and request-timeout must be positive")
+        if self.worker_timeout < 5:
+            raise ValueError("worker-timeout must be at least 5 seconds (a heartbeat waits up to 3 s)")
         if self.proxy_hops < 0:
             raise ValueError("proxy-hops must not be negative")
         if self.redis and not self.redis.startswith(("redis://", "rediss://", "unix://")):

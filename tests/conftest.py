@@ -17,6 +17,7 @@ from tests.helpers import (
     LiveServer,
     RedisServer,
     ServerProcess,
+    blocking_reports,
     free_port,
     port_open,
     wait_for,
@@ -105,14 +106,21 @@ def server_process(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     """Start `config-server serve` subprocesses (gunicorn); every one is stopped afterwards."""
     started: list[ServerProcess] = []
 
-    def start(*args: str, env: dict[str, str] | None = None, scheme: str = "http") -> ServerProcess:
-        server = ServerProcess(list(args), tmp_path, env, scheme)
+    def start(
+        *args: str, env: dict[str, str] | None = None, scheme: str = "http", command: list[str] | None = None
+    ) -> ServerProcess:
+        server = ServerProcess(list(args), tmp_path, env, scheme, command)
         started.append(server)
         return server
 
     yield start
+    blocked = []
     for server in started:
-        server.stop()
+        log = server.stop()
+        if not server.expect_blocking:
+            blocked += blocking_reports(log)
+    if blocked:
+        pytest.fail(f"the gevent event loop was blocked ({len(blocked)} reports):\n" + "\n\n".join(blocked))
 
 
 @pytest.fixture

@@ -122,20 +122,49 @@ def http_ready(url: str) -> bool:
         return False
 
 
-class ServerProcess:
-    """`config-server serve` on gunicorn in a subprocess; `stop()` ends it and returns its stderr."""
+#: gevent's own blocking monitor (`--blocking-monitor`), on in every gevent server a test starts: a
+#: greenlet that keeps the event loop for longer than this many seconds is reported (with its stack) on the server's
+#: standard error, and the `server_process` fixture fails the test (see `blocking_reports`).
+BLOCKING_MONITOR_ENV = {"CONFIG_SERVER_BLOCKING_MONITOR": "0.1"}
 
-    def __init__(self, args: list[str], tmp: Path, env: dict[str, str] | None = None, scheme: str = "http"):
+
+def blocking_reports(log: str) -> list[str]:
+    """gevent's blocking-monitor reports in a server's standard error, each with the blocked stack."""
+    return [
+        chunk.strip()[:4000] for chunk in log.split("=" * 80)[1:] if " appears to be blocked" in chunk
+    ]
+
+
+class ServerProcess:
+    """`config-server serve` on gunicorn in a subprocess; `stop()` ends it and returns its stderr.
+
+    gevent's blocking monitor is on (BLOCKING_MONITOR_ENV); `expect_blocking` lets a test that
+    blocks the event loop on purpose say so. `command` replaces `config-server serve` (a `{port}`
+    in it becomes the port picked).
+    """
+
+    def __init__(
+        self,
+        args: list[str],
+        tmp: Path,
+        env: dict[str, str] | None = None,
+        scheme: str = "http",
+        command: list[str] | None = None,
+    ):
         import sys
 
         self.port = free_port()
         self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.log_path = tmp / f"server-{self.port}.log"
+        self.expect_blocking = False
         self._log = self.log_path.open("w")
-        command = [str(Path(sys.executable).with_name("config-server")), "serve", "--port", str(self.port)]
+        if command is None:
+            command = [str(Path(sys.executable).with_name("config-server")), "serve", "--port", "{port}"]
+            command += ["--data-dir", str(tmp / "data")]
+        command = [part.replace("{port}", str(self.port)) for part in command]
         self.process = subprocess.Popen(
-            [*command, "--data-dir", str(tmp / "data"), *args],
-            env={**os.environ, **(env or {})},
+            [*command, *args],
+            env={**os.environ, **BLOCKING_MONITOR_ENV, **(env or {})},
             stdout=subprocess.DEVNULL,
             stderr=self._log,
         )

@@ -1,7 +1,8 @@
 """Change detection: notice new commits and ask the long-poll hub to check.
 
-watchdog on the repository's refs (or the plain folder), a background fetch for a remote, and a
-slow safety poll. One dispatcher thread performs the checks, so a burst of file events coalesces.
+watchdog on the repository's refs (or the plain folder; off the gevent hub, see `file_watch.py`),
+a background fetch for a remote, and a slow safety poll. One dispatcher thread performs the checks,
+so a burst of file events coalesces.
 """
 
 from __future__ import annotations
@@ -12,30 +13,11 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
-
 from config_server.backends.base import Backend
+from config_server.watch.file_watch import FileWatch, watch_files
 from config_server.watch.hub import WatchHub
 
 log = logging.getLogger(__name__)
-
-
-class _RefsChanged(FileSystemEventHandler):
-    """Turns file-system events under the watched paths into a trigger."""
-
-    def __init__(self, detector: ChangeDetector) -> None:
-        self.detector = detector
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        """Trigger a check when a relevant path changed."""
-        if event.event_type in ("opened", "closed_no_write"):
-            return
-        for path in (event.src_path, getattr(event, "dest_path", "")):
-            if path and self.detector.backend.is_change_path(str(path)):
-                self.detector.trigger()
-                return
 
 
 class ChangeDetector:
@@ -61,7 +43,7 @@ class ChangeDetector:
         self._stop = threading.Event()
         self._pending: set[str] | None = set()
         self._pending_lock = threading.Lock()
-        self._observer: BaseObserver | None = None
+        self._file_watch: FileWatch | None = None
         self._threads: list[threading.Thread] = []
         self.use_watchdog = use_watchdog
         #: Called with (seconds, succeeded) after each fetch of a remote repository.
@@ -73,22 +55,21 @@ class ChangeDetector:
     def start(self) -> ChangeDetector:
         """Start the observer and the dispatcher (and the refresh loop for a remote)."""
         paths = self.backend.watch_paths() if self.use_watchdog else []
-        if paths:
-            observer = Observer()
-            handler = _RefsChanged(self)
-            for path, recursive in paths:
-                if Path(path).is_dir():
-                    observer.schedule(handler, str(path), recursive=recursive)
-            observer.daemon = True
+        folders = [(path, recursive) for path, recursive in paths if Path(path).is_dir()]
+        if folders:
             try:
-                observer.start()
-                self._observer = observer
+                self._file_watch = watch_files(folders, self._files_changed)
             except OSError as exc:  # inotify limits: fall back to the safety poll
                 log.warning("cannot watch %s (%s); polling every %ss", paths, exc, self.poll_interval)
         self._spawn(self._dispatch, "config-watch")
         if self.refresh_interval > 0 and getattr(self.backend, "remote", False):
             self._spawn(self._refresh_loop, "config-refresh")
         return self
+
+    def _files_changed(self, paths: list[str]) -> None:
+        """Trigger a check when a path that may mean a new version changed (no paths: maybe any)."""
+        if not paths or any(self.backend.is_change_path(path) for path in paths):
+            self.trigger()
 
     def trigger(self, applications: Iterable[str] | None = None) -> None:
         """Ask for a check soon (of some applications, or of all when None)."""
@@ -129,9 +110,8 @@ class ChangeDetector:
         """Stop every thread this detector started."""
         self._stop.set()
         self._wake.set()
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(timeout=5)
+        if self._file_watch is not None:
+            self._file_watch.stop()
         for thread in self._threads:
             thread.join(timeout=5)
 
