@@ -123,16 +123,15 @@ def http_ready(url: str) -> bool:
 
 
 #: gevent's own blocking monitor (`--blocking-monitor`), on in every gevent server a test starts: a
-#: greenlet that keeps the event loop for longer than this many seconds is reported (with its stack) on the server's
-#: standard error, and the `server_process` fixture fails the test (see `blocking_reports`).
+#: greenlet that keeps the event loop for longer than this many seconds is reported (with its
+#: stack) on the server's standard error, and the `server_process` fixture fails the test (see
+#: `blocking_reports`).
 BLOCKING_MONITOR_ENV = {"CONFIG_SERVER_BLOCKING_MONITOR": "0.1"}
 
 
 def blocking_reports(log: str) -> list[str]:
     """gevent's blocking-monitor reports in a server's standard error, each with the blocked stack."""
-    return [
-        chunk.strip()[:4000] for chunk in log.split("=" * 80)[1:] if " appears to be blocked" in chunk
-    ]
+    return [chunk.strip()[:4000] for chunk in log.split("=" * 80)[1:] if " appears to be blocked" in chunk]
 
 
 class ServerProcess:

@@ -1,4 +1,4 @@
-"""File watching off the gevent hub: watchdog in a child process, restarted when it dies, gone with its worker."""
+"""File watching off the gevent hub: watchdog in a child process, restarted, gone with its worker."""
 
 import os
 import signal
@@ -51,7 +51,8 @@ def test_a_written_file_is_reported_with_its_path(tmp_path, watch_class):
     try:
         (tmp_path / "sub").mkdir()
         (tmp_path / "sub" / "orders.yml").write_text("a: 1\n")
-        wait_for(lambda: any(str(tmp_path / "sub" / "orders.yml") in paths for paths in seen), what="the event")
+        written = str(tmp_path / "sub" / "orders.yml")
+        wait_for(lambda: any(written in paths for paths in seen), what="the event")
     finally:
         watch.stop()
 
