@@ -1,6 +1,7 @@
 """Rollout endpoints: `GET /rollouts` (status) and `POST /rollouts/{app}/halt` (by hand or Alertmanager).
 
-Both need the `rollout` role (or admin; everyone on an open server). The status is read with a
+Both need the `rollout` role (or admin; everyone on an open server), and show or halt only the
+rollouts whose application and base label the client's globs cover. The status is read with a
 query string (`?application=orders&label=main`) because `GET /{app}/{profiles}` is the
 Environment endpoint: `/rollouts/orders` is the environment of an application named `rollouts`.
 """
@@ -13,7 +14,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from config_server import names
-from config_server.errors import InvalidName, ResourceNotFound
+from config_server.auth import Client
+from config_server.errors import AccessDenied, InvalidName, ResourceNotFound
 from config_server.http import security
 from config_server.inventory import GONE_AFTER_SECONDS
 from config_server.rollouts import rollout_json
@@ -28,7 +30,7 @@ MAX_REASON_CHARS = 512
 def rollouts_status() -> Response:
     """Every rollout (or one application's, `?application=`; one label's, `?label=`) and every
     ignored rollout file."""
-    security.require_role("rollout", event="rollout")
+    client = security.require_role("rollout", event="rollout")
     state = current_app.extensions["config_server"]
     application = request.args.get("application") or None
     label = request.args.get("label") or None
@@ -36,16 +38,20 @@ def rollouts_status() -> Response:
         names.validate_application(application)
     if label is not None:
         label = names.validate_label(label)
+    if application is not None:
+        _require_scope(client, application, label)
     now = time.time()
     found = [
         rollout_json(active, current, state.store, now, now - GONE_AFTER_SECONDS, state.service.backend)
         for active, current in state.rollouts.phases(application)
-        if label is None or active.label == label
+        if (label is None or active.label == label) and client.covers(active.rollout.application, active.label)
     ]
     errors = [
         e.to_json()
         for e in state.rollouts.errors()
-        if (application is None or e.application == application) and (label is None or e.label == label)
+        if (application is None or e.application == application)
+        and (label is None or e.label == label)
+        and client.covers(e.application, e.label)
     ]
     return jsonify({"rollouts": found, "errors": errors, "labels": list(state.rollouts.labels())})
 
@@ -58,16 +64,16 @@ def halt(app: str) -> Response:
     `firing` one halts (the reason names the alerts), a `resolved` one changes nothing (a halted
     rollout is started again only through its file).
     """
-    security.require_role("rollout", event="rollout")
+    client = security.require_role("rollout", event="rollout")
     names.validate_application(app)
     label = request.args.get("label") or None
     if label is not None:
         label = names.validate_label(label)
+    state = current_app.extensions["config_server"]
+    _require_scope(client, app, label or state.service.backend.default_label())
     body = request.get_json(silent=True) if request.content_length else None
     reason = _reason(body)
-    client = security.caller()
-    who = client.name if client is not None else "anonymous"
-    state = current_app.extensions["config_server"]
+    who = client.name
     if reason is None:
         return jsonify({"application": app, "halted": False, "message": "a resolved alert halts nothing"})
     record = state.rollouts.halt(app, label, f"{reason} (by {who})"[:MAX_REASON_CHARS])
@@ -86,6 +92,14 @@ def halt(app: str) -> Response:
             "haltReason": record.halt_reason,
         }
     )
+
+
+def _require_scope(client: Client, application: str, label: str | None) -> None:
+    """403 unless the client's application (and label) globs cover the rollout: a `rollout` token
+    for `applications: [orders]` neither sees nor halts another application's rollout."""
+    if not client.covers(application, label):
+        where = f" at label {label!r}" if label is not None else ""
+        raise AccessDenied(f"client {client.name!r} may not see or halt the rollouts of {application!r}{where}")
 
 
 def _reason(body: Any) -> str | None:

@@ -112,12 +112,14 @@ class StateStore(ABC):
         label: str | None = None,
         seen_after: float = 0.0,
         limit: int = 10_000,
+        accept: Callable[[InstanceRecord], bool] | None = None,
     ) -> list[InstanceRecord]:
         """Instances (optionally of one application/profiles/label) last seen after `seen_after`.
 
         At most `limit` of them, ordered by application, profiles, label and instance id, so
         that one read has a known cost whatever the table holds (ask for one more to know
-        whether there were more).
+        whether there were more). With `accept`, only records it accepts are returned and
+        counted towards `limit` (the rows are filtered before the limit, not after).
         """
 
     @abstractmethod

@@ -21,7 +21,7 @@ inventory fills again as the instances poll.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import redis
@@ -178,6 +178,7 @@ class RedisStateStore(StateStore):
         label: str | None = None,
         seen_after: float = 0.0,
         limit: int = 10_000,
+        accept: Callable[[InstanceRecord], bool] | None = None,
     ) -> list[InstanceRecord]:
         """Matching instances, ordered by environment then instance id; at most `limit`.
 
@@ -214,6 +215,8 @@ class RedisStateStore(StateStore):
                     if (profiles is not None and record.profiles != profiles) or (
                         label is not None and record.label != label
                     ):
+                        continue
+                    if accept is not None and not accept(record):
                         continue
                     records.append(record)
                     if len(records) == wanted:

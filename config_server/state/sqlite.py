@@ -9,9 +9,10 @@ greenlet or process without sharing a connection; writers wait for each other at
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 from config_server.state.base import (
     InstanceRecord,
@@ -144,26 +145,42 @@ class SQLiteStateStore(StateStore):
         label: str | None = None,
         seen_after: float = 0.0,
         limit: int = 10_000,
+        accept: Callable[[InstanceRecord], bool] | None = None,
     ) -> list[InstanceRecord]:
-        """Matching instances, ordered by environment then instance id; at most `limit`."""
+        """Matching instances, ordered by environment then instance id; at most `limit`.
+
+        With `accept`, the rows are read in chunks after the last one seen (the order's index)
+        until `limit` are accepted or none are left."""
         where = ["last_seen > ?"]
         params: list[str | float] = [seen_after]
         for column, value in (("application", application), ("profiles", profiles), ("label", label)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        wanted = max(0, int(limit))
+        if accept is None:
+            return [_instance(row) for row in self._select(where, params, wanted)]
+        records: list[InstanceRecord] = []
+        after: list[str | float] = []
+        while len(records) < wanted:
+            rows = self._select(
+                [*where, "(application, profiles, label, instance_id) > (?, ?, ?, ?)"] if after else where,
+                [*params, *after],
+                _CHUNK,
+            )
+            records.extend(r for r in map(_instance, rows) if accept(r))
+            if len(rows) < _CHUNK:
+                break
+            after = list(rows[-1][1:4]) + [rows[-1][0]]
+        return records[:wanted]
+
+    def _select(self, where: list[str], params: list[str | float], limit: int) -> list[Any]:
         query = (
             f"SELECT {_COLUMNS} FROM instances WHERE {' AND '.join(where)} "
             "ORDER BY application, profiles, label, instance_id LIMIT ?"
         )
-        params.append(max(0, int(limit)))
         with closing(self._connect()) as conn:
-            rows = conn.execute(query, params).fetchall()
-        return [
-            # One starred tuple: mypy cannot count the fields of a slice followed by more arguments.
-            InstanceRecord(*(*row[:11], bool(row[11]), float(row[12]), float(row[13]), float(row[14])))
-            for row in rows
-        ]
+            return conn.execute(query, [*params, limit]).fetchall()
 
     def prune(self, seen_before: float) -> int:
         """Delete instances not seen since `seen_before`."""
@@ -235,6 +252,15 @@ class SQLiteStateStore(StateStore):
                 (application, label, rollout_id),
             ).fetchall()
         return [RolloutRejection(*row) for row in rows]
+
+
+#: Rows read per chunk when the caller filters them (`instances(accept=...)`).
+_CHUNK = 500
+
+
+def _instance(row: Any) -> InstanceRecord:
+    # One starred tuple: mypy cannot count the fields of a slice followed by more arguments.
+    return InstanceRecord(*(*row[:11], bool(row[11]), float(row[12]), float(row[13]), float(row[14])))
 
 
 _ROLLOUT_COLUMNS = "application, label, rollout_id, started, halted_at, halt_reason"

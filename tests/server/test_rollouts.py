@@ -646,3 +646,93 @@ def test_watching_more_labels_than_the_cap_is_said_once(serve, repo_with_canary,
     said = [r for r in caplog.records if "labels besides the default" in r.getMessage()]
     assert len(said) == 1 and "'release-2'" in said[0].getMessage()
     assert "release-2" not in server.app.extensions["config_server"].rollouts._scanned_labels()
+
+
+def test_a_rollout_token_sees_and_halts_only_the_applications_of_its_globs(
+    serve, repo_with_canary, tmp_path: Path
+):
+    repo = repo_with_canary
+    repo.commit(
+        {
+            "payments.yml": "p: 1\n",
+            "rollouts/orders.yml": rollout_file(steps="[100]"),
+            "rollouts/payments.yml": rollout_file(steps="[100]"),
+        },
+        "two rollouts",
+    )
+    auth = write_auth_file(
+        tmp_path,
+        ("orders-bot", "o" * 32, "roles: [rollout], applications: [orders]"),
+        ("ops", "a" * 32, "roles: [admin]"),
+    )
+    server = serve(repo.path, auth_file=auth)
+    bot, ops = {"Authorization": "Bearer " + "o" * 32}, {"Authorization": "Bearer " + "a" * 32}
+
+    def running(headers: dict[str, str]) -> list[str]:
+        body = requests.get(f"{server.url}/rollouts", headers=headers, timeout=5).json()
+        return sorted(r["application"] for r in body["rollouts"] if r["state"] == "running")
+
+    wait_for(lambda: running(ops) == ["orders", "payments"], what="both rollouts to start")
+    assert running(bot) == ["orders"]
+    other = requests.get(f"{server.url}/rollouts?application=payments", headers=bot, timeout=5)
+    assert other.status_code == 403 and "payments" in other.json()["message"]
+    halt = requests.post(f"{server.url}/rollouts/payments/halt", headers=bot, json={"reason": "x"}, timeout=5)
+    assert halt.status_code == 403
+    assert running(ops) == ["orders", "payments"]
+    mine = requests.post(f"{server.url}/rollouts/orders/halt", headers=bot, json={"reason": "x"}, timeout=5)
+    assert mine.status_code == 200 and running(ops) == ["payments"]
+
+
+def test_a_cross_site_form_cannot_halt_a_rollout_with_the_browsers_basic_credentials(
+    serve, repo_with_canary, tmp_path: Path
+):
+    """The console is opened with HTTP Basic, which the browser re-sends by itself: a page of
+    another origin that auto-submits a form to the halt endpoint must change nothing."""
+    import base64
+
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out")
+    auth = write_auth_file(tmp_path, ("ops", "a" * 32, "roles: [admin]"))
+    server = serve(repo.path, auth_file=auth)
+    basic = {"Authorization": "Basic " + base64.b64encode(b"ops:" + b"a" * 32).decode()}
+    ops = {"Authorization": "Bearer " + "a" * 32}
+    url = f"{server.url}/rollouts/orders/halt"
+
+    def state() -> str | None:
+        body = requests.get(f"{server.url}/rollouts", headers=ops, timeout=5).json()
+        return body["rollouts"][0]["state"] if body["rollouts"] else None
+
+    wait_for(lambda: state() == "running", what="the rollout to start")
+    form = {**basic, "Content-Type": "text/plain"}
+    cross_site = [
+        {**form, "Origin": "https://attacker.example", "Sec-Fetch-Site": "cross-site"},
+        {**form, "Origin": "https://attacker.example"},
+        {**form, "Sec-Fetch-Site": "same-site"},
+        {**form, "Origin": "null"},
+        form,  # a browser that sends neither header: Basic with a form's content type
+        basic,  # a body-less fetch() is a simple request too
+        {**basic, "Content-Type": "application/x-www-form-urlencoded"},
+        {**basic, "Content-Type": "multipart/form-data; boundary=x"},
+    ]
+    for headers in cross_site:
+        answer = requests.post(url, data=b'{"reason": "csrf"}', headers=headers, timeout=5)
+        assert answer.status_code == 403, headers
+        assert "cross-site" in answer.json()["message"] or "Basic" in answer.json()["message"]
+    assert state() == "running"
+    # what a cross-site form cannot send passes: JSON with Basic from the server's own origin
+    own = {**basic, "Content-Type": "application/json", "Origin": server.url, "Sec-Fetch-Site": "same-origin"}
+    answer = requests.post(url, data=b'{"reason": "by hand"}', headers=own, timeout=5)
+    assert answer.status_code == 200 and state() == "halted"
+
+
+def test_machine_clients_halt_unchanged_and_an_open_server_refuses_other_origins(serve, repo_with_canary):
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out")
+    server = serve(repo.path)
+    wait_for(lambda: started(server), what="the rollout to start")
+    url = f"{server.url}/rollouts/orders/halt"
+    cross = requests.post(url, json={"reason": "csrf"}, headers={"Origin": "http://evil.example"}, timeout=5)
+    assert cross.status_code == 403 and started(server) is not None
+    # curl without a body or a content type, as `config-server rollout halt` and Alertmanager do
+    assert requests.post(url, timeout=5).status_code == 200
+    assert started(server, "halted")["haltReason"] == "halted by hand (by anonymous)"

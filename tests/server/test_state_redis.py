@@ -76,6 +76,28 @@ def test_redis_store_answers_as_the_sqlite_store(tmp_path, redis_server):
     assert (billing.version, billing.rejected_reason, billing.last_seen) == (COMMIT_C, None, 105.0)
 
 
+def test_both_stores_filter_with_accept_before_the_limit(tmp_path, redis_server):
+    """`instances(accept=...)` counts only accepted rows towards `limit`, across read chunks."""
+
+    def filtered(store):
+        store.record_instances([report(n, application="a-first") for n in range(1200)])
+        store.record_instances([report(n, application="orders") for n in range(3)])
+
+        def mine(record):
+            return record.application == "orders" or record.instance_id == "orders-1100:1@host"
+
+        return store.instances(limit=3, accept=mine), store.instances(limit=10, accept=mine)
+
+    sqlite = filtered(SQLiteStateStore(tmp_path / "state.db"))
+    assert sqlite == filtered(RedisStateStore(redis_server.url))
+    assert [(r.application, r.instance_id) for r in sqlite[0]] == [
+        ("a-first", "orders-1100:1@host"),
+        ("orders", "orders-0:1@host"),
+        ("orders", "orders-1:1@host"),
+    ]
+    assert len(sqlite[1]) == 4
+
+
 def test_cluster_mode_opens_the_redis_store(tmp_path, redis_server):
     assert isinstance(open_state_store(tmp_path, redis_server.url), RedisStateStore)
     assert isinstance(open_state_store(tmp_path), SQLiteStateStore)
