@@ -44,7 +44,8 @@ def rollouts_status() -> Response:
     found = [
         rollout_json(active, current, state.store, now, now - GONE_AFTER_SECONDS, state.service.backend)
         for active, current in state.rollouts.phases(application)
-        if (label is None or active.label == label) and client.covers(active.rollout.application, active.label)
+        if (label is None or active.label == label)
+        and client.covers(active.rollout.application, active.label)
     ]
     errors = [
         e.to_json()
@@ -99,7 +100,9 @@ def _require_scope(client: Client, application: str, label: str | None) -> None:
     for `applications: [orders]` neither sees nor halts another application's rollout."""
     if not client.covers(application, label):
         where = f" at label {label!r}" if label is not None else ""
-        raise AccessDenied(f"client {client.name!r} may not see or halt the rollouts of {application!r}{where}")
+        raise AccessDenied(
+            f"client {client.name!r} may not see or halt the rollouts of {application!r}{where}"
+        )
 
 
 def _reason(body: Any) -> str | None:
