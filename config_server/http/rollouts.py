@@ -1,9 +1,12 @@
 """Rollout endpoints: `GET /rollouts` (status) and `POST /rollouts/{app}/halt` (by hand or Alertmanager).
 
 Both need the `rollout` role (or admin; everyone on an open server), and show or halt only the
-rollouts whose application and base label the client's globs cover. The status is read with a
-query string (`?application=orders&label=main`) because `GET /{app}/{profiles}` is the
-Environment endpoint: `/rollouts/orders` is the environment of an application named `rollouts`.
+rollouts whose application and base label the client's globs cover. A rejection's reason (which a
+service's validator may have written with a value in it) is shown only to a client that may read
+the application at the base and canary labels (or an admin); others see who rejected, not why.
+The status is read with a query string (`?application=orders&label=main`) because
+`GET /{app}/{profiles}` is the Environment endpoint: `/rollouts/orders` is the environment of an
+application named `rollouts`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from config_server.auth import Client
 from config_server.errors import AccessDenied, InvalidName, ResourceNotFound
 from config_server.http import security
 from config_server.inventory import GONE_AFTER_SECONDS
-from config_server.rollouts import rollout_json
+from config_server.rollouts import rollout_json, without_rejection_reason
 
 blueprint = Blueprint("rollouts", __name__)
 
@@ -42,7 +45,10 @@ def rollouts_status() -> Response:
         _require_scope(client, application, label)
     now = time.time()
     found = [
-        rollout_json(active, current, state.store, now, now - GONE_AFTER_SECONDS, state.service.backend)
+        _for_client(
+            client,
+            rollout_json(active, current, state.store, now, now - GONE_AFTER_SECONDS, state.service.backend),
+        )
         for active, current in state.rollouts.phases(application)
         if (label is None or active.label == label)
         and client.covers(active.rollout.application, active.label)
@@ -82,7 +88,9 @@ def halt(app: str) -> Response:
         raise ResourceNotFound(
             f"no rollout of {app!r} at label {label or state.service.backend.default_label()!r}"
         )
-    security.note("rollout", application=app, label=record.label, halt=record.halt_reason)
+    public = without_rejection_reason(record.halt_reason)
+    security.note("rollout", application=app, label=record.label, halt=public)
+    canary = next((a.rollout.canary for a, _ in state.rollouts.phases(app) if a.label == record.label), None)
     return jsonify(
         {
             "application": app,
@@ -90,9 +98,28 @@ def halt(app: str) -> Response:
             "id": record.rollout_id,
             "halted": True,
             "haltedAt": record.halted_at,
-            "haltReason": record.halt_reason,
+            "haltReason": record.halt_reason
+            if _may_see_reasons(client, app, record.label, canary)
+            else public,
         }
     )
+
+
+def _may_see_reasons(client: Client, application: str, label: str, canary: str | None) -> bool:
+    """Whether the client may read the application at the base and canary labels: a rejection's
+    reason may quote the canary's settings, so only such a reader (or an admin) is shown it."""
+    if client.has_role("admin"):
+        return True
+    return all(client.may_read(application, (), one) for one in (label, canary or label))
+
+
+def _for_client(client: Client, body: dict[str, Any]) -> dict[str, Any]:
+    """A rollout's status without the rejections' reasons for a client that may not read them."""
+    if _may_see_reasons(client, body["application"], body["label"], body["canary"]):
+        return body
+    body["rejections"] = [{**r, "reason": None} for r in body["rejections"]]
+    body["haltReason"] = without_rejection_reason(body["haltReason"])
+    return body
 
 
 def _require_scope(client: Client, application: str, label: str | None) -> None:

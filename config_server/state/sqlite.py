@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from config_server.state.base import (
+    MAX_SERVED_PER_ROLLOUT,
     InstanceRecord,
     InstanceReport,
     RolloutRecord,
@@ -61,7 +62,17 @@ CREATE TABLE IF NOT EXISTS rollout_rejections (
     version TEXT NOT NULL,
     reason TEXT,
     seen REAL NOT NULL,
+    caller TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (application, label, rollout_id, instance_id)
+);
+CREATE TABLE IF NOT EXISTS rollout_served (
+    application TEXT NOT NULL,
+    label TEXT NOT NULL,
+    rollout_id TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    seen REAL NOT NULL,
+    PRIMARY KEY (application, label, rollout_id, instance_id, version)
 );
 """
 
@@ -101,6 +112,9 @@ class SQLiteStateStore(StateStore):
         with closing(self._connect()) as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(rollout_rejections)")}
+            if "caller" not in columns:  # a state.db written before rejections named their caller
+                conn.execute("ALTER TABLE rollout_rejections ADD COLUMN caller TEXT NOT NULL DEFAULT ''")
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
@@ -221,6 +235,7 @@ class SQLiteStateStore(StateStore):
             try:
                 conn.execute(f"DELETE FROM rollouts WHERE {_ROLLOUT_KEY}", key)
                 conn.execute(f"DELETE FROM rollout_rejections WHERE {_ROLLOUT_KEY}", key)
+                conn.execute(f"DELETE FROM rollout_served WHERE {_ROLLOUT_KEY}", key)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -235,13 +250,43 @@ class SQLiteStateStore(StateStore):
         version: str,
         reason: str | None,
         now: float,
+        caller: str = "",
     ) -> int:
-        """Upsert the instance's rejection and count the distinct instances."""
+        """Upsert the instance's rejection and count the distinct callers."""
         key = (application, label, rollout_id)
         with closing(self._connect()) as conn:
-            conn.execute(_REJECTION, (*key, instance_id, version, reason, now))
+            conn.execute(_REJECTION, (*key, instance_id, version, reason, now, caller))
             count: int = conn.execute(_COUNT_REJECTIONS, key).fetchone()[0]
         return count
+
+    def record_canary_served(
+        self, application: str, label: str, rollout_id: str, served: Sequence[tuple[str, str, float]]
+    ) -> None:
+        """Insert what is not there yet (an earlier time stays), up to the cap, in one transaction."""
+        key = (application, label, rollout_id)
+        if not served:
+            return
+        with closing(self._connect()) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                room = MAX_SERVED_PER_ROLLOUT - conn.execute(_COUNT_SERVED, key).fetchone()[0]
+                if room > 0:
+                    conn.executemany(_SERVED, [(*key, *entry) for entry in served[:room]])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def canary_served_at(
+        self, application: str, label: str, rollout_id: str, instance_id: str, version: str
+    ) -> float | None:
+        """The stored time, if any."""
+        with closing(self._connect()) as conn:
+            row = conn.execute(
+                f"SELECT seen FROM rollout_served WHERE {_ROLLOUT_KEY} AND instance_id = ? AND version = ?",
+                (application, label, rollout_id, instance_id, version),
+            ).fetchone()
+        return float(row[0]) if row else None
 
     def rollout_rejections(self, application: str, label: str, rollout_id: str) -> list[RolloutRejection]:
         """The rejections, oldest first."""
@@ -273,9 +318,18 @@ _HALT_ROLLOUT = (
     f"UPDATE rollouts SET halted_at = ?, halt_reason = ? WHERE {_ROLLOUT_KEY} AND halted_at IS NULL"
 )
 _REJECTION = """
-INSERT INTO rollout_rejections (application, label, rollout_id, instance_id, version, reason, seen)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+INSERT INTO rollout_rejections (application, label, rollout_id, instance_id, version, reason, seen, caller)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (application, label, rollout_id, instance_id) DO UPDATE SET
-    version = excluded.version, reason = excluded.reason, seen = excluded.seen
+    version = excluded.version, reason = excluded.reason, seen = excluded.seen, caller = excluded.caller
 """
-_COUNT_REJECTIONS = f"SELECT COUNT(*) FROM rollout_rejections WHERE {_ROLLOUT_KEY}"
+# Distinct callers; a row without one (written before callers were kept) counts as its instance.
+_COUNT_REJECTIONS = (
+    "SELECT COUNT(DISTINCT CASE WHEN caller = '' THEN char(31) || instance_id ELSE caller END) "
+    f"FROM rollout_rejections WHERE {_ROLLOUT_KEY}"
+)
+_SERVED = """
+INSERT OR IGNORE INTO rollout_served (application, label, rollout_id, instance_id, version, seen)
+VALUES (?, ?, ?, ?, ?, ?)
+"""
+_COUNT_SERVED = f"SELECT COUNT(*) FROM rollout_served WHERE {_ROLLOUT_KEY}"
