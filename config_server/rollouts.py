@@ -60,6 +60,8 @@ MAX_LABELS = 64
 MAX_CANARY_VERSIONS = 32
 #: Rejections remembered per rollout and worker (beyond, a report is not passed on again).
 MAX_REPORTED = 10_000
+#: Queued rejections a tick looks up in the store at most (the others wait for the next tick).
+MAX_CHECKS_PER_TICK = 1000
 #: How long a rejection may wait for the store to hold the canary answer that came before it (an
 #: answer of another worker reaches the store on that worker's next tick); after that it is
 #: dropped, and the client's next report (it repeats it on every request) is looked at afresh.
@@ -434,9 +436,14 @@ class Rollouts:
         tripped (distinct callers)."""
         halted: dict[Key, RolloutRecord] = {}
         by_key = {active.key: active for active in seen.values()}
-        waiting: dict[tuple[Key, str, str], Rejection] = {}
-        while self._rejections:
+        latest: dict[tuple[Key, str, str], Rejection] = {}
+        while self._rejections:  # an instance repeats its report: the latest one is looked at
             report = self._rejections.popleft()
+            latest[report[:3]] = report
+        reports = list(latest.values())
+        self._rejections.extend(reports[MAX_CHECKS_PER_TICK:])  # the next tick looks at the rest
+        waiting: list[Rejection] = []
+        for index, report in enumerate(reports[:MAX_CHECKS_PER_TICK]):
             key, instance_id, version, reason, caller, when = report
             active = by_key.get(key)
             if active is None or active.record is None or active.record.halted_at is not None:
@@ -447,14 +454,14 @@ class Rollouts:
                 served_at = self._io(self.store.canary_served_at, *key, instance_id, version)
                 if served_at is None or served_at >= when:
                     if now - when < CONFIRM_SECONDS:  # the answer before may be another worker's
-                        waiting[(key, instance_id, version)] = report  # the latest report stays
+                        waiting.append(report)
                     continue
                 count = self._io(
                     self.store.record_rollout_rejection, *key, instance_id, version, reason, now, caller
                 )
             except Exception:
-                self._rejections.appendleft(report)  # not lost: the next tick writes it
-                self._rejections.extend(waiting.values())
+                self._rejections.extend(reports[index:MAX_CHECKS_PER_TICK])  # not lost: the next tick
+                self._rejections.extend(waiting)
                 raise
             active.reported.add((instance_id, version))
             if count >= active.rollout.halt_on_rejected and key not in halted:
@@ -471,7 +478,7 @@ class Rollouts:
                     )
                     halted[key] = record
                     active.record = record
-        self._rejections.extend(waiting.values())
+        self._rejections.extend(waiting)
         return halted
 
     def _reroute_moved(self, now: float) -> None:
