@@ -85,8 +85,8 @@ class Active:
     #: (instance, version) rejections this worker already counted: a refusing instance repeats
     #: its report on every request, and it is written once.
     reported: set[tuple[str, str]] = field(default_factory=set)
-    #: (instance, version) canary answers this worker already queued for the store.
-    served: set[tuple[str, str]] = field(default_factory=set)
+    #: (instance, version) canary answers this worker queued for the store, and when the first was.
+    served: dict[tuple[str, str], float] = field(default_factory=dict)
 
     @property
     def key(self) -> Key:
@@ -211,9 +211,10 @@ class Rollouts:
             active.canary_versions.add(version)
         if instance_id is not None and (instance_id, version) not in active.served:
             if len(active.served) >= MAX_REPORTED:
-                active.served = set()  # the store keeps the first time; queuing again costs a write
-            active.served.add((instance_id, version))
-            self._served.append((active.key, instance_id, version, self.clock() if now is None else now))
+                active.served = {}  # the store keeps the first time; queuing again costs a write
+            when = self.clock() if now is None else now
+            active.served[(instance_id, version)] = when
+            self._served.append((active.key, instance_id, version, when))
 
     def note_rejection(
         self,
@@ -314,8 +315,8 @@ class Rollouts:
                 if seen.get(key[:2]) is None or seen[key[:2]].key != key:
                     self._io(self.store.end_rollout, *key)  # its file is gone (or names another rollout now)
                     log.info("rollout %s/%s %s ended: its file is gone", *key)
-            self._record_served(seen)
             halted = self._count_rejections(seen, now)
+            self._record_served(seen)  # after: this worker's own answers are confirmed from memory
             for active in seen.values():
                 if active.key in halted:
                     active.record = halted[active.key]
@@ -426,7 +427,8 @@ class Rollouts:
                 self._io(self.store.record_canary_served, *key, batch)
             except Exception:
                 for key, batch in batches.items():  # not written: the next answer queues each again
-                    live[key].served -= {(instance_id, version) for instance_id, version, _ in batch}
+                    for instance_id, version, _ in batch:
+                        live[key].served.pop((instance_id, version), None)
                 raise
             del batches[key]
 
@@ -451,7 +453,9 @@ class Rollouts:
             if (instance_id, version) in active.reported:
                 continue
             try:
-                served_at = self._io(self.store.canary_served_at, *key, instance_id, version)
+                served_at = active.served.get((instance_id, version))  # this worker's answer
+                if served_at is None or served_at >= when:
+                    served_at = self._io(self.store.canary_served_at, *key, instance_id, version)
                 if served_at is None or served_at >= when:
                     if now - when < CONFIRM_SECONDS:  # the answer before may be another worker's
                         waiting.append(report)
