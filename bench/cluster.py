@@ -227,6 +227,7 @@ http {{
             proxy_pass http://replicas;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            proxy_set_header Host $host;
             proxy_read_timeout 75s;
             proxy_next_upstream error timeout http_502 http_503;
         }}

@@ -69,7 +69,7 @@ class HeldWatchers:
         self.port, self.count, self.offset, self.per_source = port, count, offset, per_source
         self.kernel_time = idle
         self.request = (
-            f'GET {path}?wait=60 HTTP/1.1\r\nHost: bench\r\nIf-None-Match: "{etag}"\r\n\r\n'
+            f'GET {path}?wait=60 HTTP/1.1\r\nHost: 127.0.0.1\r\nIf-None-Match: "{etag}"\r\n\r\n'
         ).encode()
         self.poller = select.epoll()
         self.watchers: dict[int, _Watcher] = {}

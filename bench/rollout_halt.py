@@ -48,7 +48,7 @@ class RoundWatchers(LongPollWatchers):
 
     def _request(self, index: int) -> bytes:
         return (
-            f'GET {self.path}?wait=60 HTTP/1.1\r\nHost: bench\r\nIf-None-Match: "{self.etags[index]}"\r\n'
+            f'GET {self.path}?wait=60 HTTP/1.1\r\nHost: 127.0.0.1\r\nIf-None-Match: "{self.etags[index]}"\r\n'
             f"X-Config-Client-Id: {self.ids[index]}\r\nConnection: close\r\n\r\n"
         ).encode()
 

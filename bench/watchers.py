@@ -122,7 +122,7 @@ class LongPollWatchers(_Watchers):
         """The long poll of watcher `index`; with `identified`, it names itself as our client does."""
         identity = f"X-Config-Client-Id: bench-watcher-{index}\r\n" if self.identified else ""
         return (
-            f'GET {self.path}?wait=60 HTTP/1.1\r\nHost: bench\r\nIf-None-Match: "{self.etag}"\r\n'
+            f'GET {self.path}?wait=60 HTTP/1.1\r\nHost: 127.0.0.1\r\nIf-None-Match: "{self.etag}"\r\n'
             f"{identity}Connection: close\r\n\r\n"
         ).encode()
 

@@ -42,6 +42,7 @@ from config_client.errors import (
     ServerError,
 )
 from config_client.log_levels import LevelApplier, levels_from
+from config_client.masking import masked_reason
 from config_client.snapshot import Change, Snapshot, content_tag
 from config_client.store import LastKnownGood
 from config_client.transport import DEFAULT_TIMEOUT, FetchResult, Transport, backoff
@@ -434,7 +435,14 @@ class ConfigClient:
         return change
 
     def _checked(self, candidate: Snapshot) -> Snapshot:
-        """The candidate with its bound models built, after every check; else RejectedVersion."""
+        """The candidate with its bound models built, after every check; else RejectedVersion,
+        whose reason never holds the value of a secret key (`masking.py`)."""
+        try:
+            return self._check(candidate)
+        except RejectedVersion as exc:
+            raise RejectedVersion(exc.version, masked_reason(exc.reason, candidate.values)) from exc.__cause__
+
+    def _check(self, candidate: Snapshot) -> Snapshot:
         models: dict[object, Any] = {binding: binding.build(candidate) for binding in self._bindings}
         candidate = candidate.with_models(models)
         if self.logging_levels:

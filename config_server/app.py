@@ -14,7 +14,18 @@ from config_server.audit import AuditLog
 from config_server.auth import AuthFile
 from config_server.backends import Backend, open_backend
 from config_server.crypto import load_keyring
-from config_server.http import admin, console, encryption, environment, observe, openapi, resources, security
+from config_server.hosts import HostAllowList
+from config_server.http import (
+    admin,
+    console,
+    encryption,
+    environment,
+    observe,
+    openapi,
+    request_guards,
+    resources,
+    security,
+)
 from config_server.http import rollouts as rollouts_http
 from config_server.http.errors import register_error_handlers
 from config_server.http.fast_path import FastEnvironmentPath
@@ -134,12 +145,15 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         cluster,
     )
     app.extensions["config_held_back"] = service.held_back_for  # the console's held-back section
+    hosts = HostAllowList.for_server(settings.allowed_hosts, settings.host)
+    request_guards.install(app, hosts)  # before identification: a refused request names no client
     security.install(app, authenticate=auth is not None, audit=bool(settings.audit_log))
     for module in (admin, encryption, openapi, observe, console, rollouts_http, environment, resources):
         app.register_blueprint(module.blueprint)
     register_error_handlers(app)
+    audit = app.extensions["config_server"].audit
     app.wsgi_app = FastEnvironmentPath(  # type: ignore[method-assign]
-        app, service, app.wsgi_app, auth, app.extensions["config_server"].audit, inventory, rollouts, hub
+        app, service, app.wsgi_app, auth, audit, inventory, rollouts, hub, hosts
     )
     fixed_paths = [rule.rule for rule in app.url_map.iter_rules() if not rule.arguments]
     app.wsgi_app = MetricsMiddleware(  # type: ignore[method-assign]

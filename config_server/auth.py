@@ -70,6 +70,13 @@ class Client:
         """True when the client holds `role` or `admin`."""
         return role in self.roles or "admin" in self.roles
 
+    def covers(self, application: str, label: str | None = None) -> bool:
+        """True when the application (and the label, when given) match the client's globs, or the
+        client is an admin: the scope of what it may see or do beyond reading (rollouts, instances)."""
+        if "admin" in self.roles:
+            return True
+        return _matches(application, self.applications) and (label is None or _matches(label, self.labels))
+
     def may_read(self, application: str, profiles: Iterable[str], label: str) -> bool:
         """True when the application, every profile and the label match the client's globs."""
         return (

@@ -93,6 +93,17 @@ class AccessDenied(ConfigServerError):
     reason = "Forbidden"
 
 
+class CrossSiteRequest(AccessDenied):
+    """A state change a browser may have been made to send by another site's page: 403."""
+
+
+class MisdirectedRequest(ConfigServerError):
+    """A `Host` this server does not answer for (`--allowed-hosts`): DNS rebinding, 421."""
+
+    status = 421
+    reason = "Misdirected Request"
+
+
 class EncryptionUnavailable(ConfigServerError):
     """`/encrypt` or `/decrypt` with no key configured (Spring's `NO_KEY`)."""
 

@@ -330,14 +330,16 @@ class Inventory:
         profiles: str | None = None,
         label: str | None = None,
         limit: int = MAX_SCAN_ROWS,
+        accept: Callable[[InstanceRecord], bool] | None = None,
     ) -> list[InstanceRecord]:
         """Instances seen within the history window (gone ones included), from the shared store.
 
-        At most `limit`, in the store's order (application, profiles, label, id).
+        At most `limit` (of those `accept` accepts, when given), in the store's order
+        (application, profiles, label, id).
         """
         since = self.clock() - HISTORY_SECONDS
         return call_cooperatively(
-            self.store, self.store.instances, application, profiles, label, since, limit
+            self.store, self.store.instances, application, profiles, label, since, limit, accept
         )
 
 

@@ -17,6 +17,7 @@ not applied at all; its error is logged once and shown in `/health`, `/rollouts`
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -59,8 +60,16 @@ MAX_LABELS = 64
 MAX_CANARY_VERSIONS = 32
 #: Rejections remembered per rollout and worker (beyond, a report is not passed on again).
 MAX_REPORTED = 10_000
+#: Queued rejections a tick looks up in the store at most (the others wait for the next tick).
+MAX_CHECKS_PER_TICK = 1000
+#: How long a rejection may wait for the store to hold the canary answer that came before it (an
+#: answer of another worker reaches the store on that worker's next tick); after that it is
+#: dropped, and the client's next report (it repeats it on every request) is looked at afresh.
+CONFIRM_SECONDS = 5.0
 
 Key = tuple[str, str, str]  # application, base label, rollout id
+#: A queued rejection: rollout, instance, version, reason, caller, when it was sent.
+Rejection = tuple[Key, str, str, str | None, str, float]
 T = TypeVar("T")
 
 
@@ -73,9 +82,11 @@ class Active:
     version: str
     record: RolloutRecord | None = None
     canary_versions: set[str] = field(default_factory=set)
-    #: (instance, version) rejections this worker already passed on: a refusing instance repeats
+    #: (instance, version) rejections this worker already counted: a refusing instance repeats
     #: its report on every request, and it is written once.
     reported: set[tuple[str, str]] = field(default_factory=set)
+    #: (instance, version) canary answers this worker queued for the store, and when the first was.
+    served: dict[tuple[str, str], float] = field(default_factory=dict)
 
     @property
     def key(self) -> Key:
@@ -132,7 +143,8 @@ class Rollouts:
         #: Replaced, never changed in place: read by the loop while requests add to it.
         self._labels: frozenset[str] = frozenset()
         self._labels_full_said = False
-        self._rejections: deque[tuple[Key, str, str, str | None]] = deque(maxlen=10_000)
+        self._rejections: deque[Rejection] = deque(maxlen=10_000)
+        self._served: deque[tuple[Key, str, str, float]] = deque(maxlen=100_000)
         self._parsed: dict[tuple[str, str], Rollout | RolloutFileError] = {}
         self._default_label: str | None = None
         self._stop = threading.Event()
@@ -182,11 +194,27 @@ class Rollouts:
             return BASE_ROUTE
         return Route(canary, ((ROLLOUT_HEADER, current.header(application)),))
 
-    def canary_served(self, application: str, label: str | None, version: str) -> None:
-        """Remember a version the canary label served (a rejection of it counts)."""
+    def canary_served(
+        self,
+        application: str,
+        label: str | None,
+        version: str,
+        instance_id: str | None = None,
+        now: float | None = None,
+    ) -> None:
+        """Remember a version the canary label served (a rejection of it counts), and to which
+        instance (for the store: only an instance served the canary before may reject it)."""
         active = self._active_for(application, label)
-        if active is not None and len(active.canary_versions) < MAX_CANARY_VERSIONS:
+        if active is None:
+            return
+        if len(active.canary_versions) < MAX_CANARY_VERSIONS:
             active.canary_versions.add(version)
+        if instance_id is not None and (instance_id, version) not in active.served:
+            if len(active.served) >= MAX_REPORTED:
+                active.served = {}  # the store keeps the first time; queuing again costs a write
+            when = self.clock() if now is None else now
+            active.served[(instance_id, version)] = when
+            self._served.append((active.key, instance_id, version, when))
 
     def note_rejection(
         self,
@@ -196,9 +224,16 @@ class Rollouts:
         version: str,
         reason: str | None,
         served: str | None = None,
+        caller: str = "",
+        now: float | None = None,
     ) -> bool:
         """Queue a cohort instance's rejection of a canary version for the loop to count; True when
-        it counts (the instance was answered from the canary and refuses a canary version)."""
+        it may count (the instance was answered from the canary and refuses a canary version).
+
+        The loop counts it only once the store confirms that the canary served that version to
+        the instance on an earlier request (before `now`), and counts distinct callers (`caller`:
+        the client and address that sent it), so that a reader who computes cohort ids offline
+        and forges their rejections counts once, not once per id."""
         active = self._active_for(application, label)
         if active is None or active.record is None or active.record.halted_at is not None:
             return False
@@ -206,8 +241,8 @@ class Rollouts:
             return False
         if (instance_id, version) in active.reported or len(active.reported) >= MAX_REPORTED:
             return True
-        active.reported.add((instance_id, version))
-        self._rejections.append((active.key, instance_id, version, reason))
+        when = self.clock() if now is None else now
+        self._rejections.append((active.key, instance_id, version, reason, caller, when))
         return True
 
     def _active_for(self, application: str, label: str | None) -> Active | None:
@@ -273,6 +308,7 @@ class Rollouts:
                 if old is not None and old.key == active.key:
                     active.canary_versions = old.canary_versions
                     active.reported = old.reported
+                    active.served = old.served
             for key in list(records):
                 if key[1] not in scanned or key[:2] in errors:
                     continue  # a label not read now, or a file ignored for an error: its state stays
@@ -280,6 +316,7 @@ class Rollouts:
                     self._io(self.store.end_rollout, *key)  # its file is gone (or names another rollout now)
                     log.info("rollout %s/%s %s ended: its file is gone", *key)
             halted = self._count_rejections(seen, now)
+            self._record_served(seen)  # after: this worker's own answers are confirmed from memory
             for active in seen.values():
                 if active.key in halted:
                     active.record = halted[active.key]
@@ -376,30 +413,76 @@ class Rollouts:
             return RolloutFileError(path, None, f"canary: unknown label {rollout.canary!r}")
         return rollout
 
+    def _record_served(self, seen: dict[tuple[str, str], Active]) -> None:
+        """Write the queued canary answers (instance, version, when) to the store, per rollout."""
+        live = {active.key: active for active in seen.values()}
+        batches: dict[Key, list[tuple[str, str, float]]] = {}
+        while self._served:
+            key, instance_id, version, when = self._served.popleft()
+            if key in live:
+                batches.setdefault(key, []).append((instance_id, version, when))
+        while batches:
+            key, batch = next(iter(batches.items()))
+            try:
+                self._io(self.store.record_canary_served, *key, batch)
+            except Exception:
+                for key, batch in batches.items():  # not written: the next answer queues each again
+                    for instance_id, version, _ in batch:
+                        live[key].served.pop((instance_id, version), None)
+                raise
+            del batches[key]
+
     def _count_rejections(self, seen: dict[tuple[str, str], Active], now: float) -> dict[Key, RolloutRecord]:
-        """Record the queued rejections; halt each rollout whose `halt-on` tripped."""
+        """Record the queued rejections the store confirms (the canary served that version to the
+        instance before); keep the others for CONFIRM_SECONDS; halt each rollout whose `halt-on`
+        tripped (distinct callers)."""
         halted: dict[Key, RolloutRecord] = {}
         by_key = {active.key: active for active in seen.values()}
-        while self._rejections:
+        latest: dict[tuple[Key, str, str], Rejection] = {}
+        while self._rejections:  # an instance repeats its report: the latest one is looked at
             report = self._rejections.popleft()
-            key, instance_id, version, reason = report
+            latest[report[:3]] = report
+        reports = list(latest.values())
+        self._rejections.extend(reports[MAX_CHECKS_PER_TICK:])  # the next tick looks at the rest
+        waiting: list[Rejection] = []
+        for index, report in enumerate(reports[:MAX_CHECKS_PER_TICK]):
+            key, instance_id, version, reason, caller, when = report
             active = by_key.get(key)
             if active is None or active.record is None or active.record.halted_at is not None:
                 continue
+            if (instance_id, version) in active.reported:
+                continue
             try:
-                count = self._io(self.store.record_rollout_rejection, *key, instance_id, version, reason, now)
+                served_at = active.served.get((instance_id, version))  # this worker's answer
+                if served_at is None or served_at >= when:
+                    served_at = self._io(self.store.canary_served_at, *key, instance_id, version)
+                if served_at is None or served_at >= when:
+                    if now - when < CONFIRM_SECONDS:  # the answer before may be another worker's
+                        waiting.append(report)
+                    continue
+                count = self._io(
+                    self.store.record_rollout_rejection, *key, instance_id, version, reason, now, caller
+                )
             except Exception:
-                self._rejections.appendleft(report)  # not lost: the next tick writes it
+                self._rejections.extend(reports[index:MAX_CHECKS_PER_TICK])  # not lost: the next tick
+                self._rejections.extend(waiting)
                 raise
+            active.reported.add((instance_id, version))
             if count >= active.rollout.halt_on_rejected and key not in halted:
                 why = f"{count} cohort instance{'s' if count > 1 else ''} rejected {version[:12]}" + (
                     f': {instance_id}: "{reason}"' if reason else f": {instance_id}"
                 )
                 record = self._io(self.store.halt_rollout, *key, why, now)
                 if record is not None:
-                    log.warning("rollout %s/%s halted: %s", key[0], key[1], record.halt_reason)
+                    log.warning(
+                        "rollout %s/%s halted: %s",
+                        key[0],
+                        key[1],
+                        without_rejection_reason(record.halt_reason),
+                    )
                     halted[key] = record
                     active.record = record
+        self._rejections.extend(waiting)
         return halted
 
     def _reroute_moved(self, now: float) -> None:
@@ -576,6 +659,20 @@ def rollout_json(
         "advice": advice(active, current),
     }
     return body
+
+
+#: A halt reason written by `_count_rejections`: the count, the version, the instance, the quoted
+#: reason it sent (which may quote a setting: shown to readers of the application only).
+_REJECTION_HALT = re.compile(r'(\d+ cohort instances? rejected [^:\s]+: [A-Za-z0-9._:@-]+): ".*"', re.DOTALL)
+
+
+def without_rejection_reason(halt_reason: str | None) -> str | None:
+    """The halt reason without the rejecting instance's own reason (for logs, the audit log and
+    callers who may not read the application); any other halt reason unchanged."""
+    if halt_reason is None:
+        return None
+    match = _REJECTION_HALT.fullmatch(halt_reason)
+    return f"{match[1]} (reason withheld)" if match else halt_reason
 
 
 def advice(active: Active, current: Phase) -> str:

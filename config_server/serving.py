@@ -9,7 +9,6 @@ process or handle left open to be inherited) so that workers never race to creat
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
 import os
@@ -22,6 +21,7 @@ from gunicorn.app.base import BaseApplication
 
 from config_server.auth import AuthFile
 from config_server.crypto import load_keyring
+from config_server.hosts import is_loopback
 from config_server.mirror import Mirror
 from config_server.repo_spec import is_remote
 from config_server.sample import ensure_sample_repository
@@ -110,22 +110,13 @@ def check_security(settings: Settings) -> None:
 
 def open_server_warning(settings: Settings) -> str | None:
     """A loud warning when the server has no auth file and listens beyond the loopback address."""
-    if settings.auth_file or _is_loopback(settings.host):
+    if settings.auth_file or is_loopback(settings.host):
         return None
     return (
         f"!!! OPEN SERVER: no --auth-file, listening on {settings.host}: anyone who can reach port "
         f"{settings.port} reads every application's configuration, secrets decrypted. "
         "Configure --auth-file (docs/security.md). !!!"
     )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def serve(settings: Settings) -> None:

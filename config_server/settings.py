@@ -74,6 +74,14 @@ class Settings:
     )
     host: str = field(default="127.0.0.1", metadata={"help": "Address to listen on."})
     port: int = field(default=8888, metadata={"help": "Port to listen on."})
+    allowed_hosts: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Comma-separated host names (globs; * for any) requests may name in their Host "
+            "header; others get 421 (DNS rebinding). Default: localhost, 127.0.0.1 and ::1 when "
+            "--host is a loopback address, else any."
+        },
+    )
     workers: int = field(default=2, metadata={"help": "Gunicorn worker processes."})
     worker_class: str = field(
         default="gevent",

@@ -156,15 +156,26 @@ def _route(app: str, profiles: str, label: str | None, reporter: ClientHeaders) 
 def _rollout_report(
     app: str, label: str | None, route: Route, reporter: ClientHeaders, served: ResolvedEnvironment | None
 ) -> None:
-    """Remember the canary version served, and pass on a cohort instance's rejection of it."""
+    """Remember the canary version served (to which instance), and pass on a cohort instance's
+    rejection of it with its caller: the client and the address that sent it."""
     if route.source is None or served is None:
         return
     rollouts = current_app.extensions["config_server"].rollouts
     version = served.environment.version
-    rollouts.canary_served(app, label, version)
+    now = rollouts.clock()
+    rollouts.canary_served(app, label, version, None if reporter.anonymous else reporter.instance_id, now)
     if reporter.rejected_version is not None and not reporter.anonymous:
+        client = security.caller()
+        caller = f"{client.name if client is not None else 'anonymous'}@{reporter.remote}"
         rollouts.note_rejection(
-            app, label, reporter.instance_id, reporter.rejected_version, reporter.rejected_reason, version
+            app,
+            label,
+            reporter.instance_id,
+            reporter.rejected_version,
+            reporter.rejected_reason,
+            version,
+            caller,
+            now,
         )
 
 

@@ -25,7 +25,8 @@ Invariants:
   the static first segment of any other rule (`reserved_prefixes`) goes to Flask, where static
   parts win over `<app>` (an application named like such a prefix is answered by Flask, the same).
 - It never refuses: no token, an unknown or malformed one, a client that may not read, a name
-  that does not validate: Flask answers (401, 403, 400) and writes the `denied` audit line.
+  that does not validate, a `Host` not on the allow-list (`hosts.py`): Flask answers (401, 403,
+  400, 421) and writes the `denied` audit line.
 - Handing over costs no second parse: the service's cache remembers a broken version's error,
   so Flask's attempt at a broken request is a cache hit.
 """
@@ -49,6 +50,7 @@ from config_server.audit import AuditLog, serialise_fields
 from config_server.auth import ANONYMOUS, AuthFile, Client
 from config_server.backends.base import Revision
 from config_server.cache import ResolvedEnvironment
+from config_server.hosts import HostAllowList
 from config_server.http.security import token_from
 from config_server.http.wire import ANSWERED, DIRECT_ANSWER
 from config_server.inventory import ClientHeaders, Inventory, parse_client_headers
@@ -103,8 +105,10 @@ class FastEnvironmentPath:
         inventory: Inventory,
         rollouts: Rollouts,
         hub: WatchHub,
+        hosts: HostAllowList | None = None,
     ) -> None:
         self.hub = hub
+        self.hosts = hosts or HostAllowList(("*",))
         self.rollouts = rollouts
         self.service = service
         self.inventory = inventory
@@ -116,6 +120,8 @@ class FastEnvironmentPath:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         """Answer a plain Environment GET or long poll, or hand the request to Flask."""
+        if not self.hosts.allows_environ(environ):
+            return self.downstream(environ, start_response)  # Flask answers the 421
         query = environ.get("QUERY_STRING")
         if query:
             wait = plain_wait(query)

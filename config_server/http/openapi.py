@@ -57,7 +57,7 @@ _IF_NONE_MATCH = {
     "description": "The ETag the caller holds: 304 when it is still current.",
     "schema": {"type": "string", "pattern": '^"[0-9a-f]{32}"$'},
 }
-_ERRORS = {str(code): _ERROR for code in (400, 401, 403, 404, 413, 500)}
+_ERRORS = {str(code): _ERROR for code in (400, 401, 403, 404, 413, 421, 500)}
 
 
 def _report_header(name: str, description: str) -> dict[str, Any]:

@@ -1,8 +1,12 @@
 """Rollout endpoints: `GET /rollouts` (status) and `POST /rollouts/{app}/halt` (by hand or Alertmanager).
 
-Both need the `rollout` role (or admin; everyone on an open server). The status is read with a
-query string (`?application=orders&label=main`) because `GET /{app}/{profiles}` is the
-Environment endpoint: `/rollouts/orders` is the environment of an application named `rollouts`.
+Both need the `rollout` role (or admin; everyone on an open server), and show or halt only the
+rollouts whose application and base label the client's globs cover. A rejection's reason (which a
+service's validator may have written with a value in it) is shown only to a client that may read
+the application at the base and canary labels (or an admin); others see who rejected, not why.
+The status is read with a query string (`?application=orders&label=main`) because
+`GET /{app}/{profiles}` is the Environment endpoint: `/rollouts/orders` is the environment of an
+application named `rollouts`.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from config_server import names
-from config_server.errors import InvalidName, ResourceNotFound
+from config_server.auth import Client
+from config_server.errors import AccessDenied, InvalidName, ResourceNotFound
 from config_server.http import security
 from config_server.inventory import GONE_AFTER_SECONDS
-from config_server.rollouts import rollout_json
+from config_server.rollouts import rollout_json, without_rejection_reason
 
 blueprint = Blueprint("rollouts", __name__)
 
@@ -28,7 +33,7 @@ MAX_REASON_CHARS = 512
 def rollouts_status() -> Response:
     """Every rollout (or one application's, `?application=`; one label's, `?label=`) and every
     ignored rollout file."""
-    security.require_role("rollout", event="rollout")
+    client = security.require_role("rollout", event="rollout")
     state = current_app.extensions["config_server"]
     application = request.args.get("application") or None
     label = request.args.get("label") or None
@@ -36,16 +41,24 @@ def rollouts_status() -> Response:
         names.validate_application(application)
     if label is not None:
         label = names.validate_label(label)
+    if application is not None:
+        _require_scope(client, application, label)
     now = time.time()
     found = [
-        rollout_json(active, current, state.store, now, now - GONE_AFTER_SECONDS, state.service.backend)
+        _for_client(
+            client,
+            rollout_json(active, current, state.store, now, now - GONE_AFTER_SECONDS, state.service.backend),
+        )
         for active, current in state.rollouts.phases(application)
-        if label is None or active.label == label
+        if (label is None or active.label == label)
+        and client.covers(active.rollout.application, active.label)
     ]
     errors = [
         e.to_json()
         for e in state.rollouts.errors()
-        if (application is None or e.application == application) and (label is None or e.label == label)
+        if (application is None or e.application == application)
+        and (label is None or e.label == label)
+        and client.covers(e.application, e.label)
     ]
     return jsonify({"rollouts": found, "errors": errors, "labels": list(state.rollouts.labels())})
 
@@ -58,16 +71,16 @@ def halt(app: str) -> Response:
     `firing` one halts (the reason names the alerts), a `resolved` one changes nothing (a halted
     rollout is started again only through its file).
     """
-    security.require_role("rollout", event="rollout")
+    client = security.require_role("rollout", event="rollout")
     names.validate_application(app)
     label = request.args.get("label") or None
     if label is not None:
         label = names.validate_label(label)
+    state = current_app.extensions["config_server"]
+    _require_scope(client, app, label or state.service.backend.default_label())
     body = request.get_json(silent=True) if request.content_length else None
     reason = _reason(body)
-    client = security.caller()
-    who = client.name if client is not None else "anonymous"
-    state = current_app.extensions["config_server"]
+    who = client.name
     if reason is None:
         return jsonify({"application": app, "halted": False, "message": "a resolved alert halts nothing"})
     record = state.rollouts.halt(app, label, f"{reason} (by {who})"[:MAX_REASON_CHARS])
@@ -75,7 +88,9 @@ def halt(app: str) -> Response:
         raise ResourceNotFound(
             f"no rollout of {app!r} at label {label or state.service.backend.default_label()!r}"
         )
-    security.note("rollout", application=app, label=record.label, halt=record.halt_reason)
+    public = without_rejection_reason(record.halt_reason)
+    security.note("rollout", application=app, label=record.label, halt=public)
+    canary = next((a.rollout.canary for a, _ in state.rollouts.phases(app) if a.label == record.label), None)
     return jsonify(
         {
             "application": app,
@@ -83,9 +98,38 @@ def halt(app: str) -> Response:
             "id": record.rollout_id,
             "halted": True,
             "haltedAt": record.halted_at,
-            "haltReason": record.halt_reason,
+            "haltReason": record.halt_reason
+            if _may_see_reasons(client, app, record.label, canary)
+            else public,
         }
     )
+
+
+def _may_see_reasons(client: Client, application: str, label: str, canary: str | None) -> bool:
+    """Whether the client may read the application at the base and canary labels: a rejection's
+    reason may quote the canary's settings, so only such a reader (or an admin) is shown it."""
+    if client.has_role("admin"):
+        return True
+    return all(client.may_read(application, (), one) for one in (label, canary or label))
+
+
+def _for_client(client: Client, body: dict[str, Any]) -> dict[str, Any]:
+    """A rollout's status without the rejections' reasons for a client that may not read them."""
+    if _may_see_reasons(client, body["application"], body["label"], body["canary"]):
+        return body
+    body["rejections"] = [{**r, "reason": None} for r in body["rejections"]]
+    body["haltReason"] = without_rejection_reason(body["haltReason"])
+    return body
+
+
+def _require_scope(client: Client, application: str, label: str | None) -> None:
+    """403 unless the client's application (and label) globs cover the rollout: a `rollout` token
+    for `applications: [orders]` neither sees nor halts another application's rollout."""
+    if not client.covers(application, label):
+        where = f" at label {label!r}" if label is not None else ""
+        raise AccessDenied(
+            f"client {client.name!r} may not see or halt the rollouts of {application!r}{where}"
+        )
 
 
 def _reason(body: Any) -> str | None:

@@ -17,6 +17,10 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+#: Canary answers remembered per rollout (instance and version): beyond, new ones are not, so a
+#: caller inventing instance ids cannot fill the disk; their rejections then do not count.
+MAX_SERVED_PER_ROLLOUT = 100_000
+
 
 @dataclass(frozen=True)
 class InstanceState:
@@ -112,12 +116,14 @@ class StateStore(ABC):
         label: str | None = None,
         seen_after: float = 0.0,
         limit: int = 10_000,
+        accept: Callable[[InstanceRecord], bool] | None = None,
     ) -> list[InstanceRecord]:
         """Instances (optionally of one application/profiles/label) last seen after `seen_after`.
 
         At most `limit` of them, ordered by application, profiles, label and instance id, so
         that one read has a known cost whatever the table holds (ask for one more to know
-        whether there were more).
+        whether there were more). With `accept`, only records it accepts are returned and
+        counted towards `limit` (the rows are filtered before the limit, not after).
         """
 
     @abstractmethod
@@ -158,8 +164,24 @@ class StateStore(ABC):
         version: str,
         reason: str | None,
         now: float,
+        caller: str = "",
     ) -> int:
-        """Remember that a cohort instance rejected the canary; returns how many distinct instances did."""
+        """Remember that a cohort instance rejected the canary; returns how many distinct callers
+        did (`caller`: who sent it, its client and address; a rejection without one counts as its
+        instance), so one caller inventing instance ids counts once."""
+
+    @abstractmethod
+    def record_canary_served(
+        self, application: str, label: str, rollout_id: str, served: Sequence[tuple[str, str, float]]
+    ) -> None:
+        """Remember (instance id, version, when) the rollout's canary served, the earliest time per
+        instance and version kept; at most MAX_SERVED_PER_ROLLOUT of them per rollout."""
+
+    @abstractmethod
+    def canary_served_at(
+        self, application: str, label: str, rollout_id: str, instance_id: str, version: str
+    ) -> float | None:
+        """When the canary first served `version` to the instance (None: never, as far as known)."""
 
     @abstractmethod
     def rollout_rejections(self, application: str, label: str, rollout_id: str) -> list[RolloutRejection]:

@@ -21,7 +21,7 @@ inventory fills again as the instances poll.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import redis
@@ -30,6 +30,7 @@ from redis.retry import Retry
 
 from config_server.errors import StateUnavailable
 from config_server.state.base import (
+    MAX_SERVED_PER_ROLLOUT,
     InstanceRecord,
     InstanceReport,
     RolloutRecord,
@@ -97,6 +98,8 @@ return 1
 _ROLLOUT = PREFIX + "rollout:"
 _ROLLOUTS = PREFIX + "rollouts"
 _REJECTIONS = PREFIX + "rollout-rejections:"
+#: A hash per rollout: `<instance>\x1f<version>` -> when the canary first served it.
+_SERVED = PREFIX + "rollout-served:"
 _ROLLOUT_FIELDS = ("started", "halted_at", "halt_reason")
 
 # KEYS: the rollout's hash, the set of rollouts. ARGV: member, now.
@@ -178,6 +181,7 @@ class RedisStateStore(StateStore):
         label: str | None = None,
         seen_after: float = 0.0,
         limit: int = 10_000,
+        accept: Callable[[InstanceRecord], bool] | None = None,
     ) -> list[InstanceRecord]:
         """Matching instances, ordered by environment then instance id; at most `limit`.
 
@@ -214,6 +218,8 @@ class RedisStateStore(StateStore):
                     if (profiles is not None and record.profiles != profiles) or (
                         label is not None and record.label != label
                     ):
+                        continue
+                    if accept is not None and not accept(record):
                         continue
                     records.append(record)
                     if len(records) == wanted:
@@ -274,7 +280,7 @@ class RedisStateStore(StateStore):
         """Delete the record and its rejections, in one transaction."""
         member = _SEP.join((application, label, rollout_id))
         pipe = self.reader.pipeline(transaction=True)
-        pipe.delete(_ROLLOUT + member, _REJECTIONS + member)
+        pipe.delete(_ROLLOUT + member, _REJECTIONS + member, _SERVED + member)
         pipe.srem(_ROLLOUTS, member)
         self._call(pipe.execute)
 
@@ -287,13 +293,39 @@ class RedisStateStore(StateStore):
         version: str,
         reason: str | None,
         now: float,
+        caller: str = "",
     ) -> int:
-        """Set the instance's rejection and count the distinct instances, in one transaction."""
+        """Set the instance's rejection and count the distinct callers, in one transaction."""
         key = _REJECTIONS + _SEP.join((application, label, rollout_id))
         pipe = self.reader.pipeline(transaction=True)
-        pipe.hset(key, instance_id, json.dumps({"version": version, "reason": reason, "seen": now}))
-        pipe.hlen(key)
-        return int(self._call(pipe.execute)[1])
+        value = {"version": version, "reason": reason, "seen": now, "caller": caller}
+        pipe.hset(key, instance_id, json.dumps(value))
+        pipe.hgetall(key)
+        rows = cast(dict[str, str], self._call(pipe.execute)[1])
+        return len({json.loads(raw).get("caller") or _SEP + instance for instance, raw in rows.items()})
+
+    def record_canary_served(
+        self, application: str, label: str, rollout_id: str, served: Sequence[tuple[str, str, float]]
+    ) -> None:
+        """`HSETNX` each (an earlier time stays), up to the cap, in one round trip."""
+        if not served:
+            return
+        key = _SERVED + _SEP.join((application, label, rollout_id))
+        room = MAX_SERVED_PER_ROLLOUT - int(self._call(self.reader.hlen, key))
+        if room <= 0:
+            return
+        pipe = self.reader.pipeline(transaction=False)
+        for instance_id, version, seen in served[:room]:
+            pipe.hsetnx(key, instance_id + _SEP + version, repr(float(seen)))
+        self._call(pipe.execute)
+
+    def canary_served_at(
+        self, application: str, label: str, rollout_id: str, instance_id: str, version: str
+    ) -> float | None:
+        """The stored time, if any."""
+        key = _SERVED + _SEP.join((application, label, rollout_id))
+        seen = self._call(self.reader.hget, key, instance_id + _SEP + version)
+        return float(seen) if seen is not None else None
 
     def rollout_rejections(self, application: str, label: str, rollout_id: str) -> list[RolloutRejection]:
         """The rejections, oldest first."""

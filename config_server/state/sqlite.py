@@ -9,11 +9,13 @@ greenlet or process without sharing a connection; writers wait for each other at
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 from config_server.state.base import (
+    MAX_SERVED_PER_ROLLOUT,
     InstanceRecord,
     InstanceReport,
     RolloutRecord,
@@ -60,7 +62,17 @@ CREATE TABLE IF NOT EXISTS rollout_rejections (
     version TEXT NOT NULL,
     reason TEXT,
     seen REAL NOT NULL,
+    caller TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (application, label, rollout_id, instance_id)
+);
+CREATE TABLE IF NOT EXISTS rollout_served (
+    application TEXT NOT NULL,
+    label TEXT NOT NULL,
+    rollout_id TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    seen REAL NOT NULL,
+    PRIMARY KEY (application, label, rollout_id, instance_id, version)
 );
 """
 
@@ -100,6 +112,9 @@ class SQLiteStateStore(StateStore):
         with closing(self._connect()) as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(rollout_rejections)")}
+            if "caller" not in columns:  # a state.db written before rejections named their caller
+                conn.execute("ALTER TABLE rollout_rejections ADD COLUMN caller TEXT NOT NULL DEFAULT ''")
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
@@ -144,26 +159,42 @@ class SQLiteStateStore(StateStore):
         label: str | None = None,
         seen_after: float = 0.0,
         limit: int = 10_000,
+        accept: Callable[[InstanceRecord], bool] | None = None,
     ) -> list[InstanceRecord]:
-        """Matching instances, ordered by environment then instance id; at most `limit`."""
+        """Matching instances, ordered by environment then instance id; at most `limit`.
+
+        With `accept`, the rows are read in chunks after the last one seen (the order's index)
+        until `limit` are accepted or none are left."""
         where = ["last_seen > ?"]
         params: list[str | float] = [seen_after]
         for column, value in (("application", application), ("profiles", profiles), ("label", label)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        wanted = max(0, int(limit))
+        if accept is None:
+            return [_instance(row) for row in self._select(where, params, wanted)]
+        records: list[InstanceRecord] = []
+        after: list[str | float] = []
+        while len(records) < wanted:
+            rows = self._select(
+                [*where, "(application, profiles, label, instance_id) > (?, ?, ?, ?)"] if after else where,
+                [*params, *after],
+                _CHUNK,
+            )
+            records.extend(r for r in map(_instance, rows) if accept(r))
+            if len(rows) < _CHUNK:
+                break
+            after = list(rows[-1][1:4]) + [rows[-1][0]]
+        return records[:wanted]
+
+    def _select(self, where: list[str], params: list[str | float], limit: int) -> list[Any]:
         query = (
             f"SELECT {_COLUMNS} FROM instances WHERE {' AND '.join(where)} "
             "ORDER BY application, profiles, label, instance_id LIMIT ?"
         )
-        params.append(max(0, int(limit)))
         with closing(self._connect()) as conn:
-            rows = conn.execute(query, params).fetchall()
-        return [
-            # One starred tuple: mypy cannot count the fields of a slice followed by more arguments.
-            InstanceRecord(*(*row[:11], bool(row[11]), float(row[12]), float(row[13]), float(row[14])))
-            for row in rows
-        ]
+            return conn.execute(query, [*params, limit]).fetchall()
 
     def prune(self, seen_before: float) -> int:
         """Delete instances not seen since `seen_before`."""
@@ -204,6 +235,7 @@ class SQLiteStateStore(StateStore):
             try:
                 conn.execute(f"DELETE FROM rollouts WHERE {_ROLLOUT_KEY}", key)
                 conn.execute(f"DELETE FROM rollout_rejections WHERE {_ROLLOUT_KEY}", key)
+                conn.execute(f"DELETE FROM rollout_served WHERE {_ROLLOUT_KEY}", key)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -218,13 +250,43 @@ class SQLiteStateStore(StateStore):
         version: str,
         reason: str | None,
         now: float,
+        caller: str = "",
     ) -> int:
-        """Upsert the instance's rejection and count the distinct instances."""
+        """Upsert the instance's rejection and count the distinct callers."""
         key = (application, label, rollout_id)
         with closing(self._connect()) as conn:
-            conn.execute(_REJECTION, (*key, instance_id, version, reason, now))
+            conn.execute(_REJECTION, (*key, instance_id, version, reason, now, caller))
             count: int = conn.execute(_COUNT_REJECTIONS, key).fetchone()[0]
         return count
+
+    def record_canary_served(
+        self, application: str, label: str, rollout_id: str, served: Sequence[tuple[str, str, float]]
+    ) -> None:
+        """Insert what is not there yet (an earlier time stays), up to the cap, in one transaction."""
+        key = (application, label, rollout_id)
+        if not served:
+            return
+        with closing(self._connect()) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                room = MAX_SERVED_PER_ROLLOUT - conn.execute(_COUNT_SERVED, key).fetchone()[0]
+                if room > 0:
+                    conn.executemany(_SERVED, [(*key, *entry) for entry in served[:room]])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def canary_served_at(
+        self, application: str, label: str, rollout_id: str, instance_id: str, version: str
+    ) -> float | None:
+        """The stored time, if any."""
+        with closing(self._connect()) as conn:
+            row = conn.execute(
+                f"SELECT seen FROM rollout_served WHERE {_ROLLOUT_KEY} AND instance_id = ? AND version = ?",
+                (application, label, rollout_id, instance_id, version),
+            ).fetchone()
+        return float(row[0]) if row else None
 
     def rollout_rejections(self, application: str, label: str, rollout_id: str) -> list[RolloutRejection]:
         """The rejections, oldest first."""
@@ -237,6 +299,15 @@ class SQLiteStateStore(StateStore):
         return [RolloutRejection(*row) for row in rows]
 
 
+#: Rows read per chunk when the caller filters them (`instances(accept=...)`).
+_CHUNK = 500
+
+
+def _instance(row: Any) -> InstanceRecord:
+    # One starred tuple: mypy cannot count the fields of a slice followed by more arguments.
+    return InstanceRecord(*(*row[:11], bool(row[11]), float(row[12]), float(row[13]), float(row[14])))
+
+
 _ROLLOUT_COLUMNS = "application, label, rollout_id, started, halted_at, halt_reason"
 _ROLLOUT_KEY = "application = ? AND label = ? AND rollout_id = ?"
 _START_ROLLOUT = (
@@ -247,9 +318,18 @@ _HALT_ROLLOUT = (
     f"UPDATE rollouts SET halted_at = ?, halt_reason = ? WHERE {_ROLLOUT_KEY} AND halted_at IS NULL"
 )
 _REJECTION = """
-INSERT INTO rollout_rejections (application, label, rollout_id, instance_id, version, reason, seen)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+INSERT INTO rollout_rejections (application, label, rollout_id, instance_id, version, reason, seen, caller)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (application, label, rollout_id, instance_id) DO UPDATE SET
-    version = excluded.version, reason = excluded.reason, seen = excluded.seen
+    version = excluded.version, reason = excluded.reason, seen = excluded.seen, caller = excluded.caller
 """
-_COUNT_REJECTIONS = f"SELECT COUNT(*) FROM rollout_rejections WHERE {_ROLLOUT_KEY}"
+# Distinct callers; a row without one (written before callers were kept) counts as its instance.
+_COUNT_REJECTIONS = (
+    "SELECT COUNT(DISTINCT CASE WHEN caller = '' THEN char(31) || instance_id ELSE caller END) "
+    f"FROM rollout_rejections WHERE {_ROLLOUT_KEY}"
+)
+_SERVED = """
+INSERT OR IGNORE INTO rollout_served (application, label, rollout_id, instance_id, version, seen)
+VALUES (?, ?, ?, ?, ?, ?)
+"""
+_COUNT_SERVED = f"SELECT COUNT(*) FROM rollout_served WHERE {_ROLLOUT_KEY}"

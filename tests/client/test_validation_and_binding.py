@@ -227,3 +227,43 @@ def test_a_dataclass_type_mismatch_names_the_type_never_the_value():
             construct(Database, data)
         assert str(caught.value) == expected
         assert "s3cret" not in str(caught.value)
+
+
+def test_a_rejection_reason_masks_the_values_of_secret_keys_and_is_bounded(repo, serve, clients, caplog):
+    """A service's own validator may quote a value: the client masks the values of keys it knows
+    to be secret (password, secret, token, key, credentials) wherever the reason goes."""
+    repo.commit({"orders.yml": "orders:\n  currency: EUR\ndb:\n  password: hunter2-s3cr3t\n  pool: 5\n"})
+    server = serve(repo.path)
+
+    def validate(snapshot):
+        password = snapshot.get("db.password")
+        if snapshot.get("db.pool") == 6:
+            raise ValueError(f"db.password {password!r} too short; pool 6 above 5; " + "x" * 2000)
+
+    client = clients(server.url, "orders", validate=validate, wait=1).start()
+    bad = repo.commit({"orders.yml": "db:\n  password: hunter2-s3cr3t\n  pool: 6\n"})
+    wait_for(lambda: client.rejected is not None, what="the rejection")
+    version, reason = client.rejected
+    assert version == bad and "hunter2" not in reason and "pool 6 above 5" in reason
+    assert reason.startswith("db.password '******' too short") and len(reason) <= 1024
+    assert "hunter2" not in caplog.text and "too short" in caplog.text
+    state = server.app.extensions["config_server"]
+    wait_for(
+        lambda: (
+            state.inventory.flush() is not None
+            and any(r.rejected_reason for r in state.store.instances("orders"))
+        ),
+        what="the report on the server",
+    )
+    [record] = [r for r in state.store.instances("orders") if r.rejected_reason]
+    assert "hunter2" not in record.rejected_reason and "pool 6 above 5" in record.rejected_reason
+
+
+def test_secret_keys_are_those_spring_boot_masks():
+    from config_client.masking import MASK, is_secret_key, masked_reason
+
+    secret = ["db.password", "api-key", "API_KEY", "oauth.client-secret", "auth.token", "aws.credentials.id"]
+    plain = ["orders.currency", "db.pool", "keys.count", "server.port"]
+    assert all(is_secret_key(k) for k in secret) and not any(is_secret_key(k) for k in plain)
+    values = {"db.password": "abcdef", "db.passwords[0]": "ghijkl", "db.pool": "abcd", "a.token": "x"}
+    assert masked_reason("abcdef ghijkl abcd x", values) == f"{MASK} {MASK} abcd x"

@@ -55,9 +55,10 @@ def test_everything_else_still_reaches_flask(server, http):
 
 def raw_get(server, path: str, method: str = "GET", headers: dict[str, str] | None = None) -> bytes:
     """The whole answer as the socket carried it, with the Date line normalised."""
-    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+    headers = {"Host": "127.0.0.1", **(headers or {})}
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
-        sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n".encode())
+        sock.sendall(f"{method} {path} HTTP/1.1\r\n{extra}Connection: close\r\n\r\n".encode())
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
@@ -70,6 +71,26 @@ def test_fast_answers_match_the_flask_view_byte_for_byte(server, path):
     slow = raw_get(server, path + "?via=flask")
     assert fast.startswith(b"HTTP/1.1 200") and b"\r\nDate: -\r\n" in fast
     assert fast == slow
+
+
+@pytest.mark.parametrize("query", ["", "?wait=5"])
+def test_a_foreign_host_gets_the_same_421_from_the_fast_path_as_from_flask(server, http, query):
+    """DNS rebinding: a page that points its own name at 127.0.0.1 sends that name as the Host."""
+    etag = http.get(f"{server.url}/orders/default").headers["ETag"]
+    headers = {"Host": "attacker.example:8888", **({"If-None-Match": etag} if query else {})}
+    fast = raw_get(server, "/orders/default" + query, headers=headers)
+    slow = raw_get(server, "/orders/default" + (query + "&" if query else "?") + "via=flask", headers=headers)
+
+    def without_time(answer: bytes) -> bytes:
+        return re.sub(rb'"timestamp": ?"[^"]*"', b'"timestamp": "-"', answer)
+
+    assert fast.startswith(b"HTTP/1.1 421 MISDIRECTED REQUEST") or fast.startswith(b"HTTP/1.1 421")
+    assert without_time(fast) == without_time(slow)
+    body = json.loads(fast.partition(b"\r\n\r\n")[2])
+    assert body["status"] == 421 and "attacker.example" in body["message"] and "version" not in body
+    assert raw_get(server, "/orders/default", headers={"Host": f"localhost:{server.port}"}).startswith(
+        b"HTTP/1.1 200"
+    )
 
 
 def test_unexpected_errors_on_the_fast_path_get_the_json_500(repo, tmp_path):

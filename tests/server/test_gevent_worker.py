@@ -73,7 +73,7 @@ def test_a_long_poll_that_times_out_gets_304(gunicorn_server):
 
 def test_coalesced_answer_is_well_formed(gunicorn_server):
     with socket.create_connection(("127.0.0.1", gunicorn_server.port), timeout=5) as sock:
-        sock.sendall(b"GET /orders/default HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        sock.sendall(b"GET /orders/default HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
@@ -155,7 +155,7 @@ def without_server_lines(answer: bytes) -> bytes:
 def fetch(server, path: str, headers: str = "") -> bytes:
     """One GET on a fresh connection (`headers`: extra header lines), its whole answer."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode())
         return read_answer(sock, bytearray())
 
 
@@ -164,7 +164,8 @@ def test_head_long_poll_gets_no_body(gunicorn_server):
     etag = requests.get(f"{url}/orders/default", timeout=5).headers["ETag"]
     with socket.create_connection(("127.0.0.1", gunicorn_server.port), timeout=15) as sock:
         sock.sendall(
-            f"HEAD /orders/default?wait=30 HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\n\r\n".encode()
+            f"HEAD /orders/default?wait=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"If-None-Match: {etag}\r\n\r\n".encode()
         )
         wait_for(lambda: watchers(url) == 1, what="the long poll to park")
         gunicorn_server.repo.commit({"orders.yml": "value: 2\n"})
@@ -172,7 +173,7 @@ def test_head_long_poll_gets_no_body(gunicorn_server):
         head = read_answer(sock, buffer, head_only=True)
         assert head.startswith(b"HTTP/1.1 200")
         # The next answer on the connection starts right after the head: no body came in between.
-        sock.sendall(b"GET /payments/default HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /payments/default HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         following = read_answer(sock, buffer)
         assert following.startswith(b"HTTP/1.1 200") and b'"p": 1' in following
 
@@ -196,7 +197,8 @@ def test_direct_and_fast_answers_match_the_flask_view_byte_for_byte(gunicorn_ser
     etag = requests.get(f"{url}/orders/default", timeout=5).headers["ETag"]
     with socket.create_connection(("127.0.0.1", gunicorn_server.port), timeout=15) as sock:
         sock.sendall(
-            f"GET /orders/default?wait=30 HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\n\r\n".encode()
+            f"GET /orders/default?wait=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"If-None-Match: {etag}\r\n\r\n".encode()
         )
         wait_for(lambda: watchers(url) == 1, what="the long poll to park")
         gunicorn_server.repo.commit({"orders.yml": "value: 3\n"})
@@ -220,7 +222,8 @@ def test_a_held_back_direct_answer_matches_the_flask_view_byte_for_byte(gunicorn
     repo.git("checkout", "-q", "main")
     with socket.create_connection(("127.0.0.1", gunicorn_server.port), timeout=15) as sock:
         sock.sendall(
-            f"GET /orders/default?wait=30 HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\n\r\n".encode()
+            f"GET /orders/default?wait=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"If-None-Match: {etag}\r\n\r\n".encode()
         )
         wait_for(lambda: watchers(url) == 1, what="the long poll to park")
         repo.git("update-ref", "refs/heads/main", broken)

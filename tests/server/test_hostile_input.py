@@ -156,7 +156,7 @@ def trickle_until_closed(sock: socket.socket, chunks, interval: float, deadline:
 
 def test_silent_client_is_dropped(strict_server):
     with socket.create_connection(("127.0.0.1", strict_server.port)) as sock:
-        sock.sendall(b"GET /orders/default HTTP/1.1\r\nHost: x\r\n")
+        sock.sendall(b"GET /orders/default HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         wait_for(lambda: closed_by_server(sock), timeout=10, what="the server to drop a silent client")
 
 
@@ -170,7 +170,8 @@ def test_header_trickle_is_cut_off(strict_server):
 def test_body_trickle_is_cut_off_at_the_request_timeout(strict_server):
     with socket.create_connection(("127.0.0.1", strict_server.port)) as sock:
         sock.sendall(
-            b"POST /monitor HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            b"POST /monitor HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
             b"Content-Length: 100000\r\n\r\npath="
         )
         assert trickle_until_closed(sock, (b"a" for _ in range(100_000)), 0.3, deadline=12) < 10

@@ -409,3 +409,24 @@ def test_instances_answer_is_capped_and_says_when_it_is_truncated(repo, serve, h
         answer = http.get(f"{server.url}/instances", params={"limit": bad})
         assert answer.status_code == 400, bad
         assert "limit must be a whole number from 1 to 10000" in answer.json()["message"]
+
+
+def test_a_scoped_reader_gets_its_instances_even_when_others_fill_the_limit(repo, serve, http, tmp_path):
+    """`limit` counts the instances the client may see: other applications' rows (which sort
+    first) are not fetched, cut at the limit, and then filtered away to nothing."""
+    repo.commit({"orders.yml": "a: 1\n", "inventory.yml": "i: 1\n"})
+    auth_file = tmp_path / "auth.yml"
+    auth_file.write_text(auth_yaml())
+    server = serve(repo.path, auth_file=str(auth_file))
+    for n in range(5):
+        http.get(f"{server.url}/inventory/prod", headers={**bearer("ops"), "X-Config-Client-Id": f"i-{n}"})
+    http.get(f"{server.url}/orders/prod", headers={**bearer("orders"), "X-Config-Client-Id": "o-1"})
+    http.get(f"{server.url}/orders/dev", headers={**bearer("ops"), "X-Config-Client-Id": "o-dev"})
+    server.app.extensions["config_server"].inventory.flush()
+    mine = http.get(f"{server.url}/instances?limit=2", headers=bearer("orders")).json()
+    assert [i["id"] for i in mine["instances"]] == ["o-1"]
+    assert mine["truncated"] is False
+    one = http.get(f"{server.url}/instances?application=orders&limit=1", headers=bearer("orders")).json()
+    assert [i["id"] for i in one["instances"]] == ["o-1"] and one["truncated"] is False
+    everything = http.get(f"{server.url}/instances?limit=2", headers=bearer("admin")).json()
+    assert len(everything["instances"]) == 2 and everything["truncated"] is True

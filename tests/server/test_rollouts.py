@@ -450,6 +450,7 @@ def test_the_console_shows_the_rollout_panel(serve, repo_with_canary):
     _, canary = versions(repo)
     server = serve(repo.path)
     wait_for(lambda: started(server), what="the rollout to start")
+    get(server, INSTANCES[0])  # a rejection counts from an instance the canary served before
     get(server, INSTANCES[0], **{"X-Config-Rejected": f'{canary}; reason="max-items must be positive"'})
     wait_for(lambda: started(server, "halted"), what="the halt")
     index = requests.get(f"{server.url}/console/", timeout=5).text
@@ -558,16 +559,19 @@ def test_rejections_are_counted_once_per_instance_up_to_the_threshold(serve, rep
         {"rollouts/orders.yml": rollout_file(steps="[100]").replace("rejected: 1", "rejected: 2")}, "roll"
     )
     _, canary = versions(repo)
-    server = serve(repo.path)
+    server = serve(repo.path, proxy_hops=1)
     wait_for(lambda: started(server), what="the rollout to start")
     rollouts = server.app.extensions["config_server"].rollouts
     rejected = {"X-Config-Rejected": f'{canary}; reason="no"'}
+    # a rejection counts from an instance the canary served before, once per caller (address)
+    get(server, INSTANCES[0])
     for _ in range(3):
         get(server, INSTANCES[0], **rejected)
         rollouts.tick()
     status = started(server)
     assert status is not None and [r["instance"] for r in status["rejections"]] == [INSTANCES[0]]
-    get(server, INSTANCES[1], **rejected)
+    get(server, INSTANCES[1], **{"X-Forwarded-For": "10.0.0.2"})
+    get(server, INSTANCES[1], **rejected, **{"X-Forwarded-For": "10.0.0.2"})
     rollouts.tick()
     halted = started(server, "halted")
     assert halted["haltReason"].startswith(f"2 cohort instances rejected {canary[:12]}")
@@ -646,3 +650,187 @@ def test_watching_more_labels_than_the_cap_is_said_once(serve, repo_with_canary,
     said = [r for r in caplog.records if "labels besides the default" in r.getMessage()]
     assert len(said) == 1 and "'release-2'" in said[0].getMessage()
     assert "release-2" not in server.app.extensions["config_server"].rollouts._scanned_labels()
+
+
+def test_a_rollout_token_sees_and_halts_only_the_applications_of_its_globs(
+    serve, repo_with_canary, tmp_path: Path
+):
+    repo = repo_with_canary
+    repo.commit(
+        {
+            "payments.yml": "p: 1\n",
+            "rollouts/orders.yml": rollout_file(steps="[100]"),
+            "rollouts/payments.yml": rollout_file(steps="[100]"),
+        },
+        "two rollouts",
+    )
+    auth = write_auth_file(
+        tmp_path,
+        ("orders-bot", "o" * 32, "roles: [rollout], applications: [orders]"),
+        ("ops", "a" * 32, "roles: [admin]"),
+    )
+    server = serve(repo.path, auth_file=auth)
+    bot, ops = {"Authorization": "Bearer " + "o" * 32}, {"Authorization": "Bearer " + "a" * 32}
+
+    def running(headers: dict[str, str]) -> list[str]:
+        body = requests.get(f"{server.url}/rollouts", headers=headers, timeout=5).json()
+        return sorted(r["application"] for r in body["rollouts"] if r["state"] == "running")
+
+    wait_for(lambda: running(ops) == ["orders", "payments"], what="both rollouts to start")
+    assert running(bot) == ["orders"]
+    other = requests.get(f"{server.url}/rollouts?application=payments", headers=bot, timeout=5)
+    assert other.status_code == 403 and "payments" in other.json()["message"]
+    halt = requests.post(f"{server.url}/rollouts/payments/halt", headers=bot, json={"reason": "x"}, timeout=5)
+    assert halt.status_code == 403
+    assert running(ops) == ["orders", "payments"]
+    mine = requests.post(f"{server.url}/rollouts/orders/halt", headers=bot, json={"reason": "x"}, timeout=5)
+    assert mine.status_code == 200 and running(ops) == ["payments"]
+
+
+def test_a_cross_site_form_cannot_halt_a_rollout_with_the_browsers_basic_credentials(
+    serve, repo_with_canary, tmp_path: Path
+):
+    """The console is opened with HTTP Basic, which the browser re-sends by itself: a page of
+    another origin that auto-submits a form to the halt endpoint must change nothing."""
+    import base64
+
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out")
+    auth = write_auth_file(tmp_path, ("ops", "a" * 32, "roles: [admin]"))
+    server = serve(repo.path, auth_file=auth)
+    basic = {"Authorization": "Basic " + base64.b64encode(b"ops:" + b"a" * 32).decode()}
+    ops = {"Authorization": "Bearer " + "a" * 32}
+    url = f"{server.url}/rollouts/orders/halt"
+
+    def state() -> str | None:
+        body = requests.get(f"{server.url}/rollouts", headers=ops, timeout=5).json()
+        return body["rollouts"][0]["state"] if body["rollouts"] else None
+
+    wait_for(lambda: state() == "running", what="the rollout to start")
+    form = {**basic, "Content-Type": "text/plain"}
+    cross_site = [
+        {**form, "Origin": "https://attacker.example", "Sec-Fetch-Site": "cross-site"},
+        {**form, "Origin": "https://attacker.example"},
+        {**form, "Sec-Fetch-Site": "same-site"},
+        {**form, "Origin": "null"},
+        form,  # a browser that sends neither header: Basic with a form's content type
+        basic,  # a body-less fetch() is a simple request too
+        {**basic, "Content-Type": "application/x-www-form-urlencoded"},
+        {**basic, "Content-Type": "multipart/form-data; boundary=x"},
+    ]
+    for headers in cross_site:
+        answer = requests.post(url, data=b'{"reason": "csrf"}', headers=headers, timeout=5)
+        assert answer.status_code == 403, headers
+        assert "cross-site" in answer.json()["message"] or "Basic" in answer.json()["message"]
+    assert state() == "running"
+    # what a cross-site form cannot send passes: JSON with Basic from the server's own origin
+    own = {**basic, "Content-Type": "application/json", "Origin": server.url, "Sec-Fetch-Site": "same-origin"}
+    answer = requests.post(url, data=b'{"reason": "by hand"}', headers=own, timeout=5)
+    assert answer.status_code == 200 and state() == "halted"
+
+
+def test_machine_clients_halt_unchanged_and_an_open_server_refuses_other_origins(serve, repo_with_canary):
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out")
+    server = serve(repo.path)
+    wait_for(lambda: started(server), what="the rollout to start")
+    url = f"{server.url}/rollouts/orders/halt"
+    cross = requests.post(url, json={"reason": "csrf"}, headers={"Origin": "http://evil.example"}, timeout=5)
+    assert cross.status_code == 403 and started(server) is not None
+    # curl without a body or a content type, as `config-server rollout halt` and Alertmanager do
+    assert requests.post(url, timeout=5).status_code == 200
+    assert started(server, "halted")["haltReason"] == "halted by hand (by anonymous)"
+
+
+def test_one_caller_inventing_cohort_ids_cannot_halt_a_rollout(serve, repo_with_canary):
+    """Cohort membership is a public hash, so a reader finds cohort ids offline. Its forged
+    rejections count only for ids the canary served on an earlier request, and all of them as one
+    caller (one address, one token): `halt-on.rejected` counts callers, not ids."""
+    repo = repo_with_canary
+    content = rollout_file(steps="[50]").replace("rejected: 1", "rejected: 3")
+    repo.commit({"rollouts/orders.yml": content}, "roll out")
+    _, canary = versions(repo)
+    server = serve(repo.path, proxy_hops=1)
+    wait_for(lambda: started(server), what="the rollout to start")
+    rollouts = server.app.extensions["config_server"].rollouts
+    cohort = sorted(expected_cohort(50))
+    forged = {"X-Config-Rejected": f'{canary}; reason="forged"', "X-Forwarded-For": "203.0.113.7"}
+    for instance in cohort[:6]:  # a rejection on an id's first request: it was never served the canary
+        assert get(server, instance, **forged).json()["version"] == canary
+    rollouts.tick()
+    assert started(server)["rejections"] == []
+    for instance in cohort[:6]:  # served before now, but six ids of one caller count once
+        get(server, instance, **forged)
+    rollouts.tick()
+    status = started(server)
+    assert status is not None and len(status["rejections"]) == 6
+    for n, instance in enumerate(cohort[6:8]):  # two more callers, each with its own address
+        address = {"X-Forwarded-For": f"10.0.0.{n + 1}"}
+        get(server, instance, **address)
+        get(server, instance, **address, **{"X-Config-Rejected": f'{canary}; reason="real"'})
+    rollouts.tick()
+    halted = started(server, "halted")
+    assert halted is not None and halted["haltReason"].startswith(
+        f"3 cohort instances rejected {canary[:12]}"
+    )
+
+
+def test_a_rejection_waits_for_the_canary_answer_another_worker_has_not_stored_yet(serve, repo_with_canary):
+    """The answer before the rejection may have come from another worker, whose loop writes it to
+    the store on its next tick: the rejection waits (CONFIRM_SECONDS) instead of being dropped."""
+    repo = repo_with_canary
+    server, _, canary = rolled_out(serve, repo, rollout_file(steps="[100]"))
+    state = server.app.extensions["config_server"]
+    rollouts = state.rollouts
+    now = time.time()
+    assert rollouts.note_rejection("orders", None, INSTANCES[0], canary, "bad", canary, "svc@10.0.0.1", now)
+    rollouts.tick()
+    assert started(server) is not None and started(server)["rejections"] == []
+    key = ("orders", "main", "canary")
+    state.store.record_canary_served(*key, [(INSTANCES[0], canary, now - 1)])  # the other worker's write
+    rollouts.tick()
+    halted = started(server, "halted")
+    assert halted is not None and [r["instance"] for r in halted["rejections"]] == [INSTANCES[0]]
+
+
+def test_a_rejection_reason_is_shown_to_readers_of_the_application_only_and_never_logged(
+    serve, repo_with_canary, tmp_path: Path, caplog
+):
+    """A service's own validator may quote a value in its reason: the reason goes to the store
+    and to readers of the application, not to a rollout-only token and not into the log."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out")
+    _, canary = versions(repo)
+    auth = write_auth_file(
+        tmp_path,
+        ("orders-service", "s" * 32, "roles: [read]"),
+        ("release-bot", "b" * 32, "roles: [rollout], applications: [orders]"),
+        ("orders-ops", "o" * 32, "roles: [read, rollout], applications: [orders]"),
+    )
+    audit = tmp_path / "audit.log"
+    server = serve(repo.path, auth_file=auth, audit_log=str(audit))
+    service = {"Authorization": "Bearer " + "s" * 32}
+    bot, ops = {"Authorization": "Bearer " + "b" * 32}, {"Authorization": "Bearer " + "o" * 32}
+    wait_for(lambda: requests.get(f"{server.url}/rollouts", headers=bot, timeout=5).json()["rollouts"])
+    secret = "db.password: 'hunter2-s3cr3t' is too short"
+    get(server, INSTANCES[0], **service)
+    get(server, INSTANCES[0], **service, **{"X-Config-Rejected": f'{canary}; reason="{secret}"'})
+
+    def halted(headers: dict[str, str]) -> dict | None:
+        body = requests.get(f"{server.url}/rollouts", headers=headers, timeout=5).json()
+        return next((r for r in body["rollouts"] if r["state"] == "halted"), None)
+
+    for_bot = wait_for(lambda: halted(bot), what="the halt")
+    assert "hunter2" not in json.dumps(for_bot)
+    assert for_bot["rejections"][0]["instance"] == INSTANCES[0] and for_bot["rejections"][0]["reason"] is None
+    assert for_bot["haltReason"].startswith(f"1 cohort instance rejected {canary[:12]}: {INSTANCES[0]}")
+    for_ops = halted(ops)
+    assert for_ops["rejections"][0]["reason"] == secret and secret in for_ops["haltReason"]
+    again = requests.post(f"{server.url}/rollouts/orders/halt", headers=bot, json={"reason": "x"}, timeout=5)
+    assert again.status_code == 200 and "hunter2" not in again.text
+    server.app.extensions["config_server"].audit.flush()
+    assert "halted" in caplog.text and "hunter2" not in caplog.text
+    assert "hunter2" not in audit.read_text()

@@ -76,6 +76,65 @@ def test_redis_store_answers_as_the_sqlite_store(tmp_path, redis_server):
     assert (billing.version, billing.rejected_reason, billing.last_seen) == (COMMIT_C, None, 105.0)
 
 
+def test_both_stores_filter_with_accept_before_the_limit(tmp_path, redis_server):
+    """`instances(accept=...)` counts only accepted rows towards `limit`, across read chunks."""
+
+    def filtered(store):
+        store.record_instances([report(n, application="a-first") for n in range(1200)])
+        store.record_instances([report(n, application="orders") for n in range(3)])
+
+        def mine(record):
+            return record.application == "orders" or record.instance_id == "orders-1100:1@host"
+
+        return store.instances(limit=3, accept=mine), store.instances(limit=10, accept=mine)
+
+    sqlite = filtered(SQLiteStateStore(tmp_path / "state.db"))
+    assert sqlite == filtered(RedisStateStore(redis_server.url))
+    assert [(r.application, r.instance_id) for r in sqlite[0]] == [
+        ("a-first", "orders-1100:1@host"),
+        ("orders", "orders-0:1@host"),
+        ("orders", "orders-1:1@host"),
+    ]
+    assert len(sqlite[1]) == 4
+
+
+def caller_scenario(store):
+    """Rejections count distinct callers; canary answers keep their first time, up to the cap."""
+    key = ("orders", "main", "r1")
+    store.start_rollout(*key, 100.0)
+    store.record_canary_served(*key, [("orders-1", COMMIT_A, 101.0), ("orders-2", COMMIT_A, 102.0)])
+    store.record_canary_served(*key, [("orders-1", COMMIT_A, 150.0), ("orders-1", COMMIT_B, 151.0)])
+    served = [
+        store.canary_served_at(*key, "orders-1", COMMIT_A),
+        store.canary_served_at(*key, "orders-1", COMMIT_B),
+        store.canary_served_at(*key, "orders-3", COMMIT_A),
+    ]
+    counts = [
+        store.record_rollout_rejection(*key, "orders-1", COMMIT_A, "bad", 110.0, "svc@10.0.0.1"),
+        store.record_rollout_rejection(*key, "orders-2", COMMIT_A, "bad", 111.0, "svc@10.0.0.1"),
+        store.record_rollout_rejection(*key, "orders-3", COMMIT_A, "bad", 112.0, "svc@10.0.0.2"),
+        store.record_rollout_rejection(*key, "orders-4", COMMIT_A, "bad", 113.0),
+    ]
+    store.end_rollout(*key)
+    return served, counts, store.canary_served_at(*key, "orders-1", COMMIT_A)
+
+
+def test_both_stores_count_callers_and_remember_canary_answers(tmp_path, redis_server, monkeypatch):
+    sqlite = caller_scenario(SQLiteStateStore(tmp_path / "state.db"))
+    assert sqlite == caller_scenario(RedisStateStore(redis_server.url))
+    assert sqlite == ([101.0, 151.0, None], [1, 1, 2, 3], None)
+    import config_server.state.redis
+    import config_server.state.sqlite
+
+    for module in (config_server.state.sqlite, config_server.state.redis):
+        monkeypatch.setattr(module, "MAX_SERVED_PER_ROLLOUT", 1)
+    for store in (SQLiteStateStore(tmp_path / "capped.db"), RedisStateStore(redis_server.url)):
+        store.record_canary_served("orders", "main", "capped", [("a", COMMIT_A, 1.0), ("b", COMMIT_A, 2.0)])
+        store.record_canary_served("orders", "main", "capped", [("c", COMMIT_A, 3.0)])
+        found = [store.canary_served_at("orders", "main", "capped", i, COMMIT_A) for i in "abc"]
+        assert found == [1.0, None, None]
+
+
 def test_cluster_mode_opens_the_redis_store(tmp_path, redis_server):
     assert isinstance(open_state_store(tmp_path, redis_server.url), RedisStateStore)
     assert isinstance(open_state_store(tmp_path), SQLiteStateStore)
@@ -138,3 +197,23 @@ def test_redis_store_keeps_rollouts_as_the_sqlite_store(tmp_path, redis_server):
     ]
     assert [r.application for r in redis["after end"]] == ["billing"] and redis["rejections after end"] == []
     assert (redis["restarted"].started, redis["restarted"].halted_at) == (300.0, None)
+
+
+def test_a_state_db_from_before_callers_is_opened_and_counts_its_rows_by_instance(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE rollout_rejections (application TEXT NOT NULL, label TEXT NOT NULL, "
+            "rollout_id TEXT NOT NULL, instance_id TEXT NOT NULL, version TEXT NOT NULL, reason TEXT, "
+            "seen REAL NOT NULL, PRIMARY KEY (application, label, rollout_id, instance_id))"
+        )
+        conn.execute(
+            "INSERT INTO rollout_rejections VALUES ('orders', 'main', 'r1', 'old-1', 'v', NULL, 1.0)"
+        )
+    conn.close()
+    store = SQLiteStateStore(path)
+    assert (
+        store.record_rollout_rejection("orders", "main", "r1", "new-1", "v", None, 2.0, "svc@10.0.0.1") == 2
+    )
