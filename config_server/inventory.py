@@ -18,21 +18,22 @@ hour, one remote address may introduce at most `max_ids_per_address` distinct in
 (`--instance-ids-per-address`, default `MAX_IDS_PER_ADDRESS_PER_HOUR`) and all addresses together
 `MAX_NEW_IDS_PER_HOUR` (both per worker process); reports of further ids are dropped (counted in
 `dropped_reports`, logged once per address and hour). Reads are bounded too: `instances` returns
-at most `limit` rows (`MAX_SCAN_ROWS` by default).
+at most `limit` rows (`MAX_SCAN_ROWS` by default). Header parsing is linear, once per request,
+and its answers are remembered within MAX_PARSE_CACHE_BYTES.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from config_server.byte_cache import ByteBoundedCache
 from config_server.errors import ConfigServerError, StateUnavailable
 from config_server.names import INSTANCE_LABEL
 from config_server.state import InstanceRecord, InstanceReport, StateStore, call_cooperatively
@@ -63,10 +64,23 @@ FLUSH_CHUNK = 500
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 _LABEL_PAIR = re.compile(f"({INSTANCE_LABEL})=({INSTANCE_LABEL})")
 _VERSION = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_REJECTED = re.compile(r'(?P<version>[^;\s]+)\s*(?:;\s*reason="(?P<reason>(?:[^"\\]|\\.)*)")?\s*')
+# Every pattern applied to a header is linear: no two parts of a pattern can match the same text
+# (the version stops at a blank or `;`, the blanks at `;`, an escape is one backslash and one
+# character), so a failed match gives back each character once. Applied to the stripped value,
+# after its length is checked.
+_REJECTED = re.compile(r'(?P<version>[^;\s]+)(?:\s*;\s*reason="(?P<reason>[^"\\]*(?:\\.[^"\\]*)*)")?')
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_LABEL_PAIRS = 16
 MAX_REASON_CHARS = 512
+#: The longest `X-Config-Rejected` value read: a version, a reason of MAX_REASON_CHARS characters
+#: each escaped, and a little room for blanks.
+MAX_REJECTED_CHARS = 128 + 2 * MAX_REASON_CHARS + 64
+#: Bytes of remembered header parses per worker (an instance sends the same headers again and
+#: again): a caller's distinct, padded headers evict each other rather than grow the process.
+MAX_PARSE_CACHE_BYTES = 4 * 1024 * 1024
+#: The environ key under which a request's parsed report (or its InvalidHeader) is kept, so that
+#: the fast path and the Flask view it hands a request to parse its headers once.
+PARSED_ENVIRON_KEY = "config_server.client_headers"
 
 
 class InvalidHeader(ConfigServerError):
@@ -90,13 +104,26 @@ class ClientHeaders:
     user_agent: str
 
 
-def parse_client_headers(environ: Mapping[str, Any]) -> ClientHeaders:
+#: Parsed headers by their raw values; an entry is charged twice the characters of its key (the
+#: key's own, and the stripped and joined copies the answer holds).
+_PARSED: ByteBoundedCache[ClientHeaders] = ByteBoundedCache(MAX_PARSE_CACHE_BYTES)
+
+
+def parse_client_headers(environ: MutableMapping[str, Any]) -> ClientHeaders:
     """Read the four report headers from a WSGI environ; raise InvalidHeader naming a malformed one.
 
-    The same instance sends the same headers again and again, so results are remembered (bounded).
+    Parsed once per request: the answer (or the error) is kept in the environ, so the Flask view
+    that the fast path hands a request to reads it from there. The same instance sends the same
+    headers again and again, so answers are also remembered across requests, within
+    MAX_PARSE_CACHE_BYTES.
     """
+    done = environ.get(PARSED_ENVIRON_KEY)
+    if isinstance(done, ClientHeaders):
+        return done
+    if isinstance(done, InvalidHeader):
+        raise done
     get = environ.get
-    return _parse(
+    key = (
         str(get("REMOTE_ADDR") or ""),
         str(get("HTTP_USER_AGENT") or "")[:256],
         get("HTTP_X_CONFIG_CLIENT_ID"),
@@ -104,9 +131,18 @@ def parse_client_headers(environ: Mapping[str, Any]) -> ClientHeaders:
         get("HTTP_X_CONFIG_APPLIED"),
         get("HTTP_X_CONFIG_REJECTED"),
     )
+    parsed = _PARSED.get(key)
+    if parsed is None:
+        try:
+            parsed = _parse(*key)
+        except InvalidHeader as exc:
+            environ[PARSED_ENVIRON_KEY] = exc
+            raise
+        _PARSED.put(key, parsed, 2 * sum(len(part) for part in key if part))
+    environ[PARSED_ENVIRON_KEY] = parsed
+    return parsed
 
 
-@functools.lru_cache(maxsize=16384)
 def _parse(
     remote: str,
     user_agent: str,
@@ -157,7 +193,10 @@ def _client_labels(raw: str | None) -> str:
 def _rejected(raw: str | None) -> tuple[str | None, str | None]:
     if raw is None:
         return None, None
-    match = _REJECTED.fullmatch(raw.strip())
+    raw = raw.strip()
+    if len(raw) > MAX_REJECTED_CHARS:
+        raise InvalidHeader(f"X-Config-Rejected is longer than {MAX_REJECTED_CHARS} characters")
+    match = _REJECTED.fullmatch(raw)
     if not match or not _VERSION.fullmatch(match["version"]):
         raise InvalidHeader('X-Config-Rejected must be <version>; reason="<text>"')
     reason = match["reason"]

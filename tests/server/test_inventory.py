@@ -409,3 +409,80 @@ def test_instances_answer_is_capped_and_says_when_it_is_truncated(repo, serve, h
         answer = http.get(f"{server.url}/instances", params={"limit": bad})
         assert answer.status_code == 400, bad
         assert "limit must be a whole number from 1 to 10000" in answer.json()["message"]
+
+
+# -- what one caller can make the server hold (rows, parse time, cache bytes) ---------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "v" + " " * 8000 + "x",  # the quadratic backtrack between the version and the reason
+        "v" + " " * 4000 + ";" + " " * 4000 + "x",
+        'v; reason="' + "a" * 8000,  # an unterminated reason
+        'v; reason="' + "\\" * 8000,
+        'v; reason="' + '\\"' * 4000 + '"',
+        "v" * 8000,
+        ";" * 8000,
+    ],
+)
+def test_a_hostile_rejection_header_is_refused_in_linear_time(value):
+    """`X-Config-Rejected: "v" + 8000 spaces + "x"` took 0.45 s of CPU: every shape is refused fast."""
+    import time
+
+    environ = _environ(x_config_rejected=value)
+    environ["REMOTE_ADDR"] = f"10.9.{len(value) % 250}.{id(value) % 250}"  # no remembered answer
+    started = time.perf_counter()
+    with pytest.raises(InvalidHeader) as caught:
+        parse_client_headers(environ)
+    assert time.perf_counter() - started < 0.05
+    assert "X-Config-Rejected" in str(caught.value)
+
+
+def test_a_malformed_report_header_is_parsed_once_per_request(repo, serve, http, monkeypatch):
+    """The fast path hands a malformed report to Flask, which answers the 400 without parsing it again."""
+    from config_server import inventory
+
+    repo.commit({"orders.yml": "a: 1\n"})
+    server = serve(repo.path)
+    parse = inventory._parse
+    calls = []
+
+    def counting(*args):
+        calls.append(args)
+        return parse(*args)
+
+    monkeypatch.setattr(inventory, "_parse", counting)
+    for path in ("/orders/default", "/orders/default?wait=1"):
+        calls.clear()
+        headers = {"X-Config-Rejected": "v  x", "If-None-Match": '"nope"'} if "wait" in path else {}
+        answer = http.get(server.url + path, headers={"X-Config-Rejected": "v  x", **headers})
+        assert answer.status_code == 400 and "X-Config-Rejected" in answer.json()["message"]
+        assert len(calls) == 1, path
+
+
+def test_the_report_header_cache_is_bounded_by_bytes():
+    """7 KB padded headers held ~225 MB per worker in a 16,384-entry cache; now it has a byte budget."""
+    import gc
+    import tracemalloc
+
+    from config_server import inventory
+
+    padding = " " * 7000
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(2500):
+            parse_client_headers(
+                {"REMOTE_ADDR": "10.3.0.1", "HTTP_X_CONFIG_CLIENT_ID": f"{padding}padded-{i}{padding}"}
+            )
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 6 * 1024 * 1024, f"{held / 1e6:.1f} MB held"
+    # a remembered answer is still the same answer
+    again = {"REMOTE_ADDR": "10.3.0.1", "HTTP_X_CONFIG_CLIENT_ID": "orders-1"}
+    assert parse_client_headers(dict(again)) is parse_client_headers(dict(again))
+    assert inventory.MAX_PARSE_CACHE_BYTES <= 8 * 1024 * 1024
