@@ -13,13 +13,15 @@ report that repeats what it wrote less than 30 s ago (a watcher re-polling with 
 transactions of at most 500 rows; it forgets instances unseen for a day. An instance unseen for
 three minutes is `gone`.
 
-Ids are chosen by the caller, so what one caller can make the store hold is capped: within an
-hour, one remote address may introduce at most `max_ids_per_address` distinct instance ids
-(`--instance-ids-per-address`, default `MAX_IDS_PER_ADDRESS_PER_HOUR`) and all addresses together
-`MAX_NEW_IDS_PER_HOUR` (both per worker process); reports of further ids are dropped (counted in
-`dropped_reports`, logged once per address and hour). Reads are bounded too: `instances` returns
-at most `limit` rows (`MAX_SCAN_ROWS` by default). Header parsing is linear, once per request,
-and its answers are remembered within MAX_PARSE_CACHE_BYTES.
+Ids are chosen by the caller, and so are the application, profiles and label a row is keyed by
+with the id, so what one caller can make the store hold is capped: within an hour, one remote
+address may introduce at most `max_ids_per_address` distinct instance ids
+(`--instance-ids-per-address`, default `MAX_IDS_PER_ADDRESS_PER_HOUR`) and `ROWS_PER_ID` times as
+many rows, and all addresses together `MAX_NEW_IDS_PER_HOUR` ids and `MAX_NEW_ROWS_PER_HOUR` rows
+(all per worker process); reports beyond them are dropped (counted in `dropped_reports`, logged
+once per address and hour). Reads are bounded too: `instances` returns at most `limit` rows
+(`MAX_SCAN_ROWS` by default). Header parsing is linear, once per request, and its answers are
+remembered within MAX_PARSE_CACHE_BYTES.
 """
 
 from __future__ import annotations
@@ -54,6 +56,12 @@ REWRITE_AFTER_SECONDS = 30.0
 MAX_IDS_PER_ADDRESS_PER_HOUR = 1000
 #: Distinct instance ids all addresses together may introduce per hour (per worker process).
 MAX_NEW_IDS_PER_HOUR = 100_000
+#: Rows (an instance id with one application, profiles and label) one address may add per hour,
+#: per id it may add: room for anonymous callers (one id per address and User-Agent) that read
+#: several applications, not for one id asking for thousands of profiles.
+ROWS_PER_ID = 2
+#: Rows all addresses together may add per hour (per worker process).
+MAX_NEW_ROWS_PER_HOUR = 2 * MAX_NEW_IDS_PER_HOUR
 #: The window of both caps.
 ID_WINDOW_SECONDS = 3600.0
 #: The most rows one read of the inventory returns (the console, the metrics scrape).
@@ -235,6 +243,10 @@ class Inventory:
         self._window_start = clock()
         self._ids_by_remote: dict[str, set[str]] = {}
         self._ids_in_window = 0
+        self.max_new_rows = MAX_NEW_ROWS_PER_HOUR
+        # Rows admitted this hour, per address, as hashes of their keys (a key may be kilobytes).
+        self._rows_by_remote: dict[str, set[int]] = {}
+        self._rows_in_window = 0
         self._refused_remotes: set[str] = set()
         self.dropped_reports = 0
 
@@ -300,33 +312,52 @@ class Inventory:
                     self._written.pop(key, None)
         return len(rows)
 
+    @property
+    def max_rows_per_address(self) -> int:
+        """Rows one address may add per hour: ROWS_PER_ID for each id it may add."""
+        return ROWS_PER_ID * self.max_ids_per_address
+
     def _admitted(self, report: InstanceReport) -> bool:
-        """False for a report of an id beyond the hour's caps (per remote address, and in all)."""
+        """False for a report beyond the hour's caps: of new ids, and of new rows (an id with an
+        application, profiles and label), per remote address and in all."""
         now = self.clock()
         if now - self._window_start >= ID_WINDOW_SECONDS:
             self._window_start = now
             self._ids_by_remote.clear()
+            self._rows_by_remote.clear()
             self._refused_remotes.clear()
             self._ids_in_window = 0
-        ids = self._ids_by_remote.get(report.remote)
-        if ids is not None and report.instance_id in ids:
+            self._rows_in_window = 0
+        row = hash(report.key)
+        rows = self._rows_by_remote.get(report.remote)
+        if rows is not None and row in rows:
             return True
-        if (ids is not None and len(ids) >= self.max_ids_per_address) or (
-            self._ids_in_window >= self.max_new_ids
+        ids = self._ids_by_remote.get(report.remote)
+        new_id = ids is None or report.instance_id not in ids
+        if (
+            (new_id and ids is not None and len(ids) >= self.max_ids_per_address)
+            or (new_id and self._ids_in_window >= self.max_new_ids)
+            or (rows is not None and len(rows) >= self.max_rows_per_address)
+            or self._rows_in_window >= self.max_new_rows
         ):
             self.dropped_reports += 1
             if report.remote not in self._refused_remotes and len(self._refused_remotes) < 1000:
                 self._refused_remotes.add(report.remote)
                 log.warning(
-                    "instance reports from %r dropped: this hour's cap of new instance ids is "
-                    "reached (%d per address, %d in all, per worker)",
+                    "instance reports from %r dropped: this hour's cap of new instance ids or rows "
+                    "is reached (%d ids and %d rows per address, %d ids and %d rows in all, per worker)",
                     report.remote,
                     self.max_ids_per_address,
+                    self.max_rows_per_address,
                     self.max_new_ids,
+                    self.max_new_rows,
                 )
             return False
-        self._ids_by_remote.setdefault(report.remote, set()).add(report.instance_id)
-        self._ids_in_window += 1
+        if new_id:
+            self._ids_by_remote.setdefault(report.remote, set()).add(report.instance_id)
+            self._ids_in_window += 1
+        self._rows_by_remote.setdefault(report.remote, set()).add(row)
+        self._rows_in_window += 1
         return True
 
     def _changed(self, report: InstanceReport) -> bool:

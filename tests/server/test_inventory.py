@@ -461,6 +461,49 @@ def test_a_malformed_report_header_is_parsed_once_per_request(repo, serve, http,
         assert len(calls) == 1, path
 
 
+def test_one_id_asking_for_many_environments_adds_a_bounded_number_of_rows(tmp_path):
+    """Rows are keyed by id, application, profiles and label: the caps count rows, not only ids."""
+    store = SQLiteStateStore(tmp_path / "state.db")
+    inventory = Inventory(store)
+    inventory.max_ids_per_address = 5
+    hostile = parse_client_headers({"REMOTE_ADDR": "10.0.0.66", "HTTP_X_CONFIG_CLIENT_ID": "one"})
+    for i in range(50):
+        inventory.observe(hostile, "orders", f"p{i}", "main", "v1")
+    neighbour = parse_client_headers({"REMOTE_ADDR": "10.0.0.7", "HTTP_X_CONFIG_CLIENT_ID": "orders-1"})
+    inventory.observe(neighbour, "orders", "prod", "main", "v1")
+    inventory.flush()
+    rows = store.instances()
+    assert len([r for r in rows if r.instance_id == "one"]) == 10  # twice the ids an address may add
+    assert [r.profiles for r in rows if r.instance_id == "orders-1"] == ["prod"]
+    assert inventory.dropped_reports == 40
+    inventory.observe(hostile, "orders", "p0", "main", "v2")  # a stored row keeps reporting
+    inventory.flush()
+    assert {r.profiles: r.served for r in store.instances()}["p0"] == "v2"
+
+
+def test_all_addresses_together_add_a_bounded_number_of_rows_per_hour(tmp_path):
+    store = SQLiteStateStore(tmp_path / "state.db")
+    inventory = Inventory(store)
+    inventory.max_new_rows = 10
+    for i in range(5):
+        headers = parse_client_headers({"REMOTE_ADDR": f"10.2.{i}.1", "HTTP_X_CONFIG_CLIENT_ID": f"id-{i}"})
+        for profile in ("a", "b", "c", "d", "e", "f"):
+            inventory.observe(headers, "orders", profile, "main", "v1")
+    inventory.flush()
+    assert len(store.instances()) == 10 and inventory.dropped_reports == 20
+
+
+def test_one_id_and_many_profiles_over_http_store_a_bounded_number_of_rows(repo, serve, http):
+    """One id and 5,000 `GET /orders/p{i}` made 5,001 rows; now the address's cap of rows holds."""
+    repo.commit({"orders.yml": "a: 1\n"})
+    server = serve(repo.path, instance_ids_per_address=4)  # --instance-ids-per-address
+    for i in range(30):
+        answer = http.get(f"{server.url}/orders/p{i}", headers={"X-Config-Client-Id": "one"})
+        assert answer.status_code == 200  # served all the same; only the report is dropped
+    rows = _instances(http, server)["instances"]
+    assert len(rows) == 8 and {r["id"] for r in rows} == {"one"}
+
+
 def test_the_report_header_cache_is_bounded_by_bytes():
     """7 KB padded headers held ~225 MB per worker in a 16,384-entry cache; now it has a byte budget."""
     import gc
