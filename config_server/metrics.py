@@ -214,6 +214,9 @@ class InstancesCollector(Collector):
         except StateUnavailable as exc:  # Redis away: every other metric is still scraped
             log.warning("instances left out of the metrics: %s", exc)
             records = []
+        except Exception as exc:  # noqa: BLE001 - a locked or broken SQLite file: the same
+            log.warning("instances left out of the metrics: the state store failed: %s", exc)
+            records = []
         for record in records:
             key = (self.application_label(record.application), record.version or "unknown")
             counts[key] = counts.get(key, 0) + 1

@@ -326,3 +326,64 @@ def test_random_application_names_against_a_broken_shared_file_keep_metric_serie
         ]
     assert stored and not [env for env in stored if env.startswith("rand")], stored
     assert not [row for row in service.held_back() if row["application"].startswith("rand")]
+
+
+def test_a_scrape_waiting_for_the_state_store_holds_up_no_other_request(repo, server_process, tmp_path):
+    """`/metrics` read SQLite on the worker's loop: while it waited, `/health` waited too."""
+    import sqlite3
+    import time
+
+    version = repo.commit({"orders.yml": "a: 1\n"})
+    server = server_process("--repo", str(repo.path), "--workers", "1")
+    server.wait_ready(
+        lambda: requests.get(f"{server.url}/health", timeout=1, headers={"Connection": "close"}).ok
+    )
+    headers = {"Connection": "close", "X-Config-Client-Id": "i-1"}
+    assert requests.get(f"{server.url}/orders/default", timeout=10, headers=headers).ok
+    wait_for(
+        lambda: (
+            value(scrape(server.url), "config_server_instances", application="orders", version=version) == 1
+        ),
+        what="the instance recorded",
+    )
+    # Another process holds the state store's lock: a read waits for it (up to its busy timeout, 5 s).
+    lock = sqlite3.connect(tmp_path / "data" / "state.db", isolation_level=None, timeout=10)
+    lock.execute("PRAGMA locking_mode=EXCLUSIVE")
+    lock.execute("BEGIN EXCLUSIVE")
+    scraped = {}
+    scraper = threading.Thread(target=lambda: scraped.update(text=scrape(server.url)))
+    try:
+        scraper.start()
+        started = time.monotonic()
+        slowest = 0.0
+        while time.monotonic() - started < 2.0:  # a window well inside the store's busy timeout
+            asked = time.monotonic()
+            answer = requests.get(f"{server.url}/health", timeout=10, headers={"Connection": "close"})
+            assert answer.status_code == 200
+            slowest = max(slowest, time.monotonic() - asked)
+        assert slowest < 1.0, f"/health took {slowest:.2f} s while a scrape waited for the store"
+        assert scraper.is_alive()  # the scrape is still waiting for the lock
+    finally:
+        lock.close()
+        scraper.join(timeout=15)
+    assert value(scraped["text"], "config_server_instances", application="orders", version=version) == 1
+    log = server.stop()
+    assert "Traceback" not in log, log
+
+
+def test_a_state_store_that_stays_locked_leaves_only_the_instances_out_of_a_scrape(tmp_path, caplog):
+    import sqlite3
+
+    from config_server.metrics import InstancesCollector
+    from config_server.state import SQLiteStateStore
+
+    store = SQLiteStateStore(tmp_path / "state.db", busy_timeout=0.1)
+    lock = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    lock.execute("PRAGMA locking_mode=EXCLUSIVE")
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        [family] = list(InstancesCollector(store.instances).collect())
+    finally:
+        lock.close()
+    assert family.name == "config_server_instances" and family.samples == []
+    assert "instances left out of the metrics" in caplog.text
