@@ -18,7 +18,7 @@ from config_server.http import admin, console, encryption, environment, observe,
 from config_server.http import rollouts as rollouts_http
 from config_server.http.errors import register_error_handlers
 from config_server.http.fast_path import FastEnvironmentPath
-from config_server.inventory import GONE_AFTER_SECONDS, MAX_SCAN_ROWS, Inventory
+from config_server.inventory import GONE_AFTER_SECONDS, HISTORY_SECONDS, MAX_SCAN_ROWS, Inventory
 from config_server.metrics import HeldBackCollector, InstancesCollector, Metrics, MetricsMiddleware
 from config_server.rollouts import Rollouts, RolloutsCollector
 from config_server.sample import ensure_sample_repository
@@ -101,6 +101,9 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
                 store, store.instances, None, None, None, time.time() - GONE_AFTER_SECONDS, MAX_SCAN_ROWS
             ),
             service.names.application_label,
+            lambda: call_cooperatively(
+                store, store.served_versions, time.time() - HISTORY_SECONDS, MAX_SCAN_ROWS
+            ),
         )
     )
     metrics.add_collector(HeldBackCollector(service.held_back_environments))

@@ -328,6 +328,31 @@ def test_random_application_names_against_a_broken_shared_file_keep_metric_serie
     assert not [row for row in service.held_back() if row["application"].startswith("rand")]
 
 
+def test_the_instances_gauge_labels_only_versions_the_server_served(repo, serve, http):
+    """`X-Config-Applied` is the caller's text: 900 made-up versions made 903 series; now they are `other`."""
+    first = repo.commit({"orders.yml": "a: 1\n"})
+    server = serve(repo.path)
+    inventory = server.app.extensions["config_server"].inventory
+    assert http.get(f"{server.url}/orders/default", headers={"X-Config-Client-Id": "slow-1"}).ok
+    inventory.flush()
+    second = repo.commit({"orders.yml": "a: 2\n"})
+    # served the second version, it still runs the first (which the server served it before)
+    slow = {"X-Config-Client-Id": "slow-1", "X-Config-Applied": first}
+    assert http.get(f"{server.url}/orders/default", headers=slow).json()["version"] == second
+    assert http.get(f"{server.url}/orders/default", headers={"X-Config-Client-Id": "new-1"}).ok
+    for i in range(40):
+        made_up = {"X-Config-Client-Id": f"liar-{i}", "X-Config-Applied": f"{i:040x}"}
+        assert http.get(f"{server.url}/orders/default", headers=made_up).ok
+    inventory.flush()
+    found = samples(scrape(server.url))
+    series = {
+        dict(labels)["version"]: count
+        for (name, labels), count in found.items()
+        if name == "config_server_instances"
+    }
+    assert series == {first: 1, second: 1, "other": 40}
+
+
 def test_a_scrape_waiting_for_the_state_store_holds_up_no_other_request(repo, server_process, tmp_path):
     """`/metrics` read SQLite on the worker's loop: while it waited, `/health` waited too."""
     import sqlite3
