@@ -311,3 +311,26 @@ def test_generated_instance_headers_never_cause_a_500_or_a_slow_answer(header_se
         if answer.status_code == 400:
             assert any(name in answer.json()["message"] for name in _REPORT_HEADERS), answer.text
     assert header_server.app.extensions["config_server"].inventory.flush() >= 0
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        " " * 8000 + 'x"',
+        '"' + "a" * 8000,
+        '",' * 4000,
+        "," * 8000,
+        '"x,"x,' * 1300,
+        "a" + "\t" * 8000 + "b",
+        ", ".join(['"a"'] * 2000),
+        '"a"' + " " * 8000 + "b",
+    ],
+)
+def test_if_none_match_is_read_in_linear_time(value):
+    """The fast path (and Flask's `request.if_none_match`) read `If-None-Match` with Werkzeug's
+    `parse_etags`: kilobytes of each shape that could make a pattern backtrack take milliseconds."""
+    from config_server.http.fast_path import parse_etags
+
+    started = time.perf_counter()
+    parse_etags(value)
+    assert time.perf_counter() - started < 0.02
