@@ -224,13 +224,17 @@ class InstancesCollector(Collector):
         except Exception as exc:  # noqa: BLE001 - a locked or broken SQLite file: the same
             log.warning("instances left out of the metrics: the state store failed: %s", exc)
             records = []
+        applications: dict[str, str] = {}  # labels asked once per name, not once per instance
         for record in records:
             version = record.version
             if version is None:
                 version = "unknown"
             elif version != record.served and version not in served:
                 version = OTHER  # a version the instance names but the server never served
-            key = (self.application_label(record.application), version)
+            application = applications.get(record.application)
+            if application is None:
+                application = applications[record.application] = self.application_label(record.application)
+            key = (application, version)
             counts[key] = counts.get(key, 0) + 1
         for (application, version), count in sorted(counts.items()):
             family.add_metric([application, version], count)

@@ -412,3 +412,31 @@ def test_a_state_store_that_stays_locked_leaves_only_the_instances_out_of_a_scra
         lock.close()
     assert family.name == "config_server_instances" and family.samples == []
     assert "instances left out of the metrics" in caplog.text
+
+
+def test_a_scrape_labels_each_application_once_not_once_per_instance(tmp_path):
+    """The label of an application is looked up on the worker's loop (the repository's names):
+    once per name and scrape, however many instances run it."""
+    from config_server.inventory import Inventory, parse_client_headers
+    from config_server.metrics import InstancesCollector
+    from config_server.state import SQLiteStateStore
+
+    store = SQLiteStateStore(tmp_path / "state.db")
+    inventory = Inventory(store)
+    for i in range(50):
+        environ = {"REMOTE_ADDR": "10.0.0.1", "HTTP_X_CONFIG_CLIENT_ID": f"orders-{i}"}
+        application = "orders" if i % 2 else "billing"
+        inventory.observe(parse_client_headers(environ), application, "prod", "main", "v1")
+    inventory.flush()
+    asked = []
+
+    def application_label(name: str) -> str:
+        asked.append(name)
+        return name
+
+    [family] = list(InstancesCollector(store.instances, application_label).collect())
+    assert sorted(asked) == ["billing", "orders"]
+    assert {tuple(s.labels.values()): s.value for s in family.samples} == {
+        ("billing", "v1"): 25,
+        ("orders", "v1"): 25,
+    }
