@@ -61,8 +61,8 @@ MAX_NEW_IDS_PER_HOUR = 100_000
 #: several applications, not for one id asking for thousands of profiles.
 ROWS_PER_ID = 2
 #: Rows all addresses together may add per hour (per worker process).
-MAX_NEW_ROWS_PER_HOUR = 2 * MAX_NEW_IDS_PER_HOUR
-#: The window of both caps.
+MAX_NEW_ROWS_PER_HOUR = ROWS_PER_ID * MAX_NEW_IDS_PER_HOUR
+#: The window of the caps.
 ID_WINDOW_SECONDS = 3600.0
 #: The most rows one read of the inventory returns (the console, the metrics scrape).
 MAX_SCAN_ROWS = 10_000
