@@ -29,13 +29,13 @@ from config_server.http import (
 from config_server.http import rollouts as rollouts_http
 from config_server.http.errors import register_error_handlers
 from config_server.http.fast_path import FastEnvironmentPath
-from config_server.inventory import GONE_AFTER_SECONDS, MAX_SCAN_ROWS, Inventory
+from config_server.inventory import GONE_AFTER_SECONDS, HISTORY_SECONDS, MAX_SCAN_ROWS, Inventory
 from config_server.metrics import HeldBackCollector, InstancesCollector, Metrics, MetricsMiddleware
 from config_server.rollouts import Rollouts, RolloutsCollector
 from config_server.sample import ensure_sample_repository
 from config_server.service import ConfigService
 from config_server.settings import Settings
-from config_server.state import StateStore, open_state_store
+from config_server.state import StateStore, call_cooperatively, open_state_store
 from config_server.watch.detector import ChangeDetector
 from config_server.watch.hub import WatchHub
 from config_server.wsgi import EncodedSlashMiddleware
@@ -107,8 +107,14 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     ).start()
     metrics.add_collector(
         InstancesCollector(
-            lambda: store.instances(seen_after=time.time() - GONE_AFTER_SECONDS, limit=MAX_SCAN_ROWS),
+            # through gevent's thread pool: a scrape waiting on SQLite's lock holds up no request
+            lambda: call_cooperatively(
+                store, store.instances, None, None, None, time.time() - GONE_AFTER_SECONDS, MAX_SCAN_ROWS
+            ),
             service.names.application_label,
+            lambda: call_cooperatively(
+                store, store.served_versions, time.time() - HISTORY_SECONDS, MAX_SCAN_ROWS
+            ),
         )
     )
     metrics.add_collector(HeldBackCollector(service.held_back_environments))

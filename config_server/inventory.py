@@ -13,26 +13,29 @@ report that repeats what it wrote less than 30 s ago (a watcher re-polling with 
 transactions of at most 500 rows; it forgets instances unseen for a day. An instance unseen for
 three minutes is `gone`.
 
-Ids are chosen by the caller, so what one caller can make the store hold is capped: within an
-hour, one remote address may introduce at most `max_ids_per_address` distinct instance ids
-(`--instance-ids-per-address`, default `MAX_IDS_PER_ADDRESS_PER_HOUR`) and all addresses together
-`MAX_NEW_IDS_PER_HOUR` (both per worker process); reports of further ids are dropped (counted in
-`dropped_reports`, logged once per address and hour). Reads are bounded too: `instances` returns
-at most `limit` rows (`MAX_SCAN_ROWS` by default).
+Ids are chosen by the caller, and so are the application, profiles and label a row is keyed by
+with the id, so what one caller can make the store hold is capped: within an hour, one remote
+address may introduce at most `max_ids_per_address` distinct instance ids
+(`--instance-ids-per-address`, default `MAX_IDS_PER_ADDRESS_PER_HOUR`) and `ROWS_PER_ID` times as
+many rows, and all addresses together `MAX_NEW_IDS_PER_HOUR` ids and `MAX_NEW_ROWS_PER_HOUR` rows
+(all per worker process); reports beyond them are dropped (counted in `dropped_reports`, logged
+once per address and hour). Reads are bounded too: `instances` returns at most `limit` rows
+(`MAX_SCAN_ROWS` by default). Header parsing is linear, once per request, and its answers are
+remembered within MAX_PARSE_CACHE_BYTES.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from config_server.byte_cache import ByteBoundedCache
 from config_server.errors import ConfigServerError, StateUnavailable
 from config_server.names import INSTANCE_LABEL
 from config_server.state import InstanceRecord, InstanceReport, StateStore, call_cooperatively
@@ -53,7 +56,13 @@ REWRITE_AFTER_SECONDS = 30.0
 MAX_IDS_PER_ADDRESS_PER_HOUR = 1000
 #: Distinct instance ids all addresses together may introduce per hour (per worker process).
 MAX_NEW_IDS_PER_HOUR = 100_000
-#: The window of both caps.
+#: Rows (an instance id with one application, profiles and label) one address may add per hour,
+#: per id it may add: room for anonymous callers (one id per address and User-Agent) that read
+#: several applications, not for one id asking for thousands of profiles.
+ROWS_PER_ID = 2
+#: Rows all addresses together may add per hour (per worker process).
+MAX_NEW_ROWS_PER_HOUR = ROWS_PER_ID * MAX_NEW_IDS_PER_HOUR
+#: The window of the caps.
 ID_WINDOW_SECONDS = 3600.0
 #: The most rows one read of the inventory returns (the console, the metrics scrape).
 MAX_SCAN_ROWS = 10_000
@@ -63,10 +72,23 @@ FLUSH_CHUNK = 500
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 _LABEL_PAIR = re.compile(f"({INSTANCE_LABEL})=({INSTANCE_LABEL})")
 _VERSION = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_REJECTED = re.compile(r'(?P<version>[^;\s]+)\s*(?:;\s*reason="(?P<reason>(?:[^"\\]|\\.)*)")?\s*')
+# Every pattern applied to a header is linear: no two parts of a pattern can match the same text
+# (the version stops at a blank or `;`, the blanks at `;`, an escape is one backslash and one
+# character), so a failed match gives back each character once. Applied to the stripped value,
+# after its length is checked.
+_REJECTED = re.compile(r'(?P<version>[^;\s]+)(?:\s*;\s*reason="(?P<reason>[^"\\]*(?:\\.[^"\\]*)*)")?')
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_LABEL_PAIRS = 16
 MAX_REASON_CHARS = 512
+#: The longest `X-Config-Rejected` value read: a version, a reason of MAX_REASON_CHARS characters
+#: each escaped, and a little room for blanks.
+MAX_REJECTED_CHARS = 128 + 2 * MAX_REASON_CHARS + 64
+#: Bytes of remembered header parses per worker (an instance sends the same headers again and
+#: again): a caller's distinct, padded headers evict each other rather than grow the process.
+MAX_PARSE_CACHE_BYTES = 4 * 1024 * 1024
+#: The environ key under which a request's parsed report (or its InvalidHeader) is kept, so that
+#: the fast path and the Flask view it hands a request to parse its headers once.
+PARSED_ENVIRON_KEY = "config_server.client_headers"
 
 
 class InvalidHeader(ConfigServerError):
@@ -90,13 +112,26 @@ class ClientHeaders:
     user_agent: str
 
 
-def parse_client_headers(environ: Mapping[str, Any]) -> ClientHeaders:
+#: Parsed headers by their raw values; an entry is charged twice the characters of its key (the
+#: key's own, and the stripped and joined copies the answer holds).
+_PARSED: ByteBoundedCache[ClientHeaders] = ByteBoundedCache(MAX_PARSE_CACHE_BYTES)
+
+
+def parse_client_headers(environ: MutableMapping[str, Any]) -> ClientHeaders:
     """Read the four report headers from a WSGI environ; raise InvalidHeader naming a malformed one.
 
-    The same instance sends the same headers again and again, so results are remembered (bounded).
+    Parsed once per request: the answer (or the error) is kept in the environ, so the Flask view
+    that the fast path hands a request to reads it from there. The same instance sends the same
+    headers again and again, so answers are also remembered across requests, within
+    MAX_PARSE_CACHE_BYTES.
     """
+    done = environ.get(PARSED_ENVIRON_KEY)
+    if isinstance(done, ClientHeaders):
+        return done
+    if isinstance(done, InvalidHeader):
+        raise done
     get = environ.get
-    return _parse(
+    key = (
         str(get("REMOTE_ADDR") or ""),
         str(get("HTTP_USER_AGENT") or "")[:256],
         get("HTTP_X_CONFIG_CLIENT_ID"),
@@ -104,9 +139,18 @@ def parse_client_headers(environ: Mapping[str, Any]) -> ClientHeaders:
         get("HTTP_X_CONFIG_APPLIED"),
         get("HTTP_X_CONFIG_REJECTED"),
     )
+    parsed = _PARSED.get(key)
+    if parsed is None:
+        try:
+            parsed = _parse(*key)
+        except InvalidHeader as exc:
+            environ[PARSED_ENVIRON_KEY] = exc
+            raise
+        _PARSED.put(key, parsed, 2 * sum(len(part) for part in key if part))
+    environ[PARSED_ENVIRON_KEY] = parsed
+    return parsed
 
 
-@functools.lru_cache(maxsize=16384)
 def _parse(
     remote: str,
     user_agent: str,
@@ -157,7 +201,10 @@ def _client_labels(raw: str | None) -> str:
 def _rejected(raw: str | None) -> tuple[str | None, str | None]:
     if raw is None:
         return None, None
-    match = _REJECTED.fullmatch(raw.strip())
+    raw = raw.strip()
+    if len(raw) > MAX_REJECTED_CHARS:
+        raise InvalidHeader(f"X-Config-Rejected is longer than {MAX_REJECTED_CHARS} characters")
+    match = _REJECTED.fullmatch(raw)
     if not match or not _VERSION.fullmatch(match["version"]):
         raise InvalidHeader('X-Config-Rejected must be <version>; reason="<text>"')
     reason = match["reason"]
@@ -196,6 +243,10 @@ class Inventory:
         self._window_start = clock()
         self._ids_by_remote: dict[str, set[str]] = {}
         self._ids_in_window = 0
+        self.max_new_rows = MAX_NEW_ROWS_PER_HOUR
+        # Rows admitted this hour, per address, as hashes of their keys (a key may be kilobytes).
+        self._rows_by_remote: dict[str, set[int]] = {}
+        self._rows_in_window = 0
         self._refused_remotes: set[str] = set()
         self.dropped_reports = 0
 
@@ -261,33 +312,52 @@ class Inventory:
                     self._written.pop(key, None)
         return len(rows)
 
+    @property
+    def max_rows_per_address(self) -> int:
+        """Rows one address may add per hour: ROWS_PER_ID for each id it may add."""
+        return ROWS_PER_ID * self.max_ids_per_address
+
     def _admitted(self, report: InstanceReport) -> bool:
-        """False for a report of an id beyond the hour's caps (per remote address, and in all)."""
+        """False for a report beyond the hour's caps: of new ids, and of new rows (an id with an
+        application, profiles and label), per remote address and in all."""
         now = self.clock()
         if now - self._window_start >= ID_WINDOW_SECONDS:
             self._window_start = now
             self._ids_by_remote.clear()
+            self._rows_by_remote.clear()
             self._refused_remotes.clear()
             self._ids_in_window = 0
-        ids = self._ids_by_remote.get(report.remote)
-        if ids is not None and report.instance_id in ids:
+            self._rows_in_window = 0
+        row = hash(report.key)
+        rows = self._rows_by_remote.get(report.remote)
+        if rows is not None and row in rows:
             return True
-        if (ids is not None and len(ids) >= self.max_ids_per_address) or (
-            self._ids_in_window >= self.max_new_ids
+        ids = self._ids_by_remote.get(report.remote)
+        new_id = ids is None or report.instance_id not in ids
+        if (
+            (new_id and ids is not None and len(ids) >= self.max_ids_per_address)
+            or (new_id and self._ids_in_window >= self.max_new_ids)
+            or (rows is not None and len(rows) >= self.max_rows_per_address)
+            or self._rows_in_window >= self.max_new_rows
         ):
             self.dropped_reports += 1
             if report.remote not in self._refused_remotes and len(self._refused_remotes) < 1000:
                 self._refused_remotes.add(report.remote)
                 log.warning(
-                    "instance reports from %r dropped: this hour's cap of new instance ids is "
-                    "reached (%d per address, %d in all, per worker)",
+                    "instance reports from %r dropped: this hour's cap of new instance ids or rows "
+                    "is reached (%d ids and %d rows per address, %d ids and %d rows in all, per worker)",
                     report.remote,
                     self.max_ids_per_address,
+                    self.max_rows_per_address,
                     self.max_new_ids,
+                    self.max_new_rows,
                 )
             return False
-        self._ids_by_remote.setdefault(report.remote, set()).add(report.instance_id)
-        self._ids_in_window += 1
+        if new_id:
+            self._ids_by_remote.setdefault(report.remote, set()).add(report.instance_id)
+            self._ids_in_window += 1
+        self._rows_by_remote.setdefault(report.remote, set()).add(row)
+        self._rows_in_window += 1
         return True
 
     def _changed(self, report: InstanceReport) -> bool:

@@ -25,6 +25,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from config_server.errors import StateUnavailable
+from config_server.known_names import OTHER
 from config_server.names import RENDERED_DOCUMENT
 
 log = logging.getLogger(__name__)
@@ -190,16 +191,21 @@ class InstancesCollector(Collector):
     """`config_server_instances{application,version}`: live instances, read from the shared store.
 
     Clients name the application they ask for: `application_label` maps a name the repository
-    does not hold to `other`, so hostile names cannot grow the series.
+    does not hold to `other`, so hostile names cannot grow the series. They also say which
+    version they run (`X-Config-Applied`): a version is its own label only when the server served
+    it (to this instance now, or to any within `served_versions`, the store's memory of a day);
+    any other is `other`, so made-up versions cannot grow the series either.
     """
 
     def __init__(
         self,
         live_instances: Callable[[], Iterable[Any]],
         application_label: Callable[[str], str] = str,
+        served_versions: Callable[[], Iterable[str]] = tuple,
     ) -> None:
         self.live_instances = live_instances
         self.application_label = application_label
+        self.served_versions = served_versions
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """One sample per (application, version) with at least one live instance."""
@@ -211,11 +217,24 @@ class InstancesCollector(Collector):
         counts: dict[tuple[str, str], int] = {}
         try:
             records = list(self.live_instances())
+            served = set(self.served_versions()) if records else set()
         except StateUnavailable as exc:  # Redis away: every other metric is still scraped
             log.warning("instances left out of the metrics: %s", exc)
             records = []
+        except Exception as exc:  # noqa: BLE001 - a locked or broken SQLite file: the same
+            log.warning("instances left out of the metrics: the state store failed: %s", exc)
+            records = []
+        applications: dict[str, str] = {}  # labels asked once per name, not once per instance
         for record in records:
-            key = (self.application_label(record.application), record.version or "unknown")
+            version = record.version
+            if version is None:
+                version = "unknown"
+            elif version != record.served and version not in served:
+                version = OTHER  # a version the instance names but the server never served
+            application = applications.get(record.application)
+            if application is None:
+                application = applications[record.application] = self.application_label(record.application)
+            key = (application, version)
             counts[key] = counts.get(key, 0) + 1
         for (application, version), count in sorted(counts.items()):
             family.add_metric([application, version], count)

@@ -170,7 +170,8 @@ class Settings:
         default=1000,
         metadata={
             "help": "Distinct instance ids one remote address may add to the inventory per hour "
-            "(per worker); reports of further ids are dropped, the requests are served."
+            "(per worker), and twice as many rows (an id with one application, profiles and "
+            "label); reports beyond are dropped, the requests are served."
         },
     )
     certfile: str | None = field(

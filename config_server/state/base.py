@@ -3,9 +3,9 @@
 One small interface with an embedded default (`sqlite.py`, a file under `--data-dir` that all
 gunicorn workers of one machine share) and, for a cluster, a Redis implementation with the same
 methods. It holds instance reports (who asked for which environment, what it was served, what it
-says it runs and what it refused) and the progress of rollouts (when each started, whether it was
-halted and why, which cohort instances rejected its canary). It is chosen once at start-up
-(`open_state_store`).
+says it runs and what it refused), the versions it served, and the progress of rollouts (when
+each started, whether it was halted and why, which cohort instances rejected its canary). It is
+chosen once at start-up (`open_state_store`).
 """
 
 from __future__ import annotations
@@ -127,8 +127,16 @@ class StateStore(ABC):
         """
 
     @abstractmethod
+    def served_versions(self, since: float, limit: int = 10_000) -> list[str]:
+        """Versions the server served to an instance after `since`, the most recently served first
+        (at most `limit`): `record_instances` remembers every report's `served`, and `prune` forgets
+        versions last served before its time. Unlike `applied`, which the caller writes, these are
+        the server's own versions (the metrics label only them)."""
+
+    @abstractmethod
     def prune(self, seen_before: float) -> int:
-        """Forget instances last seen before `seen_before`; returns how many were removed."""
+        """Forget instances (and served versions) last seen before `seen_before`; returns how many
+        instances were removed."""
 
     # Rollout progress. Each method is one small atomic step, so a Redis store maps it directly:
     # a hash per rollout (`HSETNX started`, then `HGETALL`; a halt is `HSETNX halted_at` plus the
@@ -190,6 +198,15 @@ class StateStore(ABC):
     def close(self) -> None:
         """Release connections (nothing by default)."""
         return None
+
+
+def served_in(reports: Sequence[InstanceReport]) -> dict[str, float]:
+    """The versions a batch of reports was served, each with the latest time it was."""
+    served: dict[str, float] = {}
+    for report in reports:
+        if report.served is not None and report.seen > served.get(report.served, float("-inf")):
+            served[report.served] = report.seen
+    return served
 
 
 def call_cooperatively(store: StateStore, call: Callable[..., T], *args: Any) -> T:

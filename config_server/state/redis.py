@@ -9,7 +9,8 @@ metrics' instance counts and the console are the same from every replica. Layout
 - `instances`: the same keys by `last_seen` (a sorted set), for pruning;
 - `instances:ordered`: the same keys in (application, profiles, label, instance id) order (a
   sorted set read by `ZRANGEBYLEX`: the separator sorts below every character of a name), so a
-  read walks an ordered index in chunks and stops at its `limit`, as the SQLite store's does.
+  read walks an ordered index in chunks and stops at its `limit`, as the SQLite store's does;
+- `served-versions`: the versions served to instances, by when they last were (a sorted set).
 
 A report is merged by a Lua script, atomically, with the SQLite store's rules (a report without
 `applied` keeps the earlier one; `version_since` moves only when the running version changes;
@@ -36,11 +37,13 @@ from config_server.state.base import (
     RolloutRecord,
     RolloutRejection,
     StateStore,
+    served_in,
 )
 
 PREFIX = "config-server:"
 _ALL = PREFIX + "instances"
 _ORDERED = PREFIX + "instances:ordered"
+_SERVED = PREFIX + "served-versions"
 #: Index entries read per round trip.
 _CHUNK = 500
 _SEP = "\x1f"
@@ -169,6 +172,11 @@ class RedisStateStore(StateStore):
                 ],
                 client=pipe,
             )
+        # A plain ZADD: a replica's batch a second older may set a slightly earlier time, which
+        # matters to nothing kept for a day (ZADD GT would need Redis 6.2).
+        served = served_in(reports)
+        if served:
+            pipe.zadd(_SERVED, served)
         try:
             pipe.execute()
         except redis.RedisError as exc:
@@ -228,9 +236,20 @@ class RedisStateStore(StateStore):
             raise StateUnavailable(f"the state store in Redis cannot be reached: {exc}") from None
         return records
 
-    def prune(self, seen_before: float) -> int:
-        """Forget instances last seen before `seen_before`."""
+    def served_versions(self, since: float, limit: int = 10_000) -> list[str]:
+        """Versions served after `since`, the most recently served first; at most `limit`."""
         try:
+            return cast(
+                list[str],
+                self.reader.zrevrangebyscore(_SERVED, "+inf", f"({since!r}", start=0, num=max(0, int(limit))),
+            )
+        except redis.RedisError as exc:
+            raise StateUnavailable(f"the state store in Redis cannot be reached: {exc}") from None
+
+    def prune(self, seen_before: float) -> int:
+        """Forget instances last seen, and versions last served, before `seen_before`."""
+        try:
+            self.writer.zremrangebyscore(_SERVED, "-inf", f"({seen_before!r}")
             members = cast(list[str], self.writer.zrangebyscore(_ALL, "-inf", f"({seen_before!r}"))
             if not members:
                 return 0

@@ -21,6 +21,7 @@ from config_server.state.base import (
     RolloutRecord,
     RolloutRejection,
     StateStore,
+    served_in,
 )
 
 _SCHEMA = """
@@ -45,6 +46,11 @@ CREATE TABLE IF NOT EXISTS instances (
 CREATE INDEX IF NOT EXISTS instances_by_application ON instances (application, last_seen);
 CREATE INDEX IF NOT EXISTS instances_by_last_seen ON instances (last_seen);
 CREATE INDEX IF NOT EXISTS instances_in_order ON instances (application, profiles, label, instance_id);
+CREATE TABLE IF NOT EXISTS served_versions (
+    version TEXT PRIMARY KEY,
+    last_served REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS served_versions_by_time ON served_versions (last_served);
 CREATE TABLE IF NOT EXISTS rollouts (
     application TEXT NOT NULL,
     label TEXT NOT NULL,
@@ -96,6 +102,11 @@ ON CONFLICT (instance_id, application, profiles, label) DO UPDATE SET
     last_seen = MAX(last_seen, excluded.last_seen)
 """
 
+_SERVED = """
+INSERT INTO served_versions (version, last_served) VALUES (?, ?)
+ON CONFLICT (version) DO UPDATE SET last_served = MAX(last_served, excluded.last_served)
+"""
+
 _COLUMNS = (
     "instance_id, application, profiles, label, served, applied, rejected_version, rejected_reason, "
     "client_labels, remote, user_agent, anonymous, first_seen, last_seen, version_since"
@@ -122,7 +133,7 @@ class SQLiteStateStore(StateStore):
         return conn
 
     def record_instances(self, reports: Sequence[InstanceReport]) -> None:
-        """Upsert the reports in one transaction."""
+        """Upsert the reports, and the versions they were served, in one transaction."""
         if not reports:
             return
         rows = [
@@ -147,6 +158,7 @@ class SQLiteStateStore(StateStore):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.executemany(_UPSERT, rows)
+                conn.executemany(_SERVED, served_in(reports).items())
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -196,9 +208,20 @@ class SQLiteStateStore(StateStore):
         with closing(self._connect()) as conn:
             return conn.execute(query, [*params, limit]).fetchall()
 
-    def prune(self, seen_before: float) -> int:
-        """Delete instances not seen since `seen_before`."""
+    def served_versions(self, since: float, limit: int = 10_000) -> list[str]:
+        """Versions served after `since`, the most recently served first; at most `limit`."""
         with closing(self._connect()) as conn:
+            rows = conn.execute(
+                "SELECT version FROM served_versions WHERE last_served > ? "
+                "ORDER BY last_served DESC, version LIMIT ?",
+                (since, max(0, int(limit))),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def prune(self, seen_before: float) -> int:
+        """Delete instances not seen, and versions not served, since `seen_before`."""
+        with closing(self._connect()) as conn:
+            conn.execute("DELETE FROM served_versions WHERE last_served < ?", (seen_before,))
             return conn.execute("DELETE FROM instances WHERE last_seen < ?", (seen_before,)).rowcount
 
     def start_rollout(self, application: str, label: str, rollout_id: str, now: float) -> RolloutRecord:

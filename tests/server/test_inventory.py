@@ -430,3 +430,123 @@ def test_a_scoped_reader_gets_its_instances_even_when_others_fill_the_limit(repo
     assert [i["id"] for i in one["instances"]] == ["o-1"] and one["truncated"] is False
     everything = http.get(f"{server.url}/instances?limit=2", headers=bearer("admin")).json()
     assert len(everything["instances"]) == 2 and everything["truncated"] is True
+
+
+# -- what one caller can make the server hold (rows, parse time, cache bytes) ---------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "v" + " " * 8000 + "x",  # the quadratic backtrack between the version and the reason
+        "v" + " " * 4000 + ";" + " " * 4000 + "x",
+        'v; reason="' + "a" * 8000,  # an unterminated reason
+        'v; reason="' + "\\" * 8000,
+        'v; reason="' + '\\"' * 4000 + '"',
+        "v" * 8000,
+        ";" * 8000,
+    ],
+)
+def test_a_hostile_rejection_header_is_refused_in_linear_time(value):
+    """`X-Config-Rejected: "v" + 8000 spaces + "x"` took 0.45 s of CPU: every shape is refused fast."""
+    import time
+
+    environ = _environ(x_config_rejected=value)
+    environ["REMOTE_ADDR"] = f"10.9.{len(value) % 250}.{id(value) % 250}"  # no remembered answer
+    started = time.perf_counter()
+    with pytest.raises(InvalidHeader) as caught:
+        parse_client_headers(environ)
+    assert time.perf_counter() - started < 0.05
+    assert "X-Config-Rejected" in str(caught.value)
+
+
+def test_a_malformed_report_header_is_parsed_once_per_request(repo, serve, http, monkeypatch):
+    """The fast path hands a malformed report to Flask, which answers the 400 without parsing it again."""
+    from config_server import inventory
+
+    repo.commit({"orders.yml": "a: 1\n"})
+    server = serve(repo.path)
+    parse = inventory._parse
+    calls = []
+
+    def counting(*args):
+        calls.append(args)
+        return parse(*args)
+
+    monkeypatch.setattr(inventory, "_parse", counting)
+    for path in ("/orders/default", "/orders/default?wait=1"):
+        calls.clear()
+        headers = {"X-Config-Rejected": "v  x", "If-None-Match": '"nope"'} if "wait" in path else {}
+        answer = http.get(server.url + path, headers={"X-Config-Rejected": "v  x", **headers})
+        assert answer.status_code == 400 and "X-Config-Rejected" in answer.json()["message"]
+        assert len(calls) == 1, path
+
+
+def test_one_id_asking_for_many_environments_adds_a_bounded_number_of_rows(tmp_path):
+    """Rows are keyed by id, application, profiles and label: the caps count rows, not only ids."""
+    store = SQLiteStateStore(tmp_path / "state.db")
+    inventory = Inventory(store)
+    inventory.max_ids_per_address = 5
+    hostile = parse_client_headers({"REMOTE_ADDR": "10.0.0.66", "HTTP_X_CONFIG_CLIENT_ID": "one"})
+    for i in range(50):
+        inventory.observe(hostile, "orders", f"p{i}", "main", "v1")
+    neighbour = parse_client_headers({"REMOTE_ADDR": "10.0.0.7", "HTTP_X_CONFIG_CLIENT_ID": "orders-1"})
+    inventory.observe(neighbour, "orders", "prod", "main", "v1")
+    inventory.flush()
+    rows = store.instances()
+    assert len([r for r in rows if r.instance_id == "one"]) == 10  # twice the ids an address may add
+    assert [r.profiles for r in rows if r.instance_id == "orders-1"] == ["prod"]
+    assert inventory.dropped_reports == 40
+    inventory.observe(hostile, "orders", "p0", "main", "v2")  # a stored row keeps reporting
+    inventory.flush()
+    assert {r.profiles: r.served for r in store.instances()}["p0"] == "v2"
+
+
+def test_all_addresses_together_add_a_bounded_number_of_rows_per_hour(tmp_path):
+    store = SQLiteStateStore(tmp_path / "state.db")
+    inventory = Inventory(store)
+    inventory.max_new_rows = 10
+    for i in range(5):
+        headers = parse_client_headers({"REMOTE_ADDR": f"10.2.{i}.1", "HTTP_X_CONFIG_CLIENT_ID": f"id-{i}"})
+        for profile in ("a", "b", "c", "d", "e", "f"):
+            inventory.observe(headers, "orders", profile, "main", "v1")
+    inventory.flush()
+    assert len(store.instances()) == 10 and inventory.dropped_reports == 20
+
+
+def test_one_id_and_many_profiles_over_http_store_a_bounded_number_of_rows(repo, serve, http):
+    """One id and 5,000 `GET /orders/p{i}` made 5,001 rows; now the address's cap of rows holds."""
+    repo.commit({"orders.yml": "a: 1\n"})
+    server = serve(repo.path, instance_ids_per_address=4)  # --instance-ids-per-address
+    for i in range(30):
+        answer = http.get(f"{server.url}/orders/p{i}", headers={"X-Config-Client-Id": "one"})
+        assert answer.status_code == 200  # served all the same; only the report is dropped
+    rows = _instances(http, server)["instances"]
+    assert len(rows) == 8 and {r["id"] for r in rows} == {"one"}
+
+
+def test_the_report_header_cache_is_bounded_by_bytes():
+    """7 KB padded headers held ~225 MB per worker in a 16,384-entry cache; now it has a byte budget."""
+    import gc
+    import tracemalloc
+
+    from config_server import inventory
+
+    padding = " " * 7000
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(2500):
+            parse_client_headers(
+                {"REMOTE_ADDR": "10.3.0.1", "HTTP_X_CONFIG_CLIENT_ID": f"{padding}padded-{i}{padding}"}
+            )
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 6 * 1024 * 1024, f"{held / 1e6:.1f} MB held"
+    # a remembered answer is still the same answer
+    again = {"REMOTE_ADDR": "10.3.0.1", "HTTP_X_CONFIG_CLIENT_ID": "orders-1"}
+    assert parse_client_headers(dict(again)) is parse_client_headers(dict(again))
+    assert inventory.MAX_PARSE_CACHE_BYTES <= 8 * 1024 * 1024

@@ -326,3 +326,117 @@ def test_random_application_names_against_a_broken_shared_file_keep_metric_serie
         ]
     assert stored and not [env for env in stored if env.startswith("rand")], stored
     assert not [row for row in service.held_back() if row["application"].startswith("rand")]
+
+
+def test_the_instances_gauge_labels_only_versions_the_server_served(repo, serve, http):
+    """`X-Config-Applied` is the caller's text: 900 made-up versions made 903 series; now they are `other`."""
+    first = repo.commit({"orders.yml": "a: 1\n"})
+    server = serve(repo.path)
+    inventory = server.app.extensions["config_server"].inventory
+    assert http.get(f"{server.url}/orders/default", headers={"X-Config-Client-Id": "slow-1"}).ok
+    inventory.flush()
+    second = repo.commit({"orders.yml": "a: 2\n"})
+    # served the second version, it still runs the first (which the server served it before)
+    slow = {"X-Config-Client-Id": "slow-1", "X-Config-Applied": first}
+    assert http.get(f"{server.url}/orders/default", headers=slow).json()["version"] == second
+    assert http.get(f"{server.url}/orders/default", headers={"X-Config-Client-Id": "new-1"}).ok
+    for i in range(40):
+        made_up = {"X-Config-Client-Id": f"liar-{i}", "X-Config-Applied": f"{i:040x}"}
+        assert http.get(f"{server.url}/orders/default", headers=made_up).ok
+    inventory.flush()
+    found = samples(scrape(server.url))
+    series = {
+        dict(labels)["version"]: count
+        for (name, labels), count in found.items()
+        if name == "config_server_instances"
+    }
+    assert series == {first: 1, second: 1, "other": 40}
+
+
+def test_a_scrape_waiting_for_the_state_store_holds_up_no_other_request(repo, server_process, tmp_path):
+    """`/metrics` read SQLite on the worker's loop: while it waited, `/health` waited too."""
+    import sqlite3
+    import time
+
+    version = repo.commit({"orders.yml": "a: 1\n"})
+    server = server_process("--repo", str(repo.path), "--workers", "1")
+    server.wait_ready(
+        lambda: requests.get(f"{server.url}/health", timeout=1, headers={"Connection": "close"}).ok
+    )
+    headers = {"Connection": "close", "X-Config-Client-Id": "i-1"}
+    assert requests.get(f"{server.url}/orders/default", timeout=10, headers=headers).ok
+    wait_for(
+        lambda: (
+            value(scrape(server.url), "config_server_instances", application="orders", version=version) == 1
+        ),
+        what="the instance recorded",
+    )
+    # Another process holds the state store's lock: a read waits for it (up to its busy timeout, 5 s).
+    lock = sqlite3.connect(tmp_path / "data" / "state.db", isolation_level=None, timeout=10)
+    lock.execute("PRAGMA locking_mode=EXCLUSIVE")
+    lock.execute("BEGIN EXCLUSIVE")
+    scraped = {}
+    scraper = threading.Thread(target=lambda: scraped.update(text=scrape(server.url)))
+    try:
+        scraper.start()
+        started = time.monotonic()
+        slowest = 0.0
+        while time.monotonic() - started < 2.0:  # a window well inside the store's busy timeout
+            asked = time.monotonic()
+            answer = requests.get(f"{server.url}/health", timeout=10, headers={"Connection": "close"})
+            assert answer.status_code == 200
+            slowest = max(slowest, time.monotonic() - asked)
+        assert slowest < 1.0, f"/health took {slowest:.2f} s while a scrape waited for the store"
+        assert scraper.is_alive()  # the scrape is still waiting for the lock
+    finally:
+        lock.close()
+        scraper.join(timeout=15)
+    assert value(scraped["text"], "config_server_instances", application="orders", version=version) == 1
+    log = server.stop()
+    assert "Traceback" not in log, log
+
+
+def test_a_state_store_that_stays_locked_leaves_only_the_instances_out_of_a_scrape(tmp_path, caplog):
+    import sqlite3
+
+    from config_server.metrics import InstancesCollector
+    from config_server.state import SQLiteStateStore
+
+    store = SQLiteStateStore(tmp_path / "state.db", busy_timeout=0.1)
+    lock = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    lock.execute("PRAGMA locking_mode=EXCLUSIVE")
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        [family] = list(InstancesCollector(store.instances).collect())
+    finally:
+        lock.close()
+    assert family.name == "config_server_instances" and family.samples == []
+    assert "instances left out of the metrics" in caplog.text
+
+
+def test_a_scrape_labels_each_application_once_not_once_per_instance(tmp_path):
+    """The label of an application is looked up on the worker's loop (the repository's names):
+    once per name and scrape, however many instances run it."""
+    from config_server.inventory import Inventory, parse_client_headers
+    from config_server.metrics import InstancesCollector
+    from config_server.state import SQLiteStateStore
+
+    store = SQLiteStateStore(tmp_path / "state.db")
+    inventory = Inventory(store)
+    for i in range(50):
+        environ = {"REMOTE_ADDR": "10.0.0.1", "HTTP_X_CONFIG_CLIENT_ID": f"orders-{i}"}
+        application = "orders" if i % 2 else "billing"
+        inventory.observe(parse_client_headers(environ), application, "prod", "main", "v1")
+    inventory.flush()
+    asked = []
+
+    def application_label(name: str) -> str:
+        asked.append(name)
+        return name
+
+    [family] = list(InstancesCollector(store.instances, application_label).collect())
+    assert sorted(asked) == ["billing", "orders"]
+    assert {tuple(s.labels.values()): s.value for s in family.samples} == {
+        ("billing", "v1"): 25,
+        ("orders", "v1"): 25,
+    }

@@ -60,6 +60,11 @@ def scenario(store):
     }
     answers["left"] = store.instances()
     answers["pruned again"] = store.prune(60.0)
+    answers["served"] = store.served_versions(0.0)
+    answers["served after 105"] = store.served_versions(105.0)
+    answers["last served"] = store.served_versions(0.0, limit=1)
+    answers["pruned at 120"] = store.prune(120.0)
+    answers["served after pruning"] = store.served_versions(0.0)
     return answers
 
 
@@ -74,6 +79,10 @@ def test_redis_store_answers_as_the_sqlite_store(tmp_path, redis_server):
     billing = next(r for r in redis["all"] if r.application == "billing")
     # the later report carries no rejection, so it clears it; last_seen never goes back
     assert (billing.version, billing.rejected_reason, billing.last_seen) == (COMMIT_C, None, 105.0)
+    # the versions served (never one only `applied` named), the most recently served first
+    assert sqlite["served"] == [COMMIT_A, COMMIT_B, COMMIT_C] and sqlite["last served"] == [COMMIT_A]
+    assert sqlite["served after 105"] == [COMMIT_A, COMMIT_B]
+    assert sqlite["served after pruning"] == [COMMIT_A]
 
 
 def test_both_stores_filter_with_accept_before_the_limit(tmp_path, redis_server):
