@@ -102,7 +102,7 @@ ON CONFLICT (instance_id, application, profiles, label) DO UPDATE SET
     last_seen = MAX(last_seen, excluded.last_seen)
 """
 
-_SERVED = """
+_SERVED_VERSION = """
 INSERT INTO served_versions (version, last_served) VALUES (?, ?)
 ON CONFLICT (version) DO UPDATE SET last_served = MAX(last_served, excluded.last_served)
 """
@@ -158,7 +158,7 @@ class SQLiteStateStore(StateStore):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.executemany(_UPSERT, rows)
-                conn.executemany(_SERVED, served_in(reports).items())
+                conn.executemany(_SERVED_VERSION, served_in(reports).items())
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -294,7 +294,7 @@ class SQLiteStateStore(StateStore):
             try:
                 room = MAX_SERVED_PER_ROLLOUT - conn.execute(_COUNT_SERVED, key).fetchone()[0]
                 if room > 0:
-                    conn.executemany(_SERVED, [(*key, *entry) for entry in served[:room]])
+                    conn.executemany(_CANARY_SERVED, [(*key, *entry) for entry in served[:room]])
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -351,7 +351,7 @@ _COUNT_REJECTIONS = (
     "SELECT COUNT(DISTINCT CASE WHEN caller = '' THEN char(31) || instance_id ELSE caller END) "
     f"FROM rollout_rejections WHERE {_ROLLOUT_KEY}"
 )
-_SERVED = """
+_CANARY_SERVED = """
 INSERT OR IGNORE INTO rollout_served (application, label, rollout_id, instance_id, version, seen)
 VALUES (?, ?, ?, ?, ?, ?)
 """
