@@ -336,9 +336,14 @@ class Rollouts:
                 if not name.endswith(".yml") or name.startswith("."):
                     continue
                 application = name[: -len(".yml")]
-                parsed = self._parse(revision.version, application)
-                if isinstance(parsed, Rollout):
-                    parsed = self._check_canary(parsed)
+                try:
+                    parsed = self._parse(revision.version, application)
+                    if isinstance(parsed, Rollout):
+                        parsed = self._check_canary(parsed)
+                except Exception as exc:  # noqa: BLE001 - one file's failure is that file's error (not
+                    # remembered: a git hiccup is tried again on the next tick)
+                    message = f"cannot be read ({type(exc).__name__})"
+                    parsed = RolloutFileError(rollout_path(application), None, message)
                 if isinstance(parsed, RolloutFileError):
                     error = FileError(application, label, revision.version, parsed)
                     if (application, label) not in self._errors or self._errors[

@@ -646,3 +646,57 @@ def test_watching_more_labels_than_the_cap_is_said_once(serve, repo_with_canary,
     said = [r for r in caplog.records if "labels besides the default" in r.getMessage()]
     assert len(said) == 1 and "'release-2'" in said[0].getMessage()
     assert "release-2" not in server.app.extensions["config_server"].rollouts._scanned_labels()
+
+
+HOSTILE_FILES = {
+    "bake of 400 digits": "canary: canary\nsteps: [10]\nbake: " + "9" * 400 + "\n",
+    "id of 5000 digits": "canary: canary\nsteps: [10]\nbake: 1h\nid: " + "7" * 5000 + "\n",
+    "steps nested 3000 deep": "canary: canary\nbake: 1h\nsteps: " + "[" * 3000 + "]" * 3000 + "\n",
+}
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_FILES.values(), ids=HOSTILE_FILES.keys())
+def test_one_hostile_rollout_file_is_its_own_error_and_the_others_run(
+    serve, repo_with_canary, hostile, caplog
+):
+    """Before: OverflowError, ValueError or RecursionError aborted every tick, so no rollout
+    started, a manual halt answered 500 and a traceback was logged every 0.2 s."""
+    repo = repo_with_canary
+    repo.commit(
+        {"rollouts/orders.yml": rollout_file(steps="[100]"), "rollouts/payments.yml": hostile}, "rollouts"
+    )
+    base, canary = versions(repo)
+    server = serve(repo.path)
+    wait_for(lambda: started(server), what="the good rollout to start")
+    assert get(server, INSTANCES[0]).json()["version"] == canary
+    health = requests.get(f"{server.url}/health", timeout=5).json()
+    [error] = health["details"]["rollouts"]["errors"]
+    assert error["application"] == "payments" and error["file"] == "rollouts/payments.yml"
+    halt = requests.post(f"{server.url}/rollouts/orders/halt", json={"reason": "pager"}, timeout=5)
+    assert halt.status_code == 200 and halt.json()["halted"] is True
+    assert get(server, INSTANCES[0]).json()["version"] == base
+    assert not [r for r in caplog.records if r.exc_info], "no traceback logged"
+
+
+def test_validate_reports_a_hostile_rollout_file_and_checks_the_rest(repo_with_canary):
+    from click.testing import CliRunner
+
+    from config_server.cli import main
+
+    repo = repo_with_canary
+    repo.commit(
+        {
+            "rollouts/payments.yml": HOSTILE_FILES["steps nested 3000 deep"],
+            "rollouts/orders.yml": "canary: nope\nsteps: [10]\nbake: 1h\n",
+        },
+        "rollouts",
+    )
+    result = CliRunner().invoke(
+        main, ["validate", str(repo.path), "--rev", "main"], env={"ENCRYPT_KEY": None}
+    )
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stdout.splitlines() == [
+        "rollouts/orders.yml: orders/*: canary: unknown label 'nope'",
+        "rollouts/payments.yml:3: payments/*: nested deeper than 16 levels",
+    ]
