@@ -138,6 +138,8 @@ class Rollouts:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._tick_lock = threading.Lock()
+        #: What the loop's last tick failed with ("state" for an unreachable store), None when it worked.
+        self._failing: str | None = None
 
     # --- the request path: memory only ---------------------------------------------------------
 
@@ -229,10 +231,7 @@ class Rollouts:
         """Run the loop (a thread; a greenlet under gevent, like the change detector's); the first
         check runs now, so a rollout applies from the first request (a repository that cannot be
         read yet is retried by the loop)."""
-        try:
-            self.tick()
-        except Exception:  # noqa: BLE001 - a remote not cloned yet must not stop the server starting
-            log.exception("rollout check failed")
+        self._checked()  # a remote not cloned yet, or Redis away, must not stop the server starting
         self._thread = threading.Thread(target=self._run, name="config-rollouts", daemon=True)
         self._thread.start()
         return self
@@ -245,10 +244,31 @@ class Rollouts:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            try:
-                self.tick()
-            except Exception:  # noqa: BLE001 - the loop must outlive a locked disk or a git hiccup
-                log.exception("rollout check failed")
+            self._checked()
+
+    def _checked(self) -> None:
+        """One tick of the loop, its failure said once while it lasts (not every 0.2 s), and once
+        when checks work again: a state store that cannot be reached (Redis away) in one line, any
+        other failure with its traceback, again only when it changes."""
+        try:
+            self.tick()
+        except StateUnavailable as exc:
+            if self._failing != "state":
+                log.error(
+                    "rollouts: %s; each rollout is served as last read, halts and rejections wait "
+                    "until it is back (said once per outage)",
+                    exc,
+                )
+            self._failing = "state"
+        except Exception as exc:  # noqa: BLE001 - the loop must outlive a locked disk or a git hiccup
+            failure = f"{type(exc).__name__}: {exc}"
+            if self._failing != failure:
+                log.exception("rollout check failed (said again only when the failure changes)")
+            self._failing = failure
+        else:
+            if self._failing is not None:
+                log.warning("rollouts: checks work again, the state store is back")
+            self._failing = None
 
     def tick(self) -> None:
         """Read the rollout files at the heads, record rejections, sync with the state store, and

@@ -138,3 +138,43 @@ def test_redis_store_keeps_rollouts_as_the_sqlite_store(tmp_path, redis_server):
     ]
     assert [r.application for r in redis["after end"]] == ["billing"] and redis["rejections after end"] == []
     assert (redis["restarted"].started, redis["restarted"].halted_at) == (300.0, None)
+
+
+def test_a_redis_outage_is_logged_once_by_the_rollouts_loop_and_once_when_it_ends(
+    tmp_path, redis_server, serve, caplog
+):
+    """Before: a full traceback every tick (0.2 s) for as long as Redis was away."""
+    import logging
+
+    from tests.helpers import GitRepo, wait_for
+
+    caplog.set_level(logging.INFO, logger="config_server.rollouts")
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit({"orders.yml": "a: 1\n"})
+    server = serve(repo.path, redis=redis_server.url)
+    rollouts = server.app.extensions["config_server"].rollouts
+    ticks: list[bool] = []
+    tick = rollouts.tick
+
+    def counted() -> None:
+        ticks.append(True)
+        tick()
+
+    rollouts.tick = counted  # the loop's own ticks, counted
+
+    def said() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "config_server.rollouts"]
+
+    redis_server.stop()
+    wait_for(lambda: said(), what="the outage in the log")
+    seen = len(ticks)
+    wait_for(lambda: len(ticks) >= seen + 10, what="ten more ticks during the outage")
+    [outage] = said()
+    assert "cannot be reached" in outage.getMessage() and outage.exc_info is None
+    redis_server.start()
+    wait_for(lambda: len(said()) == 2, what="the end of the outage in the log")
+    seen = len(ticks)
+    wait_for(lambda: len(ticks) >= seen + 10, what="ten more ticks after it")
+    assert [r.levelname for r in said()] == ["ERROR", "WARNING"]
+    assert "back" in said()[1].getMessage()
+    assert not any(r.exc_info for r in said())
