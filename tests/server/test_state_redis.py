@@ -239,3 +239,17 @@ def test_unreadable_rollout_records_are_reported_and_restored_alike_in_both_stor
     assert redis["payments halted again"] == redis["payments halted"]  # the first halt wins
     assert all(r.problem is None for r in redis["after"])
     assert [r.application for r in redis["after"]] == ["billing", "orders", "payments", "stock"]
+
+
+def test_reports_taken_while_redis_is_away_are_written_when_it_is_back(redis_server):
+    from config_server.inventory import Inventory, parse_client_headers
+
+    inventory = Inventory(RedisStateStore(redis_server.url))
+    headers = parse_client_headers({"REMOTE_ADDR": "10.0.0.1", "HTTP_X_CONFIG_CLIENT_ID": "orders-1"})
+    redis_server.stop()
+    inventory.observe(headers, "orders", "default", "main", COMMIT_A)
+    with pytest.raises(StateUnavailable):
+        inventory.flush()
+    redis_server.start()
+    assert inventory.flush() == 1
+    assert [(r.instance_id, r.served) for r in inventory.instances()] == [("orders-1", COMMIT_A)]
