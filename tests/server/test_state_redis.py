@@ -253,3 +253,21 @@ def test_reports_taken_while_redis_is_away_are_written_when_it_is_back(redis_ser
     redis_server.start()
     assert inventory.flush() == 1
     assert [(r.instance_id, r.served) for r in inventory.instances()] == [("orders-1", COMMIT_A)]
+
+
+def test_a_redis_rollout_key_of_another_type_is_that_rollouts_problem_and_a_restore_replaces_it(redis_server):
+    store = RedisStateStore(redis_server.url)
+    store.start_rollout("orders", "main", "v2", 100.0)
+    store.start_rollout("billing", "main", "v3", 150.0)
+    store.reader.set("config-server:rollout:" + "\x1f".join(("orders", "main", "v2")), "by hand")
+    orders, billing = sorted(store.rollouts(), key=lambda r: r.application, reverse=True)
+    assert orders.problem.startswith("not a hash") and orders.halted_at is not None
+    assert billing.problem is None and billing.started == 150.0
+    restored = store.restore_rollout("orders", "main", "v2", 100.0, 120.0, "pager")
+    assert (restored.started, restored.halted_at, restored.halt_reason, restored.problem) == (
+        100.0,
+        120.0,
+        "pager",
+        None,
+    )
+    assert [r.problem for r in store.rollouts()] == [None, None]
