@@ -35,7 +35,7 @@ from config_server.rollouts import Rollouts, RolloutsCollector
 from config_server.sample import ensure_sample_repository
 from config_server.service import ConfigService
 from config_server.settings import Settings
-from config_server.state import StateStore, call_cooperatively, open_state_store
+from config_server.state import StateStore, call_cooperatively, open_durable_copy, open_state_store
 from config_server.watch.detector import ChangeDetector
 from config_server.watch.hub import WatchHub
 from config_server.wsgi import EncodedSlashMiddleware
@@ -118,7 +118,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         )
     )
     metrics.add_collector(HeldBackCollector(service.held_back_environments))
-    rollouts = Rollouts(backend, store, hub.reroute).start()
+    durable = open_durable_copy(settings.data_dir, settings.redis)
+    rollouts = Rollouts(backend, store, hub.reroute, durable=durable).start()
     metrics.add_collector(RolloutsCollector(rollouts))
     hub.on_change = metrics.change_answered
     service.on_broken = metrics.count_validation_failure

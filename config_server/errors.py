@@ -130,3 +130,11 @@ class StateUnavailable(ConfigServerError):
 
     status = 503
     reason = "Service Unavailable"
+
+
+class StateRecordError(ConfigServerError):
+    """One record of the state store holds what no server wrote (in Redis, a key of another type):
+    that record's error, reported with it; the store and its other records are read as usual."""
+
+    status = 503
+    reason = "Service Unavailable"

@@ -10,8 +10,10 @@ address and User-Agent.
 flusher on a real OS thread (not a greenlet: SQLite would block the gevent loop) writes the queue
 to the state store once a second, collapsing repeated reports of one instance and skipping a
 report that repeats what it wrote less than 30 s ago (a watcher re-polling with nothing new), in
-transactions of at most 500 rows; it forgets instances unseen for a day. An instance unseen for
-three minutes is `gone`.
+transactions of at most 500 rows; it forgets instances unseen for a day. A write that fails (the
+SQLite file locked beyond its busy timeout, Redis away) drops nothing it accepted: the next flush
+writes those reports first, merged with newer ones, at most `MAX_QUEUED_REPORTS` of them. An
+instance unseen for three minutes is `gone`.
 
 Ids are chosen by the caller, and so are the application, profiles and label a row is keyed by
 with the id, so what one caller can make the store hold is capped: within an hour, one remote
@@ -31,7 +33,7 @@ import re
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,7 +48,8 @@ log = logging.getLogger(__name__)
 GONE_AFTER_SECONDS = 180.0
 #: A gone instance stays in the history this long, then is forgotten.
 HISTORY_SECONDS = 86400.0
-#: Queued reports beyond this are dropped (the oldest first): an instance reports again soon.
+#: Queued reports beyond this are dropped (the oldest first): an instance reports again soon. Reports
+#: a failed flush could not write are kept for the next one (one per instance) up to this many too.
 MAX_QUEUED_REPORTS = 200_000
 #: A report that repeats what was written is written again only after this long (last seen
 #: is therefore exact to within this; `gone` is decided at 180 s).
@@ -249,6 +252,8 @@ class Inventory:
         self._rows_in_window = 0
         self._refused_remotes: set[str] = set()
         self.dropped_reports = 0
+        #: Reports a failed flush could not write, by instance, written first by the next flush.
+        self._unwritten: dict[tuple[str, str, str, str], InstanceReport] = {}
 
     def observe(
         self,
@@ -297,12 +302,20 @@ class Inventory:
             for key, (headers, served, seen, applied) in latest.items()
         )
         rows = [report for report in reports if self._admitted(report) and self._changed(report)]
-        for start in range(0, len(rows), FLUSH_CHUNK):
-            if start:
-                self._sleep(0.001)  # let the workers' loops have the GIL between chunks
-            self.store.record_instances(rows[start : start + FLUSH_CHUNK])
-        for report in rows:
-            self._written[report.key] = (_state_of(report), report.seen)
+        rows = self._after_unwritten(rows)
+        written = 0
+        try:
+            for start in range(0, len(rows), FLUSH_CHUNK):
+                if start:
+                    self._sleep(0.001)  # let the workers' loops have the GIL between chunks
+                chunk = rows[start : start + FLUSH_CHUNK]
+                self.store.record_instances(chunk)
+                written = start + len(chunk)
+                for report in chunk:
+                    self._written[report.key] = (_state_of(report), report.seen)
+        except BaseException:
+            self._keep_unwritten(rows[written:])  # accepted, so never dropped: the next flush retries
+            raise
         now = self.clock()
         if now - self._last_prune > 60:
             self._last_prune = now
@@ -316,6 +329,31 @@ class Inventory:
     def max_rows_per_address(self) -> int:
         """Rows one address may add per hour: ROWS_PER_ID for each id it may add."""
         return ROWS_PER_ID * self.max_ids_per_address
+
+    def _after_unwritten(self, rows: list[InstanceReport]) -> list[InstanceReport]:
+        """The reports a failed flush could not write, then `rows`: a newer report of the same
+        instance replaces its unwritten one, keeping a served or applied version it does not carry."""
+        if not self._unwritten:
+            return rows
+        unwritten, self._unwritten = self._unwritten, {}
+        merged = []
+        for report in rows:
+            older = unwritten.pop(report.key, None)
+            if older is not None:
+                report = replace(
+                    report, served=report.served or older.served, applied=report.applied or older.applied
+                )
+            merged.append(report)
+        return [*unwritten.values(), *merged]
+
+    def _keep_unwritten(self, rows: list[InstanceReport]) -> None:
+        """Keep what a failed flush could not write for the next one, at most MAX_QUEUED_REPORTS
+        (the newest; one per instance already): memory stays bounded while the store is away."""
+        if len(rows) > MAX_QUEUED_REPORTS:
+            rows = sorted(rows, key=lambda report: report.seen)
+            self.dropped_reports += len(rows) - MAX_QUEUED_REPORTS
+            rows = rows[-MAX_QUEUED_REPORTS:]
+        self._unwritten = {report.key: report for report in rows}
 
     def _admitted(self, report: InstanceReport) -> bool:
         """False for a report beyond the hour's caps: of new ids, and of new rows (an id with an
@@ -389,7 +427,12 @@ class Inventory:
                 unavailable = False
             except StateUnavailable as exc:  # Redis away (cluster mode): say it once, not each second
                 if not unavailable:
-                    log.warning("instance reports are dropped until the state store is back: %s", exc)
+                    log.warning(
+                        "instance reports are kept (the newest per instance, at most %d) until the "
+                        "state store is back: %s",
+                        MAX_QUEUED_REPORTS,
+                        exc,
+                    )
                 unavailable = True
             except Exception:  # noqa: BLE001 - the flusher must outlive a locked or full disk
                 log.exception("could not write instance reports")

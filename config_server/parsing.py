@@ -56,6 +56,31 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bo
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _marked(construct: Any) -> Any:
+    """A scalar constructor whose ValueError (a date such as 2026-02-30, an integer longer than
+    Python converts) is a YAML error at the value's line, like any other that does not parse."""
+
+    def checked(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+        try:
+            return construct(loader, node)
+        except (ValueError, OverflowError) as exc:
+            text = str(node.value)
+            shown = text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
+            why = f": {exc}" if node.tag.endswith("timestamp") else ""
+            problem = f"{shown!r} is not a valid {node.tag.rsplit(':', 1)[-1]}{why}"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
+
+    return checked
+
+
+for _tag, _construct in (
+    ("tag:yaml.org,2002:timestamp", _BaseLoader.construct_yaml_timestamp),
+    ("tag:yaml.org,2002:int", _BaseLoader.construct_yaml_int),
+    ("tag:yaml.org,2002:float", _BaseLoader.construct_yaml_float),
+):
+    _StrictLoader.add_constructor(_tag, _marked(_construct))
+
+
 @dataclass(frozen=True)
 class Document:
     """One document of a file: its position, its profile activation (if any) and its flat keys."""

@@ -130,6 +130,9 @@ def rollout_findings(backend: Backend, version: str) -> list[Finding]:
             findings.append(Finding(application, ("*",), Problem(path, exc.line, exc.message)))
         except ConfigServerError as exc:
             findings.append(Finding(application, ("*",), Problem(path, None, str(exc))))
+        except Exception as exc:  # noqa: BLE001 - one file's failure is that file's finding
+            message = f"cannot be read ({type(exc).__name__})"
+            findings.append(Finding(application, ("*",), Problem(path, None, message)))
     return findings
 
 

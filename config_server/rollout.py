@@ -53,6 +53,8 @@ _LABEL_VALUE = re.compile(names.INSTANCE_LABEL)
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _MAX_ID = 128
+#: Deepest nesting of maps and lists a rollout file may have (a few levels are all it needs).
+MAX_DEPTH = 16
 #: A rollout file is a few lines; anything bigger is refused before it is parsed.
 MAX_FILE_BYTES = 64 * 1024
 
@@ -191,7 +193,10 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("not a duration")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise ValueError("too large a duration") from None
     elif isinstance(value, str) and value.strip():
         text = value.strip().replace(" ", "")
         pos, seconds = 0, 0.0
@@ -217,10 +222,7 @@ def parse_rollout(application: str, data: bytes, path: str | None = None) -> Rol
         raise RolloutFileError(path, None, f"larger than {MAX_FILE_BYTES // 1024} KiB")
     try:
         text = data.decode("utf-8")
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent):  # no expansion bombs: a rollout file needs none
-                line = event.start_mark.line + 1 if event.start_mark else None
-                raise RolloutFileError(path, line, "aliases (*name) are not allowed in a rollout file")
+        _check_events(path, text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         raw = _load(text)
     except UnicodeDecodeError:
@@ -229,7 +231,32 @@ def parse_rollout(application: str, data: bytes, path: str | None = None) -> Rol
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         raise RolloutFileError(path, mark.line + 1 if mark else None, f"does not parse: {problem}") from None
-    lines = _key_lines(node)
+    try:
+        return _rollout(application, path, raw, _key_lines(node))
+    except RolloutFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever a hostile file does is that file's error
+        raise RolloutFileError(path, None, f"cannot be read ({type(exc).__name__})") from None
+
+
+def _check_events(path: str, text: str) -> None:
+    """Refuse aliases (no expansion bombs: a rollout file needs none) and nesting deeper than
+    MAX_DEPTH, from the event stream, before anything recursive builds the file."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1 if event.start_mark else None
+        if isinstance(event, yaml.AliasEvent):
+            raise RolloutFileError(path, line, "aliases (*name) are not allowed in a rollout file")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise RolloutFileError(path, line, f"nested deeper than {MAX_DEPTH} levels")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _rollout(application: str, path: str, raw: Any, lines: dict[str | None, int]) -> Rollout:
+    """The rollout of a parsed file, every key checked; RolloutFileError naming the line."""
 
     def fail(key: str | None, message: str) -> RolloutFileError:
         return RolloutFileError(path, lines.get(key, 1 if key is None else None), message)

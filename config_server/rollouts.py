@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from config_server import names
 from config_server.answer import BASE_ROUTE, Route
 from config_server.backends.base import Backend
-from config_server.errors import ConfigServerError, LabelNotFound, StateUnavailable
+from config_server.errors import ConfigServerError, LabelNotFound, StateRecordError, StateUnavailable
 from config_server.rollout import (
     COMPLETE,
     HALTED,
@@ -46,6 +46,7 @@ from config_server.rollout import (
     phase,
     rollout_path,
 )
+from config_server.rollout_memory import RolloutMemory
 from config_server.state import RolloutRecord, StateStore, call_cooperatively
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,9 @@ class Active:
         return (self.rollout.application, self.label, self.rollout.rollout_id)
 
     def state(self) -> RolloutState | None:
-        """The pure module's view of the stored record."""
-        if self.record is None:
+        """The pure module's view of the stored record (None, the base label for everyone, when
+        there is none or it cannot be read)."""
+        if self.record is None or self.record.problem is not None:
             return None
         return RolloutState(self.record.started, self.record.halted_at, self.record.halt_reason)
 
@@ -131,9 +133,14 @@ class Rollouts:
         reroute: Callable[[str], None] = lambda application: None,
         clock: Callable[[], float] = time.time,
         interval: float = TICK_SECONDS,
+        durable: StateStore | None = None,
     ) -> None:
         self.backend = backend
         self.store = store
+        #: The records this worker has read, to put back what the store loses (`rollout_memory`);
+        #: `durable` keeps a copy on this machine when the shared store is Redis.
+        self.memory = RolloutMemory(store, durable)
+        self._record_errors: dict[tuple[str, str], FileError] = {}
         self.reroute = reroute
         self.clock = clock
         self.interval = interval
@@ -150,6 +157,8 @@ class Rollouts:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._tick_lock = threading.Lock()
+        #: What the loop's last tick failed with ("state" for an unreachable store), None when it worked.
+        self._failing: str | None = None
 
     # --- the request path: memory only ---------------------------------------------------------
 
@@ -264,10 +273,8 @@ class Rollouts:
         """Run the loop (a thread; a greenlet under gevent, like the change detector's); the first
         check runs now, so a rollout applies from the first request (a repository that cannot be
         read yet is retried by the loop)."""
-        try:
-            self.tick()
-        except Exception:  # noqa: BLE001 - a remote not cloned yet must not stop the server starting
-            log.exception("rollout check failed")
+        self.memory.load()
+        self._checked()  # a remote not cloned yet, or Redis away, must not stop the server starting
         self._thread = threading.Thread(target=self._run, name="config-rollouts", daemon=True)
         self._thread.start()
         return self
@@ -280,10 +287,31 @@ class Rollouts:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            try:
-                self.tick()
-            except Exception:  # noqa: BLE001 - the loop must outlive a locked disk or a git hiccup
-                log.exception("rollout check failed")
+            self._checked()
+
+    def _checked(self) -> None:
+        """One tick of the loop, its failure said once while it lasts (not every 0.2 s), and once
+        when checks work again: a state store that cannot be reached (Redis away) in one line, any
+        other failure with its traceback, again only when it changes."""
+        try:
+            self.tick()
+        except StateUnavailable as exc:
+            if self._failing != "state":
+                log.error(
+                    "rollouts: %s; each rollout is served as last read, halts and rejections wait "
+                    "until it is back (said once per outage)",
+                    exc,
+                )
+            self._failing = "state"
+        except Exception as exc:  # noqa: BLE001 - the loop must outlive a locked disk or a git hiccup
+            failure = f"{type(exc).__name__}: {exc}"
+            if self._failing != failure:
+                log.exception("rollout check failed (said again only when the failure changes)")
+            self._failing = failure
+        else:
+            if self._failing is not None:
+                log.warning("rollouts: checks work again, the state store is back")
+            self._failing = None
 
     def tick(self) -> None:
         """Read the rollout files at the heads, record rejections, sync with the state store, and
@@ -295,36 +323,69 @@ class Rollouts:
             now = self.clock()
             seen, errors, scanned = self._scan()
             records = {(r.application, r.label, r.rollout_id): r for r in self._io(self.store.rollouts)}
+            record_errors: dict[tuple[str, str], FileError] = {}
             for where, active in seen.items():
-                record = records.get(active.key)
-                if record is None:
-                    record = self._io(self.store.start_rollout, *active.key, now)
-                    log.info(
-                        "rollout %s/%s of %s started", active.key[0], active.key[1], active.rollout.canary
-                    )
-                    records[active.key] = record
-                active.record = record
+                active.record = self._settled(active, records.get(active.key), now, record_errors)
+                if active.record is not None:
+                    records[active.key] = active.record
                 old = self._active.get(where)
                 if old is not None and old.key == active.key:
                     active.canary_versions = old.canary_versions
                     active.reported = old.reported
                     active.served = old.served
-            for key in list(records):
+            for key in {*records, *self.memory.keys()}:
                 if key[1] not in scanned or key[:2] in errors:
                     continue  # a label not read now, or a file ignored for an error: its state stays
                 if seen.get(key[:2]) is None or seen[key[:2]].key != key:
-                    self._io(self.store.end_rollout, *key)  # its file is gone (or names another rollout now)
-                    log.info("rollout %s/%s %s ended: its file is gone", *key)
+                    self.memory.forget(key)
+                    if key in records:
+                        self._io(self.store.end_rollout, *key)  # its file is gone (or names another rollout)
+                        log.info("rollout %s/%s %s ended: its file is gone", *key)
             halted = self._count_rejections(seen, now)
             self._record_served(seen)  # after: this worker's own answers are confirmed from memory
             for active in seen.values():
                 if active.key in halted:
                     active.record = halted[active.key]
+                if active.record is not None:
+                    self.memory.remember(active.key, active.record)
             self._active = seen
             self._errors = errors
+            self._record_errors = record_errors
             self._reroute_moved(now)
         finally:
             self._tick_lock.release()
+
+    def _settled(
+        self,
+        active: Active,
+        stored: RolloutRecord | None,
+        now: float,
+        record_errors: dict[tuple[str, str], FileError],
+    ) -> RolloutRecord | None:
+        """The rollout's record (`RolloutMemory.settle`: started, or put back from what this
+        worker knows). A record that cannot be read, and is not known here, is the rollout's own
+        error (its cohort gets the base label until it is halted, its file removed or its `id`
+        changed); so is a failure writing it that is not the store's outage."""
+        where = (active.rollout.application, active.label)
+        record: RolloutRecord | None = None
+        try:
+            record = self.memory.settle(active.key, stored, now)
+            problem = record.problem
+        except StateUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one rollout's record is that rollout's error
+            problem = f"{type(exc).__name__}: {exc}"
+        if problem is not None:
+            message = (
+                f"its record in the state store cannot be read ({problem}): every instance gets "
+                f"{active.label}; halt the rollout to reset its record as halted, remove the file, "
+                "or give it a new `id`"
+            )
+            error = FileError(*where, active.version, RolloutFileError(rollout_path(where[0]), None, message))
+            if self._record_errors.get(where) != error:
+                log.error("rollout %s/%s %s: %s", *active.key, message)
+            record_errors[where] = error
+        return record
 
     def _watch_label(self, label: str) -> None:
         """Have the loop look for rollout files at `label` too, while fewer than MAX_LABELS are."""
@@ -373,9 +434,14 @@ class Rollouts:
                 if not name.endswith(".yml") or name.startswith("."):
                     continue
                 application = name[: -len(".yml")]
-                parsed = self._parse(revision.version, application)
-                if isinstance(parsed, Rollout):
-                    parsed = self._check_canary(parsed)
+                try:
+                    parsed = self._parse(revision.version, application)
+                    if isinstance(parsed, Rollout):
+                        parsed = self._check_canary(parsed)
+                except Exception as exc:  # noqa: BLE001 - one file's failure is that file's error (not
+                    # remembered: a git hiccup is tried again on the next tick)
+                    message = f"cannot be read ({type(exc).__name__})"
+                    parsed = RolloutFileError(rollout_path(application), None, message)
                 if isinstance(parsed, RolloutFileError):
                     error = FileError(application, label, revision.version, parsed)
                     if (application, label) not in self._errors or self._errors[
@@ -450,8 +516,8 @@ class Rollouts:
             active = by_key.get(key)
             if active is None or active.record is None or active.record.halted_at is not None:
                 continue
-            if (instance_id, version) in active.reported:
-                continue
+            if (instance_id, version) in active.reported or active.record.problem is not None:
+                continue  # a record's problem: its cohort already gets the base label, the error is shown
             try:
                 served_at = active.served.get((instance_id, version))  # this worker's answer
                 if served_at is None or served_at >= when:
@@ -463,6 +529,9 @@ class Rollouts:
                 count = self._io(
                     self.store.record_rollout_rejection, *key, instance_id, version, reason, now, caller
                 )
+            except StateRecordError as exc:  # one rollout's record: the others go on
+                log.error("rollout %s/%s %s: a rejection cannot be recorded: %s", *key, exc)
+                continue
             except Exception:
                 self._rejections.extend(reports[index:MAX_CHECKS_PER_TICK])  # not lost: the next tick
                 self._rejections.extend(waiting)
@@ -472,16 +541,12 @@ class Rollouts:
                 why = f"{count} cohort instance{'s' if count > 1 else ''} rejected {version[:12]}" + (
                     f': {instance_id}: "{reason}"' if reason else f": {instance_id}"
                 )
-                record = self._io(self.store.halt_rollout, *key, why, now)
-                if record is not None:
-                    log.warning(
-                        "rollout %s/%s halted: %s",
-                        key[0],
-                        key[1],
-                        without_rejection_reason(record.halt_reason),
-                    )
-                    halted[key] = record
-                    active.record = record
+                record = self.memory.halt(key, why, now)  # put back too, were the record lost meanwhile
+                log.warning(
+                    "rollout %s/%s halted: %s", key[0], key[1], without_rejection_reason(record.halt_reason)
+                )
+                halted[key] = record
+                active.record = record
         self._rejections.extend(waiting)
         return halted
 
@@ -513,13 +578,14 @@ class Rollouts:
         active = self._active_for(application, label)
         if active is None:
             return None
-        record = self._io(self.store.halt_rollout, *active.key, reason, self.clock())
+        record = self.memory.halt(active.key, reason, self.clock())
         self.tick()
         return record
 
     def errors(self) -> list[FileError]:
-        """Rollout files ignored right now."""
-        return [self._errors[k] for k in sorted(self._errors)]
+        """Rollout files ignored right now, and rollouts whose stored record cannot be read."""
+        found = {**self._record_errors, **self._errors}
+        return [found[k] for k in sorted(found)]
 
     def halted(self) -> list[tuple[Active, Phase]]:
         """Halted rollouts with their phase."""

@@ -12,6 +12,7 @@ environment raises `BrokenEnvironment` carrying every `Problem`, each naming a f
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,10 +21,12 @@ from typing import Any
 from config_server import render, schema_rules
 from config_server.crypto import CIPHER_PREFIX, CryptoError, Keyring
 from config_server.decryption import decrypt_environment
-from config_server.errors import BrokenEnvironment, InvalidConfigFile
+from config_server.errors import BrokenEnvironment, ConfigServerError, InvalidConfigFile
 from config_server.model import Environment
 from config_server.positions import key_line
 from config_server.resolve import ReadFile
+
+log = logging.getLogger(__name__)
 
 _DOCUMENT_SUFFIX = re.compile(r" \(document #(\d+)\)$")
 _FILE_IN_MESSAGE = re.compile(r"^(?P<file>[^\s:]+\.(?:ya?ml|properties|json))\b")
@@ -81,7 +84,32 @@ def checked_environment(
     that does not parse or hits a limit); `applications` are the names whose schemas apply;
     `read` reads a file of the version checked (for schemas and line numbers). `decrypt=False`
     (only `config-server validate` without a key) leaves `{cipher}` values unchecked.
+
+    Any other exception while checking (what committed content should never cause, but a bug
+    could) makes the environment broken too, never an error for the caller: a server error
+    (ConfigServerError: a label or repository that cannot be read), an OSError and a MemoryError
+    are not about the content and propagate, so no verdict is kept for them.
     """
+    try:
+        return _checked_environment(resolve, applications, read, uri, keyring, decrypt)
+    except (ConfigServerError, OSError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - content must never turn into a 500
+        kind = type(exc).__name__
+        log.warning(
+            "%s could not be checked (%s, at %s): held back as broken", ",".join(applications), kind, uri
+        )
+        raise broken([Problem(None, None, f"could not be checked: {kind} while checking it")]) from None
+
+
+def _checked_environment(
+    resolve: Callable[[], Environment],
+    applications: Sequence[str],
+    read: ReadFile,
+    uri: str,
+    keyring: Keyring | None,
+    decrypt: bool,
+) -> Environment:
     try:
         environment = resolve()
     except InvalidConfigFile as exc:

@@ -22,6 +22,7 @@ __all__ = [
     "StateStore",
     "SQLiteStateStore",
     "call_cooperatively",
+    "open_durable_copy",
     "open_state_store",
 ]
 
@@ -34,3 +35,10 @@ def open_state_store(data_dir: str | Path, redis_url: str | None = None) -> Stat
 
         return RedisStateStore(redis_url)
     return SQLiteStateStore(Path(data_dir) / "state.db")
+
+
+def open_durable_copy(data_dir: str | Path, redis_url: str | None = None) -> StateStore | None:
+    """In cluster mode, the SQLite store under `data_dir`, where each machine keeps a durable copy
+    of what it knows of rollouts (`rollout_memory`: a Redis that lost its records gets them back);
+    None otherwise, where the state store is that file itself."""
+    return SQLiteStateStore(Path(data_dir) / "state.db") if redis_url else None

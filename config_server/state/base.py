@@ -10,6 +10,8 @@ chosen once at start-up (`open_state_store`).
 
 from __future__ import annotations
 
+import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -85,6 +87,77 @@ class RolloutRecord:
     started: float
     halted_at: float | None = None
     halt_reason: str | None = None
+    #: Why the stored record cannot be trusted (a time that is not a number, a Redis key of another
+    #: type), None when it was read whole. An unreadable halt reads as halted (`halted_at` set).
+    problem: str | None = None
+
+
+def read_time(value: object) -> float | None:
+    """A stored time as a finite float; None when it is not one (what no server writes)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float) or not _TIME.fullmatch(str(value)):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def rollout_record(
+    application: str, label: str, rollout_id: str, started: object, halted_at: object, halt_reason: object
+) -> RolloutRecord:
+    """A rollout's record from its stored fields, whatever they hold: never raises. A `started` or
+    `halted_at` that is not a time sets `problem`; an unreadable halt reads as halted."""
+    problems = []
+    start = read_time(started)
+    if start is None:
+        problems.append(f"started is {_shown(started)}")
+    halt = None
+    if halted_at is not None and halted_at != "":
+        halt = read_time(halted_at)
+        if halt is None:
+            problems.append(f"halted_at is {_shown(halted_at)}")
+            halt = start or 0.0
+    reason = None if halt_reason is None or halt_reason == "" else str(halt_reason)[:1024]
+    return RolloutRecord(
+        application, label, rollout_id, start or 0.0, halt, reason, "; ".join(problems) or None
+    )
+
+
+def restored_fields(
+    stored: Sequence[object] | None, started: float, halted_at: float | None, halt_reason: str | None
+) -> tuple[float, float | None, str | None]:
+    """(started, halted_at, halt_reason) that `restore_rollout` stores over `stored` (the stored
+    fields, None when there is no record): what is readable there stays (the first start and the
+    first halt win), what is missing or unreadable comes from the arguments; a halt that was
+    stored but cannot be read stays a halt (a halt is final)."""
+    old_started, old_halted, old_reason = stored if stored is not None else (None, None, None)
+    start = read_time(old_started)
+    start = started if start is None else start
+    halt = read_time(old_halted)
+    if halt is not None:
+        return start, halt, None if old_reason in (None, "") else str(old_reason)
+    if halted_at is None and old_halted not in (None, ""):
+        return start, start, "halted: the halt stored for this rollout could not be read"
+    return start, halted_at, halt_reason if halted_at is not None else None
+
+
+def rollout_rejection(instance_id: str, version: object, reason: object, seen: object) -> RolloutRejection:
+    """A stored rejection, whatever it holds: one that is not what a server wrote (a version that
+    is not text, a time that is not one) is shown as unreadable, never an error."""
+    at = read_time(seen)
+    if not isinstance(version, str) or at is None or not (reason is None or isinstance(reason, str)):
+        return RolloutRejection(instance_id, "", UNREADABLE_REJECTION, 0.0)
+    return RolloutRejection(instance_id, version, reason, at)
+
+
+#: The reason shown for a stored rejection that cannot be read.
+UNREADABLE_REJECTION = "(unreadable in the state store)"
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+_TIME = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -157,6 +230,21 @@ class StateStore(ABC):
         self, application: str, label: str, rollout_id: str, reason: str, now: float
     ) -> RolloutRecord | None:
         """Mark a rollout halted (the first halt's time and reason are kept); None when unknown."""
+
+    @abstractmethod
+    def restore_rollout(
+        self,
+        application: str,
+        label: str,
+        rollout_id: str,
+        started: float,
+        halted_at: float | None,
+        halt_reason: str | None,
+    ) -> RolloutRecord:
+        """Put back what a server knows of a rollout whose record is missing or unreadable (Redis
+        restarted, flushed or failed over; a record changed by hand), or halt one: the stored
+        record's readable fields stay, the rest come from these (`restored_fields`), in one atomic
+        step; the record as stored now. A halt is added unless one is stored: a halt is final."""
 
     @abstractmethod
     def end_rollout(self, application: str, label: str, rollout_id: str) -> None:

@@ -16,7 +16,9 @@ A report is merged by a Lua script, atomically, with the SQLite store's rules (a
 `applied` keeps the earlier one; `version_since` moves only when the running version changes;
 `last_seen` never goes back). Every call has a socket timeout; redis-py's sockets are
 cooperative under the gevent worker. Redis needs no persistence for this: after a restart the
-inventory fills again as the instances poll.
+inventory fills again as the instances poll, and the replicas put back the rollouts' records
+(`rollout_memory.py`). A record that is not what a server wrote (a time that is not a number, a
+key of another type) is read as that record's `problem`, never raised for all.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from config_server.errors import StateUnavailable
+from config_server.errors import StateRecordError, StateUnavailable
 from config_server.state.base import (
     MAX_SERVED_PER_ROLLOUT,
     InstanceRecord,
@@ -37,6 +39,10 @@ from config_server.state.base import (
     RolloutRecord,
     RolloutRejection,
     StateStore,
+    read_time,
+    restored_fields,
+    rollout_record,
+    rollout_rejection,
     served_in,
 )
 
@@ -105,11 +111,11 @@ _REJECTIONS = PREFIX + "rollout-rejections:"
 _SERVED = PREFIX + "rollout-served:"
 _ROLLOUT_FIELDS = ("started", "halted_at", "halt_reason")
 
-# KEYS: the rollout's hash, the set of rollouts. ARGV: member, now.
+# KEYS: the rollout's hash, the set of rollouts. ARGV: member, now. (Indexed even when the record
+# was there: a record whose index entry was lost is found again.)
 _START_ROLLOUT = """
-if redis.call('HSETNX', KEYS[1], 'started', ARGV[2]) == 1 then
-  redis.call('SADD', KEYS[2], ARGV[1])
-end
+redis.call('HSETNX', KEYS[1], 'started', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
 return redis.call('HMGET', KEYS[1], 'started', 'halted_at', 'halt_reason')
 """
 
@@ -217,9 +223,9 @@ class RedisStateStore(StateStore):
                 pipe = self.reader.pipeline(transaction=False)
                 for member in members:
                     pipe.hmget(PREFIX + "instance:" + member, _FIELDS)
-                for values in pipe.execute():
-                    if values[0] is None:
-                        continue  # pruned meanwhile
+                for values in pipe.execute(raise_on_error=False):
+                    if isinstance(values, Exception) or values[0] is None:
+                        continue  # pruned meanwhile (or a key of another type: nothing a server wrote)
                     record = _record(values)
                     if record.last_seen <= seen_after:
                         continue
@@ -273,17 +279,25 @@ class RedisStateStore(StateStore):
         return _rollout(application, label, rollout_id, values)
 
     def rollouts(self) -> list[RolloutRecord]:
-        """Every rollout record, by application, label and id."""
-        members = sorted(cast(set[str], self._call(self.reader.smembers, _ROLLOUTS)))
+        """Every rollout record, by application, label and id; a record that cannot be read (a
+        key of another type, a time that is not one) is returned with its `problem`."""
+        members = sorted(
+            m for m in cast(set[str], self._call(self.reader.smembers, _ROLLOUTS)) if m.count(_SEP) == 2
+        )
         if not members:
             return []
         pipe = self.reader.pipeline(transaction=False)
         for member in members:
             pipe.hmget(_ROLLOUT + member, _ROLLOUT_FIELDS)
         records = []
-        for member, values in zip(members, self._call(pipe.execute), strict=True):
-            if values[0] is not None:
-                application, label, rollout_id = member.split(_SEP, 2)
+        for member, values in zip(members, self._call(pipe.execute, raise_on_error=False), strict=True):
+            application, label, rollout_id = member.split(_SEP, 2)
+            if isinstance(values, Exception):
+                unreadable = RolloutRecord(
+                    application, label, rollout_id, 0.0, 0.0, None, _wrong_type(values)
+                )
+                records.append(unreadable)
+            elif values[0] is not None or values[1] is not None:
                 records.append(_rollout(application, label, rollout_id, values))
         return records
 
@@ -294,6 +308,42 @@ class RedisStateStore(StateStore):
         member = _SEP.join((application, label, rollout_id))
         values = self._call(self._halt, keys=[_ROLLOUT + member], args=[repr(float(now)), reason])
         return _rollout(application, label, rollout_id, values) if values else None
+
+    def restore_rollout(
+        self,
+        application: str,
+        label: str,
+        rollout_id: str,
+        started: float,
+        halted_at: float | None,
+        halt_reason: str | None,
+    ) -> RolloutRecord:
+        """Read the record and write it back repaired (`restored_fields`) in one optimistic
+        transaction (WATCH, MULTI, EXEC); a key of another type is replaced."""
+        member = _SEP.join((application, label, rollout_id))
+        key = _ROLLOUT + member
+        fields: tuple[float, float | None, str | None] = (started, halted_at, halt_reason)
+
+        def put_back(pipe: Any) -> None:
+            nonlocal fields
+            kind, index = pipe.type(key), pipe.type(_ROLLOUTS)
+            stored = pipe.hmget(key, _ROLLOUT_FIELDS) if kind == "hash" else None
+            if stored is not None and stored[0] is None and stored[1] is None:
+                stored = None
+            fields = restored_fields(stored, started, halted_at, halt_reason)
+            values = {"started": repr(fields[0])}
+            if fields[1] is not None:
+                values |= {"halted_at": repr(fields[1]), "halt_reason": fields[2] or ""}
+            pipe.multi()
+            if kind not in ("hash", "none"):
+                pipe.delete(key)
+            if index not in ("set", "none"):
+                pipe.delete(_ROLLOUTS)  # the index is rebuilt as every replica puts back what it knows
+            pipe.hset(key, mapping=values)
+            pipe.sadd(_ROLLOUTS, member)
+
+        self._call(self.reader.transaction, put_back, key, _ROLLOUTS)
+        return RolloutRecord(application, label, rollout_id, *fields)
 
     def end_rollout(self, application: str, label: str, rollout_id: str) -> None:
         """Delete the record and its rejections, in one transaction."""
@@ -349,16 +399,20 @@ class RedisStateStore(StateStore):
     def rollout_rejections(self, application: str, label: str, rollout_id: str) -> list[RolloutRejection]:
         """The rejections, oldest first."""
         key = _REJECTIONS + _SEP.join((application, label, rollout_id))
-        found = cast(dict[str, str], self._call(self.reader.hgetall, key))
-        rejections = [
-            RolloutRejection(instance, data["version"], data["reason"], float(data["seen"]))
-            for instance, data in ((i, json.loads(raw)) for i, raw in found.items())
-        ]
+        try:
+            found = cast(dict[str, str], self._call(self.reader.hgetall, key))
+        except StateRecordError:
+            return []  # not a hash: nothing a server wrote
+        rejections = [_rejection(instance, raw) for instance, raw in found.items()]
         return sorted(rejections, key=lambda r: (r.seen, r.instance_id))
 
     def _call(self, call: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return call(*args, **kwargs)
+        except redis.ResponseError as exc:
+            if "WRONGTYPE" in str(exc):
+                raise StateRecordError(f"a record in Redis is not what a server wrote: {exc}") from None
+            raise StateUnavailable(f"the state store in Redis cannot be used: {exc}") from None
         except redis.RedisError as exc:
             raise StateUnavailable(f"the state store in Redis cannot be reached: {exc}") from None
 
@@ -370,14 +424,22 @@ class RedisStateStore(StateStore):
 
 def _rollout(application: str, label: str, rollout_id: str, values: list[str | None]) -> RolloutRecord:
     started, halted_at, reason = values
-    return RolloutRecord(
-        application,
-        label,
-        rollout_id,
-        float(started or 0),
-        float(halted_at) if halted_at else None,
-        reason or None,
-    )
+    return rollout_record(application, label, rollout_id, started, halted_at, reason)
+
+
+def _wrong_type(error: Exception) -> str:
+    return f"not a hash ({str(error)[:80]})"
+
+
+def _rejection(instance: str, raw: str) -> RolloutRejection:
+    """A stored rejection (JSON); one that is not what a server wrote is shown as unreadable."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        data = None
+    if not isinstance(data, dict):
+        data = {}
+    return rollout_rejection(instance, data.get("version"), data.get("reason"), data.get("seen"))
 
 
 def _member(application: str, profiles: str, label: str, instance_id: str) -> str:
@@ -423,7 +485,7 @@ def _record(values: list[str | None]) -> InstanceRecord:
         remote or "",
         user_agent or "",
         anonymous == "1",
-        float(first_seen or 0),
-        float(last_seen or 0),
-        float(version_since or 0),
+        read_time(first_seen) or 0.0,  # a time that is not one (what no server writes) reads as 0
+        read_time(last_seen) or 0.0,
+        read_time(version_since) or 0.0,
     )

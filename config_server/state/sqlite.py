@@ -21,6 +21,10 @@ from config_server.state.base import (
     RolloutRecord,
     RolloutRejection,
     StateStore,
+    read_time,
+    restored_fields,
+    rollout_record,
+    rollout_rejection,
     served_in,
 )
 
@@ -230,7 +234,7 @@ class SQLiteStateStore(StateStore):
         with closing(self._connect()) as conn:
             conn.execute(_START_ROLLOUT, (*key, now))
             row = conn.execute(_SELECT_ROLLOUT, key).fetchone()
-        return RolloutRecord(*row)
+        return rollout_record(*row)
 
     def rollouts(self) -> list[RolloutRecord]:
         """Every rollout record, by application and label."""
@@ -238,7 +242,7 @@ class SQLiteStateStore(StateStore):
             rows = conn.execute(
                 f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts ORDER BY application, label, rollout_id"
             ).fetchall()
-        return [RolloutRecord(*row) for row in rows]
+        return [rollout_record(*row) for row in rows]
 
     def halt_rollout(
         self, application: str, label: str, rollout_id: str, reason: str, now: float
@@ -248,7 +252,35 @@ class SQLiteStateStore(StateStore):
         with closing(self._connect()) as conn:
             conn.execute(_HALT_ROLLOUT, (now, reason, *key))
             row = conn.execute(_SELECT_ROLLOUT, key).fetchone()
-        return RolloutRecord(*row) if row else None
+        return rollout_record(*row) if row else None
+
+    def restore_rollout(
+        self,
+        application: str,
+        label: str,
+        rollout_id: str,
+        started: float,
+        halted_at: float | None,
+        halt_reason: str | None,
+    ) -> RolloutRecord:
+        """Read the record and write it back repaired (`restored_fields`) in one transaction."""
+        key = (application, label, rollout_id)
+        with closing(self._connect()) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute(
+                    f"SELECT started, halted_at, halt_reason FROM rollouts WHERE {_ROLLOUT_KEY}", key
+                ).fetchone()
+                fields = restored_fields(row, started, halted_at, halt_reason)
+                conn.execute(
+                    f"INSERT OR REPLACE INTO rollouts ({_ROLLOUT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                    (*key, *fields),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return RolloutRecord(*key, *fields)
 
     def end_rollout(self, application: str, label: str, rollout_id: str) -> None:
         """Delete the record and its rejections in one transaction."""
@@ -319,7 +351,7 @@ class SQLiteStateStore(StateStore):
                 "ORDER BY seen, instance_id",
                 (application, label, rollout_id),
             ).fetchall()
-        return [RolloutRejection(*row) for row in rows]
+        return [rollout_rejection(str(i), v, r, t) for i, v, r, t in rows]
 
 
 #: Rows read per chunk when the caller filters them (`instances(accept=...)`).
@@ -327,8 +359,9 @@ _CHUNK = 500
 
 
 def _instance(row: Any) -> InstanceRecord:
-    # One starred tuple: mypy cannot count the fields of a slice followed by more arguments.
-    return InstanceRecord(*(*row[:11], bool(row[11]), float(row[12]), float(row[13]), float(row[14])))
+    # One starred tuple: mypy cannot count the fields of a slice followed by more arguments;
+    # a time that is not one (what no server writes) reads as 0, never an error for all.
+    return InstanceRecord(*(*row[:11], bool(row[11]), *(read_time(t) or 0.0 for t in row[12:15])))
 
 
 _ROLLOUT_COLUMNS = "application, label, rollout_id, started, halted_at, halt_reason"

@@ -313,3 +313,82 @@ def test_a_plain_text_file_of_a_held_back_environment_carries_the_header(repo, s
     assert by_default.text == "max=500\n" and by_default.headers[HELD] == head
     fine = http.get(f"{server.url}/orders/default/main/templates/limits.conf")
     assert fine.status_code == 200 and fine.text == "max=100\n" and HELD not in fine.headers
+
+
+@pytest.fixture
+def counting_http_server():
+    """A real HTTP server on 127.0.0.1 answering `true` (a schema that accepts anything) to every
+    request, and the list of paths it was asked for."""
+    from tests.helpers import LiveServer
+
+    asked: list[str] = []
+
+    def app(environ, start_response):
+        asked.append(environ["PATH_INFO"])
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b"true"]
+
+    server = LiveServer(app)
+    yield server, asked
+    server.stop()
+
+
+def hostile_schema_changes(tmp_path, url: str) -> dict[str, tuple[dict[str, str], str, str]]:
+    """Commits that break orders/prod through its schema or a value: (files, where, words)."""
+    accept_all = tmp_path / "accept-all.json"
+    accept_all.write_text("true")  # read from disk before: it would have made the commit good
+    ref = "schemas/orders.schema.yml"
+    return {
+        "ref-to-nowhere": (
+            {ref: BASE[ref] + "      currency: {$ref: 'nowhere.schema.yml'}\n"},
+            f"{ref}:14",
+            "$ref 'nowhere.schema.yml' cannot be resolved",
+        ),
+        "ref-over-http": (
+            {ref: BASE[ref] + f"      currency: {{$ref: '{url}/currency.json'}}\n"},
+            f"{ref}:14",
+            f"$ref '{url}/currency.json' cannot be resolved",
+        ),
+        "ref-to-a-file": (
+            {ref: BASE[ref] + f"      currency: {{$ref: '{accept_all.as_uri()}'}}\n"},
+            f"{ref}:14",
+            "cannot be resolved",
+        ),
+        "deep-json-schema": (
+            {"schemas/orders.schema.json": "[" * 100_000},
+            "schemas/orders.schema.json:1",
+            "schema does not parse: nested deeper than 64 levels",
+        ),
+        "no-such-date": (
+            {"orders-prod.yml": "orders:\n  max-items: 500\n  launch-date: 2026-02-30\n"},
+            "orders-prod.yml:3",
+            "'2026-02-30' is not a valid timestamp: day is out of range for month",
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["ref-to-nowhere", "ref-over-http", "ref-to-a-file", "deep-json-schema", "no-such-date"]
+)
+def test_a_hostile_schema_or_value_holds_back_its_environment_never_a_500(
+    repo, serve, http, tmp_path, counting_http_server, case
+):
+    """Before: an unresolvable `$ref`, a deep `[[[[` schema or a date that does not exist answered
+    500 and /health said nothing; a `$ref` over http was fetched (8 s a request to a slow host)
+    and one to a file:// URL read from disk, both deciding the verdict."""
+    web, asked = counting_http_server
+    change, where, words = hostile_schema_changes(tmp_path, web.url)[case]
+    good = repo.commit(BASE)
+    server = serve(repo.path)
+    head = repo.commit({**change, "payments.yml": "payments:\n  provider: adyen\n"})
+    held = http.get(f"{server.url}/orders/prod")
+    assert held.status_code == 200 and held.headers[HELD] == head and held.json()["version"] == good
+    moved_on(server, http, good, head)
+    pinned = http.get(f"{server.url}/orders/prod/{head}")
+    assert pinned.status_code == 422 and pinned.json()["message"].startswith(f"{where}: ")
+    assert words in pinned.json()["message"]
+    health = http.get(f"{server.url}/health").json()["details"]["heldBack"]
+    assert [(h["application"], h["profiles"], h["brokenVersion"]) for h in health] == [
+        ("orders", "prod", head)
+    ]
+    assert asked == []  # nothing was ever fetched

@@ -550,3 +550,41 @@ def test_the_report_header_cache_is_bounded_by_bytes():
     again = {"REMOTE_ADDR": "10.3.0.1", "HTTP_X_CONFIG_CLIENT_ID": "orders-1"}
     assert parse_client_headers(dict(again)) is parse_client_headers(dict(again))
     assert inventory.MAX_PARSE_CACHE_BYTES <= 8 * 1024 * 1024
+
+
+def test_a_failed_flush_keeps_its_reports_and_writes_them_with_newer_ones(tmp_path):
+    """Another connection holds the SQLite file's write lock beyond the busy timeout: before, the
+    batch the flush had taken from the queue was dropped; now it is written with the next flush,
+    merged with newer reports of the same instances (a newer report wins, keeping an earlier
+    applied version it does not carry)."""
+    import sqlite3
+
+    now = [100.0]
+    store = SQLiteStateStore(tmp_path / "state.db", busy_timeout=0.1)
+    inventory = Inventory(store, clock=lambda: now[0])
+
+    def observe(instance: str, served: str, **headers: str) -> None:
+        reported = parse_client_headers(_environ(x_config_client_id=instance, **headers))
+        inventory.observe(reported, "orders", "prod", "main", served)
+
+    observe("a", "v1", x_config_applied="v1")
+    observe("b", "v1")
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            inventory.flush()
+        now[0] = 110.0
+        observe("a", "v2")  # newer, without an applied version
+        observe("c", "v2")
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            inventory.flush()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert inventory.flush() == 3
+    records = {r.instance_id: r for r in store.instances()}
+    assert sorted(records) == ["a", "b", "c"]
+    assert (records["a"].served, records["a"].applied, records["a"].last_seen) == ("v2", "v1", 110.0)
+    assert (records["b"].served, records["b"].last_seen) == ("v1", 100.0)
+    assert inventory.flush() == 0  # written once: nothing is kept after it

@@ -154,3 +154,23 @@ def test_header_value():
     plan = rollout(steps=(2.5, 100.0))
     assert phase(plan, RolloutState(0.0), 1.0).header("orders") == "orders; step=2.5; state=running"
     assert phase(plan, RolloutState(0.0), 500.0).header("orders") == "orders; step=100; state=complete"
+
+
+HOSTILE = {
+    "a bake of 400 digits": (b"canary: x\nsteps: [5]\nbake: " + b"9" * 400 + b"\n", "is not a duration"),
+    "an id of 5000 digits": (
+        b"canary: x\nsteps: [5]\nbake: 1m\nid: " + b"7" * 5000 + b"\n",
+        "not a valid int",
+    ),
+    "steps nested 3000 deep": (b"canary: x\nbake: 1m\nsteps: " + b"[" * 3000 + b"]" * 3000 + b"\n", "nested"),
+}
+
+
+@pytest.mark.parametrize("text, words", HOSTILE.values(), ids=HOSTILE.keys())
+def test_a_hostile_file_is_a_file_error_not_a_crash(text, words):
+    """Numbers too large for a float or for str(), and nesting deeper than Python recurses, are
+    the file's error like any other (before: OverflowError, ValueError, RecursionError)."""
+    with pytest.raises(RolloutFileError) as caught:
+        parse_rollout("orders", text)
+    assert str(caught.value).startswith("rollouts/orders.yml")
+    assert words in str(caught.value)

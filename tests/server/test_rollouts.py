@@ -834,3 +834,174 @@ def test_a_rejection_reason_is_shown_to_readers_of_the_application_only_and_neve
     server.app.extensions["config_server"].audit.flush()
     assert "halted" in caplog.text and "hunter2" not in caplog.text
     assert "hunter2" not in audit.read_text()
+
+
+HOSTILE_FILES = {
+    "bake of 400 digits": "canary: canary\nsteps: [10]\nbake: " + "9" * 400 + "\n",
+    "id of 5000 digits": "canary: canary\nsteps: [10]\nbake: 1h\nid: " + "7" * 5000 + "\n",
+    "steps nested 3000 deep": "canary: canary\nbake: 1h\nsteps: " + "[" * 3000 + "]" * 3000 + "\n",
+}
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_FILES.values(), ids=HOSTILE_FILES.keys())
+def test_one_hostile_rollout_file_is_its_own_error_and_the_others_run(
+    serve, repo_with_canary, hostile, caplog
+):
+    """Before: OverflowError, ValueError or RecursionError aborted every tick, so no rollout
+    started, a manual halt answered 500 and a traceback was logged every 0.2 s."""
+    repo = repo_with_canary
+    repo.commit(
+        {"rollouts/orders.yml": rollout_file(steps="[100]"), "rollouts/payments.yml": hostile}, "rollouts"
+    )
+    base, canary = versions(repo)
+    server = serve(repo.path)
+    wait_for(lambda: started(server), what="the good rollout to start")
+    assert get(server, INSTANCES[0]).json()["version"] == canary
+    health = requests.get(f"{server.url}/health", timeout=5).json()
+    [error] = health["details"]["rollouts"]["errors"]
+    assert error["application"] == "payments" and error["file"] == "rollouts/payments.yml"
+    halt = requests.post(f"{server.url}/rollouts/orders/halt", json={"reason": "pager"}, timeout=5)
+    assert halt.status_code == 200 and halt.json()["halted"] is True
+    assert get(server, INSTANCES[0]).json()["version"] == base
+    assert not [r for r in caplog.records if r.exc_info], "no traceback logged"
+
+
+def test_validate_reports_a_hostile_rollout_file_and_checks_the_rest(repo_with_canary):
+    from click.testing import CliRunner
+
+    from config_server.cli import main
+
+    repo = repo_with_canary
+    repo.commit(
+        {
+            "rollouts/payments.yml": HOSTILE_FILES["steps nested 3000 deep"],
+            "rollouts/orders.yml": "canary: nope\nsteps: [10]\nbake: 1h\n",
+        },
+        "rollouts",
+    )
+    result = CliRunner().invoke(
+        main, ["validate", str(repo.path), "--rev", "main"], env={"ENCRYPT_KEY": None}
+    )
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stdout.splitlines() == [
+        "rollouts/orders.yml: orders/*: canary: unknown label 'nope'",
+        "rollouts/payments.yml:3: payments/*: nested deeper than 16 levels",
+    ]
+
+
+def rollout_key(application: str, rollout_id: str = "canary") -> str:
+    return "config-server:rollout:" + "\x1f".join((application, "main", rollout_id))
+
+
+def test_an_unreadable_record_in_the_state_store_is_that_rollouts_error(
+    serve, repo_with_canary, redis_server, tmp_path
+):
+    """Before: `started not-a-number` made float() raise out of the Redis store, so every tick
+    failed (no other rollout started) and a manual halt answered 500."""
+    import redis
+
+    from config_server.state.redis import RedisStateStore
+
+    repo = repo_with_canary
+    repo.commit(
+        {
+            "rollouts/orders.yml": rollout_file(steps="[100]"),
+            "rollouts/payments.yml": rollout_file(steps="[100]"),
+        },
+        "rollouts",
+    )
+    repo.commit({"payments.yml": "message: base\n"}, "payments")
+    base, canary = versions(repo)
+    RedisStateStore(redis_server.url).start_rollout("orders", "main", "canary", time.time())
+    redis.Redis.from_url(redis_server.url).hset(rollout_key("orders"), "started", "not-a-number")
+    server = serve(repo.path, redis=redis_server.url)
+    body = wait_for(lambda: requests.get(f"{server.url}/rollouts", timeout=5).json(), what="status")
+    assert [r["application"] for r in body["rollouts"]] == ["payments"]  # the other rollout runs
+    [error] = body["errors"]
+    assert error["application"] == "orders" and "'not-a-number'" in error["message"]
+    assert (
+        "cannot be read"
+        in requests.get(f"{server.url}/health", timeout=5).json()["details"]["rollouts"]["errors"][0][
+            "message"
+        ]
+    )
+    assert get(server, INSTANCES[0]).json()["version"] == base  # its cohort gets the base label
+    payments = requests.get(
+        f"{server.url}/payments/default", headers={"X-Config-Client-Id": INSTANCES[0]}, timeout=5
+    )
+    assert payments.json()["version"] == canary
+    halt = requests.post(f"{server.url}/rollouts/orders/halt", json={"reason": "pager"}, timeout=5)
+    assert halt.status_code == 200 and halt.json()["haltReason"] == "pager (by anonymous)"
+    body = requests.get(f"{server.url}/rollouts?application=orders", timeout=5).json()
+    assert [r["state"] for r in body["rollouts"]] == ["halted"] and body["errors"] == []
+
+
+def cohort_headers(replicas, instance: str) -> list[str]:
+    """The X-Config-Rollout header (or '') each replica answers the cohort instance with."""
+    return [get(replica, instance).headers.get("X-Config-Rollout", "") for replica in replicas]
+
+
+def test_a_halt_survives_a_redis_restart_and_a_flush(serve, repo_with_canary, redis_server, tmp_path):
+    """Redis without persistence (docs/deployment.md): before, a restart lost the halted record,
+    the next tick started the rollout afresh and the cohort got the halted canary again."""
+    import redis
+
+    from config_server.state.redis import RedisStateStore
+
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out")
+    base, _ = versions(repo)
+    replicas = [serve(repo.path, redis=redis_server.url, data_dir=str(tmp_path / f"r{n}")) for n in range(2)]
+    for replica in replicas:
+        wait_for(lambda replica=replica: started(replica), what="the rollout on each replica")
+    requests.post(f"{replicas[0].url}/rollouts/orders/halt", json={"reason": "pager"}, timeout=5)
+    for replica in replicas:
+        wait_for(lambda replica=replica: started(replica, "halted"), what="the halt on each replica")
+    answered: list[str] = []
+
+    def halted_in_redis() -> bool:
+        answered.extend(cohort_headers(replicas, INSTANCES[0]))  # served all along
+        records = RedisStateStore(redis_server.url).rollouts()
+        return [(r.application, r.halt_reason) for r in records] == [("orders", "pager (by anonymous)")]
+
+    redis_server.stop()
+    redis_server.start()  # empty: no persistence
+    wait_for(halted_in_redis, what="the halt back in the restarted Redis")
+    redis.Redis.from_url(redis_server.url).flushall()
+    wait_for(halted_in_redis, what="the halt back after a flush")
+    assert answered and not [a for a in answered if "state=running" in a]
+    for replica in replicas:
+        assert started(replica, "halted")["haltReason"] == "pager (by anonymous)"
+        assert started(replica) is None
+        assert get(replica, INSTANCES[0]).json()["version"] == base
+
+
+def test_a_halt_survives_a_restart_of_the_replica_and_redis_together(
+    repo_with_canary, redis_server, tmp_path
+):
+    """Each machine keeps a durable copy of its rollouts' records under --data-dir: a replica
+    restarted while Redis lost everything puts the halt back."""
+    from config_server.state.redis import RedisStateStore
+
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out")
+    base, _ = versions(repo)
+    data = tmp_path / "data"
+    for round_ in range(2):
+        app = create_app(Settings(repo=str(repo.path), data_dir=str(data), redis=redis_server.url))
+        server = LiveServer(app)
+        try:
+            if round_ == 0:
+                wait_for(lambda server=server: started(server), what="the rollout to start")
+                requests.post(f"{server.url}/rollouts/orders/halt", json={"reason": "pager"}, timeout=5)
+            assert started(server, "halted")["haltReason"] == "pager (by anonymous)"
+            assert "X-Config-Rollout" not in get(server, INSTANCES[0]).headers
+            assert get(server, INSTANCES[0]).json()["version"] == base
+        finally:
+            server.stop()
+            app.extensions["config_server"].close()
+        if round_ == 0:
+            redis_server.stop()
+            redis_server.start()
+            assert RedisStateStore(redis_server.url).rollouts() == []

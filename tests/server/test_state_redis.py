@@ -226,3 +226,136 @@ def test_a_state_db_from_before_callers_is_opened_and_counts_its_rows_by_instanc
     assert (
         store.record_rollout_rejection("orders", "main", "r1", "new-1", "v", None, 2.0, "svc@10.0.0.1") == 2
     )
+
+
+def test_a_redis_outage_is_logged_once_by_the_rollouts_loop_and_once_when_it_ends(
+    tmp_path, redis_server, serve, caplog
+):
+    """Before: a full traceback every tick (0.2 s) for as long as Redis was away."""
+    import logging
+
+    from tests.helpers import GitRepo, wait_for
+
+    caplog.set_level(logging.INFO, logger="config_server.rollouts")
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit({"orders.yml": "a: 1\n"})
+    server = serve(repo.path, redis=redis_server.url)
+    rollouts = server.app.extensions["config_server"].rollouts
+    ticks: list[bool] = []
+    tick = rollouts.tick
+
+    def counted() -> None:
+        ticks.append(True)
+        tick()
+
+    rollouts.tick = counted  # the loop's own ticks, counted
+
+    def said() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "config_server.rollouts"]
+
+    redis_server.stop()
+    wait_for(lambda: said(), what="the outage in the log")
+    seen = len(ticks)
+    wait_for(lambda: len(ticks) >= seen + 10, what="ten more ticks during the outage")
+    [outage] = said()
+    assert "cannot be reached" in outage.getMessage() and outage.exc_info is None
+    redis_server.start()
+    wait_for(lambda: len(said()) == 2, what="the end of the outage in the log")
+    seen = len(ticks)
+    wait_for(lambda: len(ticks) >= seen + 10, what="ten more ticks after it")
+    assert [r.levelname for r in said()] == ["ERROR", "WARNING"]
+    assert "back" in said()[1].getMessage()
+    assert not any(r.exc_info for r in said())
+
+
+def corrupt_redis(store: RedisStateStore) -> None:
+    """What no server writes, written by hand into Redis."""
+    key = "config-server:rollout:" + "\x1f".join(("orders", "main", "v2"))
+    store.reader.hset(key, "started", "not-a-number")
+    halted = "config-server:rollout:" + "\x1f".join(("billing", "main", "v3"))
+    store.reader.hset(halted, "halted_at", "soon")
+    rejections = "config-server:rollout-rejections:" + "\x1f".join(("orders", "main", "v2"))
+    store.reader.hset(rejections, "orders-9", "{not json")
+
+
+def corrupt_sqlite(store: SQLiteStateStore) -> None:
+    """The same, written by hand into the SQLite file."""
+    import sqlite3
+
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE rollouts SET started = 'not-a-number' WHERE application = 'orders'")
+        conn.execute("UPDATE rollouts SET halted_at = 'soon' WHERE application = 'billing'")
+        conn.execute(
+            "INSERT INTO rollout_rejections VALUES ('orders', 'main', 'v2', 'orders-9', 'x', NULL, 'then')"
+        )
+
+
+def unreadable_scenario(store, corrupt):
+    """Records that cannot be read are returned with their problem, never raised; restoring them
+    keeps what is readable, puts back the rest, and keeps an unreadable halt a halt."""
+    store.start_rollout("orders", "main", "v2", 100.0)
+    store.start_rollout("billing", "main", "v3", 150.0)
+    store.start_rollout("payments", "main", "v1", 160.0)
+    corrupt(store)
+    answers = {"read": store.rollouts(), "rejections": store.rollout_rejections("orders", "main", "v2")}
+    answers["orders restored"] = store.restore_rollout("orders", "main", "v2", 90.0, None, None)
+    answers["billing restored"] = store.restore_rollout("billing", "main", "v3", 140.0, None, None)
+    answers["payments halted"] = store.restore_rollout("payments", "main", "v1", 1.0, 170.0, "pager")
+    answers["payments halted again"] = store.restore_rollout("payments", "main", "v1", 1.0, 180.0, "later")
+    answers["missing restored"] = store.restore_rollout("stock", "main", "v9", 50.0, 60.0, "known halt")
+    answers["after"] = store.rollouts()
+    return answers
+
+
+def test_unreadable_rollout_records_are_reported_and_restored_alike_in_both_stores(tmp_path, redis_server):
+    """Before: float() and json.loads raised ValueError out of the Redis store, so every rollout
+    tick failed; the SQLite store handed a string to the schedule's arithmetic."""
+    sqlite = unreadable_scenario(SQLiteStateStore(tmp_path / "state.db"), corrupt_sqlite)
+    redis = unreadable_scenario(RedisStateStore(redis_server.url), corrupt_redis)
+    assert sqlite == redis
+    by_app = {r.application: r for r in redis["read"]}
+    assert by_app["orders"].problem == "started is 'not-a-number'"
+    assert by_app["billing"].problem == "halted_at is 'soon'" and by_app["billing"].halted_at is not None
+    assert by_app["payments"].problem is None
+    assert [(r.instance_id, r.reason) for r in redis["rejections"]] == [
+        ("orders-9", "(unreadable in the state store)")
+    ]
+    assert (redis["orders restored"].started, redis["orders restored"].halted_at) == (90.0, None)
+    assert redis["billing restored"].halted_at == 150.0  # an unreadable halt stays a halt
+    assert "could not be read" in redis["billing restored"].halt_reason
+    assert (redis["payments halted"].started, redis["payments halted"].halt_reason) == (160.0, "pager")
+    assert redis["payments halted again"] == redis["payments halted"]  # the first halt wins
+    assert all(r.problem is None for r in redis["after"])
+    assert [r.application for r in redis["after"]] == ["billing", "orders", "payments", "stock"]
+
+
+def test_reports_taken_while_redis_is_away_are_written_when_it_is_back(redis_server):
+    from config_server.inventory import Inventory, parse_client_headers
+
+    inventory = Inventory(RedisStateStore(redis_server.url))
+    headers = parse_client_headers({"REMOTE_ADDR": "10.0.0.1", "HTTP_X_CONFIG_CLIENT_ID": "orders-1"})
+    redis_server.stop()
+    inventory.observe(headers, "orders", "default", "main", COMMIT_A)
+    with pytest.raises(StateUnavailable):
+        inventory.flush()
+    redis_server.start()
+    assert inventory.flush() == 1
+    assert [(r.instance_id, r.served) for r in inventory.instances()] == [("orders-1", COMMIT_A)]
+
+
+def test_a_redis_rollout_key_of_another_type_is_that_rollouts_problem_and_a_restore_replaces_it(redis_server):
+    store = RedisStateStore(redis_server.url)
+    store.start_rollout("orders", "main", "v2", 100.0)
+    store.start_rollout("billing", "main", "v3", 150.0)
+    store.reader.set("config-server:rollout:" + "\x1f".join(("orders", "main", "v2")), "by hand")
+    orders, billing = sorted(store.rollouts(), key=lambda r: r.application, reverse=True)
+    assert orders.problem.startswith("not a hash") and orders.halted_at is not None
+    assert billing.problem is None and billing.started == 150.0
+    restored = store.restore_rollout("orders", "main", "v2", 100.0, 120.0, "pager")
+    assert (restored.started, restored.halted_at, restored.halt_reason, restored.problem) == (
+        100.0,
+        120.0,
+        "pager",
+        None,
+    )
+    assert [r.problem for r in store.rollouts()] == [None, None]

@@ -187,3 +187,28 @@ def test_the_documented_pre_receive_hook_refuses_a_broken_push(tmp_path):
 
 
 SCHEMA_MAX_10 = "properties:\n  orders:\n    properties:\n      limit: {maximum: 10}\n"
+
+
+def test_hostile_schemas_and_values_are_reported_with_file_and_line_never_a_traceback(tmp_path):
+    """Before: a date that does not exist raised ValueError and a `$ref` to nowhere raised
+    Unresolvable out of `validate` (a traceback); a `$ref` over http was fetched."""
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit(
+        {
+            "orders.yml": "orders:\n  limit: 10\n",
+            "orders-dev.yml": "orders:\n  launch-date: 2026-02-30\n",
+            "billing.yml": "billing:\n  rate: 3\n",
+            "schemas/billing.schema.yml": "properties:\n  billing:\n    $ref: 'http://127.0.0.1:9/billing.json'\n",
+            "schemas/stock.schema.json": "[" * 100_000,
+        }
+    )
+    result = validate(str(repo.path), "--rev", "main")
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stdout.splitlines() == [
+        "schemas/billing.schema.yml:3: billing/default: $ref 'http://127.0.0.1:9/billing.json' cannot be "
+        "resolved: a $ref names a file in schemas/ of the same version (such as common.yml#/$defs/port)",
+        "orders-dev.yml:2: orders/dev: '2026-02-30' is not a valid timestamp: day is out of range for "
+        "month at line 2, column 16",
+        "schemas/stock.schema.json:1: stock/default: schema does not parse: nested deeper than 64 levels",
+    ]

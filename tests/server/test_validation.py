@@ -171,3 +171,84 @@ def test_a_schema_alias_bomb_is_refused_before_it_is_built():
     schema = compile_schema("schemas/application.schema.yml", bomb)
     assert schema.validator is None
     assert "expands to more than" in schema.unusable and "schemas/application.schema.yml" in schema.unusable
+
+
+def test_a_ref_resolves_to_another_schema_file_of_the_same_version_only():
+    """References resolve inside `schemas/` (a `referencing` registry over the version's files)."""
+    files = {
+        "orders.yml": "orders:\n  port: 99999\n",
+        "schemas/orders.schema.yml": (
+            "properties:\n  orders:\n    properties:\n      port: {$ref: 'common.yml#/$defs/port'}\n"
+        ),
+        "schemas/common.yml": "$defs:\n  port: {type: integer, maximum: 65535}\n",
+    }
+    [found] = problems(files)
+    assert found.startswith("orders.yml:2: orders.port: 99999 is greater than the maximum of 65535")
+    files["schemas/common.yml"] = "$defs:\n  port: {type: integer}\n"
+    assert check(files).name == "orders"
+    files["schemas/common.yml"] = "$defs:\n  port: {type: [\n"
+    assert problems(files) == [
+        "schemas/orders.schema.yml:4: $ref 'common.yml#/$defs/port' names an unusable schema: "
+        "schemas/common.yml:3: schema does not parse: while parsing a flow node did not find expected "
+        'node content in "<unicode string>", line 3, column 1'
+    ]
+
+
+@pytest.mark.parametrize(
+    ("ref", "shown"),
+    [
+        ("nowhere.schema.yml", "nowhere.schema.yml"),
+        ("../orders.yml", "../orders.yml"),
+        ("file:///etc/hostname", "file:///etc/hostname"),
+        ("http://127.0.0.1:9/x.json", "http://127.0.0.1:9/x.json"),
+    ],
+)
+def test_a_ref_outside_the_schemas_folder_is_a_problem_naming_it_never_fetched(ref, shown):
+    """Before: an unknown `$ref` raised out of the check (a 500 on the serving path), and a URL
+    was fetched with urlopen (no timeout) or read from the file system, deciding the verdict."""
+    files = {
+        "orders.yml": "a: 1\n",
+        "schemas/orders.schema.yml": f"type: object\nproperties:\n  a: {{$ref: '{ref}'}}\n",
+    }
+    assert problems(files) == [
+        f"schemas/orders.schema.yml:3: $ref {shown!r} cannot be resolved: a $ref names a file in "
+        "schemas/ of the same version (such as common.yml#/$defs/port)"
+    ]
+
+
+def test_a_schema_nested_beyond_the_limit_is_an_unusable_schema_not_a_crash():
+    """A 100 KB `[[[[` schema raised RecursionError out of json.loads (a 500)."""
+    deep = "{\n" + '"allOf": [' * 100 + "\n" + "[" * 50_000
+    [found] = problems({"orders.yml": "a: 1\n", "schemas/orders.schema.json": deep})
+    assert found == "schemas/orders.schema.json:2: schema does not parse: nested deeper than 64 levels"
+
+
+def test_a_ref_that_loops_for_ever_is_a_problem_not_a_crash():
+    files = {
+        "orders.yml": "a: 1\n",
+        "schemas/orders.schema.yml": "$defs:\n  x: {$ref: '#/$defs/x'}\n$ref: '#/$defs/x'\n",
+    }
+    [found] = problems(files)
+    assert found.startswith("schemas/orders.schema.yml: the schema cannot be applied")
+
+
+def test_a_date_that_does_not_exist_is_a_problem_at_its_line():
+    """`launch-date: 2026-02-30` raised ValueError (day is out of range) out of the check."""
+    assert problems({"orders.yml": "a: 1\nlaunch-date: 2026-02-30\n"}) == [
+        "orders.yml:2: '2026-02-30' is not a valid timestamp: day is out of range for month at line 2, "
+        "column 14"
+    ]
+
+
+def test_an_unexpected_error_while_checking_is_a_broken_environment_not_a_crash():
+    """Whatever a bug lets content raise is the environment's problem (held back, a 422 by
+    commit id), never an exception for the serving path; its message quotes no value."""
+
+    def resolve():
+        raise RecursionError("maximum recursion depth exceeded: 's3cr3t'")
+
+    with pytest.raises(BrokenEnvironment) as caught:
+        checked_environment(resolve, ("orders",), lambda path: None, URI, None)
+    assert [p.to_json() for p in caught.value.problems] == [
+        {"file": None, "line": None, "message": "could not be checked: RecursionError while checking it"}
+    ]
