@@ -99,13 +99,16 @@ def test_unexpected_errors_on_the_fast_path_get_the_json_500(repo, tmp_path):
     backend = open_backend(settings.repo, settings.cache_dir, settings.default_label)
 
     class DiskOnFire:
-        """A read that fails with a non-ConfigServerError (an I/O fault we cannot cause for real)."""
+        """A read that fails with a non-ConfigServerError (an I/O fault we cannot cause for real).
+
+        An OSError: any other exception raised while an environment is checked makes it broken
+        (held back, 422), since committed content must never turn into a 500."""
 
         def __getattr__(self, name):
             return getattr(backend, name)
 
         def read(self, version, path):
-            raise RuntimeError("disk on fire")
+            raise OSError("disk on fire")
 
     app = create_app(settings, backend=DiskOnFire())
     server = LiveServer(app)
