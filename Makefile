@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8888
 
-.PHONY: run test bench lint lock clean system-deps bench-deps test-deps
+.PHONY: run test test-latest bench lint lock clean system-deps bench-deps test-deps
 
 # Lock files (hash-pinned, generated from setup.cfg by `make lock`): requirements-dev.txt is the
 # `[dev]` extra = the `[server]` extra + pydantic + the test frameworks (FastAPI, uvicorn, Django...)
@@ -75,6 +75,19 @@ test: $(VENV)/.installed test-deps
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
+# The next breakage first: the suite on the newest releases setup.cfg allows (no lock), in its own
+# venv (.venv stays as it is). A maintainer's weekly job: docs/maintenance.md.
+LATEST := .venv-latest
+test-latest: test-deps
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST)/bin/python -m pip install --quiet --upgrade -e '.[dev]'
+	@echo "test-latest: installed in $(LATEST):"; $(LATEST)/bin/python -m pip list --format=freeze
+	$(LATEST)/bin/ruff check .
+	$(LATEST)/bin/mypy
+	$(LATEST)/bin/python -m pytest -q
+
 # Every benchmark at full size (several minutes); tables on stdout, JSON in bench/results/.
 bench: $(VENV)/.installed bench-deps
 	$(BIN)/python -m bench.run_all
@@ -83,4 +96,4 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .data
+	rm -rf $(VENV) $(LATEST) .data
