@@ -1,8 +1,8 @@
 """The `config-server` console script: checks that the server's packages are installed first.
 
-A plain `pip install gitconfig-server` gives the client only (requests, PyYAML); the server's
-packages come with the `[server]` extra. Without them `config-server` exits with status 2 and
-one line saying which extra to install, instead of an ImportError trace from `cli.py` (which
+A plain install of the package (`pip install .` from a checkout) gives the client only (requests,
+PyYAML); the server's packages come with the `[server]` extra. Without them `config-server` exits
+with status 2 and one line saying how to install them, instead of an ImportError trace from `cli.py` (which
 imports click at once and Flask, gevent and GitPython when serving).
 """
 
@@ -56,7 +56,8 @@ def main() -> None:
     if missing:
         print(
             f"config-server: the server's packages are not installed ({', '.join(missing)}); "
-            f"install them with: pip install '{DISTRIBUTION}[server]'",
+            f"install the [server] extra from the lock: pip install --require-hashes -r "
+            f"requirements-server.txt (README, Installing)",
             file=sys.stderr,
         )
         sys.exit(2)

@@ -49,4 +49,5 @@ def test_config_server_without_server_packages_exits_2_naming_the_extra(tmp_path
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "pip install 'gitconfig-server[server]'" in lines[0] and "Flask" in lines[0]
+    assert len(lines) == 1 and "Flask" in lines[0]
+    assert "pip install --require-hashes -r requirements-server.txt" in lines[0]

@@ -286,7 +286,8 @@ def corrupt_sqlite(store: SQLiteStateStore) -> None:
         conn.execute("UPDATE rollouts SET started = 'not-a-number' WHERE application = 'orders'")
         conn.execute("UPDATE rollouts SET halted_at = 'soon' WHERE application = 'billing'")
         conn.execute(
-            "INSERT INTO rollout_rejections VALUES ('orders', 'main', 'v2', 'orders-9', 'x', NULL, 'then')"
+            "INSERT INTO rollout_rejections (application, label, rollout_id, instance_id, version, "
+            "reason, seen) VALUES ('orders', 'main', 'v2', 'orders-9', 'x', NULL, 'then')"
         )
 
 
