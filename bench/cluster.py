@@ -134,6 +134,7 @@ class Replica:
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
         extra = (["--redis", redis_url] if redis_url else []) + list(more)
+        extra += ["--polls-per-address", "0"]  # every watcher comes through nginx on 127.0.0.1
         self.process = subprocess.Popen(
             [
                 str(CONFIG_SERVER),

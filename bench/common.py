@@ -129,6 +129,9 @@ class ConfigServer:
                 str(data_dir),
                 "--log-level",
                 "warning",
+                # every simulated watcher comes from 127.0.0.1: no per-address cap on parked polls
+                "--polls-per-address",
+                "0",
                 *extra,
             ],
             stdout=subprocess.DEVNULL,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,7 +30,14 @@ from config_server.http import rollouts as rollouts_http
 from config_server.http.errors import register_error_handlers
 from config_server.http.fast_path import FastEnvironmentPath
 from config_server.inventory import GONE_AFTER_SECONDS, HISTORY_SECONDS, MAX_SCAN_ROWS, Inventory
-from config_server.metrics import HeldBackCollector, InstancesCollector, Metrics, MetricsMiddleware
+from config_server.metrics import (
+    HeldBackCollector,
+    InstancesCollector,
+    LimitsCollector,
+    Metrics,
+    MetricsMiddleware,
+)
+from config_server.parked import Limits, ParkedPolls, connection_cap, descriptor_limit, total_poll_cap
 from config_server.rollouts import Rollouts, RolloutsCollector
 from config_server.sample import ensure_sample_repository
 from config_server.service import ConfigService
@@ -64,6 +71,9 @@ class ServerState:
     metrics: Metrics
     rollouts: Rollouts
     cluster: ClusterLink | None = None  # cluster mode (--redis) only
+    #: Long polls parked now, per client address, and the caps (`parked.py`).
+    parked: ParkedPolls = field(default_factory=lambda: ParkedPolls(0))
+    limits: Limits | None = None
 
     def close(self) -> None:
         """Release long-poll waiters, stop the detector's threads and the backend's git processes."""
@@ -77,6 +87,13 @@ class ServerState:
         self.inventory.close()
         self.rollouts.close()
         self.store.close()
+
+
+def worker_limits(settings: Settings) -> Limits:
+    """The connection and parked-poll caps of this worker process (`parked.py`)."""
+    descriptors = descriptor_limit()
+    connections = connection_cap(settings.worker_connections, descriptors)
+    return Limits(descriptors, connections, total_poll_cap(connections), settings.polls_per_address)
 
 
 def create_app(settings: Settings | None = None, backend: Backend | None = None) -> Flask:
@@ -135,6 +152,10 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         metrics.enable_cluster()
         cluster = ClusterLink(settings.redis, backend, detector, replica_id(settings.port), metrics).start()
 
+    limits = worker_limits(settings)
+    parked = ParkedPolls(limits.polls_per_address, limits.polls)
+    parked.on_refused = metrics.polls_refused.inc
+    metrics.add_collector(LimitsCollector(limits))
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -150,6 +171,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         metrics,
         rollouts,
         cluster,
+        parked,
+        limits,
     )
     app.extensions["config_held_back"] = service.held_back_for  # the console's held-back section
     hosts = HostAllowList.for_server(settings.allowed_hosts, settings.host)
@@ -160,7 +183,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     register_error_handlers(app)
     audit = app.extensions["config_server"].audit
     app.wsgi_app = FastEnvironmentPath(  # type: ignore[method-assign]
-        app, service, app.wsgi_app, auth, audit, inventory, rollouts, hub, hosts
+        app, service, app.wsgi_app, auth, audit, inventory, rollouts, hub, hosts, parked
     )
     fixed_paths = [rule.rule for rule in app.url_map.iter_rules() if not rule.arguments]
     app.wsgi_app = MetricsMiddleware(  # type: ignore[method-assign]

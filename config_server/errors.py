@@ -125,6 +125,13 @@ class PayloadTooLarge(ConfigServerError):
     reason = "Request Entity Too Large"
 
 
+class TooManyPolls(ConfigServerError):
+    """A long poll beyond what one client address (or the worker) may hold parked (`parked.py`)."""
+
+    status = 429
+    reason = "Too Many Requests"
+
+
 class StateUnavailable(ConfigServerError):
     """The shared state store (Redis, in cluster mode) cannot be reached now."""
 

@@ -7,6 +7,11 @@ Slow clients: gunicorn already bounds reading a request's headers by `keepalive`
 `client_timeout`); this worker also sets that timeout on every socket read and write (a client
 that stops sending a body, or stops reading a response, is dropped) and cuts off any request that
 runs past `request_timeout` in total, however steadily its client trickles bytes.
+
+What one client can hold: the worker accepts at most `parked.connection_cap` connections (its
+`worker_connections`, within its descriptor limit less a reserve), and a parked long poll whose
+client leaves (its socket turns readable with nothing in it: EOF or a reset) is ended at once,
+freeing its connection, greenlet and slot instead of holding them for the rest of its wait.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from gunicorn.workers.ggevent import GeventWorker as _GunicornGeventWorker
 
 from config_server.heartbeat import HubHeartbeat
 from config_server.http.wire import ANSWERED, DIRECT_ANSWER
+from config_server.parked import connection_cap, descriptor_limit
 from config_server.settings import Settings
 from config_server.watch.direct import DirectAnswer
 
@@ -72,6 +78,8 @@ class GeventWorker(_GunicornGeventWorker):
         re-scanned by every full collection, which shows as latency spikes under load.
         """
         self._heartbeat = HubHeartbeat(self.tmp.notify).start()
+        # gunicorn sizes its connection pool from this when `run` starts, after loading the app
+        self.worker_connections = connection_cap(self.worker_connections, descriptor_limit())
         super().load_wsgi()
         self._state = getattr(self.wsgi, "extensions", {}).get("config_server")
         if self._state is not None:
@@ -108,6 +116,8 @@ class GeventWorker(_GunicornGeventWorker):
                 "request %s %s from %s cut off after the request timeout", req.method, req.path, addr
             )
             raise StopIteration("request timeout") from None
+        except ClientGone:
+            raise StopIteration("client gone") from None  # its long poll ended; close the connection
         finally:
             deadline.close()
             coalescing.flush()
@@ -182,7 +192,8 @@ class _DirectAnswers:
     The worker owns the sockets, so it builds the `DirectAnswer` over gevent's non-blocking OS
     socket (for the hub's never-blocking write) and the cooperative one (for the rest). When the
     hub has answered a request on it, gunicorn is told the request is already handled, so nothing
-    more is written; the connection stays open for the client's next request.
+    more is written; the connection stays open for the client's next request. An answer whose
+    headers say `Connection: close` (a refused long poll, 429) has its connection closed.
     """
 
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
@@ -191,15 +202,25 @@ class _DirectAnswers:
     def __call__(self, environ: MutableMapping[str, Any], start_response: Callable[..., Any]) -> Any:
         """Run the app; turn a directly answered request into gunicorn's ALREADY_HANDLED."""
         direct = _offer(environ)
+        departure = None
         if direct is not None:
             environ[DIRECT_ANSWER] = direct
+            departure = _watch_departure(environ)
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             if environ.get(ANSWERED):
                 return _discard  # already answered: spare gunicorn's header processing
+            if ("Connection", "close") in headers:  # gunicorn drops hop-by-hop headers: close it itself
+                force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)
+                if force_close is not None:
+                    force_close()
             return start_response(status, headers, exc_info)
 
-        result = self.app(environ, start)
+        try:
+            result = self.app(environ, start)
+        finally:
+            if departure is not None:
+                departure.close()
         if environ.get(ANSWERED):
             if hasattr(result, "close"):
                 result.close()
@@ -220,6 +241,40 @@ def _offer(environ: MutableMapping[str, Any]) -> DirectAnswer | None:
     if raw is None:
         return None
     return DirectAnswer(raw.send, cooperative.sendall)
+
+
+class ClientGone(BaseException):
+    """Thrown into a parked long poll whose client closed its connection (a BaseException, like
+    gevent's Timeout, so that no `except Exception` of the app takes it for an error to answer)."""
+
+
+def _watch_departure(environ: MutableMapping[str, Any]) -> Any:
+    """Watch a long poll's socket while the app holds it: when it turns readable with nothing to
+    read (the client closed it, or reset it), throw `ClientGone` into the request's greenlet.
+
+    Bytes to read (a pipelined next request) stop the watch: the poll is then held as before.
+    Returns the libev watcher (its `close()` ends the watch), or None for a socket it cannot watch.
+    """
+    sock: Any = environ.get("gunicorn.socket")
+    raw = getattr(getattr(sock, "raw", sock), "_sock", None)  # the non-blocking OS socket
+    if raw is None:
+        return None
+    greenlet = gevent.getcurrent()
+    watcher = gevent.get_hub().loop.io(raw.fileno(), 1)
+
+    def readable() -> None:
+        try:
+            gone = not raw.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return
+        except OSError:
+            gone = True
+        watcher.stop()
+        if gone:
+            greenlet.throw(ClientGone())
+
+    watcher.start(readable)
+    return watcher
 
 
 def _discard(data: bytes) -> None:

@@ -9,7 +9,8 @@ keyed by a context (backend, search paths, keyring fingerprint, rules version), 
 another key or other rules re-checks instead of trusting old verdicts.
 
 Requests touch memory only: verdicts are loaded at start, written and synced with the other
-workers by a writer on a real OS thread (WAL, `synchronous=NORMAL`); a failure degrades to
+workers by a writer on a real OS thread (WAL, `synchronous=NORMAL`, checkpointed and truncated
+every `CHECKPOINT_INTERVAL_S`); a failure degrades to
 memory only: the store can make the server faster, never unavailable.
 """
 
@@ -45,6 +46,9 @@ _MEMORY_LIMIT = 20_000
 _BUSY_TIMEOUT_S = 2.0
 #: How often the writer thread picks up verdicts written by other workers.
 SYNC_INTERVAL_S = 1.0
+#: How often the writer thread checkpoints the WAL into the database and truncates it (SQLite's
+#: own checkpoint waits for 1,000 pages and never shrinks the file).
+CHECKPOINT_INTERVAL_S = 60.0
 #: Writes waiting for the writer thread beyond this are dropped (the oldest first): a verdict
 #: is a cache, found again if lost.
 _MAX_PENDING_WRITES = 50_000
@@ -85,8 +89,11 @@ class VerdictStore:
     (names the repository does not hold, `known_names.py`).
     """
 
-    def __init__(self, path: str | Path | None, context: str = "") -> None:
+    def __init__(
+        self, path: str | Path | None, context: str = "", checkpoint_interval: float = CHECKPOINT_INTERVAL_S
+    ) -> None:
         self.context = context
+        self._checkpoint_interval = checkpoint_interval
         self._broken: dict[tuple[str, str], tuple[Problem, ...]] = {}
         #: (head, environment) -> held row; insertion order is age order (the oldest is evicted).
         self._held: OrderedDict[tuple[str, str], _HeldRow] = OrderedDict()
@@ -218,7 +225,7 @@ class VerdictStore:
 
     def _run(self) -> None:
         """The writer thread: write what is handed over, pick up other workers' verdicts."""
-        last_sync = time.monotonic()
+        last_sync = last_checkpoint = time.monotonic()
         while not self._closed:
             self._wake.acquire(timeout=SYNC_INTERVAL_S)
             if self._closed:
@@ -233,6 +240,9 @@ class VerdictStore:
                 if time.monotonic() - last_sync >= SYNC_INTERVAL_S:
                     last_sync = time.monotonic()
                     self._sync()
+                if not self._pending and time.monotonic() - last_checkpoint >= self._checkpoint_interval:
+                    last_checkpoint = time.monotonic()
+                    self._checkpoint()
             except Exception:  # noqa: BLE001 - the writer must outlive a locked or full disk
                 log.exception("verdict store: background work failed")
             finally:
@@ -258,6 +268,15 @@ class VerdictStore:
         except sqlite3.Error as exc:
             log.warning("verdict store write failed (%s): retrying", exc)
             self._pending.extendleft(reversed(batch))
+
+    def _checkpoint(self) -> None:
+        """Move the WAL into the database and truncate it (a busy file: the next interval retries)."""
+        if self._db is None:
+            return
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as exc:
+            log.warning("verdict store checkpoint failed: %s", exc)
 
     def _sync(self) -> None:
         """Load verdicts of this context written since the last sync (by any worker) into memory."""

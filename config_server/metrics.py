@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 from config_server.errors import StateUnavailable
 from config_server.known_names import OTHER
 from config_server.names import RENDERED_DOCUMENT
+from config_server.parked import Limits
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,11 @@ class Metrics:
         )
         self.cache_misses = Counter(
             "config_server_cache_misses", "Resolved environments computed (not in the cache).", registry=r
+        )
+        self.polls_refused = Counter(
+            "config_server_long_polls_refused",
+            "Long polls answered 429 instead of parked: their address (or the worker) was at its cap.",
+            registry=r,
         )
         self._collectors: list[Collector] = []
         self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
@@ -265,6 +271,28 @@ class HeldBackCollector(Collector):
         for key, count in sorted(counts.items()):
             family.add_metric(list(key), count)
         yield family
+
+
+class LimitsCollector(Collector):
+    """The caps a worker applies (`parked.py`): descriptors, connections, parked polls in all and
+    per address. Every worker computes the same, so the scraped worker's values are the server's."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """One gauge per limit."""
+        for name, value, text in (
+            ("descriptors", self.limits.descriptors, "The worker's descriptor limit (RLIMIT_NOFILE)."),
+            ("connections", self.limits.connections, "Connections a worker holds at most."),
+            ("parked_polls", self.limits.polls, "Long polls a worker parks at most."),
+            (
+                "parked_polls_per_address",
+                self.limits.polls_per_address,
+                "Long polls a worker parks at most per client address (0: no cap).",
+            ),
+        ):
+            yield GaugeMetricFamily(f"config_server_limit_{name}", text, value=value)
 
 
 def endpoint_of(path: str, query: str, fixed: dict[str, str]) -> str:

@@ -174,6 +174,13 @@ class Settings:
             "label); reports beyond are dropped, the requests are served."
         },
     )
+    polls_per_address: int = field(
+        default=500,
+        metadata={
+            "help": "Long polls one client address may hold parked at once, per worker (0: no cap); "
+            "one beyond is answered 429. Behind a proxy, set --proxy-hops so the address is the client's."
+        },
+    )
     certfile: str | None = field(
         default=None, metadata={"help": "TLS certificate (PEM) to serve HTTPS directly."}
     )
@@ -203,6 +210,8 @@ class Settings:
             raise ValueError("workers and threads must be at least 1")
         if self.instance_ids_per_address < 1:
             raise ValueError("instance-ids-per-address must be at least 1")
+        if self.polls_per_address < 0:
+            raise ValueError("polls-per-address must not be negative")
         if self.refresh_interval < 0:
             raise ValueError("refresh-interval must not be negative")
         if self.cache_size < 1:

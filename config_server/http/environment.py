@@ -104,32 +104,34 @@ def environment(app: str, profiles: str, label: str | None) -> Response:
     if resolved is not None and not known.contains(resolved.etag):
         return _response(environment_answer(resolved, label, extra_headers=extra))
     if wait and known:
-        direct = request.environ.get(DIRECT_ANSWER)  # offered by the gevent worker
-        deadline = time.monotonic() + wait
-        while True:
-            remaining = deadline - time.monotonic()
-            waited = hub.wait(app, profiles, label, known.as_set(), remaining, direct, route, since)
-            if waited is not REROUTED:
-                break
-            # a rollout of the application moved: decide again; a new answer goes out at once
-            since = hub.reroutes(app)
-            route = _route(app, profiles, label, reporter)
-            found = hub.current(app, profiles, label, route)
-            if found is not None:
-                extra = found[1]
-                if not known.contains(found[0].etag):
-                    waited = found
+        # counted as one of its address's parked polls: 429 (TooManyPolls) beyond the cap
+        with state.parked.hold(request.environ.get("REMOTE_ADDR")):
+            direct = request.environ.get(DIRECT_ANSWER)  # offered by the gevent worker
+            deadline = time.monotonic() + wait
+            while True:
+                remaining = deadline - time.monotonic()
+                waited = hub.wait(app, profiles, label, known.as_set(), remaining, direct, route, since)
+                if waited is not REROUTED:
                     break
-            if deadline - time.monotonic() <= 0 or (direct is not None and direct.answered):
-                waited = None
-                break
-        if isinstance(waited, tuple):
-            _record(reporter, app, profiles, label, waited[0])
-        if direct is not None and direct.finish():
-            request.environ[ANSWERED] = True  # the hub wrote the answer; the worker sends nothing more
-            return Response(status=200)
-        if isinstance(waited, tuple):
-            return _response(environment_answer(waited[0], label, extra_headers=waited[1]))
+                # a rollout of the application moved: decide again; a new answer goes out at once
+                since = hub.reroutes(app)
+                route = _route(app, profiles, label, reporter)
+                found = hub.current(app, profiles, label, route)
+                if found is not None:
+                    extra = found[1]
+                    if not known.contains(found[0].etag):
+                        waited = found
+                        break
+                if deadline - time.monotonic() <= 0 or (direct is not None and direct.answered):
+                    waited = None
+                    break
+            if isinstance(waited, tuple):
+                _record(reporter, app, profiles, label, waited[0])
+            if direct is not None and direct.finish():
+                request.environ[ANSWERED] = True  # the hub wrote the answer; the worker sends nothing more
+                return Response(status=200)
+            if isinstance(waited, tuple):
+                return _response(environment_answer(waited[0], label, extra_headers=waited[1]))
     etag = resolved.etag if resolved is not None else next(iter(known.as_set()), "")
     return _response(environment_answer(None, label, etag=etag, extra_headers=extra))
 

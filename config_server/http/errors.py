@@ -39,6 +39,8 @@ def register_error_handlers(app: Flask) -> None:
         if exc.status == 401:
             for challenge in AUTH_CHALLENGES:
                 response.headers.add("WWW-Authenticate", challenge)
+        if exc.status == 429:
+            response.headers["Connection"] = "close"  # a refused poll gives its connection back
         return response
 
     @app.errorhandler(HTTPException)

@@ -26,7 +26,8 @@ Invariants:
   parts win over `<app>` (an application named like such a prefix is answered by Flask, the same).
 - It never refuses: no token, an unknown or malformed one, a client that may not read, a name
   that does not validate, a `Host` not on the allow-list (`hosts.py`): Flask answers (401, 403,
-  400, 421) and writes the `denied` audit line.
+  400, 421) and writes the `denied` audit line. A long poll its address may not park now
+  (`parked.py`) goes to Flask too, which answers the 429.
 - Handing over costs no second parse: the service's cache remembers a broken version's error,
   so Flask's attempt at a broken request is a cache hit.
 """
@@ -50,11 +51,13 @@ from config_server.audit import AuditLog, serialise_fields
 from config_server.auth import ANONYMOUS, AuthFile, Client
 from config_server.backends.base import Revision
 from config_server.cache import ResolvedEnvironment
+from config_server.errors import TooManyPolls
 from config_server.hosts import HostAllowList
 from config_server.http.security import token_from
 from config_server.http.wire import ANSWERED, DIRECT_ANSWER
 from config_server.inventory import ClientHeaders, Inventory, parse_client_headers
 from config_server.names import RENDERED_DOCUMENT
+from config_server.parked import ParkedPolls
 from config_server.rollouts import Rollouts
 from config_server.service import ConfigService
 from config_server.watch.direct import DirectAnswer
@@ -106,8 +109,10 @@ class FastEnvironmentPath:
         rollouts: Rollouts,
         hub: WatchHub,
         hosts: HostAllowList | None = None,
+        parked: ParkedPolls | None = None,
     ) -> None:
         self.hub = hub
+        self.parked = parked if parked is not None else ParkedPolls(0)
         self.hosts = hosts or HostAllowList(("*",))
         self.rollouts = rollouts
         self.service = service
@@ -196,6 +201,19 @@ class FastEnvironmentPath:
         if not poll.known.contains(poll.resolved.etag):
             answer = environment_answer(poll.resolved, poll.label, extra_headers=poll.extra)
             return self._send(environ, start_response, poll, answer)
+        address = environ.get("REMOTE_ADDR")
+        try:
+            if not self.parked.admits(address):
+                raise TooManyPolls(address)
+            with self.parked.hold(address):
+                return self._park(environ, start_response, poll, wait)
+        except TooManyPolls:
+            return self.downstream(environ, start_response)  # Flask answers (and counts) the same 429
+
+    def _park(
+        self, environ: dict[str, Any], start_response: Callable[..., Any], poll: _Poll, wait: float
+    ) -> Iterable[bytes]:
+        """The wait of `_long_poll`, counted as one of its address's parked polls."""
         hub = self.hub
         direct = environ.get(DIRECT_ANSWER)
         deadline = time.monotonic() + wait
