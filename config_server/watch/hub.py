@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 
+from config_server import names
 from config_server.answer import BASE_ROUTE, Headers, Route, environment_answer, held_back_headers
 from config_server.cache import ResolvedEnvironment
 from config_server.errors import ConfigServerError
@@ -49,6 +50,9 @@ class _Slot:
     #: it stands in for a broken newest commit, `last_good.py`), assigned as one pair.
     published: tuple[ResolvedEnvironment, Headers] | None = None
     resolution: int = 0
+    #: The label's commit(s) when `published` was resolved (`WatchHub._head`): a check resolves the
+    #: slot again only once they moved, so an idle check costs no resolution per slot.
+    head: tuple[str, ...] | None = None
     event: threading.Event = field(default_factory=threading.Event)
     waiters: int = 0
     direct: dict[DirectAnswer, frozenset[str]] = field(default_factory=dict)
@@ -139,6 +143,7 @@ class WatchHub:
         """
         known = frozenset(known_etags)
         joined = next(self._resolutions)
+        head = self._head(route.source if route.source is not None else label)  # before resolving
         found = self._resolve(application, profiles, label, route)
         key = (application, profiles, label, route)
         with self._lock:
@@ -147,7 +152,7 @@ class WatchHub:
                 slot = self._slots[key] = _Slot(application, profiles, label, route)
             slot.waiters += 1
         if found is not None:
-            self._publish(slot, *found, joined)
+            self._publish(slot, *found, joined, head)
         if direct is not None:
             with self._lock:
                 slot.direct[direct] = known
@@ -187,28 +192,42 @@ class WatchHub:
             with self._lock:
                 slots = list(self._slots.values())
             changed = 0
+            heads: dict[str | None, tuple[str, ...] | None] = {}
             for slot in slots:
                 if wanted is not None and wanted.isdisjoint(slot.application.split(",")):
                     continue  # `orders,shared` is watched by a change to either name
+                source = slot.route.source if slot.route.source is not None else slot.label
+                if source not in heads:
+                    heads[source] = self._head(source)  # once per label and check, not per slot
+                head = heads[source]
+                if head is not None and head == slot.head:
+                    continue  # the label did not move since the slot's answer: nothing to resolve
                 resolution = next(self._resolutions)
                 found = self._resolve(slot.application, slot.profiles, slot.label, slot.route)
-                if found is not None and self._publish(slot, *found, resolution):
+                if found is not None and self._publish(slot, *found, resolution, head):
                     changed += 1
                     if self.on_change is not None:
                         self.on_change(slot.waiters, time.monotonic() - started)
             return changed
 
     def _publish(
-        self, slot: _Slot, current: ResolvedEnvironment, extra_headers: Headers, resolution: int
+        self,
+        slot: _Slot,
+        current: ResolvedEnvironment,
+        extra_headers: Headers,
+        resolution: int,
+        head: tuple[str, ...] | None = None,
     ) -> bool:
         """Make `current` the slot's latest unless a later resolution got there first; when its
-        ETag moved, answer the direct waiters and wake the others. True when it moved.
+        ETag moved, answer the direct waiters and wake the others. True when it moved. `head` is
+        the label's commit(s) read before that resolution began (None: unknown).
 
         A broken newest commit resolves to the newest good version, whose ETag the waiters
         already hold: it moves nothing and wakes nobody."""
         with self._publish_lock:
             if resolution <= slot.resolution:
                 return False
+            slot.head = head
             if slot.published is not None and slot.published[0].etag == current.etag:
                 slot.resolution = resolution
                 return False
@@ -250,6 +269,16 @@ class WatchHub:
     ) -> tuple[ResolvedEnvironment, Headers] | None:
         """The answer of `route` now (the environment and its extra headers); None when broken."""
         return self._resolve(application, profiles, label, route)
+
+    def _head(self, label: str | None) -> tuple[str, ...] | None:
+        """The commit(s) `label` (each of a `main,release` list) points at now; None when it does
+        not resolve. Nothing an answer depends on moves without them moving: a version is immutable,
+        a verdict on it is too, and a rollout's move reroutes its waiters (`reroute`)."""
+        try:
+            labels = names.validate_labels(label) if label is not None else (None,)
+            return tuple(self.service.backend.resolve(one).version for one in labels)
+        except ConfigServerError:
+            return None
 
     def _resolve(
         self, application: str, profiles: str, label: str | None, route: Route = BASE_ROUTE
