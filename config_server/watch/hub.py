@@ -56,6 +56,16 @@ class _Slot:
     event: threading.Event = field(default_factory=threading.Event)
     waiters: int = 0
     direct: dict[DirectAnswer, frozenset[str]] = field(default_factory=dict)
+    #: Each waiter that may lose its right to read (a token), with that check (`WatchHub.recheck`).
+    guarded: dict[_Guard, DirectAnswer | None] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class _Guard:
+    """One waiter's check that its caller still may read what it waits on, and its verdict."""
+
+    allowed: Callable[[], bool]
+    revoked: bool = False
 
 
 class _Rerouted:
@@ -67,6 +77,18 @@ class _Rerouted:
 
 #: Returned by `WatchHub.wait` when the caller must decide its route again and wait anew.
 REROUTED = _Rerouted()
+
+
+class _Revoked:
+    """The answer of a wait whose caller may no longer read its environment (`WatchHub.recheck`)."""
+
+    def __repr__(self) -> str:
+        return "REVOKED"
+
+
+#: Returned by `WatchHub.wait` when a reloaded auth file no longer lets the caller read: the caller
+#: answers as a fresh request with its token would be answered (401 or 403), never with settings.
+REVOKED = _Revoked()
 
 
 class WatchHub:
@@ -89,6 +111,9 @@ class WatchHub:
         self.checks = 0
         #: Called with (watchers answered, seconds since the check began) for each changed environment.
         self.on_change: Callable[[int, float], None] | None = None
+        #: Called at the start of each check: the auth file's reload check, so that a revoked
+        #: token's waiters are rechecked (`recheck`) before anything is delivered.
+        self.before_check: Callable[[], object] | None = None
 
     def wait_for_change(
         self,
@@ -135,11 +160,14 @@ class WatchHub:
         direct: DirectAnswer | None = None,
         route: Route = BASE_ROUTE,
         since: int | None = None,
-    ) -> tuple[ResolvedEnvironment, Headers] | _Rerouted | None:
+        allowed: Callable[[], bool] | None = None,
+    ) -> tuple[ResolvedEnvironment, Headers] | _Rerouted | _Revoked | None:
         """As `wait_for_change`, for the answer of `route`; returns the new environment with its
         answer's extra headers, None at the timeout, or REROUTED when `since` (the caller's
         `reroutes(application)` before it decided `route`) is no longer current: the caller decides
         its route again and waits anew, so a rollout's step or halt moves it as a commit would.
+        `allowed` says whether the caller still may read the environment; when a `recheck` finds it
+        may not, the wait returns REVOKED and the hub never answers its connection.
         """
         known = frozenset(known_etags)
         joined = next(self._resolutions)
@@ -153,13 +181,18 @@ class WatchHub:
             slot.waiters += 1
         if found is not None:
             self._publish(slot, *found, joined, head)
-        if direct is not None:
-            with self._lock:
+        guard = _Guard(allowed) if allowed is not None else None
+        with self._lock:
+            if direct is not None:
                 slot.direct[direct] = known
+            if guard is not None:
+                slot.guarded[guard] = direct
         deadline = time.monotonic() + min(timeout, MAX_WAIT_SECONDS)
         try:
             while True:
                 event = slot.event
+                if guard is not None and guard.revoked:
+                    return REVOKED
                 resolution = slot.resolution  # read before `published`, which `_publish` writes first
                 published = slot.published
                 if published is not None and resolution >= joined and published[0].etag not in known:
@@ -175,6 +208,8 @@ class WatchHub:
                 slot.waiters -= 1
                 if direct is not None:
                     slot.direct.pop(direct, None)
+                if guard is not None:
+                    slot.guarded.pop(guard, None)
                 if slot.waiters == 0 and self._slots.get(key) is slot:
                     del self._slots[key]
 
@@ -186,6 +221,11 @@ class WatchHub:
         wanted = None if applications is None else set(applications)
         if wanted is not None and "*" in wanted:
             wanted = None
+        if self.before_check is not None:
+            try:
+                self.before_check()
+            except Exception:  # noqa: BLE001 - a failed reload check must not stop the watch
+                log.exception("the check before the watch check failed")
         with self._check_lock:
             self.checks += 1
             started = time.monotonic()
@@ -249,7 +289,41 @@ class WatchHub:
         built = environment_answer(current, slot.label, extra_headers=extra_headers)
         response = encode_http(built, formatdate(usegmt=True))
         for answer in waiting:
-            answer.deliver(response)
+            answer.deliver(response, current.environment.version)
+
+    def recheck(self) -> int:
+        """Ask every guarded waiter whether its caller still may read (the auth file was reloaded):
+        each that may not is taken out of the direct answers and woken to answer REVOKED.
+
+        Returns how many were revoked."""
+        with self._lock:
+            slots = list(self._slots.values())
+        revoked = 0
+        for slot in slots:
+            with self._lock:
+                guarded = list(slot.guarded.items())
+            refused = []
+            for guard, direct in guarded:
+                try:
+                    still = guard.allowed()
+                except Exception:  # noqa: BLE001 - a check that fails refuses: never push unchecked
+                    still = False
+                if not still:
+                    refused.append((guard, direct))
+            if not refused:
+                continue
+            with self._publish_lock:  # no answer is being written to the slot's connections now
+                with self._lock:
+                    for guard, direct in refused:
+                        guard.revoked = True
+                        if direct is not None:
+                            slot.direct.pop(direct, None)
+                woken, slot.event = slot.event, threading.Event()
+            woken.set()
+            revoked += len(refused)
+        if revoked:
+            log.info("%d parked long poll(s) may no longer read what they wait on: refused", revoked)
+        return revoked
 
     def close(self) -> None:
         """Answer every waiter now (304) and every later one at once: the server is shutting down."""
