@@ -139,6 +139,9 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     rollouts = Rollouts(backend, store, hub.reroute, durable=durable).start()
     metrics.add_collector(RolloutsCollector(rollouts))
     hub.on_change = metrics.change_answered
+    if auth is not None:  # a reload re-checks every parked poll; each check looks for a reload first
+        auth.on_reload.append(hub.recheck)
+        hub.before_check = auth.clients
     service.on_broken = metrics.count_validation_failure
     detector = ChangeDetector(
         backend, hub, settings.refresh_interval, settings.poll_interval, use_watchdog=settings.watch

@@ -27,7 +27,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -158,6 +158,8 @@ class AuthFile:
         self._stamp = self._file_stamp()
         self._set(self._load())
         self._checked = time.monotonic()
+        #: Called after each reload that changed the clients: the watch hub rechecks parked polls.
+        self.on_reload: list[Callable[[], object]] = []
 
     def _set(self, clients: tuple[Client, ...]) -> None:
         """Install new clients with the index from each stored token hash to its client."""
@@ -181,23 +183,33 @@ class AuthFile:
     def clients(self) -> tuple[Client, ...]:
         """The current clients, reloading the file first when it changed."""
         now = time.monotonic()
+        reloaded = False
         if now - self._checked >= _RELOAD_CHECK_SECONDS:
             with self._lock:
                 if now - self._checked >= _RELOAD_CHECK_SECONDS:
                     self._checked = now
-                    self._reload_if_changed()
+                    reloaded = self._reload_if_changed()
+        if reloaded:
+            for listener in self.on_reload:  # outside the lock: a listener may authenticate
+                try:
+                    listener()
+                except Exception:  # noqa: BLE001 - a listener must not undo a good reload
+                    log.exception("auth reload listener %r failed", listener)
         return self._clients
 
-    def _reload_if_changed(self) -> None:
+    def _reload_if_changed(self) -> bool:
+        """Re-read the file when it changed; True when new clients were installed."""
         try:
             stamp = self._file_stamp()
             if stamp == self._stamp:
-                return
+                return False
             self._set(self._load())
             self._stamp = stamp
             log.info("auth file %s reloaded: %d clients", self.path, len(self._clients))
+            return True
         except (OSError, AuthFileError) as exc:
             log.error("auth file %s not reloaded, keeping the previous clients: %s", self.path, exc)
+            return False
 
     def authenticate(self, token: str) -> Client | None:
         """The client holding `token`: looked up by the token's SHA-256, confirmed in constant time."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
+from collections.abc import Callable
 
 from flask import Blueprint, Response, current_app, request
 
@@ -32,7 +34,7 @@ from config_server.http.wire import ANSWERED, DIRECT_ANSWER
 from config_server.inventory import ClientHeaders, parse_client_headers
 from config_server.names import RENDERED_DOCUMENT
 from config_server.service import ConfigService
-from config_server.watch.hub import MAX_WAIT_SECONDS, REROUTED
+from config_server.watch.hub import MAX_WAIT_SECONDS, REROUTED, REVOKED
 
 blueprint = Blueprint("environment", __name__)
 _FORMATS = {
@@ -108,9 +110,21 @@ def environment(app: str, profiles: str, label: str | None) -> Response:
         with state.parked.hold(request.environ.get("REMOTE_ADDR")):
             direct = request.environ.get(DIRECT_ANSWER)  # offered by the gevent worker
             deadline = time.monotonic() + wait
+            allowed = _still_reads(app, profiles, label)
             while True:
                 remaining = deadline - time.monotonic()
-                waited = hub.wait(app, profiles, label, known.as_set(), remaining, direct, route, since)
+                waited = hub.wait(
+                    app, profiles, label, known.as_set(), remaining, direct, route, since, allowed
+                )
+                if waited is REVOKED:
+                    if direct is not None and direct.finish():  # answered before the token was revoked
+                        request.environ[ANSWERED] = True
+                        security.note("watch", version=direct.version)
+                        return Response(status=200)
+                    security.identify()  # 401 for a token the auth file no longer holds
+                    security.require_read(app, profiles, label, event="watch")  # 403 for one that lost it
+                    waited = None  # granted again meanwhile: the wait ends as at its timeout
+                    break
                 if waited is not REROUTED:
                     break
                 # a rollout of the application moved: decide again; a new answer goes out at once
@@ -129,11 +143,23 @@ def environment(app: str, profiles: str, label: str | None) -> Response:
                 _record(reporter, app, profiles, label, waited[0])
             if direct is not None and direct.finish():
                 request.environ[ANSWERED] = True  # the hub wrote the answer; the worker sends nothing more
+                security.note("watch", version=direct.version)  # the version sent, not the one parked
                 return Response(status=200)
             if isinstance(waited, tuple):
+                security.note("watch", version=waited[0].environment.version)
                 return _response(environment_answer(waited[0], label, extra_headers=waited[1]))
     etag = resolved.etag if resolved is not None else next(iter(known.as_set()), "")
     return _response(environment_answer(None, label, etag=etag, extra_headers=extra))
+
+
+def _still_reads(app: str, profiles: str, label: str | None) -> Callable[[], bool] | None:
+    """The hub's check that this request's token still lets it read (None on an open server)."""
+    state = current_app.extensions["config_server"]
+    if state.auth is None:
+        return None
+    default_label = state.service.backend.default_label()
+    token = security.presented_token()
+    return functools.partial(security.still_reads, state.auth, token, app, profiles, label, default_label)
 
 
 def _source(route: Route, label: str | None) -> str | None:

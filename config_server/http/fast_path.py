@@ -53,7 +53,7 @@ from config_server.backends.base import Revision
 from config_server.cache import ResolvedEnvironment
 from config_server.errors import TooManyPolls
 from config_server.hosts import HostAllowList
-from config_server.http.security import token_from
+from config_server.http.security import still_reads, token_from
 from config_server.http.wire import ANSWERED, DIRECT_ANSWER
 from config_server.inventory import ClientHeaders, Inventory, parse_client_headers
 from config_server.names import RENDERED_DOCUMENT
@@ -61,7 +61,7 @@ from config_server.parked import ParkedPolls
 from config_server.rollouts import Rollouts
 from config_server.service import ConfigService
 from config_server.watch.direct import DirectAnswer
-from config_server.watch.hub import MAX_WAIT_SECONDS, REROUTED, WatchHub
+from config_server.watch.hub import MAX_WAIT_SECONDS, REROUTED, REVOKED, WatchHub
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -219,8 +219,10 @@ class FastEnvironmentPath:
         deadline = time.monotonic() + wait
         since, extra = poll.since, poll.extra
         known = poll.known.as_set()
+        allowed = self._still_reads(environ, poll)
         while True:
             handed_over = False
+            found = None
             try:
                 waited = hub.wait(
                     poll.application,
@@ -231,12 +233,18 @@ class FastEnvironmentPath:
                     direct,
                     BASE_ROUTE,
                     since,
+                    allowed,
                 )
-                if waited is not REROUTED:
+                if waited is REVOKED:
+                    handed_over = True  # the reloaded auth file refuses it: Flask answers 401/403
+                elif waited is not REROUTED:
                     break
-                since = hub.reroutes(poll.application)
-                handed_over = self._in_a_cohort(poll.reporter, poll.application, poll.profiles, poll.label)
-                found = None if handed_over else hub.current(poll.application, poll.profiles, poll.label)
+                else:
+                    since = hub.reroutes(poll.application)
+                    handed_over = self._in_a_cohort(
+                        poll.reporter, poll.application, poll.profiles, poll.label
+                    )
+                    found = None if handed_over else hub.current(poll.application, poll.profiles, poll.label)
             except Exception:  # noqa: BLE001 - Flask answers it (its JSON 500), unless already answered
                 handed_over = True
             if handed_over:
@@ -252,11 +260,11 @@ class FastEnvironmentPath:
         if isinstance(waited, tuple):
             self._observe(poll, waited[0])
         if direct is not None and direct.finish():
-            return self._answered(environ, start_response, poll)
+            return self._answered(environ, start_response, poll, direct.version)
         if isinstance(waited, tuple):
             answer = environment_answer(waited[0], poll.label, extra_headers=waited[1])
-        else:
-            answer = environment_answer(None, poll.label, etag=poll.resolved.etag, extra_headers=extra)
+            return self._send(environ, start_response, poll, answer, waited[0].environment.version)
+        answer = environment_answer(None, poll.label, etag=poll.resolved.etag, extra_headers=extra)
         return self._send(environ, start_response, poll, answer)
 
     def _hand_over(
@@ -272,16 +280,17 @@ class FastEnvironmentPath:
         The request's audit line is then Flask's (with the version Flask resolves), not this
         path's; the instance report is queued again, which the inventory folds into one."""
         if direct is not None and direct.finish():
-            return self._answered(environ, start_response, poll)
+            return self._answered(environ, start_response, poll, direct.version)
         environ["QUERY_STRING"] = f"wait={max(deadline - time.monotonic(), 0.001):.3f}"
         return self.downstream(environ, start_response)
 
     def _answered(
-        self, environ: dict[str, Any], start_response: Callable[..., Any], poll: _Poll
+        self, environ: dict[str, Any], start_response: Callable[..., Any], poll: _Poll, version: str | None
     ) -> Iterable[bytes]:
-        """The hub wrote the answer on the connection: the worker sends nothing more."""
+        """The hub wrote the answer (the settings at `version`) on the connection: the worker sends
+        nothing more."""
         environ[ANSWERED] = True
-        self._audit_poll(environ, poll, 200)
+        self._audit_poll(environ, poll, 200, version)
         start_response("200 OK", [])
         return [b""]
 
@@ -323,13 +332,30 @@ class FastEnvironmentPath:
         )
 
     def _send(
-        self, environ: dict[str, Any], start_response: Callable[..., Any], poll: _Poll, answer: Answer
+        self,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        poll: _Poll,
+        answer: Answer,
+        version: str | None = None,
     ) -> Iterable[bytes]:
-        self._audit_poll(environ, poll, answer.status)
+        """Answer the long poll; its `watch` line names `version`, the settings sent (by default
+        the version it found when it arrived: a 304 confirms that one)."""
+        self._audit_poll(environ, poll, answer.status, version)
         start_response(answer.status_line, list(answer.headers))
         return [answer.body]
 
-    def _audit_poll(self, environ: dict[str, Any], poll: _Poll, status: int) -> None:
+    def _still_reads(self, environ: dict[str, Any], poll: _Poll) -> Callable[[], bool] | None:
+        """The hub's check that the poll's token still lets it read (None on an open server)."""
+        if self.auth is None:
+            return None
+        token = token_from(environ.get("HTTP_AUTHORIZATION", ""), environ.get("HTTP_X_CONFIG_TOKEN", ""))
+        return functools.partial(
+            still_reads, self.auth, token, poll.application, poll.profiles, poll.label, poll.revision.label
+        )
+
+    def _audit_poll(self, environ: dict[str, Any], poll: _Poll, status: int, version: str | None) -> None:
+        """The poll's `watch` line, naming the version of the settings it was answered with."""
         if self.audit is not None:
             _audit(
                 self.audit,
@@ -338,7 +364,7 @@ class FastEnvironmentPath:
                 poll.application,
                 poll.profiles,
                 poll.label,
-                poll.revision.version,
+                version if version is not None else poll.revision.version,
                 event="watch",
                 status=status,
             )

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, current_app, g, request
 
 from config_server import names
-from config_server.auth import ANONYMOUS, Client
+from config_server.auth import ANONYMOUS, AuthFile, Client
 from config_server.errors import AccessDenied, AuthenticationRequired
 
 if TYPE_CHECKING:
@@ -119,6 +119,28 @@ def require_read(application: str, profiles: str, label: str | None, event: str 
                     f"client {client.name!r} may not read application {app!r}, profiles "
                     f"{','.join(wanted)!r}, label {effective!r}"
                 )
+
+
+def still_reads(
+    auth: AuthFile | None,
+    token: str | None,
+    application: str,
+    profiles: str,
+    label: str | None,
+    default_label: str,
+) -> bool:
+    """Whether `token` lets its holder read the environment under the auth file as it is now
+    (always, on an open server): how a parked long poll is checked again after a reload. Free of
+    Flask, for the fast path and the hub."""
+    if auth is None:
+        return True
+    client = auth.authenticate(token) if token is not None else None
+    if client is None:
+        return False
+    apps = names.validate_applications(application)
+    wanted = names.validate_profiles(profiles)
+    labels = names.validate_labels(label) if label is not None else (default_label,)
+    return all(client.may_read(app, wanted, one) for one in labels for app in apps)
 
 
 def _joined(labels: tuple[str, ...] | None) -> str | None:

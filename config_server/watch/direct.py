@@ -42,10 +42,13 @@ class DirectAnswer:
         self._finished = False
         self._rest = b""
         self.answered = False
+        #: The version of the settings the hub's answer carried (for the audit line), once answered.
+        self.version: str | None = None
 
-    def deliver(self, response: bytes) -> None:
-        """Send as much of `response` as the socket takes now, unless the request has moved on or
-        was already answered (a second change before the request woke is not written again)."""
+    def deliver(self, response: bytes, version: str | None = None) -> None:
+        """Send as much of `response` (the settings at `version`) as the socket takes now, unless
+        the request has moved on or was already answered (a second change before the request woke
+        is not written again)."""
         with self._lock:
             if self._finished or self.answered:
                 return
@@ -56,6 +59,7 @@ class DirectAnswer:
             except OSError:
                 return  # a dead connection: the request's own path will notice
             self.answered = True
+            self.version = version
             self._rest = response[sent:]
 
     def finish(self) -> bool:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 
+from config_server import names
 from config_server.answer import BASE_ROUTE, Headers, Route, environment_answer, held_back_headers
 from config_server.cache import ResolvedEnvironment
 from config_server.errors import ConfigServerError
@@ -49,9 +50,22 @@ class _Slot:
     #: it stands in for a broken newest commit, `last_good.py`), assigned as one pair.
     published: tuple[ResolvedEnvironment, Headers] | None = None
     resolution: int = 0
+    #: The label's commit(s) when `published` was resolved (`WatchHub._head`): a check resolves the
+    #: slot again only once they moved, so an idle check costs no resolution per slot.
+    head: tuple[str, ...] | None = None
     event: threading.Event = field(default_factory=threading.Event)
     waiters: int = 0
     direct: dict[DirectAnswer, frozenset[str]] = field(default_factory=dict)
+    #: Each waiter that may lose its right to read (a token), with that check (`WatchHub.recheck`).
+    guarded: dict[_Guard, DirectAnswer | None] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class _Guard:
+    """One waiter's check that its caller still may read what it waits on, and its verdict."""
+
+    allowed: Callable[[], bool]
+    revoked: bool = False
 
 
 class _Rerouted:
@@ -63,6 +77,18 @@ class _Rerouted:
 
 #: Returned by `WatchHub.wait` when the caller must decide its route again and wait anew.
 REROUTED = _Rerouted()
+
+
+class _Revoked:
+    """The answer of a wait whose caller may no longer read its environment (`WatchHub.recheck`)."""
+
+    def __repr__(self) -> str:
+        return "REVOKED"
+
+
+#: Returned by `WatchHub.wait` when a reloaded auth file no longer lets the caller read: the caller
+#: answers as a fresh request with its token would be answered (401 or 403), never with settings.
+REVOKED = _Revoked()
 
 
 class WatchHub:
@@ -85,6 +111,9 @@ class WatchHub:
         self.checks = 0
         #: Called with (watchers answered, seconds since the check began) for each changed environment.
         self.on_change: Callable[[int, float], None] | None = None
+        #: Called at the start of each check: the auth file's reload check, so that a revoked
+        #: token's waiters are rechecked (`recheck`) before anything is delivered.
+        self.before_check: Callable[[], object] | None = None
 
     def wait_for_change(
         self,
@@ -131,14 +160,18 @@ class WatchHub:
         direct: DirectAnswer | None = None,
         route: Route = BASE_ROUTE,
         since: int | None = None,
-    ) -> tuple[ResolvedEnvironment, Headers] | _Rerouted | None:
+        allowed: Callable[[], bool] | None = None,
+    ) -> tuple[ResolvedEnvironment, Headers] | _Rerouted | _Revoked | None:
         """As `wait_for_change`, for the answer of `route`; returns the new environment with its
         answer's extra headers, None at the timeout, or REROUTED when `since` (the caller's
         `reroutes(application)` before it decided `route`) is no longer current: the caller decides
         its route again and waits anew, so a rollout's step or halt moves it as a commit would.
+        `allowed` says whether the caller still may read the environment; when a `recheck` finds it
+        may not, the wait returns REVOKED and the hub never answers its connection.
         """
         known = frozenset(known_etags)
         joined = next(self._resolutions)
+        head = self._head(route.source if route.source is not None else label)  # before resolving
         found = self._resolve(application, profiles, label, route)
         key = (application, profiles, label, route)
         with self._lock:
@@ -147,14 +180,19 @@ class WatchHub:
                 slot = self._slots[key] = _Slot(application, profiles, label, route)
             slot.waiters += 1
         if found is not None:
-            self._publish(slot, *found, joined)
-        if direct is not None:
-            with self._lock:
+            self._publish(slot, *found, joined, head)
+        guard = _Guard(allowed) if allowed is not None else None
+        with self._lock:
+            if direct is not None:
                 slot.direct[direct] = known
+            if guard is not None:
+                slot.guarded[guard] = direct
         deadline = time.monotonic() + min(timeout, MAX_WAIT_SECONDS)
         try:
             while True:
                 event = slot.event
+                if guard is not None and guard.revoked:
+                    return REVOKED
                 resolution = slot.resolution  # read before `published`, which `_publish` writes first
                 published = slot.published
                 if published is not None and resolution >= joined and published[0].etag not in known:
@@ -170,6 +208,8 @@ class WatchHub:
                 slot.waiters -= 1
                 if direct is not None:
                     slot.direct.pop(direct, None)
+                if guard is not None:
+                    slot.guarded.pop(guard, None)
                 if slot.waiters == 0 and self._slots.get(key) is slot:
                     del self._slots[key]
 
@@ -181,34 +221,53 @@ class WatchHub:
         wanted = None if applications is None else set(applications)
         if wanted is not None and "*" in wanted:
             wanted = None
+        if self.before_check is not None:
+            try:
+                self.before_check()
+            except Exception:  # noqa: BLE001 - a failed reload check must not stop the watch
+                log.exception("the check before the watch check failed")
         with self._check_lock:
             self.checks += 1
             started = time.monotonic()
             with self._lock:
                 slots = list(self._slots.values())
             changed = 0
+            heads: dict[str | None, tuple[str, ...] | None] = {}
             for slot in slots:
                 if wanted is not None and wanted.isdisjoint(slot.application.split(",")):
                     continue  # `orders,shared` is watched by a change to either name
+                source = slot.route.source if slot.route.source is not None else slot.label
+                if source not in heads:
+                    heads[source] = self._head(source)  # once per label and check, not per slot
+                head = heads[source]
+                if head is not None and head == slot.head:
+                    continue  # the label did not move since the slot's answer: nothing to resolve
                 resolution = next(self._resolutions)
                 found = self._resolve(slot.application, slot.profiles, slot.label, slot.route)
-                if found is not None and self._publish(slot, *found, resolution):
+                if found is not None and self._publish(slot, *found, resolution, head):
                     changed += 1
                     if self.on_change is not None:
                         self.on_change(slot.waiters, time.monotonic() - started)
             return changed
 
     def _publish(
-        self, slot: _Slot, current: ResolvedEnvironment, extra_headers: Headers, resolution: int
+        self,
+        slot: _Slot,
+        current: ResolvedEnvironment,
+        extra_headers: Headers,
+        resolution: int,
+        head: tuple[str, ...] | None = None,
     ) -> bool:
         """Make `current` the slot's latest unless a later resolution got there first; when its
-        ETag moved, answer the direct waiters and wake the others. True when it moved.
+        ETag moved, answer the direct waiters and wake the others. True when it moved. `head` is
+        the label's commit(s) read before that resolution began (None: unknown).
 
         A broken newest commit resolves to the newest good version, whose ETag the waiters
         already hold: it moves nothing and wakes nobody."""
         with self._publish_lock:
             if resolution <= slot.resolution:
                 return False
+            slot.head = head
             if slot.published is not None and slot.published[0].etag == current.etag:
                 slot.resolution = resolution
                 return False
@@ -230,7 +289,41 @@ class WatchHub:
         built = environment_answer(current, slot.label, extra_headers=extra_headers)
         response = encode_http(built, formatdate(usegmt=True))
         for answer in waiting:
-            answer.deliver(response)
+            answer.deliver(response, current.environment.version)
+
+    def recheck(self) -> int:
+        """Ask every guarded waiter whether its caller still may read (the auth file was reloaded):
+        each that may not is taken out of the direct answers and woken to answer REVOKED.
+
+        Returns how many were revoked."""
+        with self._lock:
+            slots = list(self._slots.values())
+        revoked = 0
+        for slot in slots:
+            with self._lock:
+                guarded = list(slot.guarded.items())
+            refused = []
+            for guard, direct in guarded:
+                try:
+                    still = guard.allowed()
+                except Exception:  # noqa: BLE001 - a check that fails refuses: never push unchecked
+                    still = False
+                if not still:
+                    refused.append((guard, direct))
+            if not refused:
+                continue
+            with self._publish_lock:  # no answer is being written to the slot's connections now
+                with self._lock:
+                    for guard, direct in refused:
+                        guard.revoked = True
+                        if direct is not None:
+                            slot.direct.pop(direct, None)
+                woken, slot.event = slot.event, threading.Event()
+            woken.set()
+            revoked += len(refused)
+        if revoked:
+            log.info("%d parked long poll(s) may no longer read what they wait on: refused", revoked)
+        return revoked
 
     def close(self) -> None:
         """Answer every waiter now (304) and every later one at once: the server is shutting down."""
@@ -250,6 +343,16 @@ class WatchHub:
     ) -> tuple[ResolvedEnvironment, Headers] | None:
         """The answer of `route` now (the environment and its extra headers); None when broken."""
         return self._resolve(application, profiles, label, route)
+
+    def _head(self, label: str | None) -> tuple[str, ...] | None:
+        """The commit(s) `label` (each of a `main,release` list) points at now; None when it does
+        not resolve. Nothing an answer depends on moves without them moving: a version is immutable,
+        a verdict on it is too, and a rollout's move reroutes its waiters (`reroute`)."""
+        try:
+            labels = names.validate_labels(label) if label is not None else (None,)
+            return tuple(self.service.backend.resolve(one).version for one in labels)
+        except ConfigServerError:
+            return None
 
     def _resolve(
         self, application: str, profiles: str, label: str | None, route: Route = BASE_ROUTE

@@ -321,3 +321,55 @@ def test_audit_log_is_reopened_after_logrotate_moves_it(tmp_path):
         assert json.loads(path.read_text().splitlines()[0])["client"] == "b"
     finally:
         log.close()
+
+
+def _parked(server, count=1):
+    hub = server.app.extensions["config_server"].hub
+    wait_for(lambda: hub.watchers() >= count, what=f"{count} parked poll(s)")
+
+
+@pytest.mark.parametrize("query", ["wait=15", "wait=15&flask=1"], ids=["fast-path", "flask"])
+def test_a_revoked_token_gets_no_push(secured, repo, query):
+    """Issue 24 item 6: a reload that removes a client answers its parked poll 401, never the next
+    version (a secret committed after the revocation)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = f"{secured.url}/orders/default"
+    etag = requests.get(url, headers=bearer("orders"), timeout=5).headers["ETag"]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        parked = pool.submit(
+            requests.get, f"{url}?{query}", headers={**bearer("orders"), "If-None-Match": etag}, timeout=30
+        )
+        _parked(secured)
+        secured.auth_file.write_text(
+            auth_yaml()
+            .replace("orders-service", "gone-service", 1)
+            .replace(hash_token(TOKENS["orders"]), hash_token("another-token-" + "y" * 20))
+        )
+        wait_for(
+            lambda: requests.get(url, headers=bearer("orders"), timeout=5).status_code == 401,
+            what="the reloaded auth file to refuse the token",
+        )
+        repo.commit({"orders.yml": "a: 1\nsecret: after-revocation\n"})
+        response = parked.result(timeout=30)
+    assert response.status_code == 401
+    assert "after-revocation" not in response.text
+
+
+@pytest.mark.parametrize("query", ["wait=15", "wait=15&flask=1"], ids=["fast-path", "flask"])
+def test_the_watch_line_names_the_version_sent(secured, repo, query):
+    """Issue 24 item 6: the audit `watch` line of a woken poll records the version it was sent."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = f"{secured.url}/orders/default"
+    etag = requests.get(url, headers=bearer("orders"), timeout=5).headers["ETag"]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        parked = pool.submit(
+            requests.get, f"{url}?{query}", headers={**bearer("orders"), "If-None-Match": etag}, timeout=30
+        )
+        _parked(secured)
+        sha = repo.commit({"orders.yml": "a: 2\n"})
+        response = parked.result(timeout=30)
+    assert response.status_code == 200 and response.json()["version"] == sha
+    watches = [line for line in audit_lines(secured) if line["event"] == "watch"]
+    assert [line["version"] for line in watches] == [sha]

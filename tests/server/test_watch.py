@@ -293,3 +293,24 @@ def test_long_poll_never_answers_older_than_the_newest_resolved(repo, serve, poo
     # The joining request saw the new version first: the older waiter gets it too, at once.
     answer = held.result(timeout=5)
     assert answer.status_code == 200 and answer.headers["ETag"] == new
+
+
+def test_an_idle_check_resolves_nothing(repo, serve, pool):
+    """Issue 24 item 5: a check with no commit costs no resolution per slot; a commit still wakes."""
+    repo.commit(FILES)
+    server = serve(repo.path)
+    state = server.app.extensions["config_server"]
+    urls = [f"{server.url}/orders/default,p{i}" for i in range(5)]
+    etag = etag_of(urls[0])
+    futures = [pool.submit(watch, url, etag, 10) for url in urls]
+    waiting(server, len(urls))
+    cache = state.service.cache
+    before = cache.hits + cache.misses
+    for _ in range(3):
+        state.hub.check()
+    assert cache.hits + cache.misses == before  # nothing resolved: the label did not move
+    sha = repo.commit({"orders.yml": "limit: 2\n"})
+    for future in futures:
+        response = future.result(timeout=20)
+        assert response.status_code == 200
+        assert response.json()["version"] == sha
