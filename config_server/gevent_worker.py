@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 import os
 import socket
+import struct
 import sys
 from collections.abc import Callable, Iterable, MutableMapping
 from types import FrameType
@@ -52,9 +53,21 @@ class GeventWorker(_GunicornGeventWorker):
     _request_timeout = Settings.request_timeout
     _heartbeat: HubHeartbeat | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The requests being served, so that a shutdown can make each close its connection.
+        self._in_flight: set[Request] = set()
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        """On SIGTERM, answer held long polls (304) so the graceful shutdown does not wait for them."""
+        """On SIGTERM, answer held long polls (304) so the graceful shutdown does not wait for them.
+
+        Every request in flight closes its connection once answered (`Connection: close`): a
+        keep-alive connection would hold its slot, and the worker's exit, until the client's next
+        request or the keep-alive timeout.
+        """
         super().handle_exit(sig, frame)
+        for req in list(self._in_flight):
+            req.must_close = True
         if self._state is not None:
             self._state.hub.close()
 
@@ -91,36 +104,56 @@ class GeventWorker(_GunicornGeventWorker):
         gc.collect()
         gc.freeze()
 
-    def handle(self, listener: GeventSocket, client: GeventSocket, addr: Any) -> None:
-        """Serve one connection with a timeout on every socket read and write."""
-        client.settimeout(self._client_timeout)
-        super().handle(listener, client, addr)
-
     def handle_request(self, listener_name: Any, req: Request, sock: GeventSocket, addr: Any) -> bool:
-        """Serve one request, closing the connection when it runs past `request_timeout`.
+        """Serve one request, closing the connection when it runs past `request_timeout`, when a
+        write does not complete, or when the worker is shutting down.
+
+        Every socket read and write of the request has `client_timeout` (set here: gunicorn's
+        `handle` makes the socket blocking, which removes any timeout set before it), and every
+        write, the held-back last one included, happens before the request deadline ends. A write
+        that times out or fails resets the connection: what the client got is an unfinished
+        answer, and the next answer must not start inside it.
 
         The response goes out through a socket that joins the status line and headers with the
         first body bytes: one `send` and one packet per answer instead of two, which halves the
         system calls when thousands of long polls are answered at once.
         """
+        sock.settimeout(self._client_timeout)
         deadline = gevent.Timeout(self._request_timeout)
         deadline.start()
         coalescing = _CoalescingSocket(sock)
+        self._in_flight.add(req)
+        if not self.alive:
+            req.must_close = True
         try:
-            # A proxy of the socket: every operation but sendall goes straight through (__getattr__).
-            return super().handle_request(listener_name, req, cast("GeventSocket", coalescing), addr)
+            try:
+                # A proxy of the socket: every operation but sendall goes straight through (__getattr__).
+                handled = super().handle_request(listener_name, req, cast("GeventSocket", coalescing), addr)
+            except StopIteration:
+                coalescing.flush()  # an answer that closes the connection (Connection: close)
+                raise
+            coalescing.flush()
+            if not self.alive:
+                # A directly answered long poll: gunicorn would wait for the next request.
+                raise StopIteration("shutting down")
+            return handled
         except gevent.Timeout as exc:
             if exc is not deadline:
                 raise
             self.log.warning(
                 "request %s %s from %s cut off after the request timeout", req.method, req.path, addr
             )
+            _reset(sock)
             raise StopIteration("request timeout") from None
         except ClientGone:
             raise StopIteration("client gone") from None  # its long poll ended; close the connection
+        except OSError as exc:
+            self.log.info("request %s %s from %s: connection ended: %s", req.method, req.path, addr, exc)
+            _reset(sock)
+            raise StopIteration("write failed") from None
         finally:
             deadline.close()
-            coalescing.flush()
+            self._in_flight.discard(req)
             # Let the other connections have their turn: a keep-alive client whose next request
             # is already in the socket would otherwise be served again and again while they wait.
             gevent.sleep(0)
@@ -150,7 +183,9 @@ class _CoalescingSocket:
     """Holds back the first `sendall` (gunicorn's status line and headers) to send it with the next.
 
     Whatever is still held back is sent by `flush()`, which the worker calls when the request is
-    done (a 304 has headers only). Every other socket operation goes straight to the socket.
+    done (a 304 has headers only). Every other socket operation goes straight to the socket. A
+    large body is not joined with the headers (that would copy it): they go out first, then it.
+    A failed write raises, so that the worker ends the connection.
     """
 
     def __init__(self, sock: socket.socket) -> None:
@@ -165,17 +200,17 @@ class _CoalescingSocket:
             self._held = bytes(data)
             return
         if self._held is not None:
-            data, self._held = self._held + bytes(data), None
+            if len(data) > _JOIN_AT_MOST:
+                self.flush()
+            else:
+                data, self._held = self._held + bytes(data), None
         self._sock.sendall(data, *args)
 
     def flush(self) -> None:
-        """Send what is held back, if anything (the socket may already be closed)."""
+        """Send what is held back, if anything; raises OSError (a timeout too) when it cannot."""
         if self._held is not None:
             held, self._held = self._held, None
-            try:
-                self._sock.sendall(held)
-            except OSError:
-                pass
+            self._sock.sendall(held)
 
     @property
     def raw(self) -> socket.socket:
@@ -184,6 +219,20 @@ class _CoalescingSocket:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
+
+
+#: Bodies up to this size are joined with the held-back headers into one write; larger ones are
+#: sent after them, uncopied (a copy of a 10 MB environment per slow client adds up).
+_JOIN_AT_MOST = 64 * 1024
+
+
+def _reset(sock: Any) -> None:
+    """Make the coming close of a connection abortive (RST): an unfinished answer's rest is
+    dropped at once, not kept in the kernel for a client that does not read it."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass  # already closed
 
 
 class _DirectAnswers:
@@ -221,6 +270,11 @@ class _DirectAnswers:
         finally:
             if departure is not None:
                 departure.close()
+        if direct is not None and direct.broken:
+            if hasattr(result, "close"):
+                result.close()
+            # The answer is unfinished: the worker resets the connection (see handle_request).
+            raise ConnectionAbortedError("the direct answer could not be sent in full")
         if environ.get(ANSWERED):
             if hasattr(result, "close"):
                 result.close()

@@ -31,7 +31,8 @@ class DirectAnswer:
 
     The hub calls `deliver` (from the dispatcher), which never blocks: it sends what the socket
     takes at once and leaves the rest to the request. The request calls `finish` when it resumes,
-    which sends any rest and returns True when the answer was the hub's. A lock makes sure exactly
+    which sends any rest and returns True when the answer was the hub's (`broken` says when that
+    rest could not be sent). A lock makes sure exactly
     one of them answers, and a client that does not read cannot stall the others' answers.
     """
 
@@ -44,6 +45,8 @@ class DirectAnswer:
         self.answered = False
         #: The version of the settings the hub's answer carried (for the audit line), once answered.
         self.version: str | None = None
+        #: True when the answer was started but its rest could not be sent: end the connection.
+        self.broken = False
 
     def deliver(self, response: bytes, version: str | None = None) -> None:
         """Send as much of `response` (the settings at `version`) as the socket takes now, unless
@@ -63,7 +66,11 @@ class DirectAnswer:
             self._rest = response[sent:]
 
     def finish(self) -> bool:
-        """Stop further deliveries, send what the hub could not, and say whether the hub answered."""
+        """Stop further deliveries, send what the hub could not, and say whether the hub answered.
+
+        When the rest cannot be sent (the socket's timeout, a closed connection), the answer stays
+        unfinished: `broken` is set and the connection must end, or the next answer on it would
+        start inside this one's body."""
         with self._lock:
             self._finished = True
             answered, rest, self._rest = self.answered, self._rest, b""
@@ -71,5 +78,5 @@ class DirectAnswer:
             try:
                 self._sendall(rest)
             except OSError:
-                pass
+                self.broken = True
         return answered
