@@ -13,6 +13,7 @@ from bench import (
     cluster,
     commit_to_callback,
     expansion_bomb,
+    hostile_load,
     propagation,
     repo_scale,
     rollout_halt,
@@ -33,6 +34,7 @@ BENCHMARKS = {
     "expansion_bomb": expansion_bomb.main,
     "cluster": cluster.main,
     "rollout_halt": rollout_halt.main,
+    "hostile_load": hostile_load.main,
 }
 
 

@@ -10,6 +10,7 @@ from bench import (
     cluster,
     commit_to_callback,
     expansion_bomb,
+    hostile_load,
     propagation,
     repo_scale,
     rollout_halt,
@@ -126,3 +127,16 @@ def test_rollout_halt_smoke(tmp_path):
     (row,) = result["rows"]
     assert row["watchers"] == 10 and 0 < row["cohort"] < 10 and 0 < row["max_ms"] < 30_000
     assert read(out)["rows"] == result["rows"]
+
+
+def test_hostile_load_smoke(tmp_path):
+    out = tmp_path / "hostile_load.json"
+    args = ["--watchers", "4", "--rounds", "2", "--interval", "0.5", "--workers", "1"]
+    args += "--pipeliners 1 --slow-bodies 1 --non-readers 1 --parked 3 --spellings 3".split()
+    result = hostile_load.main([*args, "--json", str(out)])
+    phases = {row["phase"]: row for row in result["rows"]}
+    assert set(phases) == {"no attack", "under attack"}
+    assert all(row["answers"] == 8 and row["missed"] == 0 and row["probes"] > 0 for row in phases.values())
+    opened = phases["under attack"]["attack_sockets_opened"]
+    assert opened["parked"] >= 3 and opened["spelling"] >= 3 and opened["pipeliner"] >= 1
+    assert read(out)["p99_ratio"] == result["p99_ratio"] > 0
