@@ -21,6 +21,7 @@ import os
 import socket
 import struct
 import sys
+import warnings
 from collections.abc import Callable, Iterable, MutableMapping
 from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
@@ -70,6 +71,14 @@ class GeventWorker(_GunicornGeventWorker):
             req.must_close = True
         if self._state is not None:
             self._state.hub.close()
+
+    def run(self) -> None:
+        """Serve until told to stop; then end the heartbeat before gunicorn closes its file."""
+        try:
+            super().run()
+        finally:
+            if self._heartbeat is not None:
+                self._heartbeat.stop()
 
     def notify(self) -> None:
         """gunicorn's greenlet calls this every second: only the parent check is left to it.
@@ -175,7 +184,9 @@ def _start_blocking_monitor(max_blocking_time: float) -> None:
     if max_blocking_time > 0:
         gevent.config.monitor_thread = True
         gevent.config.max_blocking_time = max_blocking_time
-        gevent.get_hub().start_periodic_monitoring_thread()
+        with warnings.catch_warnings():  # "Unable to monitor memory usage. Install psutil.": not asked for
+            warnings.simplefilter("ignore")
+            gevent.get_hub().start_periodic_monitoring_thread()
         gevent.config.monitor_thread = False  # no monitor for hubs that other threads create later
 
 

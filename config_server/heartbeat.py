@@ -80,6 +80,9 @@ class HubHeartbeat:
                 self._reported = False
             try:
                 self._beat()
+            except ValueError:  # the worker is exiting: gunicorn closed the heartbeat file
+                self._stopped = True
+                return
             except Exception:  # noqa: BLE001 - a failed touch must not end the heartbeat
                 log.exception("the worker heartbeat failed")
         elif not self._reported:
