@@ -139,6 +139,9 @@ def _instances(args: argparse.Namespace) -> int:
         rejected = instance.get("rejected")
         if rejected:
             status += f" ({str(rejected.get('version'))[:12]}: {rejected.get('reason') or 'no reason'})"
+        current = instance.get("current")
+        if current is not None:  # by content: the settings it runs are (not) the newest
+            status += " (current)" if current else " (behind)"
         version = instance.get("version") or "unknown"
         rows.append((str(instance.get("id")), version[:12], str(instance.get("since", "")), status))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]

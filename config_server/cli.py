@@ -225,7 +225,7 @@ def validate(
             click.echo(finding.text())
         count = len(report.findings)
         summary = f"{count} problem{'' if count == 1 else 's'} in {report.environments} environments"
-        click.echo(f"{summary} at {report.version[:12]}", err=True)
+        click.echo(f"{summary} at {report.where()}", err=True)
     sys.exit(1 if report.findings else 0)
 
 

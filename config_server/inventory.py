@@ -534,8 +534,14 @@ def iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
-def instance_json(record: InstanceRecord, now: float) -> dict[str, Any]:
-    """One instance as the `/instances` answer shows it."""
+#: Judges whether a record runs the newest settings of its environment (`currency.CurrentSettings`):
+#: True, False (behind), None (unknown).
+IsCurrent = Callable[[InstanceRecord], bool | None]
+
+
+def instance_json(record: InstanceRecord, now: float, is_current: IsCurrent | None = None) -> dict[str, Any]:
+    """One instance as the `/instances` answer shows it; `current` says whether the settings it
+    runs are the newest of its environment (by content: None when unknown)."""
     return {
         "id": record.instance_id,
         "application": record.application,
@@ -548,6 +554,7 @@ def instance_json(record: InstanceRecord, now: float) -> dict[str, Any]:
         "firstSeen": iso(record.first_seen),
         "lastSeen": iso(record.last_seen),
         "status": status_of(record, now),
+        "current": is_current(record) if is_current is not None else None,
         "rejected": (
             {"version": record.rejected_version, "reason": record.rejected_reason}
             if record.rejected_version
@@ -560,8 +567,11 @@ def instance_json(record: InstanceRecord, now: float) -> dict[str, Any]:
     }
 
 
-def summarize(records: Iterable[InstanceRecord], now: float) -> list[dict[str, Any]]:
-    """Per environment: live instances per version, and who rejects which version with what reason."""
+def summarize(
+    records: Iterable[InstanceRecord], now: float, is_current: IsCurrent | None = None
+) -> list[dict[str, Any]]:
+    """Per environment: live instances per version, how many run the newest settings (`current`,
+    by content), and who rejects which version with what reason."""
     groups: dict[tuple[str, str, str], list[InstanceRecord]] = defaultdict(list)
     for record in records:
         groups[(record.application, record.profiles, record.label)].append(record)
@@ -580,6 +590,7 @@ def summarize(records: Iterable[InstanceRecord], now: float) -> list[dict[str, A
                 "label": label,
                 "instances": len(live),
                 "gone": len(members) - len(live),
+                "current": (sum(1 for r in live if is_current(r)) if is_current is not None else None),
                 "versions": dict(versions.most_common()),
                 "rejections": [
                     {"version": version, "reason": reason, "instances": sorted(ids)}

@@ -14,6 +14,7 @@ which would keep a value until that very worker served the environment again).
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import time
@@ -127,6 +128,26 @@ class Metrics:
         for collector in self._collectors:
             registry.register(collector)
         return generate_latest(registry)
+
+    def watchers_in_all_workers(self) -> int | None:
+        """Long polls held now by every worker (the `config_server_watchers` gauge summed over the
+        workers' files, as a scrape sums it), or None without the shared folder (one process).
+
+        Reads only the live-sum gauge files (one small memory-mapped file per worker)."""
+        folder = os.environ.get(MULTIPROC_ENV)
+        if not self.multiprocess or not folder:
+            return None
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        files = sorted(glob.glob(os.path.join(folder, "gauge_livesum_*.db")))
+        return int(
+            sum(
+                sample.value
+                for metric in MultiProcessCollector.merge(files, accumulate=False)
+                if metric.name == "config_server_watchers"
+                for sample in metric.samples
+            )
+        )
 
     def count_request(self, endpoint: str, method: str, status: str, seconds: float) -> None:
         """One answered request: the counter and the latency histogram."""

@@ -22,6 +22,7 @@ from typing import Any
 
 from config_server import names, schema_rules
 from config_server.backends.base import Backend, Revision
+from config_server.backends.native import NativeBackend
 from config_server.crypto import Keyring
 from config_server.errors import BrokenEnvironment, ConfigServerError, InvalidConfigFile
 from config_server.parsing import Document, parse_file
@@ -54,13 +55,25 @@ class Report:
     """What `validate` found at one version."""
 
     version: str
+    #: "commit" (a git revision) or "working tree" (the files on disk; `version` hashes them).
+    checked: str = "commit"
+    #: The label the commit was read at (a branch, tag or commit id).
+    label: str = ""
     environments: int = 0
     findings: list[Finding] = field(default_factory=list)
+
+    def where(self) -> str:
+        """What was checked, for the summary line: `1a2b3c4d5e6f (commit of main)` or
+        `the working tree` (a folder's version is a hash of its files, neither HEAD nor its tree)."""
+        if self.checked == "working tree":
+            return "the working tree"
+        return f"{self.version[:12]} (commit of {self.label})"
 
     def to_json(self) -> dict[str, Any]:
         """The report as a JSON object."""
         return {
             "version": self.version,
+            "checked": self.checked,
             "environments": self.environments,
             "problems": [f.to_json() for f in self.findings],
         }
@@ -78,7 +91,8 @@ def check_repository(
     revision = backend.resolve(label)
     read = _memo_read(backend, revision.version)
     parse = _memo_parse()
-    report = Report(revision.version)
+    checked = "working tree" if isinstance(backend, NativeBackend) else "commit"
+    report = Report(revision.version, checked, revision.label)
     for application, profiles in environments(service, revision, read, parse):
         report.environments += 1
         try:

@@ -501,7 +501,8 @@ class Rollouts:
     def _count_rejections(self, seen: dict[tuple[str, str], Active], now: float) -> dict[Key, RolloutRecord]:
         """Record the queued rejections the store confirms (the canary served that version to the
         instance before); keep the others for CONFIRM_SECONDS; halt each rollout whose `halt-on`
-        tripped (distinct callers)."""
+        tripped (distinct callers). A rejection sent before the halt is recorded after it too (the
+        status names every instance that refused), without halting again."""
         halted: dict[Key, RolloutRecord] = {}
         by_key = {active.key: active for active in seen.values()}
         latest: dict[tuple[Key, str, str], Rejection] = {}
@@ -514,8 +515,10 @@ class Rollouts:
         for index, report in enumerate(reports[:MAX_CHECKS_PER_TICK]):
             key, instance_id, version, reason, caller, when = report
             active = by_key.get(key)
-            if active is None or active.record is None or active.record.halted_at is not None:
+            if active is None or active.record is None:
                 continue
+            if active.record.halted_at is not None and when > active.record.halted_at:
+                continue  # sent after the halt: the instance is served the base label again
             if (instance_id, version) in active.reported or active.record.problem is not None:
                 continue  # a record's problem: its cohort already gets the base label, the error is shown
             try:
@@ -537,7 +540,7 @@ class Rollouts:
                 self._rejections.extend(waiting)
                 raise
             active.reported.add((instance_id, version))
-            if count >= active.rollout.halt_on_rejected and key not in halted:
+            if count >= active.rollout.halt_on_rejected and active.record.halted_at is None:
                 why = f"{count} cohort instance{'s' if count > 1 else ''} rejected {version[:12]}" + (
                     f': {instance_id}: "{reason}"' if reason else f": {instance_id}"
                 )
@@ -680,6 +683,9 @@ def rollout_json(
         for r in matching
         if in_cohort(rollout, current.percent, Instance(r.instance_id, parse_client_labels(r.client_labels)))
     ]
+    if current.state == HALTED:  # the cohort as it was: every instance the canary served
+        served = call_cooperatively(store, store.canary_served_instances, *active.key, 1000)
+        cohort = sorted(set(cohort) | set(served))
     versions: dict[str, int] = {}
     for record in instances:
         versions[record.version or "unknown"] = versions.get(record.version or "unknown", 0) + 1
@@ -766,7 +772,13 @@ def format_status(body: dict[str, Any]) -> str:
         lines.append(f"  canary     {r['canary']} ({(r['canaryVersion'] or '?')[:12]}), id {r['id']}")
         if r.get("secondsToNextStep") is not None:
             lines.append(f"  next step  in {int(r['secondsToNextStep'])} s")
-        lines.append(f"  cohort     {r['cohort']} of {r['matching']} matching ({r['instances']} instances)")
+        if r["state"] == HALTED:
+            refused = len({rejection["instance"] for rejection in r["rejections"]})
+            lines.append(f"  cohort     {r['cohort']} served the canary before the halt, {refused} refused")
+        else:
+            lines.append(
+                f"  cohort     {r['cohort']} of {r['matching']} matching ({r['instances']} instances)"
+            )
         for version, count in r["versions"].items():
             lines.append(f"  version    {version[:12]}: {count}")
         for rejection in r["rejections"]:

@@ -23,7 +23,9 @@ def health() -> tuple[Response, int]:
     In cluster mode `"cluster"` says whether Redis is reachable (`UP`) or not (`DEGRADED`: the
     replica still serves from its mirror, so the status stays UP and the answer 200).
     The details (repository, cache, watchers, parked polls and this worker's limits, cluster) are
-    shown to admins, or to all on an open server.
+    shown to admins, or to all on an open server. `watchers` counts the long polls held by every
+    worker (the `config_server_watchers` gauge, summed as a scrape sums it); `workerWatchers` those
+    of the worker that answered, whose pid is `worker`.
     """
     state = current_app.extensions["config_server"]
     details = state.service.backend.health()
@@ -33,10 +35,13 @@ def health() -> tuple[Response, int]:
         body["cluster"] = cluster["status"]
     client = security.caller()
     if client is not None and client.has_role("admin"):
+        own_watchers = state.hub.watchers()
+        all_watchers = state.metrics.watchers_in_all_workers()
         body["details"] = {
             "repository": details,
             "cache": state.service.cache.stats(),
-            "watchers": state.hub.watchers(),
+            "watchers": own_watchers if all_watchers is None else all_watchers,
+            "workerWatchers": own_watchers,
             "parkedPolls": state.parked.parked(),
             "limits": state.limits.as_dict() if state.limits is not None else None,
             "overrides": state.settings.overrides,

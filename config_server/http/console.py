@@ -23,6 +23,7 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 
 from config_server import history, names
 from config_server.backends.base import Revision
+from config_server.currency import CurrentSettings
 from config_server.errors import ConfigServerError
 from config_server.http import security
 from config_server.inventory import GONE_AFTER_SECONDS, instance_json, iso, status_of, summarize
@@ -178,13 +179,13 @@ def _instances_context(app: str, revision: Revision) -> dict[str, Any]:
     """The template values of the instances part: records, summary, and whether one catches up."""
     now = time.time()
     records = _state().inventory.instances(app)
+    is_current = CurrentSettings(_state().service)
     catching_up = any(
-        status_of(r, now) == "up" and r.label == revision.label and r.version != revision.version
-        for r in records
+        status_of(r, now) == "up" and r.label == revision.label and is_current(r) is False for r in records
     )
     return {
-        "environments": summarize(records, now),
-        "instances": [instance_json(r, now) for r in records],
+        "environments": summarize(records, now, is_current),
+        "instances": [instance_json(r, now, is_current) for r in records],
         "catching_up": catching_up,
     }
 

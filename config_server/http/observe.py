@@ -19,6 +19,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from config_server import names
 from config_server.auth import Client
+from config_server.currency import CurrentSettings
 from config_server.errors import AccessDenied, ConfigServerError
 from config_server.http import security
 from config_server.inventory import instance_json, summarize
@@ -76,9 +77,10 @@ def instances() -> Response:
     truncated = len(records) > limit
     records = records[:limit]
     now = time.time()
+    is_current = CurrentSettings(state.service)
     answer = {
-        "instances": [instance_json(r, now) for r in records],
-        "environments": summarize(records, now),
+        "instances": [instance_json(r, now, is_current) for r in records],
+        "environments": summarize(records, now, is_current),
         "limit": limit,
         "truncated": truncated,
     }

@@ -280,6 +280,12 @@ class StateStore(ABC):
         """When the canary first served `version` to the instance (None: never, as far as known)."""
 
     @abstractmethod
+    def canary_served_instances(
+        self, application: str, label: str, rollout_id: str, limit: int = 1000
+    ) -> list[str]:
+        """The instances the rollout's canary served (its cohort as it was), sorted, at most `limit`."""
+
+    @abstractmethod
     def rollout_rejections(self, application: str, label: str, rollout_id: str) -> list[RolloutRejection]:
         """The cohort instances that rejected the rollout's canary, oldest first."""
 

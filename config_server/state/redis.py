@@ -396,6 +396,17 @@ class RedisStateStore(StateStore):
         seen = self._call(self.reader.hget, key, instance_id + _SEP + version)
         return float(seen) if seen is not None else None
 
+    def canary_served_instances(
+        self, application: str, label: str, rollout_id: str, limit: int = 1000
+    ) -> list[str]:
+        """Distinct instance ids of the served hash's fields (`instance SEP version`), sorted."""
+        key = _SERVED + _SEP.join((application, label, rollout_id))
+        try:
+            fields = cast(list[str], self._call(self.reader.hkeys, key))
+        except StateRecordError:
+            return []  # not a hash: nothing a server wrote
+        return sorted({field.rsplit(_SEP, 1)[0] for field in fields})[: max(0, int(limit))]
+
     def rollout_rejections(self, application: str, label: str, rollout_id: str) -> list[RolloutRejection]:
         """The rejections, oldest first."""
         key = _REJECTIONS + _SEP.join((application, label, rollout_id))

@@ -343,6 +343,18 @@ class SQLiteStateStore(StateStore):
             ).fetchone()
         return float(row[0]) if row else None
 
+    def canary_served_instances(
+        self, application: str, label: str, rollout_id: str, limit: int = 1000
+    ) -> list[str]:
+        """Distinct instance ids of the rollout's served rows, sorted."""
+        with closing(self._connect()) as conn:
+            rows = conn.execute(
+                f"SELECT DISTINCT instance_id FROM rollout_served WHERE {_ROLLOUT_KEY} "
+                "ORDER BY instance_id LIMIT ?",
+                (application, label, rollout_id, max(0, int(limit))),
+            ).fetchall()
+        return [str(row[0]) for row in rows]
+
     def rollout_rejections(self, application: str, label: str, rollout_id: str) -> list[RolloutRejection]:
         """The rejections, oldest first."""
         with closing(self._connect()) as conn:

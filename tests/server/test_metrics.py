@@ -440,3 +440,42 @@ def test_a_scrape_labels_each_application_once_not_once_per_instance(tmp_path):
         ("billing", "v1"): 25,
         ("orders", "v1"): 25,
     }
+
+
+def test_health_counts_the_watchers_of_every_worker_and_names_the_one_that_answered(repo, server_process):
+    """Before: `/health` said `watchers` of the one worker that answered (3 while 8 clients
+    watched); it says the total (the `config_server_watchers` gauge summed over the workers'
+    files) and this worker's own count beside its pid."""
+    repo.commit({"orders.yml": "a: 1\n"})
+    server = server_process("--repo", str(repo.path), "--workers", "2")
+    close = {"Connection": "close"}
+    server.wait_ready(lambda: requests.get(f"{server.url}/health", timeout=1, headers=close).ok)
+    etag = requests.get(f"{server.url}/orders/default", timeout=10, headers=close).headers["ETag"]
+    answers: list[int] = []
+
+    def poll() -> None:
+        headers = {**close, "If-None-Match": etag}
+        answers.append(
+            requests.get(f"{server.url}/orders/default?wait=30", headers=headers, timeout=40).status_code
+        )
+
+    polls = [threading.Thread(target=poll) for _ in range(8)]
+    for thread in polls:
+        thread.start()
+    try:
+        wait_for(lambda: value(scrape(server.url), "config_server_watchers") == 8, timeout=20, what="8 held")
+        seen: dict[int, dict] = {}
+
+        def both_workers_answered() -> bool:
+            details = requests.get(f"{server.url}/health", timeout=5, headers=close).json()["details"]
+            seen[details["worker"]] = details
+            return len(seen) == 2
+
+        wait_for(both_workers_answered, timeout=30, what="both workers to answer /health")
+        assert [d["watchers"] for d in seen.values()] == [8, 8]
+        assert sum(d["workerWatchers"] for d in seen.values()) == 8
+    finally:
+        repo.commit({"orders.yml": "a: 2\n"})
+        for thread in polls:
+            thread.join(timeout=45)
+    assert answers == [200] * 8

@@ -1005,3 +1005,36 @@ def test_a_halt_survives_a_restart_of_the_replica_and_redis_together(
             redis_server.stop()
             redis_server.start()
             assert RedisStateStore(redis_server.url).rollouts() == []
+
+
+def test_status_after_a_halt_shows_the_cohort_as_it_was_and_who_refused(serve, repo_with_canary):
+    """Before: right after 8 cohort instances refused the canary, `rollout status` said `cohort 0
+    of 0 matching (0 instances)` (the inventory not yet written, the step frozen) and named one
+    refuser; the rejections queued before the halt were dropped."""
+    from click.testing import CliRunner
+
+    from config_server.cli import main
+
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out")
+    _, canary = versions(repo)
+    server = serve(repo.path, proxy_hops=1)
+    wait_for(lambda: started(server), what="the rollout to start")
+    state = server.app.extensions["config_server"]
+    state.inventory.close()  # nothing reaches the inventory: as right after the refusals
+    refusers = INSTANCES[:8]
+    for n, instance in enumerate(refusers):
+        assert get(server, instance, **{"X-Forwarded-For": f"10.0.0.{n}"}).json()["version"] == canary
+    for n, instance in enumerate(refusers):
+        rejected = {"X-Config-Rejected": f'{canary}; reason="no"', "X-Forwarded-For": f"10.0.0.{n}"}
+        get(server, instance, **rejected)
+    state.rollouts.tick()
+    halted = wait_for(lambda: started(server, "halted"), what="the halt")
+    assert sorted(r["instance"] for r in halted["rejections"]) == sorted(refusers)
+    assert halted["cohort"] == 8 and halted["cohortInstances"] == sorted(refusers)
+    status = CliRunner().invoke(main, ["rollout", "status", "orders", "--server", server.url])
+    lines = status.stdout.splitlines()
+    assert "  cohort     8 served the canary before the halt, 8 refused" in lines
+    assert sorted(line for line in lines if line.startswith("  rejected")) == sorted(
+        f"  rejected   {i}: no" for i in refusers
+    )

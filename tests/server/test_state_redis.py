@@ -360,3 +360,17 @@ def test_a_redis_rollout_key_of_another_type_is_that_rollouts_problem_and_a_rest
         None,
     )
     assert [r.problem for r in store.rollouts()] == [None, None]
+
+
+def test_both_stores_list_the_instances_a_canary_served_alike(tmp_path, redis_server):
+    """The cohort as it was, for `rollout status` after a halt: each instance once, sorted."""
+
+    def served(store):
+        key = ("orders", "main", "listed")
+        store.record_canary_served(*key, [("orders-2", COMMIT_A, 1.0), ("orders-1", COMMIT_A, 2.0)])
+        store.record_canary_served(*key, [("orders-2", COMMIT_B, 3.0), ("orders-3", COMMIT_B, 4.0)])
+        return store.canary_served_instances(*key), store.canary_served_instances(*key, limit=2)
+
+    sqlite = served(SQLiteStateStore(tmp_path / "state.db"))
+    assert sqlite == served(RedisStateStore(redis_server.url))
+    assert sqlite == (["orders-1", "orders-2", "orders-3"], ["orders-1", "orders-2"])

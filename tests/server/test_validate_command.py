@@ -212,3 +212,19 @@ def test_hostile_schemas_and_values_are_reported_with_file_and_line_never_a_trac
         "month at line 2, column 16",
         "schemas/stock.schema.json:1: stock/default: schema does not parse: nested deeper than 64 levels",
     ]
+
+
+def test_the_summary_names_what_was_checked_the_working_tree_or_the_commit(tmp_path):
+    """Before: `validate .` ended with `at f0f15caef9c9`, a hash of the files on disk that is
+    neither HEAD nor its tree; it names the working tree, and a revision names its commit."""
+    repo = GitRepo(tmp_path / "repo")
+    first = repo.commit({"orders.yml": "orders:\n  limit: 1\n"})
+    (repo.path / "orders.yml").write_text("orders:\n  limit: 2\n")  # not committed
+    on_disk = validate(str(repo.path))
+    assert on_disk.exit_code == 0
+    assert on_disk.stderr.splitlines()[-1] == "0 problems in 2 environments at the working tree"
+    assert json.loads(validate(str(repo.path), "--format", "json").stdout)["checked"] == "working tree"
+    at_rev = validate(str(repo.path), "--rev", "main")
+    assert at_rev.stderr.splitlines()[-1] == f"0 problems in 2 environments at {first[:12]} (commit of main)"
+    as_json = json.loads(validate(str(repo.path), "--rev", "main", "--format", "json").stdout)
+    assert as_json["checked"] == "commit" and as_json["version"] == first

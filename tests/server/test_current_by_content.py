@@ -1,0 +1,74 @@
+"""An instance is current when the settings it runs equal the newest ones of its environment
+(their content ETag), not when its commit id is the label's newest: a commit to another
+application's file leaves every `orders` instance current (issue 20 item 1)."""
+
+from __future__ import annotations
+
+import requests
+
+from config_client import ConfigClient
+from config_client.cli import main as client_main
+from tests.helpers import wait_for
+
+
+def test_a_commit_to_payments_only_leaves_orders_instances_current(repo, serve, capsys):
+    first = repo.commit(
+        {
+            "orders.yml": "orders:\n  limit: 1\n",
+            "orders-prod.yml": "orders:\n  limit: 2\n",
+            "payments.yml": "p: 1\n",
+        }
+    )
+    server = serve(repo.path)
+    state = server.app.extensions["config_server"]
+    clients = [
+        ConfigClient(server.url, "orders", "prod", client_id=f"orders-{n}", watch=True, wait=2)
+        for n in range(2)
+    ]
+    try:
+        for client in clients:
+            client.start()
+        assert {c.version for c in clients} == {first}
+        second = repo.commit({"payments.yml": "p: 2\n"})
+        wait_for(
+            lambda: requests.get(f"{server.url}/payments/default", timeout=5).json()["version"] == second,
+            what="the server to serve the payments commit",
+        )
+        # the clients re-poll with the unchanged ETag and keep running the first commit's settings
+        wait_for(
+            lambda: (
+                state.inventory.flush() is not None
+                and {r.served for r in state.store.instances("orders")} == {second}
+            ),
+            what="both clients to poll after the commit",
+        )
+        assert {c.version for c in clients} == {first}
+        body = requests.get(f"{server.url}/instances?application=orders", timeout=5).json()
+        assert {i["id"]: i["current"] for i in body["instances"]} == {"orders-0": True, "orders-1": True}
+        (env,) = body["environments"]
+        assert env["current"] == 2 and env["instances"] == 2
+        fragment = requests.get(f"{server.url}/console/app/orders/instances?profiles=prod", timeout=5).text
+        assert 'data-catching-up="false"' in fragment
+        assert fragment.count('data-current="true"') == 2
+        page = requests.get(f"{server.url}/console/app/orders?profiles=prod", timeout=5).text
+        assert 'data-catching-up="false"' in page
+        assert client_main(["instances", "--server", server.url, "orders", "--profiles", "prod"]) == 0
+        rows = capsys.readouterr().out.splitlines()[1:]
+        assert len(rows) == 2 and all(row.rstrip().endswith("up (current)") for row in rows), rows
+        # a change to orders' own settings: an instance still running the first commit is behind
+        repo.commit({"orders-prod.yml": "orders:\n  limit: 3\n"})
+        wait_for(lambda: {c.version for c in clients} == {repo.head()}, what="the clients to apply it")
+        headers = {"X-Config-Client-Id": "orders-old", "X-Config-Applied": first}
+        assert requests.get(f"{server.url}/orders/prod", headers=headers, timeout=5).ok
+        state.inventory.flush()
+        body = requests.get(f"{server.url}/instances?application=orders", timeout=5).json()
+        assert {i["id"]: i["current"] for i in body["instances"]} == {
+            "orders-0": True,
+            "orders-1": True,
+            "orders-old": False,
+        }
+        fragment = requests.get(f"{server.url}/console/app/orders/instances?profiles=prod", timeout=5).text
+        assert 'data-catching-up="true"' in fragment
+    finally:
+        for client in clients:
+            client.stop()
