@@ -22,7 +22,8 @@ def health() -> tuple[Response, int]:
 
     In cluster mode `"cluster"` says whether Redis is reachable (`UP`) or not (`DEGRADED`: the
     replica still serves from its mirror, so the status stays UP and the answer 200).
-    The details (repository, cache, watchers, parked polls and this worker's limits, cluster) are
+    The details (repository, cache, watchers, parked polls, watched environments (hub slots) and
+    this worker's limits, cluster) are
     shown to admins, or to all on an open server.
     """
     state = current_app.extensions["config_server"]
@@ -38,6 +39,7 @@ def health() -> tuple[Response, int]:
             "cache": state.service.cache.stats(),
             "watchers": state.hub.watchers(),
             "parkedPolls": state.parked.parked(),
+            "watchedEnvironments": state.hub.slots(),
             "limits": state.limits.as_dict() if state.limits is not None else None,
             "overrides": state.settings.overrides,
             "heldBack": state.service.held_back(),

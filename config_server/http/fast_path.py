@@ -202,10 +202,12 @@ class FastEnvironmentPath:
             answer = environment_answer(poll.resolved, poll.label, extra_headers=poll.extra)
             return self._send(environ, start_response, poll, answer)
         address = environ.get("REMOTE_ADDR")
+        client = None if poll.client is ANONYMOUS else poll.client.name
+        slot = (poll.application, poll.profiles, poll.label)  # as the Flask view counts it
         try:
-            if not self.parked.admits(address):
+            if not self.parked.admits(address, client, slot):
                 raise TooManyPolls(address)
-            with self.parked.hold(address):
+            with self.parked.hold(address, client, slot):
                 return self._park(environ, start_response, poll, wait)
         except TooManyPolls:
             return self.downstream(environ, start_response)  # Flask answers (and counts) the same 429
