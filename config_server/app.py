@@ -93,7 +93,13 @@ def worker_limits(settings: Settings) -> Limits:
     """The connection and parked-poll caps of this worker process (`parked.py`)."""
     descriptors = descriptor_limit()
     connections = connection_cap(settings.worker_connections, descriptors)
-    return Limits(descriptors, connections, total_poll_cap(connections), settings.polls_per_address)
+    return Limits(
+        descriptors,
+        connections,
+        total_poll_cap(connections),
+        settings.polls_per_address,
+        settings.slots_per_caller,
+    )
 
 
 def create_app(settings: Settings | None = None, backend: Backend | None = None) -> Flask:
@@ -156,7 +162,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         cluster = ClusterLink(settings.redis, backend, detector, replica_id(settings.port), metrics).start()
 
     limits = worker_limits(settings)
-    parked = ParkedPolls(limits.polls_per_address, limits.polls)
+    parked = ParkedPolls(limits.polls_per_address, limits.polls, limits.slots_per_caller)
     parked.on_refused = metrics.polls_refused.inc
     metrics.add_collector(LimitsCollector(limits))
     app = Flask(__name__)

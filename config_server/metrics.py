@@ -104,7 +104,8 @@ class Metrics:
         )
         self.polls_refused = Counter(
             "config_server_long_polls_refused",
-            "Long polls answered 429 instead of parked: their address (or the worker) was at its cap.",
+            "Long polls answered 429 instead of parked: their address, their caller's watched environments "
+            "or the worker was at its cap.",
             registry=r,
         )
         self._collectors: list[Collector] = []
@@ -296,7 +297,8 @@ class HeldBackCollector(Collector):
 
 class LimitsCollector(Collector):
     """The caps a worker applies (`parked.py`): descriptors, connections, parked polls in all and
-    per address. Every worker computes the same, so the scraped worker's values are the server's."""
+    per address, watched environments per caller. Every worker computes the same, so the scraped
+    worker's values are the server's."""
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
@@ -311,6 +313,11 @@ class LimitsCollector(Collector):
                 "parked_polls_per_address",
                 self.limits.polls_per_address,
                 "Long polls a worker parks at most per client address (0: no cap).",
+            ),
+            (
+                "slots_per_caller",
+                self.limits.slots_per_caller,
+                "Distinct environments one caller waits on at most, per worker (0: no cap).",
             ),
         ):
             yield GaugeMetricFamily(f"config_server_limit_{name}", text, value=value)

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from config_server.parked import DEFAULT_SLOTS_PER_CALLER
+
 ENV_PREFIX = "CONFIG_SERVER_"
 
 
@@ -181,6 +183,14 @@ class Settings:
             "one beyond is answered 429. Behind a proxy, set --proxy-hops so the address is the client's."
         },
     )
+    slots_per_caller: int = field(
+        default=DEFAULT_SLOTS_PER_CALLER,
+        metadata={
+            "help": "Distinct environments (application, profiles, label) one caller may wait on at "
+            "once, per worker (0: no cap); a long poll on one more is answered 429. A caller is its "
+            "client and address (its address on an open server)."
+        },
+    )
     certfile: str | None = field(
         default=None, metadata={"help": "TLS certificate (PEM) to serve HTTPS directly."}
     )
@@ -212,6 +222,8 @@ class Settings:
             raise ValueError("instance-ids-per-address must be at least 1")
         if self.polls_per_address < 0:
             raise ValueError("polls-per-address must not be negative")
+        if self.slots_per_caller < 0:
+            raise ValueError("slots-per-caller must not be negative")
         if self.refresh_interval < 0:
             raise ValueError("refresh-interval must not be negative")
         if self.cache_size < 1:

@@ -22,10 +22,10 @@ def health() -> tuple[Response, int]:
 
     In cluster mode `"cluster"` says whether Redis is reachable (`UP`) or not (`DEGRADED`: the
     replica still serves from its mirror, so the status stays UP and the answer 200).
-    The details (repository, cache, watchers, parked polls and this worker's limits, cluster) are
-    shown to admins, or to all on an open server. `watchers` counts the long polls held by every
-    worker (the `config_server_watchers` gauge, summed as a scrape sums it); `workerWatchers` those
-    of the worker that answered, whose pid is `worker`.
+    The details (repository, cache, watchers, parked polls, watched environments (hub slots) and
+    this worker's limits, cluster) are shown to admins, or to all on an open server. `watchers`
+    counts the long polls held by every worker (the `config_server_watchers` gauge, summed as a
+    scrape sums it); `workerWatchers` those of the worker that answered, whose pid is `worker`.
     """
     state = current_app.extensions["config_server"]
     details = state.service.backend.health()
@@ -43,6 +43,7 @@ def health() -> tuple[Response, int]:
             "watchers": own_watchers if all_watchers is None else all_watchers,
             "workerWatchers": own_watchers,
             "parkedPolls": state.parked.parked(),
+            "watchedEnvironments": state.hub.slots(),
             "limits": state.limits.as_dict() if state.limits is not None else None,
             "overrides": state.settings.overrides,
             "heldBack": state.service.held_back(),

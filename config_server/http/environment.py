@@ -106,8 +106,11 @@ def environment(app: str, profiles: str, label: str | None) -> Response:
     if resolved is not None and not known.contains(resolved.etag):
         return _response(environment_answer(resolved, label, extra_headers=extra))
     if wait and known:
-        # counted as one of its address's parked polls: 429 (TooManyPolls) beyond the cap
-        with state.parked.hold(request.environ.get("REMOTE_ADDR")):
+        # counted as one of its address's parked polls and its caller's watched environments:
+        # 429 (TooManyPolls) beyond a cap
+        client = security.caller()
+        name = None if client is None or client is ANONYMOUS else client.name
+        with state.parked.hold(request.environ.get("REMOTE_ADDR"), name, (app, profiles, label)):
             direct = request.environ.get(DIRECT_ANSWER)  # offered by the gevent worker
             deadline = time.monotonic() + wait
             allowed = _still_reads(app, profiles, label)

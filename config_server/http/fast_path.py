@@ -26,8 +26,8 @@ Invariants:
   parts win over `<app>` (an application named like such a prefix is answered by Flask, the same).
 - It never refuses: no token, an unknown or malformed one, a client that may not read, a name
   that does not validate, a `Host` not on the allow-list (`hosts.py`): Flask answers (401, 403,
-  400, 421) and writes the `denied` audit line. A long poll its address may not park now
-  (`parked.py`) goes to Flask too, which answers the 429.
+  400, 421) and writes the `denied` audit line. A long poll its address (or its caller, on one
+  more environment) may not park now (`parked.py`) goes to Flask too, which answers the 429.
 - Handing over costs no second parse: the service's cache remembers a broken version's error,
   so Flask's attempt at a broken request is a cache hit.
 """
@@ -202,10 +202,12 @@ class FastEnvironmentPath:
             answer = environment_answer(poll.resolved, poll.label, extra_headers=poll.extra)
             return self._send(environ, start_response, poll, answer)
         address = environ.get("REMOTE_ADDR")
+        client = None if poll.client is ANONYMOUS else poll.client.name
+        slot = (poll.application, poll.profiles, poll.label)  # as the Flask view counts it
         try:
-            if not self.parked.admits(address):
+            if not self.parked.admits(address, client, slot):
                 raise TooManyPolls(address)
-            with self.parked.hold(address):
+            with self.parked.hold(address, client, slot):
                 return self._park(environ, start_response, poll, wait)
         except TooManyPolls:
             return self.downstream(environ, start_response)  # Flask answers (and counts) the same 429

@@ -333,6 +333,11 @@ class WatchHub:
         for slot in slots:
             slot.event.set()
 
+    def slots(self) -> int:
+        """How many environments (slots) are being waited on right now."""
+        with self._lock:
+            return len(self._slots)
+
     def watchers(self) -> int:
         """How many requests are waiting right now."""
         with self._lock:

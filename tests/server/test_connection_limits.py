@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from config_server.auth import hash_token
 from tests.helpers import wait_for
 
 
@@ -134,3 +135,70 @@ def test_health_and_state_files_keep_working_at_the_descriptor_limit(server_proc
         assert refused, "polls beyond the worker's cap are answered 429, not parked"
     log = server.stop()
     assert "Too many open files" not in log and "EMFILE" not in log
+
+
+def test_one_caller_watches_at_most_slots_per_caller_environments_and_the_429_is_the_same_both_ways(
+    server_process, repo
+):
+    """Before: every spelling of an environment a caller parked on took one more hub slot (3,000
+    spellings, 3,000 slots resolved at each commit). Now one caller (its address on an open server)
+    holds at most 64 distinct (application, profiles, label) at once; the next is refused 429."""
+    server = _start(server_process, repo)
+    etag = requests.get(f"{server.url}/orders/default", timeout=5).headers["ETag"]
+    assert _health(server.url)["details"]["limits"]["slotsPerCaller"] == 64
+    with ExitStack() as stack:
+        for i in range(64):
+            stack.enter_context(_park(server.port, f"/orders/default,p{i}?wait=60", etag))
+        wait_for(lambda: _health(server.url)["details"]["watchedEnvironments"] == 64, what="64 slots")
+        fast = stack.enter_context(_park(server.port, "/orders/default,p64?wait=60", etag))
+        slow = stack.enter_context(_park(server.port, "/orders/default,p64?wait=60&via=flask", etag))
+        fast_answer, slow_answer = _answer(fast), _answer(slow)
+        assert fast_answer.startswith(b"HTTP/1.1 429"), fast_answer[:200]
+        body = json.loads(fast_answer.partition(b"\r\n\r\n")[2])
+        assert body["status"] == 429 and "127.0.0.1" in body["message"] and "at most 64" in body["message"]
+        assert _without_time(fast_answer) == _without_time(slow_answer)
+        # a spelling the caller already watches shares its slot: parked, answered 304 at the wait's end
+        with _park(server.port, "/orders/default,p0?wait=1", etag) as same:
+            assert _answer(same).startswith(b"HTTP/1.1 304")
+        details = _health(server.url)["details"]
+        assert details["watchedEnvironments"] == 64 and details["parkedPolls"] == 64
+        metrics = requests.get(f"{server.url}/metrics", timeout=5).text
+        assert "config_server_limit_slots_per_caller 64.0" in metrics
+        assert "config_server_long_polls_refused_total 2.0" in metrics
+    wait_for(lambda: _health(server.url)["details"]["parkedPolls"] == 0, timeout=5, what="the polls to leave")
+    with _park(server.port, "/orders/default,p64?wait=1", etag) as again:  # its slots were given back
+        assert _answer(again).startswith(b"HTTP/1.1 304")
+
+
+def test_the_slot_cap_counts_each_client_of_an_address_on_its_own(server_process, repo, tmp_path):
+    """With an auth file a caller is the client and its address: a second client behind the same
+    address (a NAT, a proxy) is not refused because the first one watches its share."""
+    clients = tmp_path / "clients.yml"
+    tokens = {name: f"token-of-{name}-{'x' * 20}" for name in ("first", "second")}
+    clients.write_text(
+        "clients:\n"
+        + "".join(
+            f"  - name: {name}\n    tokens: [{hash_token(token)}]\n    roles: [read]\n"
+            for name, token in tokens.items()
+        )
+    )
+    server = _start(server_process, repo, "--slots-per-caller", "2", "--auth-file", str(clients))
+
+    def park(path: str, token: str) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        sock.sendall(f"{request}If-None-Match: {etag}\r\n\r\n".encode())
+        return sock
+
+    etag = requests.get(
+        f"{server.url}/orders/default", timeout=5, headers={"Authorization": f"Bearer {tokens['first']}"}
+    ).headers["ETag"]
+    with ExitStack() as stack:
+        for i in range(2):
+            stack.enter_context(park(f"/orders/default,p{i}?wait=60", tokens["first"]))
+        with park("/orders/default,p2?wait=60", tokens["first"]) as refused:
+            answer = _answer(refused)
+            assert answer.startswith(b"HTTP/1.1 429")
+            assert b"client first at address 127.0.0.1" in answer
+        with park("/orders/default,p2?wait=1", tokens["second"]) as other:
+            assert _answer(other).startswith(b"HTTP/1.1 304")
