@@ -25,18 +25,35 @@ if TYPE_CHECKING:
 _Command = TypeVar("_Command", bound=Callable[..., Any])
 
 
+#: click's parameter type and the metavar `--help` shows, by the Settings field's annotation.
+_OPTION_TYPES: dict[str, tuple[Any, str]] = {
+    "int": (click.INT, "INTEGER"),
+    "float": (click.FLOAT, "NUMBER"),
+    "bool": (click.STRING, "true|false"),
+    "list[str]": (click.STRING, "A,B,..."),
+}
+
+
 def _settings_options(func: _Command) -> _Command:
+    """One option per Settings field, typed, with its default and its environment variable.
+
+    Values keep their spelling until `Settings.load` coerces them (a flag beats a variable, which
+    beats the settings file), so a bool takes the same words everywhere: true/false, yes/no, 1/0."""
     for f in reversed(fields(Settings)):
         if not f.metadata.get("flag", True):
             continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
-        shown = f" [default: {default}]" if default not in (None, "", []) else ""
+        kind, metavar = _OPTION_TYPES.get(str(f.type), (click.STRING, "TEXT"))
+        shown = f" [default: {str(default).lower() if isinstance(default, bool) else default}]"
         func = click.option(
             flag,
             f.name,
             default=None,
-            help=f"{f.metadata.get('help', '')}{shown} (env {ENV_PREFIX}{f.name.upper()})",
+            type=kind,
+            metavar=metavar,
+            help=f"{f.metadata.get('help', '')}{shown if default not in (None, '', []) else ''} "
+            f"(env {ENV_PREFIX}{f.name.upper()})",
         )(func)
     return func
 

@@ -120,3 +120,19 @@ def test_serve_reports_a_bad_repository_clearly(tmp_path):
     assert result.returncode != 0
     assert "does not exist" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_help_shows_each_option_typed_with_its_default_and_variable():
+    """Before: every option read `TEXT` (`--port TEXT`, `--watch TEXT`) and a non-number port was
+    refused only after the settings were read."""
+    from click.testing import CliRunner
+
+    from config_server.cli import main
+
+    text = " ".join(CliRunner().invoke(main, ["serve", "--help"], terminal_width=200).output.split())
+    assert "--port INTEGER Port to listen on. [default: 8888] (env CONFIG_SERVER_PORT)" in text
+    assert "--watch true|false" in text and "[default: true] (env CONFIG_SERVER_WATCH)" in text
+    assert "--client-timeout NUMBER" in text and "--search-paths A,B,..." in text
+    assert "--repo TEXT" in text and "TEXT" not in text.split("--port", 1)[1].split("--", 1)[0]
+    refused = CliRunner().invoke(main, ["serve", "--port", "eighty"])
+    assert refused.exit_code == 2 and "'eighty' is not a valid integer" in refused.output
