@@ -52,6 +52,33 @@ def commits(
     return service.backend.history(revision.version, file_patterns(application), limit)
 
 
+#: The most versions the console's diff form offers (the label's history first).
+MAX_CHOICES = 100
+
+
+def diff_choices(
+    commits: list[Commit],
+    heads: list[tuple[str, str]],
+    in_view: list[tuple[str, str]],
+    chosen: list[str],
+    limit: int = MAX_CHOICES,
+) -> list[tuple[str, str]]:
+    """(version, description) pairs the diff form offers, each version once: the label's history,
+    the heads of the labels in view (a canary's branch), the versions in view (instances', a
+    rollout's), then the versions chosen (`from`, `to`) so the form always shows what it compares."""
+    offered: dict[str, str] = {}
+    for version, text in [
+        *((c.version, c.message[:40]) for c in commits),
+        *((version, f"head of {label}") for label, version in heads),
+        *in_view,
+    ]:
+        if version and version not in offered and len(offered) < limit:
+            offered[version] = text
+    for version in chosen:
+        offered.setdefault(version, "chosen")
+    return list(offered.items())
+
+
 def mask(value: Any) -> Any:
     """A `{cipher}` value hidden; anything else unchanged."""
     return MASKED if isinstance(value, str) and value.startswith(CIPHER_PREFIX) else value

@@ -136,6 +136,16 @@ def application(app: str) -> str:
     except ConfigServerError as exc:
         diff_error = str(exc)
     _, apps = history.list_applications(service, label)
+    instances = _instances_context(app, revision)
+    rollouts = [
+        rollout_json(active, current, state.store, now, now - GONE_AFTER_SECONDS, service.backend)
+        for active, current in state.rollouts.phases(app)
+    ]
+    labels = [service.backend.default_label(), revision.label]
+    labels += [i["label"] for i in instances["instances"]]
+    labels += [label for r in rollouts for label in (r["label"], r["canary"])]
+    in_view = [(i["version"], f"run by {i['id']}") for i in instances["instances"] if i["version"]]
+    in_view += [(r["canaryVersion"], f"canary {r['canary']}") for r in rollouts if r["canaryVersion"]]
     return render_template(
         "console/application.html",
         app=app,
@@ -151,14 +161,12 @@ def application(app: str) -> str:
         ],
         frm=frm,
         to=to,
+        choices=history.diff_choices(commits, _heads(labels), in_view, [frm, to]),
         diff=diff,
         diff_error=diff_error,
         held_back=_held_back(app),
-        **_instances_context(app, revision),
-        rollouts=[
-            rollout_json(active, current, state.store, now, now - GONE_AFTER_SECONDS, service.backend)
-            for active, current in state.rollouts.phases(app)
-        ],
+        **instances,
+        rollouts=rollouts,
         rollout_errors=[e.to_json() for e in state.rollouts.errors() if e.application == app],
     )
 
@@ -188,6 +196,20 @@ def _instances_context(app: str, revision: Revision) -> dict[str, Any]:
         "instances": [instance_json(r, now, is_current) for r in records],
         "catching_up": catching_up,
     }
+
+
+#: The most labels whose heads the diff form offers (each one resolution).
+MAX_HEADS = 16
+
+
+def _heads(labels: list[str]) -> list[tuple[str, str]]:
+    """(label, version) of each distinct label, at most `MAX_HEADS`; one that does not resolve is left out."""
+    heads = []
+    for label in list(dict.fromkeys(label for label in labels if label))[:MAX_HEADS]:
+        version = _version_of(label)
+        if version is not None:
+            heads.append((label, version))
+    return heads
 
 
 def _version_arg(name: str) -> str | None:

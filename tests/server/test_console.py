@@ -137,3 +137,38 @@ def test_the_instances_fragment_is_the_pages_instances_alone(repo, serve, http, 
     page = http.get(f"{server.url}/console/app/orders?profiles=prod", headers=bearer("admin")).text
     assert "/console/app/orders/instances?" in page  # the page's refresh reads the fragment
     assert http.get(f"{server.url}/console/app/..x/instances", headers=bearer("admin")).status_code == 400
+
+
+def _select(page: str, name: str) -> str:
+    return page.split(f'<select name="{name}">')[1].split("</select>")[0]
+
+
+def test_the_diff_form_offers_labels_heads_and_versions_in_view_and_selects_a_branch_to(repo, serve, http):
+    """A canary branch's commit can be picked in the diff form, and when it is the "to", the form
+    says so (it showed the label's newest commit as selected) (issue 20 item 7)."""
+    first = repo.commit({"orders.yml": "a: 1\n"})
+    second = repo.commit({"orders.yml": "a: 2\n"})
+    repo.git("checkout", "--quiet", "-b", "canary")
+    canary = repo.commit({"orders.yml": "a: 3\n"}, message="canary a=3")
+    repo.git("checkout", "--quiet", "-b", "spike", "main")
+    spike = repo.commit({"orders.yml": "a: 4\n"})
+    repo.git("checkout", "--quiet", "main")
+    server = serve(repo.path)
+    headers = {"X-Config-Client-Id": "orders-canary-1"}
+    assert http.get(f"{server.url}/orders/default/canary", headers=headers).json()["version"] == canary
+    server.app.extensions["config_server"].inventory.flush()
+    page = http.get(f"{server.url}/console/app/orders").text
+    to_options = _select(page, "to")
+    assert f'value="{canary}"' in to_options and "head of canary" in to_options
+    assert f'value="{canary}"' in _select(page, "from")
+    assert f'<option value="{second}" selected' in to_options  # the label's newest by default
+    page = http.get(f"{server.url}/console/app/orders?from={first}&to={canary}").text
+    assert f'<option value="{canary}" selected' in _select(page, "to")
+    assert f'<option value="{first}" selected' in _select(page, "from")
+    assert f'<option value="{second}" selected' not in _select(page, "to")
+    assert 'data-key="a" data-kind="changed"' in page
+    # a version only the query names (not a head, not in view) is still the one shown as chosen
+    assert spike not in page
+    page = http.get(f"{server.url}/console/app/orders?to={spike}").text
+    assert f'<option value="{spike}" selected' in _select(page, "to")
+    assert _select(page, "to").count(" selected") == 1
