@@ -14,6 +14,7 @@ from config_server.audit import AuditLog
 from config_server.auth import AuthFile
 from config_server.backends import Backend, open_backend
 from config_server.crypto import load_keyring
+from config_server.currency import CurrentSettings
 from config_server.hosts import HostAllowList
 from config_server.http import (
     admin,
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             lambda: call_cooperatively(
                 store, store.served_versions, time.time() - HISTORY_SECONDS, MAX_SCAN_ROWS
             ),
+            lambda: CurrentSettings(service).newest_if_current,
         )
     )
     metrics.add_collector(HeldBackCollector(service.held_back_environments))

@@ -42,6 +42,14 @@ class CurrentSettings:
             return False  # not resolvable (a folder's older snapshot, a broken version): by commit id
         return at_version[1] == newest_etag
 
+    def newest_if_current(self, record: InstanceRecord) -> str | None:
+        """The newest version of the record's label when the record runs its settings, else None:
+        what the instances metric and rollout counts group such a record under."""
+        if not self(record):
+            return None
+        newest = self._lookup(record.application, record.profiles, record.label)
+        return newest[0] if newest is not None else None
+
     def _lookup(self, application: str, profiles: str, label: str) -> tuple[str, str] | None:
         """(version, ETag) of the environment at a label or version, remembered; None when unknown."""
         key = (application, profiles, label)

@@ -223,6 +223,12 @@ class InstancesCollector(Collector):
     version they run (`X-Config-Applied`): a version is its own label only when the server served
     it (to this instance now, or to any within `served_versions`, the store's memory of a day);
     any other is `other`, so made-up versions cannot grow the series either.
+
+    Current by content: `newest_settings` makes, per scrape, a judge that names the newest version
+    of a record's label when the record runs its settings (`currency.CurrentSettings`); such an
+    instance counts under that version, so a commit to another application's file moves every
+    instance to the newest series, not the old one. The newest version is one the server serves,
+    so the series stay bounded.
     """
 
     def __init__(
@@ -230,10 +236,12 @@ class InstancesCollector(Collector):
         live_instances: Callable[[], Iterable[Any]],
         application_label: Callable[[str], str] = str,
         served_versions: Callable[[], Iterable[str]] = tuple,
+        newest_settings: Callable[[], Callable[[Any], str | None]] | None = None,
     ) -> None:
         self.live_instances = live_instances
         self.application_label = application_label
         self.served_versions = served_versions
+        self.newest_settings = newest_settings
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """One sample per (application, version) with at least one live instance."""
@@ -253,9 +261,13 @@ class InstancesCollector(Collector):
             log.warning("instances left out of the metrics: the state store failed: %s", exc)
             records = []
         applications: dict[str, str] = {}  # labels asked once per name, not once per instance
+        newest_of = self.newest_settings() if self.newest_settings is not None and records else None
         for record in records:
             version = record.version
-            if version is None:
+            newest = newest_of(record) if newest_of is not None else None
+            if newest is not None:
+                version = newest  # runs the newest settings of its label
+            elif version is None:
                 version = "unknown"
             elif version != record.served and version not in served:
                 version = OTHER  # a version the instance names but the server never served

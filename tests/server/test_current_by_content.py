@@ -72,3 +72,47 @@ def test_a_commit_to_payments_only_leaves_orders_instances_current(repo, serve, 
     finally:
         for client in clients:
             client.stop()
+
+
+def _report(url: str, instance: str, applied: str) -> None:
+    headers = {"X-Config-Client-Id": instance, "X-Config-Applied": applied}
+    assert requests.get(f"{url}/orders/prod", headers=headers, timeout=5).ok
+
+
+def test_the_instances_metric_counts_instances_running_the_newest_settings_under_the_newest(repo, serve):
+    from tests.server.test_metrics import scrape, value
+
+    first = repo.commit({"orders.yml": "orders:\n  limit: 1\n", "payments.yml": "p: 1\n"})
+    server = serve(repo.path)
+    state = server.app.extensions["config_server"]
+    for n in range(2):
+        _report(server.url, f"orders-{n}", first)
+    second = repo.commit({"payments.yml": "p: 2\n"})
+    wait_for(
+        lambda: requests.get(f"{server.url}/payments/default", timeout=5).json()["version"] == second,
+        what="the server to serve the payments commit",
+    )
+    for n in range(2):
+        _report(server.url, f"orders-{n}", first)  # served the second, still running the first
+    _report(server.url, "orders-old", "0" * 40)  # a version never served: other, as before
+    state.inventory.flush()
+    text = scrape(server.url)
+    assert value(text, "config_server_instances", application="orders", version=second) == 2
+    assert value(text, "config_server_instances", application="orders", version=first) == 0
+    assert value(text, "config_server_instances", application="orders", version="other") == 1
+    # orders' own settings change: the instances still on the first commit are behind, not newest
+    third = repo.commit({"orders.yml": "orders:\n  limit: 2\n"})
+    wait_for(
+        lambda: requests.get(f"{server.url}/orders/prod", timeout=5).json()["version"] == third,
+        what="the server to serve the orders commit",
+    )
+    for n in range(2):
+        _report(server.url, f"orders-{n}", first)
+    state.inventory.flush()
+    text = scrape(server.url)
+    # the poll that waited for the third commit runs it; the two behind and orders-old do not
+    assert value(text, "config_server_instances", application="orders", version=third) == 1
+    behind = [
+        value(text, "config_server_instances", application="orders", version=v) for v in (first, "other")
+    ]
+    assert sum(behind) == 3
