@@ -47,7 +47,7 @@ from config_server.rollout import (
     rollout_path,
 )
 from config_server.rollout_memory import RolloutMemory
-from config_server.state import RolloutRecord, StateStore, call_cooperatively
+from config_server.state import InstanceRecord, RolloutRecord, StateStore, call_cooperatively
 
 log = logging.getLogger(__name__)
 
@@ -665,9 +665,14 @@ def rollout_json(
     now: float,
     live_after: float,
     backend: Backend | None = None,
+    newest_settings: Callable[[InstanceRecord], str | None] | None = None,
 ) -> dict[str, Any]:
     """One rollout as `/rollouts`, the CLI and the console show it: file, phase, cohort, versions,
-    rejections, time to the next step, and what to do once it is complete."""
+    rejections, time to the next step, and what to do once it is complete.
+
+    `versions` counts live instances by the version they run; with `newest_settings`
+    (`currency.CurrentSettings.newest_if_current`) one that runs the newest settings of its label
+    counts under the newest version, so a commit to another application's file moves no count."""
     rollout = active.rollout
     instances = [
         r
@@ -688,7 +693,8 @@ def rollout_json(
         cohort = sorted(set(cohort) | set(served))
     versions: dict[str, int] = {}
     for record in instances:
-        versions[record.version or "unknown"] = versions.get(record.version or "unknown", 0) + 1
+        running = (newest_settings(record) if newest_settings is not None else None) or record.version
+        versions[running or "unknown"] = versions.get(running or "unknown", 0) + 1
     canary_version = base_version = None
     if backend is not None:
         try:

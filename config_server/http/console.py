@@ -137,8 +137,11 @@ def application(app: str) -> str:
         diff_error = str(exc)
     _, apps = history.list_applications(service, label)
     instances = _instances_context(app, revision)
+    newest_settings = CurrentSettings(service).newest_if_current
     rollouts = [
-        rollout_json(active, current, state.store, now, now - GONE_AFTER_SECONDS, service.backend)
+        rollout_json(
+            active, current, state.store, now, now - GONE_AFTER_SECONDS, service.backend, newest_settings
+        )
         for active, current in state.rollouts.phases(app)
     ]
     labels = [service.backend.default_label(), revision.label]

@@ -18,6 +18,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from config_server import names
 from config_server.auth import Client
+from config_server.currency import CurrentSettings
 from config_server.errors import AccessDenied, InvalidName, ResourceNotFound
 from config_server.http import security
 from config_server.inventory import GONE_AFTER_SECONDS
@@ -44,10 +45,19 @@ def rollouts_status() -> Response:
     if application is not None:
         _require_scope(client, application, label)
     now = time.time()
+    newest_settings = CurrentSettings(state.service).newest_if_current
     found = [
         _for_client(
             client,
-            rollout_json(active, current, state.store, now, now - GONE_AFTER_SECONDS, state.service.backend),
+            rollout_json(
+                active,
+                current,
+                state.store,
+                now,
+                now - GONE_AFTER_SECONDS,
+                state.service.backend,
+                newest_settings,
+            ),
         )
         for active, current in state.rollouts.phases(application)
         if (label is None or active.label == label)

@@ -1038,3 +1038,27 @@ def test_status_after_a_halt_shows_the_cohort_as_it_was_and_who_refused(serve, r
     assert sorted(line for line in lines if line.startswith("  rejected")) == sorted(
         f"  rejected   {i}: no" for i in refusers
     )
+
+
+def test_rollout_counts_group_instances_running_the_newest_settings_under_the_newest(serve, repo_with_canary):
+    """A commit to another application's file moves the base label: the base instances still run
+    its settings, so the rollout counts them under the new base version (issue 20 item 1)."""
+    repo = repo_with_canary
+    server, base, canary = rolled_out(serve, repo, rollout_file(steps="[10, 100]"))
+    outside = [i for i in INSTANCES[:30] if i not in expected_cohort(10)][:10]
+    inside = sorted(expected_cohort(10))[:3]
+    for instance in outside:
+        assert get(server, instance).json()["version"] == base
+    for instance in inside:
+        assert get(server, instance).json()["version"] == canary
+    moved = repo.commit({"payments.yml": "p: 2\n"}, "payments only")
+    wait_for(lambda: started(server)["baseVersion"] == moved, what="the base label to move")
+    for instance in outside:
+        assert get(server, instance, **{"X-Config-Applied": base}).json()["version"] == moved
+    for instance in inside:
+        get(server, instance, **{"X-Config-Applied": canary})
+    server.app.extensions["config_server"].inventory.flush()
+    body = started(server)
+    assert body["versions"] == {moved: 10, canary: 3}
+    page = requests.get(f"{server.url}/console/app/orders", timeout=5).text
+    assert f'<tr class="rollout-version" data-version="{moved}"><td><code title="{moved}">' in page
