@@ -14,6 +14,7 @@ from typing import Any
 from config_server import render
 from config_server.backends.base import Commit
 from config_server.crypto import CIPHER_PREFIX
+from config_server.errors import BrokenEnvironment, ConfigServerError
 from config_server.known_names import applications_from_files as applications_from_files
 from config_server.resolve import SHARED
 from config_server.service import ConfigService
@@ -77,6 +78,57 @@ def diff_choices(
     for version in chosen:
         offered.setdefault(version, "chosen")
     return list(offered.items())
+
+
+@dataclass(frozen=True)
+class Change:
+    """A commit in an environment's history: it changed the resolved settings, or it was held back
+    (its settings do not resolve: the server kept serving the last good commit)."""
+
+    commit: Commit
+    held_back: bool
+
+
+#: Commits of the files' history one listing looks at (each one resolution, cached per version).
+MAX_CHANGE_LOOKBACK = 50
+
+
+def changes(
+    service: ConfigService,
+    application: str,
+    profiles: str,
+    label: str | None = None,
+    limit: int = MAX_CHANGE_LOOKBACK,
+) -> list[Change]:
+    """The commits of the label that changed the environment's resolved settings (their content
+    ETag differs from the next older good commit's), and the held-back ones, newest first.
+
+    Only commits that touched the application's files are looked at (at most `limit` + 1, the
+    extra one to judge the oldest); each is resolved once per version by the service's cache, a
+    broken one once by its remembered verdict."""
+    found = commits(service, application, label, limit + 1)
+    etags: list[str | None] = []
+    for commit in found:
+        try:
+            etags.append(service.environment(application, profiles, commit.version)[1].etag)
+        except BrokenEnvironment:
+            etags.append(None)
+        except ConfigServerError:
+            etags.append("")  # not resolvable for another reason: no change of its own
+    listed = []
+    for index, commit in enumerate(found[:limit]):
+        etag = etags[index]
+        older = next((e for e in etags[index + 1 :] if e is not None), "")
+        if etag is None:
+            listed.append(Change(commit, held_back=True))
+        elif etag and etag != older:
+            listed.append(Change(commit, held_back=False))
+    return listed
+
+
+def changed_in(listed: list[Change]) -> str | None:
+    """The newest commit of a history that changed the settings (held-back ones changed nothing)."""
+    return next((c.commit.version for c in listed if not c.held_back), None)
 
 
 def mask(value: Any) -> Any:

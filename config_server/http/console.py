@@ -124,7 +124,8 @@ def application(app: str) -> str:
         etag = service.environment(app, profiles, raw_label)[1].etag
     except ConfigServerError as exc:
         error = str(exc)
-    commits = history.commits(service, app, label)
+    listed = history.changes(service, app, profiles, label)
+    commits = [change.commit for change in listed]
     newest = commits[0].version if commits else revision.version
     to = _version_arg("to") or newest
     frm = _version_arg("from") or (commits[1].version if len(commits) > 1 else to)
@@ -159,9 +160,16 @@ def application(app: str) -> str:
         etag=etag or "",
         error=error,
         commits=[
-            {"version": c.version, "author": c.author, "time": iso(c.time), "message": c.message}
-            for c in commits
+            {
+                "version": c.commit.version,
+                "author": c.commit.author,
+                "time": iso(c.commit.time),
+                "message": c.commit.message,
+                "held_back": c.held_back,
+            }
+            for c in listed
         ],
+        changed_in=history.changed_in(listed),
         frm=frm,
         to=to,
         choices=history.diff_choices(commits, _heads(labels), in_view, [frm, to]),

@@ -172,3 +172,24 @@ def test_the_diff_form_offers_labels_heads_and_versions_in_view_and_selects_a_br
     page = http.get(f"{server.url}/console/app/orders?to={spike}").text
     assert f'<option value="{spike}" selected' in _select(page, "to")
     assert _select(page, "to").count(" selected") == 1
+
+
+def test_the_history_lists_commits_that_changed_the_settings_and_held_back_ones(repo, serve, http):
+    """A commit to another file or one that leaves the resolved settings as they were is not in the
+    application's history; a broken commit is, marked held back, even after a later fix; the page
+    names the commit that last changed the settings (issue 20 item 1)."""
+    first = repo.commit({"orders.yml": "a: 1\n", "payments.yml": "p: 1\n"}, message="first")
+    repo.commit({"payments.yml": "p: 2\n"}, message="payments only")
+    repo.commit({"orders.yml": "# a comment\na: 1\n"}, message="comment only")
+    broken = repo.commit({"orders.yml": "a: [1\n"}, message="broken")
+    fixed = repo.commit({"orders.yml": "a: 2\n"}, message="fixed")
+    repo.commit({"orders.yml": "a: 2  # same\n"}, message="same again")
+    server = serve(repo.path)
+    page = http.get(f"{server.url}/console/app/orders").text
+    history_rows = page.split('id="history"')[1].split("</table>")[0].split('<tr class="commit" ')[1:]
+    listed = [
+        (row.split('data-version="')[1].split('"')[0], 'data-held-back="true"' in row) for row in history_rows
+    ]
+    assert listed == [(fixed, False), (broken, True), (first, False)]
+    assert "held back" in history_rows[1]
+    assert f'id="changed-in" title="{fixed}"' in page
