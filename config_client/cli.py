@@ -3,6 +3,9 @@
 config-client get --server URL APP PROFILES [KEY] [--label L] [--format yaml|json|properties|env]
 config-client watch --server URL APP PROFILES [--label L]
 config-client instances --server URL APP [--profiles P] [--label L]
+
+Without --server the CONFIG_CLIENT_SERVERS variable is read, without --token CONFIG_CLIENT_TOKEN
+(the deprecated CONFIG_SERVER_URL and CONFIG_SERVER_TOKEN still work, with a warning).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from config_client.client import ConfigClient
 from config_client.errors import ConfigClientError, ConfigUnavailable
 from config_client.snapshot import Change, unflatten
 from config_client.transport import server_urls
+from config_client.variables import SERVERS_ENV, configured_servers, configured_token
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,17 +46,30 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _client(args: argparse.Namespace, watch: bool) -> ConfigClient:
+def _warn(message: str) -> None:
+    print(f"config-client: warning: {message}", file=sys.stderr)
+
+
+def _servers(args: argparse.Namespace) -> list[str]:
+    """--server (repeated), else CONFIG_CLIENT_SERVERS (or the deprecated CONFIG_SERVER_URL)."""
     try:
-        servers = server_urls(args.server)
+        return server_urls(args.server or configured_servers("", warn=_warn))
     except ValueError as exc:
         raise ConfigClientError(str(exc)) from None
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """--token, else CONFIG_CLIENT_TOKEN (or the deprecated CONFIG_SERVER_TOKEN)."""
+    return str(args.token) if args.token else configured_token(warn=_warn)
+
+
+def _client(args: argparse.Namespace, watch: bool) -> ConfigClient:
     return ConfigClient(
-        servers,
+        _servers(args),
         args.app,
         args.profiles,
         args.label,
-        token=args.token,
+        token=_token(args) or "",
         username=args.username,
         password=args.password,
         fail_fast=True,
@@ -112,16 +129,18 @@ def _instances(args: argparse.Namespace) -> int:
     """Print the server's inventory of one application: id, version, since, status (plain requests)."""
     params = {"application": args.app, "profiles": args.profiles, "label": args.label}
     headers = {"Accept": "application/json"}
-    if args.token:
-        headers["Authorization"] = f"Bearer {args.token}"
+    token = _token(args)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     auth = (args.username or "", args.password or "") if args.username or args.password else None
-    url = args.server.rstrip("/") + "/instances"
+    server = _servers(args)[0]
+    url = server + "/instances"
     try:
         response = requests.get(
             url, params={k: v for k, v in params.items() if v}, headers=headers, auth=auth, timeout=10
         )
     except requests.RequestException as exc:
-        raise ConfigUnavailable(f"cannot reach {args.server}: {exc}") from exc
+        raise ConfigUnavailable(f"cannot reach {server}: {exc}") from exc
     try:
         body = response.json()
     except ValueError:
@@ -179,7 +198,7 @@ def _parser() -> argparse.ArgumentParser:
             "--server",
             action="append",
             help="config server URL, e.g. http://127.0.0.1:8888; repeat it for replicas of a cluster "
-            "(default: the CONFIG_CLIENT_SERVERS variable, comma-separated)",
+            f"(default: the {SERVERS_ENV} variable, comma-separated)",
         )
         sub.add_argument("app", help="application name")
         sub.add_argument("profiles", help="comma-separated profiles")
@@ -201,11 +220,20 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("-v", "--verbose", action="store_true", help="log what the client does")
     sub = commands.add_parser("instances", help="list the instances of an application and their versions")
     sub.set_defaults(run=_instances)
-    sub.add_argument("--server", required=True, help="config server URL, e.g. http://127.0.0.1:8888")
+    sub.add_argument(
+        "--server",
+        action="append",
+        help="config server URL, e.g. http://127.0.0.1:8888 (default: the first URL of the "
+        f"{SERVERS_ENV} variable)",
+    )
     sub.add_argument("app", help="application name")
     sub.add_argument("--profiles", help="only these comma-separated profiles")
     sub.add_argument("--label", help="only this label")
-    sub.add_argument("--token", help="bearer token (read role for the application, or admin)")
+    sub.add_argument(
+        "--token",
+        help="bearer token, read role for the application or admin (default: the "
+        "CONFIG_CLIENT_TOKEN variable)",
+    )
     sub.add_argument("--username", help="HTTP Basic user name")
     sub.add_argument("--password", help="HTTP Basic password")
     sub.add_argument("--json", action="store_true", help="print the server's JSON answer")

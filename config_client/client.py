@@ -46,6 +46,8 @@ from config_client.masking import masked_reason
 from config_client.snapshot import Change, Snapshot, content_tag
 from config_client.store import LastKnownGood
 from config_client.transport import DEFAULT_TIMEOUT, FetchResult, Transport, backoff
+from config_client.variables import TOKEN_ENV as TOKEN_ENV
+from config_client.variables import configured_token
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,6 @@ Validator = Callable[[Snapshot], Any]
 M = TypeVar("M")
 _MISSING = object()
 _STALE = object()
-#: Environment variable read for the bearer token when none is passed (keeps it out of `ps`).
-TOKEN_ENV = "CONFIG_CLIENT_TOKEN"
 _ID_CHARS = re.compile(r"[^A-Za-z0-9._:@-]")
 _MAX_REASON = 512
 
@@ -106,7 +106,8 @@ class ConfigClient:
         logging_levels: bool = False,
         instance_labels: Mapping[str, str] | None = None,
     ) -> None:
-        """`token` defaults to the CONFIG_CLIENT_TOKEN environment variable; `validate(snapshot)`
+        """`token` defaults to the CONFIG_CLIENT_TOKEN environment variable (see
+        `config_client.variables`); `validate(snapshot)`
         raising rejects a version; `logging_levels` applies `logging.level.*` to `logging`;
         `instance_labels` (such as `{"zone": "eu-west-1"}`) say what this instance is, for a
         rollout's `match` (sent as `X-Config-Client-Labels`)."""
@@ -124,7 +125,7 @@ class ConfigClient:
             server_url,
             username=username,
             password=password,
-            token=token if token is not None else os.environ.get(TOKEN_ENV) or None,
+            token=token if token is not None else configured_token(),
             timeout=timeout,
             verify=verify,
         )

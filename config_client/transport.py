@@ -11,7 +11,6 @@ After that grace the answer is accepted, so a deliberate rollback of the label s
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
@@ -24,11 +23,10 @@ from urllib.parse import quote
 import requests
 
 from config_client.errors import ConfigUnavailable, InvalidResponse, ServerError
+from config_client.variables import SERVERS_ENV, configured_servers
 
 #: (connect, read) seconds for an ordinary request; a long poll adds its wait to the read timeout.
 DEFAULT_TIMEOUT = (3.05, 10.0)
-#: Environment variable with the server URLs (comma-separated) when none are given.
-SERVERS_ENV = "CONFIG_CLIENT_SERVERS"
 #: Seconds after a move to another server during which an older version it answers is held off.
 DEFAULT_STALE_GRACE = 60.0
 #: Versions remembered to recognise an older one.
@@ -47,9 +45,10 @@ class FetchResult:
 
 def server_urls(value: str | Sequence[str] | None) -> list[str]:
     """The server URLs from a URL, a comma-separated list (Spring's form), a sequence of either,
-    or (None) the CONFIG_CLIENT_SERVERS variable; raises ValueError when there is none."""
+    or (None) the CONFIG_CLIENT_SERVERS variable (or the deprecated CONFIG_SERVER_URL, with a
+    warning: see `config_client.variables`); raises ValueError when there is none."""
     if value is None:
-        value = os.environ.get(SERVERS_ENV, "")
+        value = configured_servers("") or ""
     items = [value] if isinstance(value, str) else list(value)
     urls = [part.strip().rstrip("/") for item in items for part in str(item).split(",") if part.strip()]
     if not urls:

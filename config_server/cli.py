@@ -270,21 +270,52 @@ def token(name: str, hash_only: bool) -> None:
 def rollout() -> None:
     """See and halt rollouts (`rollouts/{app}.yml`) on a running server.
 
-    They talk to the server over HTTP: --server (or CONFIG_SERVER_URL, default
-    http://127.0.0.1:8888) with --token (or CONFIG_SERVER_TOKEN) of a client with the `rollout`
-    or `admin` role.
+    They talk to the server over HTTP: --server (or the first URL of CONFIG_CLIENT_SERVERS,
+    default http://127.0.0.1:8888) with --token (or CONFIG_CLIENT_TOKEN) of a client with the
+    `rollout` or `admin` role. CONFIG_SERVER_* variables are the server's own settings; the
+    CONFIG_SERVER_URL and CONFIG_SERVER_TOKEN these commands read before still work, with a
+    deprecation warning.
     """
+
+
+#: The server `config-server rollout` calls when neither --server nor a variable names one.
+DEFAULT_ROLLOUT_SERVER = "http://127.0.0.1:8888"
+
+
+def _deprecation(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+def _caller_server(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    """--server, else the first URL of CONFIG_CLIENT_SERVERS (or deprecated CONFIG_SERVER_URL)."""
+    from config_client.variables import configured_servers
+
+    if value:
+        return value
+    configured = configured_servers(warn=_deprecation)
+    first = (configured or "").split(",")[0].strip()
+    return first or DEFAULT_ROLLOUT_SERVER
+
+
+def _caller_token(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--token, else CONFIG_CLIENT_TOKEN (or the deprecated CONFIG_SERVER_TOKEN)."""
+    from config_client.variables import configured_token
+
+    return value or configured_token(warn=_deprecation)
 
 
 _server_option = click.option(
     "--server",
-    envvar="CONFIG_SERVER_URL",
-    default="http://127.0.0.1:8888",
-    show_default=True,
-    help="The server's URL (env CONFIG_SERVER_URL).",
+    default=None,
+    callback=_caller_server,
+    help="The server's URL [default: the first URL of CONFIG_CLIENT_SERVERS, else "
+    f"{DEFAULT_ROLLOUT_SERVER}].",
 )
 _token_option = click.option(
-    "--token", envvar="CONFIG_SERVER_TOKEN", default=None, help="Bearer token (env CONFIG_SERVER_TOKEN)."
+    "--token",
+    default=None,
+    callback=_caller_token,
+    help="Bearer token [default: the CONFIG_CLIENT_TOKEN variable].",
 )
 _label_option = click.option("--label", default=None, help="The base label (default: the server's).")
 

@@ -1,8 +1,11 @@
 """A canary that the orders service refuses, and the rollout halting by itself.
 
-    .venv/bin/python examples/canary_rollout.py [WORKDIR]
+    .venv/bin/python examples/canary_rollout.py [WORKDIR] [--port PORT]
 
-Self-contained (a temporary folder unless WORKDIR is given); docs/rollouts.md walks through it:
+Self-contained (a temporary folder unless WORKDIR is given); the config server it starts listens
+on 127.0.0.1:PORT (`--port`, else the `PORT` variable, else a port that is free, so it never
+clashes with `make run` on 8888), and its log is WORKDIR/server.log. docs/rollouts.md walks
+through it:
 
 1. the sample repository becomes a git repository; branch `release/orders-v2` raises
    `orders.max-items` from 100 to 800 (the repository's schema allows up to 1000, so the server
@@ -17,6 +20,7 @@ Self-contained (a temporary folder unless WORKDIR is given); docs/rollouts.md wa
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import shutil
@@ -93,14 +97,20 @@ def wait_until(condition, timeout: float, what: str):
     raise SystemExit(f"timed out waiting for {what}")
 
 
-def main(workdir: Path) -> int:
-    """The whole story in `workdir`; 0 when the rollout halted and every instance is back on main."""
+def free_port() -> int:
+    """A port that is free now on 127.0.0.1."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def main(workdir: Path, port: int | None = None) -> int:
+    """The whole story in `workdir`, the server on `port` (None: a free one); 0 when the rollout
+    halted and every instance is back on main."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     repo = workdir / "repo"
     make_repository(repo)
-    with socket.socket() as probe:  # a port that is free now
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     log = (workdir / "server.log").open("w")
     server = subprocess.Popen(
@@ -170,10 +180,23 @@ def main(workdir: Path) -> int:
         log.close()
 
 
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """WORKDIR (optional) and --port (default: the PORT variable, else a free port)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("workdir", nargs="?", type=Path, help="folder to work in (default: a temporary one)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ["PORT"]) if os.environ.get("PORT") else None,
+        help="port of the config server it starts (default: the PORT variable, else a free port)",
+    )
+    return parser.parse_args(argv)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
-        target = Path(sys.argv[1])
-        target.mkdir(parents=True, exist_ok=True)
-        sys.exit(main(target))
+    args = arguments()
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        sys.exit(main(args.workdir, args.port))
     with tempfile.TemporaryDirectory(prefix="canary-rollout-") as tmp:
-        sys.exit(main(Path(tmp)))
+        sys.exit(main(Path(tmp), args.port))

@@ -5,6 +5,12 @@ Run the server (`make run`), then in another terminal:
     .venv/bin/uvicorn examples.fastapi_service:app --port 8080
     curl -s localhost:8080/
 
+The config server is read from `CONFIG_CLIENT_SERVERS` (default http://127.0.0.1:8888, the
+address `make run` serves; several URLs comma-separated), the token from `CONFIG_CLIENT_TOKEN`;
+this service's own port is uvicorn's `--port`, e.g.:
+
+    CONFIG_CLIENT_SERVERS=http://127.0.0.1:9000 .venv/bin/uvicorn examples.fastapi_service:app --port 8081
+
 Commit a change to `orders.yml` in the served repository and the next request shows it, without a
 restart. A commit whose `orders` section does not fit `OrdersSettings` (say `max-items: lots`) is
 refused: the service keeps its last good settings and tells the server (`X-Config-Rejected`).
@@ -20,6 +26,7 @@ from fastapi import Depends, FastAPI
 
 from config_client import Change, ConfigClient, Snapshot
 from config_client.asgi import lifespan, model_dependency, snapshot_dependency
+from config_client.variables import configured_servers
 
 
 class OrdersSettings(pydantic.BaseModel):
@@ -30,7 +37,7 @@ class OrdersSettings(pydantic.BaseModel):
 
 
 client = ConfigClient(
-    os.environ.get("CONFIG_SERVER_URL", "http://127.0.0.1:8888"),
+    configured_servers(default="http://127.0.0.1:8888"),  # CONFIG_CLIENT_SERVERS
     app="orders",
     profiles=os.environ.get("PROFILES", "default"),
     cache_dir=os.environ.get("CONFIG_CACHE_DIR", ".data/client-cache"),

@@ -78,11 +78,14 @@ def test_watch_prints_one_json_line_per_version(server, repo):
         process.wait(timeout=10)
 
 
-def test_example_service_follows_a_commit(server, repo, tmp_path):
+@pytest.mark.parametrize("variable", ["CONFIG_CLIENT_SERVERS", "CONFIG_SERVER_URL"])
+def test_example_service_follows_a_commit(server, repo, tmp_path, variable):
+    """The example takes its server from CONFIG_CLIENT_SERVERS (issue 20 item 9), or from the
+    deprecated CONFIG_SERVER_URL it read before."""
     port = free_port()
     env = {
-        **os.environ,
-        "CONFIG_SERVER_URL": server.url,
+        **{k: v for k, v in os.environ.items() if k not in ("CONFIG_CLIENT_SERVERS", "CONFIG_SERVER_URL")},
+        variable: server.url,
         "PORT": str(port),
         "CONFIG_CACHE_DIR": str(tmp_path / "cache"),
     }

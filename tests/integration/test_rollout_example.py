@@ -22,3 +22,20 @@ def test_the_canary_example_halts_by_itself(tmp_path):
     assert lines[3].startswith("no instance ever applied") and lines[3].endswith("orders.max-items = [100]")
     assert "orders at main: halted, step 50% of [50%, 100%]" in lines
     assert "this build pages at most 500 items" in result.stderr  # each refusal is logged by the client
+
+
+def test_the_canary_example_takes_the_server_port(tmp_path):
+    """`--port` (issue 20 item 10): the server it starts listens there, nowhere else."""
+    from tests.helpers import free_port
+
+    port = free_port()
+    work = tmp_path / "work"
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLE), str(work), "--port", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "orders at main: halted, step 50% of [50%, 100%]" in result.stdout.splitlines()
+    assert f"Listening at: http://127.0.0.1:{port} " in (work / "server.log").read_text()

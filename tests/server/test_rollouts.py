@@ -1062,3 +1062,42 @@ def test_rollout_counts_group_instances_running_the_newest_settings_under_the_ne
     assert body["versions"] == {moved: 10, canary: 3}
     page = requests.get(f"{server.url}/console/app/orders", timeout=5).text
     assert f'<tr class="rollout-version" data-version="{moved}"><td><code title="{moved}">' in page
+
+
+def test_the_rollout_commands_read_the_caller_variables_and_the_old_names_with_a_warning(
+    serve, repo_with_canary, tmp_path: Path
+):
+    """One scheme (issue 20 item 9): CONFIG_CLIENT_SERVERS and CONFIG_CLIENT_TOKEN, as
+    config-client reads them; CONFIG_SERVER_URL/TOKEN (which look like server settings) still
+    work, with a deprecation warning naming the new variable."""
+    from click.testing import CliRunner
+
+    from config_server.cli import main
+
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out")
+    auth = write_auth_file(tmp_path, ("release-bot", "b" * 32, "roles: [rollout]"))
+    server = serve(repo.path, auth_file=auth)
+    unset = {"CONFIG_SERVER_URL": None, "CONFIG_SERVER_TOKEN": None}
+    new = {
+        **unset,
+        "CONFIG_CLIENT_SERVERS": f"{server.url},http://127.0.0.1:9",
+        "CONFIG_CLIENT_TOKEN": "b" * 32,
+    }
+    status = CliRunner().invoke(main, ["rollout", "status", "orders"], env=new)
+    assert status.exit_code == 0, status.output
+    assert status.stdout.startswith("orders at main: running")
+    assert "deprecated" not in status.stderr
+
+    old = {"CONFIG_CLIENT_SERVERS": None, "CONFIG_CLIENT_TOKEN": None}
+    old |= {"CONFIG_SERVER_URL": server.url, "CONFIG_SERVER_TOKEN": "b" * 32}
+    halt = CliRunner().invoke(main, ["rollout", "halt", "orders", "--reason", "pager"], env=old)
+    assert halt.exit_code == 0, halt.output
+    assert halt.stdout == "orders at main: halted (pager (by release-bot))\n"
+    assert "warning: CONFIG_SERVER_URL is deprecated: set CONFIG_CLIENT_SERVERS instead" in halt.stderr
+    assert "warning: CONFIG_SERVER_TOKEN is deprecated: set CONFIG_CLIENT_TOKEN instead" in halt.stderr
+
+    both = {**new, "CONFIG_SERVER_URL": "http://127.0.0.1:9", "CONFIG_SERVER_TOKEN": "x" * 32}
+    status = CliRunner().invoke(main, ["rollout", "status", "orders"], env=both)
+    assert status.exit_code == 0 and "halted" in status.stdout.splitlines()[0], status.output
+    assert "deprecated" not in status.stderr  # the new names win, silently
