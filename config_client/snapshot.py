@@ -1,13 +1,20 @@
 """Immutable settings: one Environment merged into flat keys, dotted-key lookup, and diffs.
 
 A snapshot is built once, never changed, and swapped in whole, so a reader always sees one
-complete version. Merging follows the server's rules: the most specific property source wins and
-a list set by a higher source replaces a lower source's list whole (a test in
-tests/integration feeds the same documents to both packages and asserts they agree).
+complete version. Merging, unflattening and placeholders are the server's own code
+(`settings_tree.py`, which the server imports): the most specific property source wins, a list
+set by a higher source replaces a lower source's list whole, and `${key}` / `${key:default}`
+resolve against the whole merged environment, then the process environment (as Spring's clients
+do), then the default. `values`, `get`, `nested()` and every bound model see resolved values, and
+`diff` compares resolved values, so a change to `orders.currency` also changes every key whose
+value refers to it. The answer as the server sent it (placeholders unresolved) stays in
+`environment`.
 
 A version is refused (`RejectedVersion`) before it can be applied when a list index exceeds
-`MAX_LIST_INDEX` (`servers[2000000000]=x` would allocate two billion entries in `nested()`) or
-when it carries Spring's undecryptable-value marker (`invalid.<key>` = `<n/a>`).
+`MAX_LIST_INDEX` (`servers[2000000000]=x` would allocate two billion entries in `nested()`),
+when it carries Spring's undecryptable-value marker (`invalid.<key>` = `<n/a>`), when a
+placeholder cannot be resolved (the reason names the key), or when resolving goes over the
+server's limits (`settings_tree.MAX_VALUE_CHARS`, `MAX_EXPANSION_CHARS`).
 """
 
 from __future__ import annotations
@@ -16,22 +23,23 @@ import copy
 import fnmatch
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from config_client import settings_tree
 from config_client.errors import InvalidResponse, RejectedVersion
+from config_client.settings_tree import MAX_LIST_INDEX as MAX_LIST_INDEX
+from config_client.settings_tree import origin_of
+from config_client.settings_tree import unflatten as unflatten
 
-#: The largest list index a version may use; a bigger one makes the version refused.
-MAX_LIST_INDEX = 10_000
 #: What the server sends, as `invalid.<key>`, for a value it could not decrypt.
 UNDECRYPTABLE = "<n/a>"
 
-_LIST_INDEX = re.compile(r"\[\d+\]")
 _INDEX_VALUE = re.compile(r"\[(\d+)\]")
-_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
 @dataclass(frozen=True)
@@ -90,7 +98,8 @@ class Snapshot:
         self.version: str | None = environment.get("version")
         self.label: str | None = environment.get("label")
         check_usable(sources, self.version)
-        self.values: Mapping[str, Any] = MappingProxyType(merge_sources(sources))
+        merged = settings_tree.merge(zip(_source_names(environment), sources, strict=True))
+        self.values: Mapping[str, Any] = MappingProxyType(resolved_values(merged, self.version))
         self.etag = etag or content_tag(environment)
         self._nested: dict[str, Any] | None = None
         self._models: Mapping[object, Any] = MappingProxyType({})
@@ -107,7 +116,7 @@ class Snapshot:
     def nested(self) -> dict[str, Any]:
         """All settings as nested dicts and lists (a fresh copy the caller may change)."""
         if self._nested is None:
-            self._nested = unflatten(self.values)
+            self._nested = settings_tree.unflatten(self.values)
         return copy.deepcopy(self._nested)
 
     def diff(self, newer: Snapshot) -> Change:
@@ -168,62 +177,51 @@ def content_tag(environment: Mapping[str, Any]) -> str:
 
 def merge_sources(sources: list[Mapping[str, Any]]) -> dict[str, Any]:
     """Flat settings from property sources given most specific first; lists replaced whole."""
-    merged: dict[str, Any] = {}
-    lists_taken: set[str] = set()
-    for source in sources:
-        lists_here: set[str] = set()
-        for key, value in source.items():
-            owners = [key[: m.start()] for m in _LIST_INDEX.finditer(key)]
-            if key in merged or lists_taken.intersection(owners):
-                continue
-            merged[key] = value
-            lists_here.update(owners)
-        lists_taken |= lists_here
-    return merged
+    return dict(settings_tree.merge((f"source {i}", source) for i, source in enumerate(sources)))
 
 
-def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """Flat `a.b[0]` keys into nested dicts and lists (conflicting keys keep the first shape)."""
-    root: dict[str, Any] = {}
-    for key in sorted(flat, key=_natural_key):
-        parts: list[Any] = [int(i) if i else n for n, i in _PART.findall(key)]
-        if not parts:
-            continue
-        node: Any = root
-        for part, following in zip(parts, parts[1:], strict=False):
-            fresh: Any = [] if isinstance(following, int) else {}
-            node = _descend(node, part, fresh)
-            if node is None:
-                break
-        else:
-            _descend(node, parts[-1], flat[key], leaf=True)
-    return root
+def resolved_values(merged: Mapping[str, Any], version: str | None) -> dict[str, Any]:
+    """The merged settings with every `${...}` resolved (the settings, then the process
+    environment, then the default), by the server's rules and limits.
+
+    Raises RejectedVersion naming the key when a placeholder cannot be resolved (or a cycle never
+    ends) or when resolving goes over a limit (`settings_tree.MAX_VALUE_CHARS`, ...).
+    """
+    try:
+        resolved = settings_tree.resolve_placeholders(merged, process_variable)
+    except settings_tree.SettingsLimitExceeded as exc:
+        raise RejectedVersion(version, str(exc)) from None
+    for key, value in resolved.items():
+        if isinstance(value, str) and "${" in value:
+            left = settings_tree.unresolved_placeholder(value)
+            if left is not None:
+                raise RejectedVersion(
+                    version,
+                    f"{key}: placeholder ${{{settings_tree.shorten(left)}}} cannot be resolved "
+                    f"(in {origin_of(merged, key)})",
+                )
+    return resolved
 
 
-def _natural_key(key: str) -> list[tuple[int, str, int]]:
-    """Names before indexes, indexes in numeric order: the server's order, so both nest alike."""
-    return [(0, name, 0) if name else (1, "", int(i)) for name, i in _PART.findall(key)]
+def process_variable(name: str) -> str | None:
+    """A placeholder's name in the process environment, looked up as Spring's relaxed binding
+    does: as written, then with `.` and `-` as `_`, then each of those upper-cased."""
+    plain = name.replace(".", "_").replace("-", "_")
+    for candidate in (name, name.replace(".", "_"), name.replace("-", "_"), plain):
+        for spelling in (candidate, candidate.upper()):
+            value = os.environ.get(spelling)
+            if value is not None:
+                return value
+    return None
 
 
-def _descend(node: Any, part: Any, fresh: Any, leaf: bool = False) -> Any:
-    if isinstance(node, dict) and isinstance(part, str):
-        if leaf:
-            node.setdefault(part, fresh)
-            return None
-        child = node.setdefault(part, fresh)
-    elif isinstance(node, list) and isinstance(part, int):
-        if part > MAX_LIST_INDEX:  # Snapshot refuses such versions; unflatten() stays bounded too
-            return None
-        node.extend([None] * (part + 1 - len(node)))
-        if leaf:
-            node[part] = fresh
-            return None
-        if node[part] is None:
-            node[part] = fresh
-        child = node[part]
-    else:
-        return None
-    return child if isinstance(child, dict | list) and type(child) is type(fresh) else None
+def _source_names(environment: Mapping[str, Any]) -> list[str]:
+    """Each property source's name (cut short: it goes into a rejection reason)."""
+    names = []
+    for i, item in enumerate(environment["propertySources"]):
+        name = item.get("name")
+        names.append(settings_tree.shorten(name) if isinstance(name, str) else f"source {i}")
+    return names
 
 
 def _property_sources(environment: Any) -> list[Mapping[str, Any]]:

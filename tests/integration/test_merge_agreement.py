@@ -81,3 +81,33 @@ def test_rendered_json_and_client_settings_agree_over_a_real_repository(repo, se
         assert rendered["shared"]["hosts"] == ["z"] and rendered["list"] == [None, "replaced"]
     finally:
         client.stop()
+
+
+def test_server_and_client_use_the_client_packages_one_settings_implementation(monkeypatch):
+    from config_client import settings_tree
+    from config_client.snapshot import Snapshot
+    from config_server import limits, render
+
+    calls: list[str] = []
+    for name in ("merge", "unflatten", "resolve_text"):
+        real = getattr(settings_tree, name)
+        monkeypatch.setattr(
+            settings_tree, name, lambda *a, _n=name, _r=real, **k: calls.append(_n) or _r(*a, **k)
+        )
+    merged = server_merge([PropertySource("s", {"a": "x", "b": "${a}"})])
+    assert render.resolve_placeholders(merged) == {"a": "x", "b": "x"}
+    assert render.to_yaml(merged) == "a: x\nb: ${a}\n"
+    assert calls == ["merge", "resolve_text", "unflatten"]
+    calls.clear()
+    snapshot = Snapshot(
+        {"version": "v", "propertySources": [{"name": "s", "source": {"a": "x", "b": "${a}"}}]}
+    )
+    assert snapshot.get("b") == "x" and snapshot.nested() == {"a": "x", "b": "x"}
+    assert calls == ["merge", "resolve_text", "unflatten"]
+    assert render.MergedSettings is settings_tree.MergedSettings
+    assert render.ExpansionTooLarge is settings_tree.ExpansionTooLarge
+    assert (limits.MAX_LIST_INDEX, limits.MAX_VALUE_CHARS, limits.MAX_EXPANSION_CHARS) == (
+        settings_tree.MAX_LIST_INDEX,
+        settings_tree.MAX_VALUE_CHARS,
+        settings_tree.MAX_EXPANSION_CHARS,
+    )
