@@ -155,3 +155,16 @@ def test_the_hubs_direct_answer_to_a_parked_poll_is_marked(repo, server_process)
     assert woken and woken[0].startswith(b"HTTP/1.1 200") and b'"shared": 2' in woken[0]
     assert b"\r\nX-Config-Unknown-Application: ordres\r\n" in woken[0]
     assert b"\r\nX-Config-Closest-Application: ordres=orders\r\n" in woken[0]
+
+
+def test_the_console_lists_callers_of_unknown_applications_apart(server, http):
+    for app, instance in (("ordres", "a"), ("orders", "b"), ("orders,inventory", "c")):
+        assert http.get(f"{server.url}/{app}/default", headers={"X-Config-Client-Id": instance}).ok
+    server.app.extensions["config_server"].inventory.flush()
+    index = http.get(f"{server.url}/console/").text
+    main, _, apart = index.partition('id="unknown-applications"')
+    assert 'data-application="ordres"' not in main and 'data-application="orders"' in main
+    assert 'data-application="orders,inventory"' in main
+    row = apart.split('data-unknown-application="ordres"')[1].split("</tr>")[0]
+    assert "unknown application" in row and '<td class="instances">1</td>' in row
+    assert 'data-unknown-application="orders' not in apart
