@@ -8,6 +8,7 @@ from config_client.errors import (
     InvalidResponse,
     RejectedVersion,
     ServerError,
+    UnknownApplication,
 )
 from config_client.snapshot import Change, Snapshot
 
@@ -21,4 +22,5 @@ __all__ = [
     "RejectedVersion",
     "ServerError",
     "Snapshot",
+    "UnknownApplication",
 ]

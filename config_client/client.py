@@ -40,6 +40,7 @@ from config_client.errors import (
     InvalidResponse,
     RejectedVersion,
     ServerError,
+    UnknownApplication,
 )
 from config_client.log_levels import LevelApplier, levels_from
 from config_client.masking import masked_reason
@@ -105,12 +106,18 @@ class ConfigClient:
         validate: Validator | None = None,
         logging_levels: bool = False,
         instance_labels: Mapping[str, str] | None = None,
+        strict: bool = False,
     ) -> None:
         """`token` defaults to the CONFIG_CLIENT_TOKEN environment variable (see
         `config_client.variables`); `validate(snapshot)`
         raising rejects a version; `logging_levels` applies `logging.level.*` to `logging`;
         `instance_labels` (such as `{"zone": "eu-west-1"}`) say what this instance is, for a
-        rollout's `match` (sent as `X-Config-Client-Labels`)."""
+        rollout's `match` (sent as `X-Config-Client-Labels`). When the server says no file names
+        the application (`X-Config-Unknown-Application`), the client logs a warning naming the
+        closest known one; `strict` makes it an error instead: `start` raises UnknownApplication
+        and such an answer is never applied."""
+        self.strict = strict
+        self._unknown_warned: tuple[tuple[str, str | None], ...] = ()
         self.instance_labels = _labels_header(instance_labels or {})
         self.app = app
         self.profiles = profiles if isinstance(profiles, str) else ",".join(profiles)
@@ -178,6 +185,8 @@ class ConfigClient:
                 log.warning("%s/%s: %s", self.app, self.profiles, exc)
                 self._start_from_copy(error)
                 break
+            except UnknownApplication:
+                raise  # strict: a name the server does not know is the caller's mistake, not an outage
             except ConfigClientError as exc:
                 error = exc
                 log.warning(
@@ -381,10 +390,25 @@ class ConfigClient:
         )
         if wait and self._stop.is_set():
             return None
+        self._check_known(result)
         if result.status == 200 and wait and self.long_poll and _server_ignored_long_poll(result, etag):
             self.long_poll = False
             log.info("server does not hold long polls; polling every %ss", self.poll_interval)
         return self._apply(result, applied_before, notify=notify)
+
+    def _check_known(self, result: FetchResult) -> None:
+        """Warn (once per answer's names) when the server says no file names the application;
+        raise UnknownApplication instead when `strict`."""
+        if not result.unknown:
+            self._unknown_warned = ()
+            return
+        if self.strict:
+            name, closest = result.unknown[0]
+            raise UnknownApplication(name, closest)
+        if result.unknown != self._unknown_warned:
+            self._unknown_warned = result.unknown
+            for name, closest in result.unknown:
+                log.warning("%s", UnknownApplication(name, closest))
 
     def _apply(self, result: FetchResult, applied_before: int | None = None, notify: bool = True) -> Any:
         """Check and apply one answer. `applied_before` is the apply count when its request was
@@ -533,7 +557,7 @@ class ConfigClient:
                 delays = backoff(0.2, self.max_backoff)
             except RejectedVersion:
                 delays = backoff(0.2, self.max_backoff)  # logged; the next poll waits past it
-            except (ConfigUnavailable, ServerError, InvalidResponse) as exc:
+            except (ConfigUnavailable, ServerError, InvalidResponse, UnknownApplication) as exc:
                 if self._stop.is_set():
                     return
                 pause = next(delays)

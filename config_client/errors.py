@@ -21,6 +21,20 @@ class InvalidResponse(ConfigClientError):
     """The server's answer is not a valid Environment; it is never applied."""
 
 
+class UnknownApplication(ConfigClientError):
+    """The server holds no configuration file for the application (a misspelt name, perhaps): it
+    would serve only the shared settings. Raised by a `strict` client instead of applying them."""
+
+    def __init__(self, application: str, closest: str | None = None) -> None:
+        hint = f"; did you mean {closest!r}?" if closest else ""
+        super().__init__(
+            f"the config server has no configuration file for application {application!r} "
+            f"(it serves only the shared settings){hint}"
+        )
+        self.application = application
+        self.closest = closest
+
+
 class RejectedVersion(ConfigClientError):
     """A version the service must not run (a bound exceeded, an undecryptable value, or the
     service's own validation failed): it is not applied and the last good settings stay."""

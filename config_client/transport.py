@@ -15,7 +15,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -41,6 +41,9 @@ class FetchResult:
     environment: dict[str, Any] | None
     etag: str | None
     server: str | None = None
+    #: The application names the server says no file names (`X-Config-Unknown-Application`), and
+    #: each one's closest known application where the server names one.
+    unknown: tuple[tuple[str, str | None], ...] = ()
 
 
 def server_urls(value: str | Sequence[str] | None) -> list[str]:
@@ -153,8 +156,9 @@ class Transport:
         except requests.RequestException as exc:
             raise ConfigUnavailable(f"cannot reach {self.server_url}: {exc}") from exc
         tag = _unquoted(response.headers.get("ETag"))
+        unknown = _unknown_applications(response.headers)
         if response.status_code == 304:
-            return FetchResult(304, None, tag or etag, self.server_url)
+            return FetchResult(304, None, tag or etag, self.server_url, unknown)
         if response.status_code != 200:
             raise ServerError(response.status_code, _message(response))
         try:
@@ -167,7 +171,7 @@ class Transport:
             # A replica that has not fetched yet: keep what we hold, ask again in a moment.
             self._closed.wait(min(wait or 0.0, 0.5))
             return FetchResult(304, None, etag, self.server_url)
-        return FetchResult(200, body, tag, self.server_url)
+        return FetchResult(200, body, tag, self.server_url, unknown)
 
     def _older_than_held(self, version: Any) -> bool:
         """True for a version held before the current one, answered by another server than the
@@ -193,6 +197,18 @@ class Transport:
         """Close the session's connections."""
         self._closed.set()
         self.session.close()
+
+
+def _unknown_applications(headers: Mapping[str, str]) -> tuple[tuple[str, str | None], ...]:
+    """(name, closest known application or None) per name of `X-Config-Unknown-Application`, the
+    closest from `X-Config-Closest-Application` (`ordres=orders,...`)."""
+    names = [name.strip() for name in headers.get("X-Config-Unknown-Application", "").split(",")]
+    closest: dict[str, str] = {}
+    for pair in headers.get("X-Config-Closest-Application", "").split(","):
+        name, _, near = pair.partition("=")
+        if name.strip() and near.strip():
+            closest[name.strip()] = near.strip()
+    return tuple((name, closest.get(name)) for name in names if name)
 
 
 def backoff(initial: float = 0.5, maximum: float = 30.0) -> Iterator[float]:

@@ -30,6 +30,23 @@ def held_back_headers(held_back: str | None) -> Headers:
     return ((HELD_BACK_HEADER, held_back),) if held_back else ()
 
 
+#: Names each application of the request that no file of the repository names (`known_names.py`),
+#: comma-separated as in the path: the answer holds only the shared `application*` settings for it.
+UNKNOWN_APPLICATION_HEADER = "X-Config-Unknown-Application"
+#: `<unknown>=<closest known application>` for each unknown name that has a close one.
+CLOSEST_APPLICATION_HEADER = "X-Config-Closest-Application"
+
+
+def unknown_headers(unknown: Sequence[tuple[str, str | None]]) -> Headers:
+    """`X-Config-Unknown-Application: ordres` (and `X-Config-Closest-Application: ordres=orders`)
+    for an answer to application names the repository does not hold, else nothing."""
+    if not unknown:
+        return ()
+    headers: Headers = ((UNKNOWN_APPLICATION_HEADER, ",".join(name for name, _ in unknown)),)
+    closest = ",".join(f"{name}={near}" for name, near in unknown if near)
+    return headers + (((CLOSEST_APPLICATION_HEADER, closest),) if closest else ())
+
+
 @dataclass(frozen=True)
 class Route:
     """Where an Environment answer comes from: the label asked for (`source` None), or a rollout's

@@ -122,6 +122,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         keyring,
         settings.overrides,
         verdicts_path=Path(settings.data_dir) / VERDICTS_FILE,
+        unknown_applications=settings.unknown_applications,
+        suggest_closest=auth is None,
     )
     hub = WatchHub(service)
     metrics = Metrics()

@@ -40,6 +40,14 @@ class ResourceNotFound(ConfigServerError):
     reason = "Not Found"
 
 
+class UnknownApplication(ConfigServerError):
+    """An application no file of the repository names, on a server that refuses them
+    (`--unknown-applications deny`)."""
+
+    status = 404
+    reason = "Not Found"
+
+
 class RepositoryUnavailable(ConfigServerError):
     """A remote repository that cannot be reached and was never cloned."""
 

@@ -13,6 +13,7 @@ kept in memory only (bounded), never persisted per name.
 
 from __future__ import annotations
 
+import difflib
 import threading
 from collections.abc import Iterable, Sequence
 
@@ -25,6 +26,8 @@ from config_server.resolve import SHARED
 OTHER = "other"
 #: The profile every environment has.
 DEFAULT_PROFILE = "default"
+#: Unknown names whose closest known name is remembered per commit (hostile names are unbounded).
+_MAX_CLOSEST_REMEMBERED = 4096
 
 
 def applications_from_files(file_names: Iterable[str]) -> dict[str, list[str]]:
@@ -69,6 +72,7 @@ class KnownNames:
         self._version: str | None = None
         self._apps: dict[str, frozenset[str]] = {}
         self._shared: frozenset[str] = frozenset()
+        self._closest: dict[str, str | None] = {}
 
     def application_label(self, application: str) -> str:
         """`application` when the repository holds every name it lists, else `other`."""
@@ -92,6 +96,30 @@ class KnownNames:
         allowed = set(shared).union(*(apps[name] for name in names))
         return all(p == DEFAULT_PROFILE or p in allowed for p in wanted)
 
+    def unknown(self, application: str) -> tuple[tuple[str, str | None], ...]:
+        """Each name `application` lists that no file of the repository names, with the known
+        application closest to it (`difflib`), or None when none is close; () when all are known.
+
+        An empty repository listing (never listed, or nothing there) knows no names: nothing is
+        called unknown then, as the repository cannot say."""
+        apps, _ = self._names()
+        if not apps:
+            return ()
+        missing = [name for name in application.split(",") if name not in apps]
+        return tuple((name, self._closest_to(name, apps)) for name in missing)
+
+    def _closest_to(self, name: str, apps: dict[str, frozenset[str]]) -> str | None:
+        """The known application closest to `name`, remembered for the commit listed."""
+        with self._lock:
+            if name in self._closest:
+                return self._closest[name]
+        found = difflib.get_close_matches(name, list(apps), n=1)
+        closest = found[0] if found else None
+        with self._lock:
+            if len(self._closest) < _MAX_CLOSEST_REMEMBERED:
+                self._closest[name] = closest
+        return closest
+
     def _names(self) -> tuple[dict[str, frozenset[str]], frozenset[str]]:
         try:
             version = self.backend.resolve(None).version
@@ -105,6 +133,7 @@ class KnownNames:
             return self._apps, self._shared
         with self._lock:
             self._version, self._apps, self._shared = version, apps, shared
+            self._closest = {}
         return apps, shared
 
     def _listed(self, version: str) -> tuple[dict[str, frozenset[str]], frozenset[str]]:

@@ -7,19 +7,28 @@ together, for the Environment endpoint, the rendered formats and plain-text reso
 from __future__ import annotations
 
 import fnmatch
+import logging
 import posixpath
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from config_server import names, render
+from config_server.answer import Headers, held_back_headers, unknown_headers
 from config_server.backends.base import Backend, Revision
 from config_server.cache import EnvironmentCache, ResolvedEnvironment
 from config_server.crypto import Keyring
 from config_server.decryption import decrypt_environment
-from config_server.errors import BrokenEnvironment, ConfigLimitExceeded, ConfigServerError, ResourceNotFound
+from config_server.errors import (
+    BrokenEnvironment,
+    ConfigLimitExceeded,
+    ConfigServerError,
+    ResourceNotFound,
+    UnknownApplication,
+)
 from config_server.known_names import KnownNames
 from config_server.last_good import LastGood, VerdictStore, verdict_context
 from config_server.limits import MAX_EXPANSION_CHARS, MAX_VALUE_CHARS, shorten
@@ -27,6 +36,14 @@ from config_server.model import Environment, PropertySource
 from config_server.parsing import flatten
 from config_server.resolve import ReadFile, Request, file_readings, resolve_environment
 from config_server.validation import checked_environment
+
+log = logging.getLogger(__name__)
+
+#: What the server does with a request for an application no file names (`--unknown-applications`):
+#: serve it (with `X-Config-Unknown-Application`), serve it and log the name once, or refuse it (404).
+UNKNOWN_APPLICATION_POLICIES = ("serve", "warn", "deny")
+#: Unknown application names logged once each under `warn`; beyond, one line says the rest are not.
+_MAX_UNKNOWN_LOGGED = 1000
 
 #: The name of the property source that holds the server's overrides (Spring's name).
 OVERRIDES = "overrides"
@@ -73,8 +90,21 @@ class ConfigService:
         keyring: Keyring | None = None,
         overrides: Mapping[str, Any] | None = None,
         verdicts_path: str | Path | None = None,
+        unknown_applications: str = "warn",
+        suggest_closest: bool = True,
     ) -> None:
+        if unknown_applications not in UNKNOWN_APPLICATION_POLICIES:
+            raise ValueError(
+                f"unknown-applications must be serve, warn or deny, not {unknown_applications!r}"
+            )
         self.backend = backend
+        #: `serve`, `warn` or `deny`: see UNKNOWN_APPLICATION_POLICIES.
+        self.unknown_applications = unknown_applications
+        #: Whether an answer names the known application closest to an unknown one (not with an auth
+        #: file: a token would learn names it may not read).
+        self.suggest_closest = suggest_closest
+        self._unknown_logged: set[str] = set()
+        self._unknown_lock = threading.Lock()
         self.keyring = keyring
         self.search_paths = tuple(p.strip().strip("/") for p in search_paths if p.strip().strip("/"))
         self.cache = EnvironmentCache(cache_size)
@@ -98,9 +128,44 @@ class ConfigService:
     def environment(
         self, application: str, profiles: str, label: str | None
     ) -> tuple[Revision, ResolvedEnvironment]:
-        """Validate the names, resolve the label(s), and return the (cached) resolved environment."""
+        """Validate the names, resolve the label(s), and return the (cached) resolved environment.
+
+        An application no file names is refused (UnknownApplication, 404) under `deny`."""
+        names.validate_applications(application)
+        if self.unknown_applications != "serve":
+            self._admit(application)
         _, revision, resolved = self._environment(application, profiles, label)
         return revision, resolved
+
+    def answer_headers(self, application: str, revision: Revision) -> Headers:
+        """The extra headers of an Environment answer for `application` at `revision`:
+        `X-Config-Held-Back` and `X-Config-Unknown-Application` (with the closest known name)."""
+        unknown = self.names.unknown(application)
+        if not self.suggest_closest:
+            unknown = tuple((name, None) for name, _ in unknown)
+        return held_back_headers(revision.held_back) + unknown_headers(unknown)
+
+    def _admit(self, application: str) -> None:
+        """Refuse (`deny`) or log once per name (`warn`) the names of `application` no file names."""
+        unknown = self.names.unknown(application)
+        if not unknown:
+            return
+        if self.unknown_applications == "deny":
+            listed = ", ".join(repr(name) for name, _ in unknown)
+            raise UnknownApplication(f"no configuration file names application {listed}")
+        with self._unknown_lock:
+            new = [name for name, _ in unknown if name not in self._unknown_logged]
+            full = len(self._unknown_logged) >= _MAX_UNKNOWN_LOGGED
+            if not full:
+                self._unknown_logged.update(new)
+        if not new or full:
+            return
+        for name, closest in unknown:
+            if name in new:
+                near = f" (closest known: {closest!r})" if closest else ""
+                log.warning("served application %r, which no configuration file names%s", name, near)
+        if len(self._unknown_logged) >= _MAX_UNKNOWN_LOGGED:
+            log.warning("%d unknown application names logged: further ones are not", _MAX_UNKNOWN_LOGGED)
 
     def _environment(
         self, application: str, profiles: str, label: str | None

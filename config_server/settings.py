@@ -191,6 +191,14 @@ class Settings:
             "client and address (its address on an open server)."
         },
     )
+    unknown_applications: str = field(
+        default="warn",
+        metadata={
+            "help": "A request for an application no configuration file names: serve (the shared "
+            "application* settings, marked X-Config-Unknown-Application), warn (serve it so and log "
+            "each name once) or deny (404 naming the application)."
+        },
+    )
     certfile: str | None = field(
         default=None, metadata={"help": "TLS certificate (PEM) to serve HTTPS directly."}
     )
@@ -230,6 +238,10 @@ class Settings:
             raise ValueError("cache-size must be at least 1")
         if self.worker_class not in ("gevent", "gthread"):
             raise ValueError(f"worker-class must be gevent or gthread, not {self.worker_class!r}")
+        if self.unknown_applications not in ("serve", "warn", "deny"):
+            raise ValueError(
+                f"unknown-applications must be serve, warn or deny, not {self.unknown_applications!r}"
+            )
         if self.poll_interval <= 0:
             raise ValueError("poll-interval must be positive")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):

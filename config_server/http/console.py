@@ -68,7 +68,8 @@ def _held_back_by_application() -> dict[str, list[dict[str, Any]]]:
 
 @blueprint.get("/")
 def applications() -> str:
-    """Every application of the default label: profiles, version per label, live instances, held back."""
+    """Every application of the default label: profiles, version per label, live instances, held back;
+    callers of an application no file names listed apart, as "unknown application"."""
     state = _state()
     service = state.service
     version, apps = history.list_applications(service)
@@ -83,7 +84,12 @@ def applications() -> str:
     phases: dict[str, list[tuple[Any, Any]]] = {}
     for active, current in state.rollouts.phases():
         phases.setdefault(active.rollout.application, []).append((active, current))
-    for name in sorted(set(apps) | set(live)):
+    unknown = [
+        {"name": name, "instances": len(mine)}
+        for name, mine in sorted(live.items())
+        if not all(part in apps for part in name.split(","))
+    ]
+    for name in sorted(set(apps) | {name for name in live if all(p in apps for p in name.split(","))}):
         mine = live.get(name, [])
         labels = sorted({default_label} | {r.label for r in mine})
         rows.append(
@@ -98,7 +104,9 @@ def applications() -> str:
                 ],
             }
         )
-    return render_template("console/index.html", rows=rows, version=version, default_label=default_label)
+    return render_template(
+        "console/index.html", rows=rows, unknown=unknown, version=version, default_label=default_label
+    )
 
 
 def _version_of(label: str) -> str | None:

@@ -10,14 +10,7 @@ from collections.abc import Callable
 from flask import Blueprint, Response, current_app, request
 
 from config_server import names, render
-from config_server.answer import (
-    BASE_ROUTE,
-    HELD_BACK_HEADER,
-    Answer,
-    Route,
-    environment_answer,
-    held_back_headers,
-)
+from config_server.answer import BASE_ROUTE, Answer, Route, environment_answer
 from config_server.auth import ANONYMOUS
 from config_server.backends.base import Revision
 from config_server.cache import ResolvedEnvironment
@@ -100,7 +93,8 @@ def environment(app: str, profiles: str, label: str | None) -> Response:
         if not (wait and known):
             raise
         resolved = None  # a watcher waits through a broken commit for the next good one
-    extra = held_back_headers(revision.held_back if revision is not None else None) + route.headers
+    headers = _service().answer_headers(app, revision) if revision is not None else ()
+    extra = headers + route.headers
     _record(reporter, app, profiles, label, resolved)
     _rollout_report(app, label, route, reporter, resolved)
     if resolved is not None and not known.contains(resolved.etag):
@@ -258,7 +252,5 @@ def _rendered(label: str | None, name: str) -> Response:
     placeholders = request.args.get("resolvePlaceholders", "true").lower() != "false"
     settings = resolved.merged_resolved if placeholders else resolved.merged
     renderer, mimetype = _FORMATS[match["ext"]]
-    headers = {"ETag": f'"{resolved.etag}"'}
-    if revision.held_back:
-        headers[HELD_BACK_HEADER] = revision.held_back
+    headers = {"ETag": f'"{resolved.etag}"', **dict(_service().answer_headers(match["app"], revision))}
     return Response(renderer(settings), content_type=mimetype, headers=headers)

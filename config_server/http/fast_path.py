@@ -46,7 +46,7 @@ from werkzeug.datastructures import ETags
 from werkzeug.http import parse_etags
 
 from config_server import names
-from config_server.answer import BASE_ROUTE, Answer, Headers, environment_answer, held_back_headers
+from config_server.answer import BASE_ROUTE, Answer, Headers, environment_answer
 from config_server.audit import AuditLog, serialise_fields
 from config_server.auth import ANONYMOUS, AuthFile, Client
 from config_server.backends.base import Revision
@@ -172,7 +172,8 @@ class FastEnvironmentPath:
             revision, resolved = self.service.environment(parts[1], parts[2], label)
             if not self._may_read(client, parts[1], parts[2], label, revision.label):
                 return None
-            answer = environment_answer(resolved, label, extra_headers=held_back_headers(revision.held_back))
+            extra = self.service.answer_headers(parts[1], revision)
+            answer = environment_answer(resolved, label, extra_headers=extra)
             if self.audit is not None:
                 _audit(self.audit, environ, client, parts[1], parts[2], label, revision.version)
             application = ",".join(names.validate_applications(parts[1]))
@@ -313,7 +314,7 @@ class FastEnvironmentPath:
             revision, resolved = self.service.environment(application, profiles, label)
             if not self._may_read(client, application, profiles, label, revision.label):
                 return None
-            extra = held_back_headers(revision.held_back)
+            extra = self.service.answer_headers(application, revision)
             poll = _Poll(
                 client, application, profiles, label, known, revision, resolved, extra, reporter, since
             )

@@ -89,6 +89,20 @@ _HELD_BACK = {
         "description": "The broken newest commit held back; the answer is the newest good version.",
     }
 }
+#: An application no configuration file names (`--unknown-applications`, docs/api.md).
+_UNKNOWN = {
+    "X-Config-Unknown-Application": {
+        **_STRING,
+        "description": "The application name(s) of the request that no configuration file names "
+        "(comma-separated): the answer holds only the shared `application*` settings. Under "
+        "`--unknown-applications deny` such a request is answered 404 naming them instead.",
+    },
+    "X-Config-Closest-Application": {
+        **_STRING,
+        "description": "`<unknown>=<closest known application>` for each unknown name with a close "
+        "one (comma-separated); not sent by a server with an auth file.",
+    },
+}
 #: Broken where nothing may stand in (docs/change-safety.md).
 _BROKEN = {
     "422": {
@@ -116,6 +130,7 @@ def _environment_operation(summary: str, parameters: list[dict[str, Any]]) -> di
                     "headers": {
                         "ETag": _STRING,
                         **_HELD_BACK,
+                        **_UNKNOWN,
                         "X-Config-Rollout": {
                             **_STRING,
                             "description": "For a rollout's cohort: `<app>; step=<percent>; "

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 
 from config_server import names
-from config_server.answer import BASE_ROUTE, Headers, Route, environment_answer, held_back_headers
+from config_server.answer import BASE_ROUTE, Headers, Route, environment_answer
 from config_server.cache import ResolvedEnvironment
 from config_server.errors import ConfigServerError
 from config_server.service import ConfigService
@@ -363,7 +363,8 @@ class WatchHub:
         self, application: str, profiles: str, label: str | None, route: Route = BASE_ROUTE
     ) -> tuple[ResolvedEnvironment, Headers] | None:
         """The environment now and its answer's extra headers (`X-Config-Held-Back` when a broken
-        newest commit is held back, then the route's), or None when it is broken for watchers with
+        newest commit is held back, `X-Config-Unknown-Application` for a name no file names, then
+        the route's), or None when it is broken for watchers with
         no good version to stand in (a value that does not decrypt makes it broken too,
         `validation.py`). A rollout's route resolves its canary label; the answer echoes `label`."""
         source = route.source if route.source is not None else label
@@ -372,4 +373,4 @@ class WatchHub:
         except ConfigServerError as exc:
             log.info("watched %s/%s/%s does not resolve: %s", application, profiles, label, exc)
             return None
-        return resolved, held_back_headers(revision.held_back) + route.headers
+        return resolved, self.service.answer_headers(application, revision) + route.headers
