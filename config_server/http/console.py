@@ -3,6 +3,8 @@
 Protected like the rest: with an auth file every console request needs the `admin` role, presented
 as a token (`Authorization: Bearer`, `X-Config-Token`) or, from a browser, as the password of HTTP
 Basic (the browser asks once and re-sends it); no cookie, no session state on the server.
+Times read "3 min ago" (computed when the page or fragment is rendered, so the instance list's
+refresh keeps them fresh), with the ISO time in the `<time>` element's `datetime` and `title`.
 A page refreshes itself when a new version lands, through the watch hub's long poll
 (`/console/app/<app>/wait`), and while some instance still catches up with the newest version.
 
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
-from config_server import history, names
+from config_server import history, names, relative_time
 from config_server.backends.base import Revision
 from config_server.currency import CurrentSettings
 from config_server.errors import ConfigServerError
@@ -41,6 +43,12 @@ CONSOLE_WAIT_SECONDS = 50.0
 def no_held_back(application: str | None = None) -> list[dict[str, Any]]:
     """The default held-back lookup: nothing is held back (until change safety provides one)."""
     return []
+
+
+@blueprint.app_template_filter("ago")
+def _ago(moment: str) -> str:
+    """A template filter: the ISO time `moment` as "3 min ago" at the time of rendering."""
+    return relative_time.ago_iso(moment, time.time())
 
 
 @blueprint.before_request
