@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
 blueprint = Blueprint("console", __name__, url_prefix="/console")
 
+#: The longest search the index applies (longer is cut: no application name is longer).
+MAX_QUERY_CHARS = names.MAX_NAME_LENGTH
+
 #: The longest the page's own long poll is held.
 CONSOLE_WAIT_SECONDS = 50.0
 
@@ -76,7 +79,9 @@ def _held_back_by_application() -> dict[str, list[dict[str, Any]]]:
 
 @blueprint.get("/")
 def applications() -> str:
-    """Every application of the default label: profiles, version per label, live instances, held back."""
+    """Every application of the default label: profiles, version per label, live instances, held back;
+    with `?q=`, those whose name holds it (any case): the search box's answer without JavaScript."""
+    query = (request.args.get("q") or "").strip()[:MAX_QUERY_CHARS]
     state = _state()
     service = state.service
     version, apps = history.list_applications(service)
@@ -92,6 +97,8 @@ def applications() -> str:
     for active, current in state.rollouts.phases():
         phases.setdefault(active.rollout.application, []).append((active, current))
     for name in sorted(set(apps) | set(live)):
+        if query.casefold() not in name.casefold():
+            continue
         mine = live.get(name, [])
         labels = sorted({default_label} | {r.label for r in mine})
         rows.append(
@@ -106,7 +113,9 @@ def applications() -> str:
                 ],
             }
         )
-    return render_template("console/index.html", rows=rows, version=version, default_label=default_label)
+    return render_template(
+        "console/index.html", rows=rows, version=version, default_label=default_label, query=query
+    )
 
 
 def _version_of(label: str) -> str | None:
