@@ -3,6 +3,8 @@
 Protected like the rest: with an auth file every console request needs the `admin` role, presented
 as a token (`Authorization: Bearer`, `X-Config-Token`) or, from a browser, as the password of HTTP
 Basic (the browser asks once and re-sends it); no cookie, no session state on the server.
+Times read "3 min ago" (computed when the page or fragment is rendered, so the instance list's
+refresh keeps them fresh), with the ISO time in the `<time>` element's `datetime` and `title`.
 A page refreshes itself when a new version lands, through the watch hub's long poll
 (`/console/app/<app>/wait`), and while some instance still catches up with the newest version.
 
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
-from config_server import history, names
+from config_server import history, names, relative_time
 from config_server.backends.base import Revision
 from config_server.currency import CurrentSettings
 from config_server.errors import ConfigServerError
@@ -34,6 +36,9 @@ if TYPE_CHECKING:
 
 blueprint = Blueprint("console", __name__, url_prefix="/console")
 
+#: The longest search the index applies (longer is cut: no application name is longer).
+MAX_QUERY_CHARS = names.MAX_NAME_LENGTH
+
 #: The longest the page's own long poll is held.
 CONSOLE_WAIT_SECONDS = 50.0
 
@@ -41,6 +46,12 @@ CONSOLE_WAIT_SECONDS = 50.0
 def no_held_back(application: str | None = None) -> list[dict[str, Any]]:
     """The default held-back lookup: nothing is held back (until change safety provides one)."""
     return []
+
+
+@blueprint.app_template_filter("ago")
+def _ago(moment: str) -> str:
+    """A template filter: the ISO time `moment` as "3 min ago" at the time of rendering."""
+    return relative_time.ago_iso(moment, time.time())
 
 
 @blueprint.before_request
@@ -69,7 +80,9 @@ def _held_back_by_application() -> dict[str, list[dict[str, Any]]]:
 @blueprint.get("/")
 def applications() -> str:
     """Every application of the default label: profiles, version per label, live instances, held back;
-    callers of an application no file names listed apart, as "unknown application"."""
+    callers of an application no file names listed apart, as "unknown application"; with `?q=`,
+    those whose name holds it (any case): the search box's answer without JavaScript."""
+    query = (request.args.get("q") or "").strip()[:MAX_QUERY_CHARS]
     state = _state()
     service = state.service
     version, apps = history.list_applications(service)
@@ -90,6 +103,8 @@ def applications() -> str:
         if not all(part in apps for part in name.split(","))
     ]
     for name in sorted(set(apps) | {name for name in live if all(p in apps for p in name.split(","))}):
+        if query.casefold() not in name.casefold():
+            continue
         mine = live.get(name, [])
         labels = sorted({default_label} | {r.label for r in mine})
         rows.append(
@@ -105,7 +120,12 @@ def applications() -> str:
             }
         )
     return render_template(
-        "console/index.html", rows=rows, unknown=unknown, version=version, default_label=default_label
+        "console/index.html",
+        rows=rows,
+        unknown=unknown,
+        version=version,
+        default_label=default_label,
+        query=query,
     )
 
 

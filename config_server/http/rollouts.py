@@ -17,7 +17,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from config_server import names
-from config_server.auth import Client
+from config_server.auth import ANONYMOUS, Client
 from config_server.currency import CurrentSettings
 from config_server.errors import AccessDenied, InvalidName, ResourceNotFound
 from config_server.http import security
@@ -90,7 +90,7 @@ def halt(app: str) -> Response:
     _require_scope(client, app, label or state.service.backend.default_label())
     body = request.get_json(silent=True) if request.content_length else None
     reason = _reason(body)
-    who = client.name
+    who = _who(client)
     if reason is None:
         return jsonify({"application": app, "halted": False, "message": "a resolved alert halts nothing"})
     record = state.rollouts.halt(app, label, f"{reason} (by {who})"[:MAX_REASON_CHARS])
@@ -113,6 +113,14 @@ def halt(app: str) -> Response:
             else public,
         }
     )
+
+
+def _who(client: Client) -> str:
+    """Who halts: the client's name, or on an open server (every caller the anonymous client) the
+    caller's address (the forwarded one behind `--proxy-hops`)."""
+    if client is ANONYMOUS:
+        return request.remote_addr or "an unknown address"
+    return client.name
 
 
 def _may_see_reasons(client: Client, application: str, label: str, canary: str | None) -> bool:

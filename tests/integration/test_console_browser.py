@@ -72,9 +72,19 @@ def test_console_shows_history_diff_and_instances_on_the_new_version(repo, serve
         page.on("request", lambda request: requested.append(request.url))
         page.goto(f"{server.url}/console/")
         page.wait_for_selector('#applications tr[data-application="orders"]')
+        # the search box filters the list in the page (issue 20 item 11)
+        page.fill("#search", "nothing-like-it")
+        page.wait_for_selector('#applications tr[data-application="orders"]', state="hidden")
+        assert page.is_visible("#no-match")
+        page.fill("#search", "ORD")
+        page.wait_for_selector('#applications tr[data-application="orders"]', state="visible")
+        assert not page.is_visible("#no-match")
         page.goto(f"{server.url}/console/app/orders?profiles=prod")
         for i in (1, 2):  # the inventory is written by a background flusher: the page catches up
             page.wait_for_selector(f'tr.instance[data-instance="orders-{i}"][data-version="{first}"]')
+        since = page.wait_for_selector('tr.instance[data-instance="orders-1"] time')
+        assert since.get_attribute("title") == since.get_attribute("datetime")  # the ISO time on hover
+        assert since.inner_text() == "just now" or since.inner_text().endswith(" ago")
         # the instances are refreshed from the small fragment, never by re-reading the whole page
         wait_for(lambda: any("/console/app/orders/instances?" in url for url in requested), what="a refresh")
         assert sum(url.endswith("/console/app/orders?profiles=prod") for url in requested) == 1

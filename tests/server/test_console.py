@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import base64
+import re
 import threading
+import time
+from datetime import datetime
+from html.parser import HTMLParser
 
 import requests
 
@@ -193,3 +197,92 @@ def test_the_history_lists_commits_that_changed_the_settings_and_held_back_ones(
     assert listed == [(fixed, False), (broken, True), (first, False)]
     assert "held back" in history_rows[1]
     assert f'id="changed-in" title="{fixed}"' in page
+
+
+TIME = re.compile(r'<time datetime="([^"]+)" title="\1">(just now|\d+ (?:s|min|h|d) ago)</time>')
+
+
+def _times(html: str) -> list[str]:
+    """The ISO times of the relative `<time>` elements in `html`, each checked to be within a minute."""
+    found = [moment for moment, _ in TIME.findall(html)]
+    for moment in found:
+        assert abs(datetime.fromisoformat(moment).timestamp() - time.time()) < 60, moment
+    return found
+
+
+def test_times_are_relative_with_the_iso_time_on_hover(repo, serve, http):
+    """Instances' since and last seen, and the history's commit times, read "12 s ago" with the
+    ISO time as the element's datetime and title; the fragment the page refreshes from too
+    (issue 20 item 11)."""
+    repo.commit({"orders.yml": "a: 1\n"})
+    server = serve(repo.path)
+    assert http.get(f"{server.url}/orders/prod", headers={"X-Config-Client-Id": "orders-1"}).ok
+    server.app.extensions["config_server"].inventory.flush()
+    page = http.get(f"{server.url}/console/app/orders?profiles=prod").text
+    row = page.split('data-instance="orders-1"')[1].split("</tr>")[0]
+    assert len(_times(row)) == 2  # since, last seen
+    history_row = page.split('id="history"')[1].split('<tr class="commit" ')[1].split("</tr>")[0]
+    assert len(_times(history_row)) == 1
+    fragment = http.get(f"{server.url}/console/app/orders/instances?profiles=prod").text
+    assert len(_times(fragment.split('data-instance="orders-1"')[1].split("</tr>")[0])) == 2
+
+
+class _Tables(HTMLParser):
+    """Counts the rows of each table, and the elements in each section besides its heading."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[int] = []
+        self.sections: list[tuple[str, int]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self.rows.append(0)
+        elif tag == "tr":
+            self.rows[-1] += 1
+        elif tag == "section":
+            self.sections.append((dict(attrs).get("id") or "", 0))
+        elif self.sections and tag not in ("h2",):
+            name, count = self.sections[-1]
+            self.sections[-1] = (name, count + 1)
+
+
+def test_empty_sections_and_tables_are_not_drawn(repo, serve, http):
+    """No instance, no rejection, no history: no empty table, no heading over nothing; a rejection
+    draws its section (issue 20 item 11)."""
+    repo.commit({"orders.yml": "a: 1\n", "payments.yml": "p: 1\n"})
+    server = serve(repo.path)
+    page = http.get(f"{server.url}/console/app/orders").text
+    for html in (page, http.get(f"{server.url}/console/app/orders/instances").text):
+        parsed = _Tables()
+        parsed.feed(html)
+        assert all(rows >= 2 for rows in parsed.rows), parsed.rows  # a header and at least one row
+        assert all(count > 0 for _, count in parsed.sections), parsed.sections
+    assert 'id="instances"' not in page and 'id="rejections"' not in page and 'id="diff"' not in page
+    assert "No difference" not in page
+    headers = {"X-Config-Client-Id": "orders-1", "X-Config-Rejected": 'bad1; reason="port"'}
+    assert http.get(f"{server.url}/orders/default", headers=headers).ok
+    server.app.extensions["config_server"].inventory.flush()
+    page = http.get(f"{server.url}/console/app/orders").text
+    assert 'id="instances"' in page and 'id="rejections"' in page and 'data-version="bad1"' in page
+    index = http.get(f"{server.url}/console/?q=nothing-matches").text
+    parsed = _Tables()
+    parsed.feed(index)
+    assert parsed.rows == [] and "No application matches" in index
+
+
+def test_the_index_has_a_search_box_and_filters_by_q(repo, serve, http):
+    """The index's search box filters the list in the page; without JavaScript its form sends `?q=`,
+    which the server applies (case-insensitive, part of the name); the query is shown escaped
+    (issue 20 item 11)."""
+    repo.commit({"orders.yml": "a: 1\n", "payments.yml": "p: 1\n", "payroll.yml": "p: 2\n"})
+    server = serve(repo.path)
+    index = http.get(f"{server.url}/console/").text
+    assert '<input type="search" name="q"' in index and 'id="search"' in index
+    shown = re.findall(r'<tr data-application="([^"]+)"', index)
+    assert shown == ["orders", "payments", "payroll"]
+    index = http.get(f"{server.url}/console/", params={"q": "PAY"}).text
+    assert re.findall(r'<tr data-application="([^"]+)"', index) == ["payments", "payroll"]
+    assert 'value="PAY"' in index
+    hostile = http.get(f"{server.url}/console/", params={"q": '"><script>alert(1)</script>'}).text
+    assert "<script>alert(1)" not in hostile and "&lt;script&gt;alert(1)" in hostile

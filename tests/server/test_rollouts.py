@@ -256,7 +256,7 @@ def test_a_halt_by_hand_and_by_alertmanager(serve, repo_with_canary):
     }
     answer = requests.post(f"{server.url}/rollouts/orders/halt", json=firing, timeout=5)
     assert answer.status_code == 200, answer.text
-    assert answer.json()["haltReason"] == "alert OrdersErrorRate: 5xx above 2% (by anonymous)"
+    assert answer.json()["haltReason"] == "alert OrdersErrorRate: 5xx above 2% (by 127.0.0.1)"
     assert get(server, INSTANCES[0]).json()["version"] == base
     missing = requests.post(f"{server.url}/rollouts/payments/halt", timeout=5)
     assert missing.status_code == 404 and "no rollout" in missing.json()["message"]
@@ -318,7 +318,7 @@ def test_a_halt_survives_a_restart(repo_with_canary, tmp_path):
         try:
             if round_ == 0:
                 requests.post(f"{server.url}/rollouts/orders/halt", json={"reason": "bad"}, timeout=5)
-            assert started(server, "halted")["haltReason"] == "bad (by anonymous)"
+            assert started(server, "halted")["haltReason"] == "bad (by 127.0.0.1)"
             assert get(server, INSTANCES[0]).json()["version"] == base
         finally:
             server.stop()
@@ -437,7 +437,7 @@ def test_the_rollout_commands_show_and_halt(serve, repo_with_canary):
         main, ["rollout", "halt", "orders", "--server", server.url, "--reason", "pager"]
     )
     assert halt.exit_code == 0, halt.output
-    assert halt.stdout == "orders at main: halted (pager (by anonymous))\n"
+    assert halt.stdout == "orders at main: halted (pager (by 127.0.0.1))\n"
     status = CliRunner().invoke(main, ["rollout", "status", "--server", server.url, "--format", "json"])
     assert json.loads(status.stdout)["rollouts"][0]["state"] == "halted"
     missing = CliRunner().invoke(main, ["rollout", "halt", "payments", "--server", server.url])
@@ -549,7 +549,7 @@ def test_a_bad_edit_of_a_halted_rollout_keeps_it_halted(serve, repo_with_canary)
     wait_for(lambda: requests.get(f"{server.url}/rollouts", timeout=5).json()["errors"], what="the error")
     repo.commit({"rollouts/orders.yml": good}, "the typo fixed")
     halted = wait_for(lambda: started(server, "halted"), what="the rollout back, still halted")
-    assert halted["haltReason"] == "pager (by anonymous)"
+    assert halted["haltReason"] == "pager (by 127.0.0.1)"
     assert get(server, INSTANCES[0]).json()["version"] == repo.head()
 
 
@@ -739,7 +739,7 @@ def test_machine_clients_halt_unchanged_and_an_open_server_refuses_other_origins
     assert cross.status_code == 403 and started(server) is not None
     # curl without a body or a content type, as `config-server rollout halt` and Alertmanager do
     assert requests.post(url, timeout=5).status_code == 200
-    assert started(server, "halted")["haltReason"] == "halted by hand (by anonymous)"
+    assert started(server, "halted")["haltReason"] == "halted by hand (by 127.0.0.1)"
 
 
 def test_one_caller_inventing_cohort_ids_cannot_halt_a_rollout(serve, repo_with_canary):
@@ -932,7 +932,7 @@ def test_an_unreadable_record_in_the_state_store_is_that_rollouts_error(
     )
     assert payments.json()["version"] == canary
     halt = requests.post(f"{server.url}/rollouts/orders/halt", json={"reason": "pager"}, timeout=5)
-    assert halt.status_code == 200 and halt.json()["haltReason"] == "pager (by anonymous)"
+    assert halt.status_code == 200 and halt.json()["haltReason"] == "pager (by 127.0.0.1)"
     body = requests.get(f"{server.url}/rollouts?application=orders", timeout=5).json()
     assert [r["state"] for r in body["rollouts"]] == ["halted"] and body["errors"] == []
 
@@ -963,7 +963,7 @@ def test_a_halt_survives_a_redis_restart_and_a_flush(serve, repo_with_canary, re
     def halted_in_redis() -> bool:
         answered.extend(cohort_headers(replicas, INSTANCES[0]))  # served all along
         records = RedisStateStore(redis_server.url).rollouts()
-        return [(r.application, r.halt_reason) for r in records] == [("orders", "pager (by anonymous)")]
+        return [(r.application, r.halt_reason) for r in records] == [("orders", "pager (by 127.0.0.1)")]
 
     redis_server.stop()
     redis_server.start()  # empty: no persistence
@@ -972,7 +972,7 @@ def test_a_halt_survives_a_redis_restart_and_a_flush(serve, repo_with_canary, re
     wait_for(halted_in_redis, what="the halt back after a flush")
     assert answered and not [a for a in answered if "state=running" in a]
     for replica in replicas:
-        assert started(replica, "halted")["haltReason"] == "pager (by anonymous)"
+        assert started(replica, "halted")["haltReason"] == "pager (by 127.0.0.1)"
         assert started(replica) is None
         assert get(replica, INSTANCES[0]).json()["version"] == base
 
@@ -995,7 +995,7 @@ def test_a_halt_survives_a_restart_of_the_replica_and_redis_together(
             if round_ == 0:
                 wait_for(lambda server=server: started(server), what="the rollout to start")
                 requests.post(f"{server.url}/rollouts/orders/halt", json={"reason": "pager"}, timeout=5)
-            assert started(server, "halted")["haltReason"] == "pager (by anonymous)"
+            assert started(server, "halted")["haltReason"] == "pager (by 127.0.0.1)"
             assert "X-Config-Rollout" not in get(server, INSTANCES[0]).headers
             assert get(server, INSTANCES[0]).json()["version"] == base
         finally:
@@ -1101,3 +1101,20 @@ def test_the_rollout_commands_read_the_caller_variables_and_the_old_names_with_a
     status = CliRunner().invoke(main, ["rollout", "status", "orders"], env=both)
     assert status.exit_code == 0 and "halted" in status.stdout.splitlines()[0], status.output
     assert "deprecated" not in status.stderr  # the new names win, silently
+
+
+def test_a_halt_on_an_open_server_names_the_callers_address(serve, repo_with_canary):
+    """On an open server every caller is the anonymous client: the halt says who by the caller's
+    address (behind `--proxy-hops`, the forwarded one), not "anonymous" (issue 20 item 11)."""
+    repo = repo_with_canary
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out")
+    server = serve(repo.path, proxy_hops=1)
+    wait_for(lambda: started(server), what="the rollout to start")
+    halt = requests.post(
+        f"{server.url}/rollouts/orders/halt",
+        json={"reason": "pager"},
+        headers={"X-Forwarded-For": "203.0.113.7"},
+        timeout=5,
+    )
+    assert halt.status_code == 200 and halt.json()["haltReason"] == "pager (by 203.0.113.7)"
+    assert started(server, "halted")["haltReason"] == "pager (by 203.0.113.7)"
