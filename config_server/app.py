@@ -15,6 +15,7 @@ from config_server.auth import AuthFile
 from config_server.backends import Backend, open_backend
 from config_server.crypto import load_keyring
 from config_server.currency import CurrentSettings
+from config_server.history import ChangedIn
 from config_server.hosts import HostAllowList
 from config_server.http import (
     admin,
@@ -75,6 +76,8 @@ class ServerState:
     #: Long polls parked now, per client address, and the caps (`parked.py`).
     parked: ParkedPolls = field(default_factory=lambda: ParkedPolls(0))
     limits: Limits | None = None
+    #: The commit that last changed each environment, per label head (`/instances`' `changedIn`).
+    changed_in: ChangedIn | None = None
 
     def close(self) -> None:
         """Release long-poll waiters, stop the detector's threads and the backend's git processes."""
@@ -186,6 +189,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         cluster,
         parked,
         limits,
+        ChangedIn(service),
     )
     app.extensions["config_held_back"] = service.held_back_for  # the console's held-back section
     hosts = HostAllowList.for_server(settings.allowed_hosts, settings.host)

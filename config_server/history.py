@@ -8,6 +8,8 @@ the backend and the configuration service handed in.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,6 +131,52 @@ def changes(
 def changed_in(listed: list[Change]) -> str | None:
     """The newest commit of a history that changed the settings (held-back ones changed nothing)."""
     return next((c.commit.version for c in listed if not c.held_back), None)
+
+
+class ChangedIn:
+    """The commit that last changed each environment's resolved settings, remembered per head.
+
+    An environment's answer depends only on its label's head, so it is worked out once per
+    (application, profiles, label, head) and kept (at most `MAX_REMEMBERED` of them, the oldest
+    forgotten first). One request works out at most `per_request` new ones (`budget()`): the rest
+    read None until a later request, so a page of many environments costs a bounded number of
+    `git log` runs and resolutions after a commit."""
+
+    MAX_REMEMBERED = 4096
+
+    def __init__(self, service: ConfigService, per_request: int = 8) -> None:
+        self._service = service
+        self._per_request = per_request
+        self._known: dict[tuple[str, str, str, str], str | None] = {}
+        self._lock = threading.Lock()
+
+    def budget(self) -> Callable[[str, str, str], str | None]:
+        """A lookup for one request: (application, profiles, label) -> the commit, or None."""
+        left = [self._per_request]
+
+        def lookup(application: str, profiles: str, label: str) -> str | None:
+            try:
+                head = self._service.backend.resolve(label or None).version
+            except ConfigServerError:
+                return None
+            key = (application, profiles, label, head)
+            with self._lock:
+                if key in self._known:
+                    return self._known[key]
+            if left[0] <= 0:
+                return None
+            left[0] -= 1
+            try:
+                found = changed_in(changes(self._service, application, profiles, label or None))
+            except ConfigServerError:
+                found = None
+            with self._lock:
+                if len(self._known) >= self.MAX_REMEMBERED:
+                    self._known.pop(next(iter(self._known)))
+                self._known[key] = found
+            return found
+
+        return lookup
 
 
 def mask(value: Any) -> Any:

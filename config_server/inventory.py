@@ -568,10 +568,14 @@ def instance_json(record: InstanceRecord, now: float, is_current: IsCurrent | No
 
 
 def summarize(
-    records: Iterable[InstanceRecord], now: float, is_current: IsCurrent | None = None
+    records: Iterable[InstanceRecord],
+    now: float,
+    is_current: IsCurrent | None = None,
+    changed_in: Callable[[str, str, str], str | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Per environment: live instances per version, how many run the newest settings (`current`,
-    by content), and who rejects which version with what reason."""
+    by content), the commit that last changed its settings (`changedIn`, None when not known yet),
+    and who rejects which version with what reason."""
     groups: dict[tuple[str, str, str], list[InstanceRecord]] = defaultdict(list)
     for record in records:
         groups[(record.application, record.profiles, record.label)].append(record)
@@ -591,6 +595,7 @@ def summarize(
                 "instances": len(live),
                 "gone": len(members) - len(live),
                 "current": (sum(1 for r in live if is_current(r)) if is_current is not None else None),
+                "changedIn": changed_in(application, profiles, label) if changed_in is not None else None,
                 "versions": dict(versions.most_common()),
                 "rejections": [
                     {"version": version, "reason": reason, "instances": sorted(ids)}

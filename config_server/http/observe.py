@@ -80,7 +80,12 @@ def instances() -> Response:
     is_current = CurrentSettings(state.service)
     answer = {
         "instances": [instance_json(r, now, is_current) for r in records],
-        "environments": summarize(records, now, is_current),
+        "environments": summarize(
+            records,
+            now,
+            is_current,
+            state.changed_in.budget() if state.changed_in is not None else None,
+        ),
         "limit": limit,
         "truncated": truncated,
     }

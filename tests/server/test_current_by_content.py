@@ -116,3 +116,27 @@ def test_the_instances_metric_counts_instances_running_the_newest_settings_under
         value(text, "config_server_instances", application="orders", version=v) for v in (first, "other")
     ]
     assert sum(behind) == 3
+
+
+def test_the_instances_summary_names_the_commit_that_last_changed_the_settings(repo, serve):
+    """`changedIn`: a commit to payments.yml (or a comment in orders.yml) leaves it at the commit
+    that last changed orders/prod's resolved settings; a real change moves it."""
+    first = repo.commit({"orders.yml": "orders:\n  limit: 1\n", "payments.yml": "p: 1\n"})
+    server = serve(repo.path)
+    state = server.app.extensions["config_server"]
+
+    def changed_in() -> str | None:
+        state.inventory.flush()
+        body = requests.get(f"{server.url}/instances?application=orders", timeout=5).json()
+        (env,) = body["environments"]
+        return env["changedIn"]
+
+    _report(server.url, "orders-1", first)
+    assert changed_in() == first
+    repo.commit({"payments.yml": "p: 2\n"})
+    repo.commit({"orders.yml": "# a comment only\norders:\n  limit: 1\n"})
+    _report(server.url, "orders-1", first)
+    assert changed_in() == first
+    third = repo.commit({"orders.yml": "orders:\n  limit: 2\n"})
+    _report(server.url, "orders-1", third)
+    assert changed_in() == third
