@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import shutil
+import socket
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ class ConfigServerApplication(BaseApplication):
             "limit_request_line": 8190,
             "limit_request_fields": 100,
             "limit_request_field_size": 8190,
+            "reuse_port": self.settings.reuse_port,
             "sendfile": False,  # the worker joins headers and body in one write; see gevent_worker.py
             **self.extra,
         }
@@ -122,8 +124,27 @@ def open_server_warning(settings: Settings) -> str | None:
 def serve(settings: Settings) -> None:
     """Check the settings, prepare the repository, then run gunicorn until it is stopped."""
     check_security(settings)
+    if settings.reuse_port:
+        check_port_free(settings.host, settings.port)
     prepare_metrics(settings.data_dir)
     ConfigServerApplication(prepare_repository(settings), {"child_exit": _worker_exited}).run()
+
+
+def check_port_free(host: str, port: int) -> None:
+    """With --reuse-port, before workers start: bind the port *without* SO_REUSEPORT, so that a
+    port held by any listener (another reuse-port server too, which would otherwise share it
+    silently and take half of our connections) stops the start-up with a clear error.
+    """
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise OSError(
+                    f"port {port} on {host} is in use ({exc.strerror}); with --reuse-port a second "
+                    "server would share it silently, so this one does not start"
+                ) from exc
 
 
 #: prometheus-client picks its multiprocess mode when it is first imported, so the master sets this

@@ -93,6 +93,16 @@ class Settings:
         default=12000,
         metadata={"help": "Concurrent connections per gevent worker, long-poll watchers included."},
     )
+    reuse_port: bool = field(
+        default=False,
+        metadata={
+            "help": "Each worker listens on its own SO_REUSEPORT socket, so the kernel spreads new "
+            "connections (watchers reconnecting after a worker died) over every worker, a fresh "
+            "one included; but a blocked or booting worker then still gets its share of new "
+            "connections, /health probes included (docs/serving.md). Start-up fails if the port "
+            "is taken, by another reuse-port server too."
+        },
+    )
     threads: int = field(default=8, metadata={"help": "Threads per gthread worker."})
     blocking_monitor: float = field(
         default=0.0,
