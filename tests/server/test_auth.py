@@ -2,6 +2,9 @@
 
 import json
 import logging
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 import requests
@@ -328,12 +331,9 @@ def _parked(server, count=1):
     wait_for(lambda: hub.watchers() >= count, what=f"{count} parked poll(s)")
 
 
-@pytest.mark.parametrize("query", ["wait=15", "wait=15&flask=1"], ids=["fast-path", "flask"])
-def test_a_revoked_token_gets_no_push(secured, repo, query):
-    """Issue 24 item 6: a reload that removes a client answers its parked poll 401, never the next
-    version (a secret committed after the revocation)."""
-    from concurrent.futures import ThreadPoolExecutor
-
+@contextmanager
+def _parked_poll(secured, query: str) -> Iterator[Future]:
+    """A long poll of orders/default with the orders token, parked in the hub while the block runs."""
     url = f"{secured.url}/orders/default"
     etag = requests.get(url, headers=bearer("orders"), timeout=5).headers["ETag"]
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -341,6 +341,15 @@ def test_a_revoked_token_gets_no_push(secured, repo, query):
             requests.get, f"{url}?{query}", headers={**bearer("orders"), "If-None-Match": etag}, timeout=30
         )
         _parked(secured)
+        yield parked
+
+
+@pytest.mark.parametrize("query", ["wait=15", "wait=15&flask=1"], ids=["fast-path", "flask"])
+def test_a_revoked_token_gets_no_push(secured, repo, query):
+    """Issue 24 item 6: a reload that removes a client answers its parked poll 401, never the next
+    version (a secret committed after the revocation)."""
+    url = f"{secured.url}/orders/default"
+    with _parked_poll(secured, query) as parked:
         secured.auth_file.write_text(
             auth_yaml()
             .replace("orders-service", "gone-service", 1)
@@ -359,15 +368,7 @@ def test_a_revoked_token_gets_no_push(secured, repo, query):
 @pytest.mark.parametrize("query", ["wait=15", "wait=15&flask=1"], ids=["fast-path", "flask"])
 def test_the_watch_line_names_the_version_sent(secured, repo, query):
     """Issue 24 item 6: the audit `watch` line of a woken poll records the version it was sent."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    url = f"{secured.url}/orders/default"
-    etag = requests.get(url, headers=bearer("orders"), timeout=5).headers["ETag"]
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        parked = pool.submit(
-            requests.get, f"{url}?{query}", headers={**bearer("orders"), "If-None-Match": etag}, timeout=30
-        )
-        _parked(secured)
+    with _parked_poll(secured, query) as parked:
         sha = repo.commit({"orders.yml": "a: 2\n"})
         response = parked.result(timeout=30)
     assert response.status_code == 200 and response.json()["version"] == sha
