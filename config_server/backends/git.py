@@ -38,6 +38,10 @@ _TREE_TYPE = 0o040000
 _TYPE_MASK = 0o170000
 #: A ref's loose file stat and (when it has none) packed-refs' stat: it moved when either changed.
 _RefSignature = tuple[tuple[int, int, int] | None, tuple[int, int, int] | None]
+#: Bytes of blobs kept per backend (a worker): many spellings of one environment, and commits that
+#: leave a file alone, read the same blob, which a round trip to git for each resolution made the
+#: largest part of a cold resolution (issue 24 item 5). Emptied when full.
+BLOB_CACHE_BYTES = 16 * 1024 * 1024
 
 
 class GitBackend(Backend):
@@ -61,6 +65,8 @@ class GitBackend(Backend):
         self._peeled = functools.lru_cache(maxsize=4096)(self._peel)
         self._refs: dict[str, tuple[_RefSignature, str | None, str | None]] = {}
         self._oversized: dict[bytes, int] = {}  # blob id -> size, refused without streaming again
+        self._blobs: dict[bytes, bytes] = {}  # blob id -> its bytes (a blob never changes)
+        self._blob_bytes = 0
         if self.remote:
             self._mirror = Mirror(spec, cache_dir)
             self.uri = self._mirror.uri
@@ -171,11 +177,15 @@ class GitBackend(Backend):
             entry = entries.get(name) if entries is not None else None
             if entry is None or not _is(entry, _FILE_TYPE):
                 return None
+            cached = self._blobs.get(entry[1])
+            if cached is not None:
+                return cached
             size = self._oversized.get(entry[1])
             if size is None:
                 stream = self._require_repo().odb.stream(entry[1])
                 if stream.size <= MAX_FILE_BYTES:
                     data: bytes = stream.read()  # gitdb is untyped
+                    self._keep_blob(entry[1], data)
                     return data
                 while stream.read(1 << 16):  # drain it: an unread stream would jam git's pipe
                     pass
@@ -184,6 +194,14 @@ class GitBackend(Backend):
                     self._oversized.clear()
                 self._oversized[entry[1]] = size  # a blob never changes: never stream it again
             raise InvalidConfigFile(f"{path} is {size} bytes: larger than the {MAX_FILE_BYTES} allowed")
+
+    def _keep_blob(self, blob_id: bytes, data: bytes) -> None:
+        """Keep a read blob's bytes by its id, within `BLOB_CACHE_BYTES` (emptied when full)."""
+        if self._blob_bytes + len(data) > BLOB_CACHE_BYTES:
+            self._blobs.clear()
+            self._blob_bytes = 0
+        self._blobs[blob_id] = data
+        self._blob_bytes += len(data)
 
     def listing(self, version: str, folder: str) -> Listing:
         """Files and sub-folders of `folder` in commit `version` (commits never change)."""

@@ -53,3 +53,32 @@ def test_oversized_blob_is_refused_once_per_blob_id(repo, serve, http):
     copy = http.get(f"{server.url}/copy/default")  # broken at head: the commit before is served
     assert copy.status_code == 200 and copy.headers["X-Config-Held-Back"] == head
     assert streamed.count(big_id) == 1
+
+
+def test_a_blob_is_read_from_git_once_for_every_spelling_and_commit(repo, serve, http):
+    """Many spellings of one environment (`/svc/prod,p{i}`, issue 24 item 5) and later commits that
+    leave a file alone read the same blob: git's object database is asked for it once per worker,
+    not once per resolution (a blob id names its bytes for ever)."""
+    repo.commit({"svc.yml": "a: 1\n", "svc-prod.yml": "b: 2\n"})
+    server = serve(repo.path)
+    backend = server.app.extensions["config_server"].service.backend
+    odb = backend._require_repo().odb
+    streamed: list[bytes] = []
+    original = odb.stream
+
+    def counting_stream(binsha):  # a spy on the real object database, not a mock: it delegates
+        streamed.append(binsha)
+        return original(binsha)
+
+    odb.stream = counting_stream
+    svc_id = bytes.fromhex(repo.git("rev-parse", "HEAD:svc.yml"))
+    for i in range(5):
+        answer = http.get(f"{server.url}/svc/prod,p{i}").json()
+        assert [s["source"] for s in answer["propertySources"]] == [{"b": 2}, {"a": 1}]
+    repo.commit({"other.yml": "c: 3\n"})  # svc.yml is the same blob at the new commit
+    answer = http.get(f"{server.url}/svc/prod,p9").json()
+    assert answer["version"] == repo.head() and answer["propertySources"][1]["source"] == {"a": 1}
+    assert streamed.count(svc_id) == 1
+    repo.commit({"svc.yml": "a: 2\n"})  # a new blob is read, and served
+    answer = http.get(f"{server.url}/svc/prod").json()
+    assert answer["propertySources"][1]["source"] == {"a": 2}
