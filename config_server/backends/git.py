@@ -196,7 +196,10 @@ class GitBackend(Backend):
             raise InvalidConfigFile(f"{path} is {size} bytes: larger than the {MAX_FILE_BYTES} allowed")
 
     def _keep_blob(self, blob_id: bytes, data: bytes) -> None:
-        """Keep a read blob's bytes by its id, within `BLOB_CACHE_BYTES` (emptied when full)."""
+        """Keep a read blob's bytes by its id, within `BLOB_CACHE_BYTES` (emptied when full; a blob
+        of more than a quarter of it is not kept, so one file never holds the whole budget)."""
+        if len(data) > BLOB_CACHE_BYTES // 4:
+            return
         if self._blob_bytes + len(data) > BLOB_CACHE_BYTES:
             self._blobs.clear()
             self._blob_bytes = 0
