@@ -9,6 +9,7 @@ greenlet or process without sharing a connection; writers wait for each other at
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from pathlib import Path
@@ -124,12 +125,31 @@ class SQLiteStateStore(StateStore):
         self.path = Path(path)
         self.busy_timeout = busy_timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Workers booting together create the file at once: switching to WAL and a schema change
+        # racing another may be refused at once ("database is locked", SQLite's busy handler is
+        # not asked), so the set-up is tried again until the busy timeout has passed.
+        deadline = time.monotonic() + busy_timeout
+        while True:
+            try:
+                self._set_up()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _set_up(self) -> None:
+        """WAL mode, the tables, and the columns a state.db of an older server lacks."""
         with closing(self._connect()) as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
             columns = {row[1] for row in conn.execute("PRAGMA table_info(rollout_rejections)")}
             if "caller" not in columns:  # a state.db written before rejections named their caller
-                conn.execute("ALTER TABLE rollout_rejections ADD COLUMN caller TEXT NOT NULL DEFAULT ''")
+                try:
+                    conn.execute("ALTER TABLE rollout_rejections ADD COLUMN caller TEXT NOT NULL DEFAULT ''")
+                except sqlite3.OperationalError as exc:  # another worker added it meanwhile
+                    if "duplicate column" not in str(exc):
+                        raise
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)

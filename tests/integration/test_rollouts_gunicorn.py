@@ -115,8 +115,13 @@ def test_a_rejection_at_one_worker_halts_the_long_polls_at_every_worker_within_a
 
     status = wait_for(halted_here, timeout=5, what="/rollouts to show the halt")
     assert "bad canary" in status["haltReason"]
-    metrics = requests.get(f"{server.url}/metrics", timeout=5).text
-    assert 'config_server_rollout_halted{application="orders",label="main"} 1.0' in metrics
+    # /metrics too may be answered by the worker that has not read the halt yet (its next loop).
+    halted_metric = 'config_server_rollout_halted{application="orders",label="main"} 1.0'
+    wait_for(
+        lambda: halted_metric in requests.get(f"{server.url}/metrics", timeout=5).text,
+        timeout=5,
+        what="/metrics to show the halt",
+    )
 
 
 def test_a_restarted_server_resumes_the_rollout(server_process, repo):

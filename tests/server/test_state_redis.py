@@ -374,3 +374,32 @@ def test_both_stores_list_the_instances_a_canary_served_alike(tmp_path, redis_se
     sqlite = served(SQLiteStateStore(tmp_path / "state.db"))
     assert sqlite == served(RedisStateStore(redis_server.url))
     assert sqlite == (["orders-1", "orders-2", "orders-3"], ["orders-1", "orders-2"])
+
+
+def _open_store(path: str, barrier, results) -> None:
+    """In a process of its own, when all are ready: open (and so create) the store; report errors."""
+    barrier.wait(timeout=30)
+    try:
+        SQLiteStateStore(path).close()
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        results.put(repr(exc))
+        return
+    results.put("")
+
+
+def test_workers_booting_together_all_open_a_new_state_db(tmp_path):
+    """Before: two gunicorn workers creating a replica's state.db at once, one failed to boot with
+    `database is locked` (switching to WAL does not wait on SQLite's busy handler)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")  # started together, as gunicorn forks its workers
+    for attempt in range(10):
+        path = str(tmp_path / f"state-{attempt}.db")
+        barrier, results = context.Barrier(6), context.Queue()
+        processes = [context.Process(target=_open_store, args=(path, barrier, results)) for _ in range(6)]
+        for process in processes:
+            process.start()
+        outcomes = [results.get(timeout=30) for _ in processes]
+        for process in processes:
+            process.join(timeout=10)
+        assert outcomes == [""] * 6, outcomes
