@@ -5,7 +5,7 @@ on a C `queue.SimpleQueue`, which no monkey patch makes cooperative, so in the g
 wait stopped the whole event loop and the worker never answered. Running "the observer in a real
 OS thread" is not enough there: watchdog starts its own threads through `threading`, which gevent
 has patched, so they would still be greenlets. Where gevent has patched `threading`, the observer
-therefore runs in a child process of its own (`file_watch_child`, unpatched, about 15 MB), and the
+therefore runs in a child process of its own (`file_watch_child`, unpatched, 16.5 MB resident), and the
 worker reads its events from a pipe, cooperatively. Everywhere else (tests on threads, the gthread
 worker) it runs in this process, as before. Both hand every changed path to the same callback.
 """
