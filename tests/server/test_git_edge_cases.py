@@ -26,20 +26,26 @@ def test_symbolic_ref_follows_its_target_branch_when_it_moves(tmp_path, serve, h
     assert answer["propertySources"][0]["source"] == {"a": 2}
 
 
-def test_oversized_blob_is_refused_once_per_blob_id(repo, serve, http):
-    big = "x: " + "y" * (MAX_FILE_BYTES + 10) + "\n"
-    repo.commit({"big.yml": big, "small.yml": "a: 1\n"})
-    server = serve(repo.path)
-    backend = server.app.extensions["config_server"].service.backend
-    odb = backend._require_repo().odb
+def _blobs_streamed(server) -> list[bytes]:
+    """The ids of the blobs the server's git object database streams from now on (a spy on the
+    real database, not a mock: it delegates)."""
+    odb = server.app.extensions["config_server"].service.backend._require_repo().odb
     streamed: list[bytes] = []
     original = odb.stream
 
-    def counting_stream(binsha):  # a spy on the real object database, not a mock: it delegates
+    def counting_stream(binsha):
         streamed.append(binsha)
         return original(binsha)
 
     odb.stream = counting_stream
+    return streamed
+
+
+def test_oversized_blob_is_refused_once_per_blob_id(repo, serve, http):
+    big = "x: " + "y" * (MAX_FILE_BYTES + 10) + "\n"
+    repo.commit({"big.yml": big, "small.yml": "a: 1\n"})
+    server = serve(repo.path)
+    streamed = _blobs_streamed(server)
     big_id = bytes.fromhex(repo.git("rev-parse", "HEAD:big.yml"))
     for _ in range(3):
         response = http.get(f"{server.url}/big/default")
@@ -61,16 +67,7 @@ def test_a_blob_is_read_from_git_once_for_every_spelling_and_commit(repo, serve,
     not once per resolution (a blob id names its bytes for ever)."""
     repo.commit({"svc.yml": "a: 1\n", "svc-prod.yml": "b: 2\n"})
     server = serve(repo.path)
-    backend = server.app.extensions["config_server"].service.backend
-    odb = backend._require_repo().odb
-    streamed: list[bytes] = []
-    original = odb.stream
-
-    def counting_stream(binsha):  # a spy on the real object database, not a mock: it delegates
-        streamed.append(binsha)
-        return original(binsha)
-
-    odb.stream = counting_stream
+    streamed = _blobs_streamed(server)
     svc_id = bytes.fromhex(repo.git("rev-parse", "HEAD:svc.yml"))
     for i in range(5):
         answer = http.get(f"{server.url}/svc/prod,p{i}").json()
