@@ -73,6 +73,7 @@ run: $(VENV)/.installed system-deps
 test: $(VENV)/.installed test-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 # The next breakage first: the suite on the newest releases setup.cfg allows (no lock), in its own

@@ -34,7 +34,7 @@ from bench.common import (
 from bench.propagation import parked
 from bench.watchers import LongPollWatchers
 from bench.watchers import run as watchers_run
-from config_server.rollout import cohort_point
+from config_server.content.rollout_plan import cohort_point
 
 ROLLOUT = "canary: release/orders-v2\nsteps: [50]\nbake: 1h\nid: {id}\n"
 

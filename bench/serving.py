@@ -40,7 +40,7 @@ from bench.common import (
     wait_until,
     write_json,
 )
-from config_server.auth import hash_token
+from config_server.http.auth import hash_token
 
 PATH = "/orders/prod"
 SECURED = "config-server (auth file + audit log)"
@@ -132,7 +132,7 @@ class BareFlask:
             [
                 str(Path(sys.executable).with_name("gunicorn")),
                 "--worker-class",
-                "config_server.gevent_worker.GeventWorker",
+                "config_server.runtime.gevent_worker.GeventWorker",
                 "--workers",
                 str(workers),
                 "--worker-connections",

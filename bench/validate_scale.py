@@ -61,7 +61,7 @@ def run_validate(repo: Path) -> tuple[float, int, str]:
 def schema_cost_us(repo: Path, environments: int) -> tuple[float, float]:
     """Microseconds per environment to check one environment, without and with the schema."""
     from config_server.backends.git import GitBackend
-    from config_server.repo_check import check_repository
+    from config_server.safety.repo_check import check_repository
 
     results = []
     with tempfile.TemporaryDirectory() as scratch:

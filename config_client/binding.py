@@ -18,21 +18,29 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union
+from typing import Any, Generic, Protocol, TypeVar, Union
 
 from config_client.errors import ConfigClientError, RejectedVersion
-
-if TYPE_CHECKING:
-    from config_client.client import ConfigClient
-    from config_client.snapshot import Snapshot
+from config_client.snapshot import Snapshot
 
 M = TypeVar("M")
+
+
+class BoundClient(Protocol):
+    """What a binding reads of its `ConfigClient`: the names it serves and the current version."""
+
+    app: str
+    profiles: str
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The current version's settings."""
 
 
 class Binding(Generic[M]):
     """A model bound to a prefix of a client's settings; attributes read the current version."""
 
-    def __init__(self, client: ConfigClient, model: type[M], prefix: str = "") -> None:
+    def __init__(self, client: BoundClient, model: type[M], prefix: str = "") -> None:
         self._client = client
         self.model = model
         self.prefix = prefix.strip(".")

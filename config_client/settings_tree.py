@@ -1,7 +1,7 @@
 """The pure settings code the server and the client share: merge, unflatten and `${...}` placeholders.
 
 One implementation, here in the client package because it is always installed; the server imports
-it (`config_server.render`, `config_server.limits`), the client never imports the server. Pure
+it (`config_server.content.render`, `config_server.content.limits`), the client never imports the server. Pure
 functions over plain mappings: no I/O, no clock, no package of ours beyond this file.
 
 - Merging follows `protocol.md`: property sources come most specific first, a higher source's key

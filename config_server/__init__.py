@@ -6,7 +6,7 @@ before GitPython, subprocess or threading are imported.
 
 from typing import Any
 
-__version__ = "0.1.0"
+from config_server.version import __version__
 
 __all__ = ["create_app", "__version__"]
 

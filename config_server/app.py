@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from config_server.audit import AuditLog
-from config_server.auth import AuthFile
-from config_server.backends import Backend, open_backend
-from config_server.crypto import load_keyring
-from config_server.currency import CurrentSettings
-from config_server.history import ChangedIn
-from config_server.hosts import HostAllowList
+from config_server.backends.base import Backend
+from config_server.backends.factory import open_backend
+from config_server.backends.sample import ensure_sample_repository
+from config_server.concurrency import call_cooperatively
+from config_server.content.crypto import load_keyring
+from config_server.delivery.change_detector import ChangeDetector
+from config_server.delivery.parked import (
+    ParkedPolls,
+    connection_cap,
+    descriptor_limit,
+    total_poll_cap,
+)
+from config_server.delivery.rollout_runner import Rollouts, RolloutsCollector
+from config_server.delivery.watch_hub import WatchHub
 from config_server.http import (
     admin,
     console,
@@ -29,68 +34,37 @@ from config_server.http import (
     security,
 )
 from config_server.http import rollouts as rollouts_http
+from config_server.http.auth import AuthFile
+from config_server.http.context import EXTENSION, ServerState
+from config_server.http.encoded_slashes import EncodedSlashMiddleware
 from config_server.http.errors import register_error_handlers
 from config_server.http.fast_path import FastEnvironmentPath
-from config_server.inventory import GONE_AFTER_SECONDS, HISTORY_SECONDS, MAX_SCAN_ROWS, Inventory
-from config_server.metrics import (
+from config_server.http.hosts import HostAllowList
+from config_server.observability.audit import AuditLog
+from config_server.observability.currency import CurrentSettings
+from config_server.observability.history import ChangedIn
+from config_server.observability.inventory import (
+    GONE_AFTER_SECONDS,
+    HISTORY_SECONDS,
+    MAX_SCAN_ROWS,
+    Inventory,
+)
+from config_server.observability.metrics import (
     HeldBackCollector,
     InstancesCollector,
+    Limits,
     LimitsCollector,
     Metrics,
     MetricsMiddleware,
 )
-from config_server.parked import Limits, ParkedPolls, connection_cap, descriptor_limit, total_poll_cap
-from config_server.rollouts import Rollouts, RolloutsCollector
-from config_server.sample import ensure_sample_repository
-from config_server.service import ConfigService
+from config_server.safety.config_service import ConfigService
 from config_server.settings import Settings
-from config_server.state import StateStore, call_cooperatively, open_durable_copy, open_state_store
-from config_server.watch.detector import ChangeDetector
-from config_server.watch.hub import WatchHub
-from config_server.wsgi import EncodedSlashMiddleware
-
-if TYPE_CHECKING:
-    from config_server.cluster import ClusterLink
+from config_server.state import open_durable_copy, open_state_store
 
 #: Largest request body accepted (webhooks, encrypt): anything bigger is a 413.
 MAX_BODY_BYTES = 1024 * 1024
 #: Remembered verdicts (broken commits, held-back answers) under `--data-dir`, shared by workers.
 VERDICTS_FILE = "verdicts.sqlite3"
-
-
-@dataclass
-class ServerState:
-    """What one app instance owns: service, long-poll hub, change detector, clients and audit log."""
-
-    settings: Settings
-    service: ConfigService
-    hub: WatchHub
-    detector: ChangeDetector
-    auth: AuthFile | None
-    audit: AuditLog
-    store: StateStore
-    inventory: Inventory
-    metrics: Metrics
-    rollouts: Rollouts
-    cluster: ClusterLink | None = None  # cluster mode (--redis) only
-    #: Long polls parked now, per client address, and the caps (`parked.py`).
-    parked: ParkedPolls = field(default_factory=lambda: ParkedPolls(0))
-    limits: Limits | None = None
-    #: The commit that last changed each environment, per label head (`/instances`' `changedIn`).
-    changed_in: ChangedIn | None = None
-
-    def close(self) -> None:
-        """Release long-poll waiters, stop the detector's threads and the backend's git processes."""
-        self.hub.close()
-        if self.cluster is not None:
-            self.cluster.stop()
-        self.detector.stop()
-        self.service.backend.close()
-        self.service.verdicts.close()
-        self.audit.close()
-        self.inventory.close()
-        self.rollouts.close()
-        self.store.close()
 
 
 def worker_limits(settings: Settings) -> Limits:
@@ -110,7 +84,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     """Build the app for `settings` (or defaults); `backend` may be given to embed another source.
 
     The app starts a change detector (watchdog, remote refresh, safety poll); call
-    `app.extensions["config_server"].close()` to stop it when embedding or testing.
+    `app.extensions[EXTENSION].close()` to stop it when embedding or testing.
     """
     settings = (settings or Settings()).validate()
     keyring = load_keyring(settings.encrypt_key, settings.encrypt_key_file, settings.encrypt_salt)
@@ -163,7 +137,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     detector.start()
     cluster = None
     if settings.redis:
-        from config_server.cluster import ClusterLink, replica_id
+        from config_server.delivery.cluster import ClusterLink, replica_id
 
         metrics.enable_cluster()
         cluster = ClusterLink(settings.redis, backend, detector, replica_id(settings.port), metrics).start()
@@ -175,7 +149,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["config_server"] = ServerState(
+    app.extensions[EXTENSION] = ServerState(
         settings,
         service,
         hub,
@@ -198,7 +172,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     for module in (admin, encryption, openapi, observe, console, rollouts_http, environment, resources):
         app.register_blueprint(module.blueprint)
     register_error_handlers(app)
-    audit = app.extensions["config_server"].audit
+    audit = app.extensions[EXTENSION].audit
     app.wsgi_app = FastEnvironmentPath(  # type: ignore[method-assign]
         app, service, app.wsgi_app, auth, audit, inventory, rollouts, hub, hosts, parked
     )

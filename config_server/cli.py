@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from config_server import __version__
 from config_server.settings import ENV_PREFIX, Settings
+from config_server.version import __version__
 
 if TYPE_CHECKING:
-    from config_server.crypto import Keyring
+    from config_server.content.crypto import Keyring
 
 _Command = TypeVar("_Command", bound=Callable[..., Any])
 
@@ -93,7 +93,7 @@ def serve(settings_file: str | None, **options: Any) -> None:
         settings = Settings.load(options, settings_file)
     except (ValueError, TypeError, OSError) as exc:
         raise click.UsageError(str(exc)) from exc
-    from config_server.serving import serve as run
+    from config_server.runtime.serving import serve as run
 
     logging.basicConfig(
         level=settings.log_level.upper(),
@@ -107,7 +107,7 @@ def serve(settings_file: str | None, **options: Any) -> None:
 
 
 def _keyring_from(settings_file: str | None, key_file: str | None) -> Keyring:
-    from config_server.crypto import CryptoError, load_keyring
+    from config_server.content.crypto import CryptoError, load_keyring
 
     try:
         settings = Settings.load({"encrypt_key_file": key_file}, settings_file)
@@ -148,7 +148,7 @@ def encrypt(
     settings_file: str | None, key_file: str | None, key_name: str | None, spring: bool, value: str | None
 ) -> None:
     """Print `{cipher}...` for VALUE (or standard input), ready to paste into a YAML file."""
-    from config_server.crypto import CryptoError
+    from config_server.content.crypto import CryptoError
 
     keyring = _keyring_from(settings_file, key_file)
     try:
@@ -163,7 +163,7 @@ def encrypt(
 @click.argument("value", required=False)
 def decrypt(settings_file: str | None, key_file: str | None, value: str | None) -> None:
     """Print the plain text of VALUE (or standard input), with or without `{cipher}`."""
-    from config_server.crypto import CryptoError
+    from config_server.content.crypto import CryptoError
 
     keyring = _keyring_from(settings_file, key_file)
     try:
@@ -208,9 +208,9 @@ def validate(
     from config_server.backends.base import Backend
     from config_server.backends.git import GitBackend
     from config_server.backends.native import NativeBackend
-    from config_server.crypto import CryptoError, load_keyring
+    from config_server.content.crypto import CryptoError, load_keyring
     from config_server.errors import ConfigServerError
-    from config_server.repo_check import check_repository
+    from config_server.safety.repo_check import check_repository
 
     try:
         settings = Settings.load({"encrypt_key_file": key_file}, settings_file)
@@ -251,7 +251,7 @@ def validate(
 @click.option("--hash", "hash_only", is_flag=True, help="Hash a token read from standard input instead.")
 def token(name: str, hash_only: bool) -> None:
     """Make a new client token: the token on standard output, an auth-file entry on standard error."""
-    from config_server.auth import hash_token, new_token
+    from config_server.http.auth import hash_token, new_token
 
     if hash_only:
         click.echo(hash_token(sys.stdin.read().strip()))
@@ -351,7 +351,7 @@ def rollout_status(
     """Each rollout: state, step, cohort, versions, rejections, time to the next step."""
     import json
 
-    from config_server.rollouts import format_status
+    from config_server.delivery.rollout_runner import format_status
 
     params = {k: v for k, v in (("application", application), ("label", label)) if v}
     body = _rollout_call("GET", server.rstrip("/") + "/rollouts", token, params=params)

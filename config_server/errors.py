@@ -6,10 +6,38 @@ what went wrong and never think about HTTP.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-if TYPE_CHECKING:
-    from config_server.validation import Problem
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason an environment is broken: the repository file and line it comes from, and what."""
+
+    file: str | None
+    line: int | None
+    message: str
+
+    @property
+    def location(self) -> str:
+        """`file:line`, `file`, or `-` when no file is to blame."""
+        if self.file is None:
+            return "-"
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+    def describe(self, application: str, profiles: Sequence[str]) -> str:
+        """The line `config-server validate` prints: `file:line: application/profile: message`."""
+        return f"{self.location}: {application}/{','.join(profiles)}: {self.message}"
+
+    def to_json(self) -> dict[str, Any]:
+        """`{"file", "line", "message"}` for JSON output and the verdict store."""
+        return {"file": self.file, "line": self.line, "message": self.message}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Problem:
+        """The inverse of `to_json`."""
+        return cls(data.get("file"), data.get("line"), str(data.get("message", "")))
 
 
 class ConfigServerError(Exception):
@@ -76,7 +104,7 @@ class BrokenEnvironment(ConfigServerError):
 
     Answered 422 when the caller named the broken commit (or no good version exists); on a branch
     or tag the service serves the newest good version instead. `problems` holds every finding
-    (`validation.Problem`), the message the first of them.
+    (`Problem`), the message the first of them.
     """
 
     status = 422

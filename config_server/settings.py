@@ -13,7 +13,9 @@ from typing import Any
 
 import yaml
 
-from config_server.parked import DEFAULT_SLOTS_PER_CALLER
+#: Distinct environments one caller may long-poll at once per worker (`--slots-per-caller`).
+DEFAULT_SLOTS_PER_CALLER = 64
+
 
 ENV_PREFIX = "CONFIG_SERVER_"
 

@@ -1,6 +1,6 @@
-"""Repository backends: where configuration files come from (a git repository or a plain folder)."""
+"""Repository backends: where configuration files come from (a git repository or a plain folder).
 
-from config_server.backends.base import Backend, Revision
-from config_server.backends.factory import open_backend
-
-__all__ = ["Backend", "Revision", "open_backend"]
+`base.py` is the interface, `factory.open_backend` picks one. This package's own module imports
+nothing: the gunicorn master imports `mirror`, `repo_spec` and `sample` from here and must not
+load GitPython on the way (`tests/integration/test_import_layout.py`).
+"""

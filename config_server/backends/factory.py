@@ -7,8 +7,8 @@ from pathlib import Path
 from config_server.backends.base import Backend
 from config_server.backends.git import GitBackend
 from config_server.backends.native import NativeBackend
+from config_server.backends.repo_spec import is_remote
 from config_server.errors import ConfigServerError
-from config_server.repo_spec import is_remote
 
 
 def open_backend(spec: str, cache_dir: str | Path, default_label: str | None = None) -> Backend:

@@ -5,7 +5,7 @@ different labels never disturb one another. Branches and tags are read from the 
 process); a remote mirror is fetched only by `refresh()`, which the server calls from a background
 thread and the webhook, never on a request.
 
-A remote is mirrored by `config_server.mirror` (clone, fetch, locks and deadlines, shared
+A remote is mirrored by `config_server.backends.mirror` (clone, fetch, locks and deadlines, shared
 between processes); this module only reads the mirror.
 """
 
@@ -23,14 +23,14 @@ import git
 from gitdb.exc import BadName, BadObject
 
 from config_server.backends.base import MAX_FILE_BYTES, Backend, Commit, Listing, Revision
+from config_server.backends.mirror import Mirror, git_error
+from config_server.backends.repo_spec import is_remote
 from config_server.errors import (
     ConfigServerError,
     InvalidConfigFile,
     LabelNotFound,
     RepositoryUnavailable,
 )
-from config_server.mirror import Mirror, git_error
-from config_server.repo_spec import is_remote
 
 _HEX = re.compile(r"[0-9a-f]{4,40}")
 _FILE_TYPE = 0o100000  # regular files; symlinks (0o120000) and submodules (0o160000) are not

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import os
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
+from config_server.delivery.webhooks import WebhookRejected, applications_for, parse_push
 from config_server.errors import AccessDenied, AuthenticationRequired
 from config_server.http import security
+from config_server.http.context import server_state
 from config_server.http.errors import error_body
-from config_server.webhooks import WebhookRejected, applications_for, parse_push
 
 blueprint = Blueprint("admin", __name__)
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ def health() -> tuple[Response, int]:
     counts the long polls held by every worker (the `config_server_watchers` gauge, summed as a
     scrape sums it); `workerWatchers` those of the worker that answered, whose pid is `worker`.
     """
-    state = current_app.extensions["config_server"]
+    state = server_state()
     details = state.service.backend.health()
     body = {"status": details.get("status", "UP")}
     cluster = state.cluster.health() if state.cluster is not None else None
@@ -58,11 +59,11 @@ def health() -> tuple[Response, int]:
 @blueprint.post("/monitor")
 def monitor() -> Response:
     """A push webhook: verify it, fetch the remote now, and wake the watchers of what changed."""
-    state = current_app.extensions["config_server"]
+    state = server_state()
     security.note("monitor")
     secret = _webhook_secret_needed(state.settings.webhook_secret)
     try:
-        push = parse_push(request.headers, request.get_data(cache=False), secret)
+        push = parse_push(request.headers.items(), request.get_data(cache=False), secret)
     except WebhookRejected as exc:
         log.warning("rejected webhook from %s: %s", request.remote_addr, exc)
         response = error_body(401, "Unauthorized", str(exc))

@@ -23,16 +23,18 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
-from config_server import history, names, relative_time
+from config_server import names
 from config_server.backends.base import Revision
-from config_server.currency import CurrentSettings
+from config_server.delivery.rollout_runner import rollout_json
 from config_server.errors import ConfigServerError
 from config_server.http import security
-from config_server.inventory import GONE_AFTER_SECONDS, instance_json, iso, status_of, summarize
-from config_server.rollouts import rollout_json
+from config_server.http.context import server_state
+from config_server.observability import history, relative_time
+from config_server.observability.currency import CurrentSettings
+from config_server.observability.inventory import GONE_AFTER_SECONDS, instance_json, iso, status_of, summarize
 
 if TYPE_CHECKING:
-    from config_server.app import ServerState
+    pass
 
 blueprint = Blueprint("console", __name__, url_prefix="/console")
 
@@ -59,11 +61,6 @@ def _admin_only() -> None:
     security.require_role("admin", event="console")
 
 
-def _state() -> ServerState:
-    state: ServerState = current_app.extensions["config_server"]
-    return state
-
-
 def _held_back(application: str | None) -> list[dict[str, Any]]:
     lookup = current_app.extensions.get("config_held_back", no_held_back)
     return list(lookup(application))
@@ -83,7 +80,7 @@ def applications() -> str:
     callers of an application no file names listed apart, as "unknown application"; with `?q=`,
     those whose name holds it (any case): the search box's answer without JavaScript."""
     query = (request.args.get("q") or "").strip()[:MAX_QUERY_CHARS]
-    state = _state()
+    state = server_state()
     service = state.service
     version, apps = history.list_applications(service)
     default_label = service.backend.default_label()
@@ -131,7 +128,7 @@ def applications() -> str:
 
 def _version_of(label: str) -> str | None:
     try:
-        return _state().service.backend.resolve(label).version
+        return server_state().service.backend.resolve(label).version
     except ConfigServerError:
         return None
 
@@ -139,7 +136,7 @@ def _version_of(label: str) -> str | None:
 @blueprint.get("/app/<app>")
 def application(app: str) -> str:
     """One application: instances and their versions, rejections, held back, history and a diff."""
-    state = _state()
+    state = server_state()
     service = state.service
     now = time.time()
     app = names.validate_application(app)
@@ -216,7 +213,7 @@ def instances(app: str) -> str:
     app = names.validate_application(app)
     raw_label = request.args.get("label") or None
     label = names.validate_label(raw_label) if raw_label else None
-    revision = _state().service.backend.resolve(label)
+    revision = server_state().service.backend.resolve(label)
     return render_template(
         "console/_instances.html", app=app, revision=revision, **_instances_context(app, revision)
     )
@@ -225,8 +222,8 @@ def instances(app: str) -> str:
 def _instances_context(app: str, revision: Revision) -> dict[str, Any]:
     """The template values of the instances part: records, summary, and whether one catches up."""
     now = time.time()
-    records = _state().inventory.instances(app)
-    is_current = CurrentSettings(_state().service)
+    records = server_state().inventory.instances(app)
+    is_current = CurrentSettings(server_state().service)
     catching_up = any(
         status_of(r, now) == "up" and r.label == revision.label and is_current(r) is False for r in records
     )
@@ -266,5 +263,5 @@ def wait(app: str) -> Response:
     if label is not None:
         names.validate_label(label)
     etag = request.args.get("etag", "")
-    changed = _state().hub.wait_for_change(app, profiles, label, {etag}, CONSOLE_WAIT_SECONDS)
+    changed = server_state().hub.wait_for_change(app, profiles, label, {etag}, CONSOLE_WAIT_SECONDS)
     return jsonify({"changed": changed is not None, "etag": changed.etag if changed is not None else etag})

@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 from urllib.parse import unquote_plus
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
-from config_server.crypto import CryptoError, Keyring, NoKeyError
+from config_server.content.crypto import CryptoError, Keyring, NoKeyError
 from config_server.errors import AccessDenied, EncryptionUnavailable, PayloadRejected, PayloadTooLarge
 from config_server.http import security
+from config_server.http.context import server_state
 
 blueprint = Blueprint("encryption", __name__)
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ MAX_VALUE_BYTES = 64 * 1024
 
 
 def _keyring() -> Keyring:
-    keyring: Keyring | None = current_app.extensions["config_server"].service.keyring
+    keyring: Keyring | None = server_state().service.keyring
     if keyring is None:
         raise EncryptionUnavailable("No key was installed for encryption service")
     return keyring
@@ -52,7 +53,7 @@ def _body_text() -> str:
 def status() -> Response:
     """`{"status": "OK"}`, or 404 `NO_KEY` when no key is configured."""
     security.require_role("encrypt", "encrypt")
-    if current_app.extensions["config_server"].service.keyring is None:
+    if server_state().service.keyring is None:
         body = {"description": "No key was installed for encryption service", "status": "NO_KEY"}
         return Response(jsonify(body).get_data(), status=404, mimetype="application/json")
     return jsonify({"status": "OK"})

@@ -7,13 +7,13 @@ import math
 import time
 from collections.abc import Callable
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
-from config_server import names, render
-from config_server.answer import BASE_ROUTE, Answer, Route, environment_answer
-from config_server.auth import ANONYMOUS
+from config_server import names
 from config_server.backends.base import Revision
-from config_server.cache import ResolvedEnvironment
+from config_server.content import render
+from config_server.content.environment_answer import BASE_ROUTE, Answer, Route, environment_answer
+from config_server.delivery.watch_hub import MAX_WAIT_SECONDS, REROUTED, REVOKED
 from config_server.errors import (
     BrokenEnvironment,
     ConfigServerError,
@@ -22,12 +22,14 @@ from config_server.errors import (
     ResourceNotFound,
 )
 from config_server.http import security
+from config_server.http.auth import ANONYMOUS
+from config_server.http.context import server_state
+from config_server.http.environ_keys import ANSWERED, DIRECT_ANSWER
 from config_server.http.resources import serve_resource
-from config_server.http.wire import ANSWERED, DIRECT_ANSWER
-from config_server.inventory import ClientHeaders, parse_client_headers
 from config_server.names import RENDERED_DOCUMENT
-from config_server.service import ConfigService
-from config_server.watch.hub import MAX_WAIT_SECONDS, REROUTED, REVOKED
+from config_server.observability.inventory import ClientHeaders, parse_client_headers
+from config_server.safety.config_service import ConfigService
+from config_server.safety.environment_cache import ResolvedEnvironment
 
 blueprint = Blueprint("environment", __name__)
 _FORMATS = {
@@ -39,7 +41,7 @@ _FORMATS = {
 
 
 def _service() -> ConfigService:
-    service: ConfigService = current_app.extensions["config_server"].service
+    service: ConfigService = server_state().service
     return service
 
 
@@ -75,7 +77,7 @@ def environment(app: str, profiles: str, label: str | None) -> Response:
     security.require_read(app, profiles, label, event="watch" if wait else "read")
     reporter = parse_client_headers(request.environ)  # 400 naming a malformed report header
     known = request.if_none_match
-    state = current_app.extensions["config_server"]
+    state = server_state()
     hub = state.hub
     since = hub.reroutes(app)
     route = _route(app, profiles, label, reporter)
@@ -151,7 +153,7 @@ def environment(app: str, profiles: str, label: str | None) -> Response:
 
 def _still_reads(app: str, profiles: str, label: str | None) -> Callable[[], bool] | None:
     """The hub's check that this request's token still lets it read (None on an open server)."""
-    state = current_app.extensions["config_server"]
+    state = server_state()
     if state.auth is None:
         return None
     default_label = state.service.backend.default_label()
@@ -166,7 +168,7 @@ def _source(route: Route, label: str | None) -> str | None:
 
 def _route(app: str, profiles: str, label: str | None, reporter: ClientHeaders) -> Route:
     """This caller's route: a rollout's canary for a cohort instance that may read it, else the base."""
-    rollouts = current_app.extensions["config_server"].rollouts
+    rollouts = server_state().rollouts
     instance_id = None if reporter.anonymous else reporter.instance_id
     client = security.caller()
     wanted = names.validate_profiles(profiles)
@@ -185,7 +187,7 @@ def _rollout_report(
     rejection of it with its caller: the client and the address that sent it."""
     if route.source is None or served is None:
         return
-    rollouts = current_app.extensions["config_server"].rollouts
+    rollouts = server_state().rollouts
     version = served.environment.version
     now = rollouts.clock()
     rollouts.canary_served(app, label, version, None if reporter.anonymous else reporter.instance_id, now)
@@ -213,7 +215,7 @@ def _record(
     reporter: ClientHeaders, app: str, profiles: str, label: str | None, served: ResolvedEnvironment | None
 ) -> None:
     """Queue the instance report of this request (no I/O: the inventory writes in the background)."""
-    state = current_app.extensions["config_server"]
+    state = server_state()
     labels = names.validate_labels(label) if label is not None else (state.service.backend.default_label(),)
     state.inventory.observe(
         reporter,

@@ -46,22 +46,22 @@ from werkzeug.datastructures import ETags
 from werkzeug.http import parse_etags
 
 from config_server import names
-from config_server.answer import BASE_ROUTE, Answer, Headers, environment_answer
-from config_server.audit import AuditLog, serialise_fields
-from config_server.auth import ANONYMOUS, AuthFile, Client
 from config_server.backends.base import Revision
-from config_server.cache import ResolvedEnvironment
+from config_server.content.environment_answer import BASE_ROUTE, Answer, Headers, environment_answer
+from config_server.delivery.direct_answer import DirectAnswer
+from config_server.delivery.parked import ParkedPolls
+from config_server.delivery.rollout_runner import Rollouts
+from config_server.delivery.watch_hub import MAX_WAIT_SECONDS, REROUTED, REVOKED, WatchHub
 from config_server.errors import TooManyPolls
-from config_server.hosts import HostAllowList
+from config_server.http.auth import ANONYMOUS, AuthFile, Client
+from config_server.http.environ_keys import ANSWERED, DIRECT_ANSWER
+from config_server.http.hosts import HostAllowList
 from config_server.http.security import still_reads, token_from
-from config_server.http.wire import ANSWERED, DIRECT_ANSWER
-from config_server.inventory import ClientHeaders, Inventory, parse_client_headers
 from config_server.names import RENDERED_DOCUMENT
-from config_server.parked import ParkedPolls
-from config_server.rollouts import Rollouts
-from config_server.service import ConfigService
-from config_server.watch.direct import DirectAnswer
-from config_server.watch.hub import MAX_WAIT_SECONDS, REROUTED, REVOKED, WatchHub
+from config_server.observability.audit import AuditLog, serialise_fields
+from config_server.observability.inventory import ClientHeaders, Inventory, parse_client_headers
+from config_server.safety.config_service import ConfigService
+from config_server.safety.environment_cache import ResolvedEnvironment
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 

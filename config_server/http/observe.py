@@ -15,15 +15,16 @@ import functools
 import time
 from fnmatch import fnmatchcase
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from config_server import names
-from config_server.auth import Client
-from config_server.currency import CurrentSettings
 from config_server.errors import AccessDenied, ConfigServerError
 from config_server.http import security
-from config_server.inventory import instance_json, summarize
-from config_server.metrics import CONTENT_TYPE
+from config_server.http.auth import Client
+from config_server.http.context import server_state
+from config_server.observability.currency import CurrentSettings
+from config_server.observability.inventory import instance_json, summarize
+from config_server.observability.metrics import CONTENT_TYPE
 from config_server.state import InstanceRecord
 
 blueprint = Blueprint("observe", __name__)
@@ -71,7 +72,7 @@ def instances() -> Response:
         and not any(fnmatchcase(application, p) for p in client.applications)
     ):
         raise AccessDenied(f"client {client.name!r} may not read application {application!r}")
-    state = current_app.extensions["config_server"]
+    state = server_state()
     accept = None if admin else functools.partial(may_see, client)
     records = state.inventory.instances(application, profiles, label, limit=limit + 1, accept=accept)
     truncated = len(records) > limit
@@ -116,7 +117,7 @@ def may_see(client: Client, record: InstanceRecord) -> bool:
 def metrics() -> Response:
     """Every worker's metrics, summed, in the Prometheus text exposition format."""
     security.require_role("monitor", event="metrics")
-    state = current_app.extensions["config_server"]
+    state = server_state()
     stats = state.service.cache.stats()
     state.metrics.sync_cache(stats["hits"], stats["misses"])
     return Response(state.metrics.exposition(), content_type=CONTENT_TYPE)

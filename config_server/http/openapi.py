@@ -10,8 +10,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from config_server import __version__
 from config_server.names import MAX_LABEL_LENGTH, MAX_LIST_ITEMS, MAX_NAME_LENGTH
+from config_server.version import __version__
 
 blueprint = Blueprint("openapi", __name__)
 

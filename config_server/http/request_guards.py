@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from flask import Flask, request
 
 from config_server.errors import CrossSiteRequest, MisdirectedRequest
-from config_server.hosts import HostAllowList
+from config_server.http.hosts import HostAllowList
 
 #: Methods that change nothing here: never refused as cross-site.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import mimetypes
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
-from config_server.answer import held_back_headers
+from config_server.content.environment_answer import held_back_headers
 from config_server.http import security
+from config_server.http.context import server_state
 
 blueprint = Blueprint("resources", __name__)
 
@@ -23,7 +24,7 @@ def resource(app: str, profiles: str, label: str, path: str) -> Response:
 def serve_resource(app: str, profiles: str, label: str | None, path: str) -> Response:
     """Answer with the file's (substituted) content and a type guessed from its name."""
     security.require_read(app, profiles, label)
-    content, found, held_back = current_app.extensions["config_server"].service.resource(
+    content, found, held_back = server_state().service.resource(
         app, profiles, label, path, authorize=security.file_guard()
     )
     security.note("read", resource=found)

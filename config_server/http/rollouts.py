@@ -14,15 +14,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from config_server import names
-from config_server.auth import ANONYMOUS, Client
-from config_server.currency import CurrentSettings
+from config_server.delivery.rollout_runner import rollout_json, without_rejection_reason
 from config_server.errors import AccessDenied, InvalidName, ResourceNotFound
 from config_server.http import security
-from config_server.inventory import GONE_AFTER_SECONDS
-from config_server.rollouts import rollout_json, without_rejection_reason
+from config_server.http.auth import ANONYMOUS, Client
+from config_server.http.context import server_state
+from config_server.observability.currency import CurrentSettings
+from config_server.observability.inventory import GONE_AFTER_SECONDS
 
 blueprint = Blueprint("rollouts", __name__)
 
@@ -35,7 +36,7 @@ def rollouts_status() -> Response:
     """Every rollout (or one application's, `?application=`; one label's, `?label=`) and every
     ignored rollout file."""
     client = security.require_role("rollout", event="rollout")
-    state = current_app.extensions["config_server"]
+    state = server_state()
     application = request.args.get("application") or None
     label = request.args.get("label") or None
     if application is not None:
@@ -86,7 +87,7 @@ def halt(app: str) -> Response:
     label = request.args.get("label") or None
     if label is not None:
         label = names.validate_label(label)
-    state = current_app.extensions["config_server"]
+    state = server_state()
     _require_scope(client, app, label or state.service.backend.default_label())
     body = request.get_json(silent=True) if request.content_length else None
     reason = _reason(body)

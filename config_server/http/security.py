@@ -15,19 +15,15 @@ import binascii
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, g, request
 
 from config_server import names
-from config_server.auth import ANONYMOUS, AuthFile, Client
 from config_server.errors import AccessDenied, AuthenticationRequired
+from config_server.http.auth import ANONYMOUS, AuthFile, Client
+from config_server.http.context import server_state
 
 if TYPE_CHECKING:
-    from config_server.app import ServerState
-
-
-def _state() -> ServerState:
-    state: ServerState = current_app.extensions["config_server"]
-    return state
+    pass
 
 
 def presented_token() -> str | None:
@@ -55,7 +51,7 @@ def token_from(authorization: str, x_config_token: str) -> str | None:
 
 def identify() -> None:
     """Before each request on a server with an auth file: set `g.client` from the token, if any."""
-    auth = _state().auth
+    auth = server_state().auth
     assert auth is not None, "identify is installed only on a server with an auth file"
     g.client = None
     token = presented_token()
@@ -73,7 +69,7 @@ def caller() -> Client | None:
     On an open server: ANONYMOUS (it may do everything). With an auth file: the client whose token
     the request carried, or None when it carried none.
     """
-    client: Client | None = g.get("client", ANONYMOUS if _state().auth is None else None)
+    client: Client | None = g.get("client", ANONYMOUS if server_state().auth is None else None)
     return client
 
 
@@ -87,7 +83,7 @@ def _identified_caller() -> Client:
 
 def auth_enabled() -> bool:
     """True when an auth file is configured."""
-    return _state().auth is not None
+    return server_state().auth is not None
 
 
 def require_role(role: str, event: str) -> Client:
@@ -112,7 +108,7 @@ def require_read(application: str, profiles: str, label: str | None, event: str 
     client = _identified_caller()
     if client is ANONYMOUS:
         return
-    for effective in labels or (_state().service.backend.default_label(),):
+    for effective in labels or (server_state().service.backend.default_label(),):
         for app in apps:
             if not client.may_read(app, wanted, effective):
                 raise AccessDenied(
@@ -177,7 +173,7 @@ def file_guard() -> Callable[[Sequence[Readings], str], None] | None:
 
 def note(event: str, **fields: Any) -> None:
     """Mark this request for the audit log with its event and fields (added to what is there)."""
-    if not _state().audit.enabled:
+    if not server_state().audit.enabled:
         return
     audit = g.setdefault("audit", {})
     audit["event"] = event
@@ -186,7 +182,7 @@ def note(event: str, **fields: Any) -> None:
 
 def write_audit(response: Response) -> Response:
     """After each request: one audit line for noted requests and for every 401/403."""
-    log = _state().audit
+    log = server_state().audit
     fields = dict(g.pop("audit", None) or {})
     event = fields.pop("event", None)
     if response.status_code in (401, 403):

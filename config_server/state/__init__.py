@@ -10,7 +10,6 @@ from config_server.state.base import (
     RolloutRecord,
     RolloutRejection,
     StateStore,
-    call_cooperatively,
 )
 from config_server.state.sqlite import SQLiteStateStore
 
@@ -21,7 +20,6 @@ __all__ = [
     "RolloutRejection",
     "StateStore",
     "SQLiteStateStore",
-    "call_cooperatively",
     "open_durable_copy",
     "open_state_store",
 ]

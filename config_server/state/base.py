@@ -15,7 +15,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -301,21 +301,3 @@ def served_in(reports: Sequence[InstanceReport]) -> dict[str, float]:
         if report.served is not None and report.seen > served.get(report.served, float("-inf")):
             served[report.served] = report.seen
     return served
-
-
-def call_cooperatively(store: StateStore, call: Callable[..., T], *args: Any) -> T:
-    """Run `call(*args)` on `store` so that it never blocks the gevent loop: under the gevent
-    worker a store that may block (SQLite, waiting for its lock at most its busy timeout) is called
-    on a thread of gevent's pool, holding up the calling greenlet only; a cooperative store (Redis),
-    or any store without gevent, is called directly."""
-    pool = None if store.cooperative else _gevent_threadpool()
-    return call(*args) if pool is None else pool.apply(call, args)
-
-
-def _gevent_threadpool() -> Any:
-    """gevent's thread pool when gevent has patched `threading` (the gevent worker), else None."""
-    try:
-        from gevent import get_hub, monkey
-    except ImportError:  # pragma: no cover - gevent is a server dependency
-        return None
-    return get_hub().threadpool if monkey.is_module_patched("threading") else None

@@ -15,7 +15,7 @@ from config_client import ConfigClient, RejectedVersion
 from config_client import cli as client_cli
 from config_client.snapshot import Snapshot, unflatten
 from config_server import create_app
-from config_server.auth import hash_token
+from config_server.http.auth import hash_token
 from config_server.settings import Settings
 from tests.client.conftest import environment
 from tests.helpers import LiveServer, free_port, wait_for

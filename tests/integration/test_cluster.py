@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from config_client import ConfigClient
-from config_server.cluster import STREAM_KEY, ClusterLink, Hint
+from config_server.delivery.cluster import STREAM_KEY, ClusterLink, Hint
 from config_server.settings import Settings
 from tests.helpers import RedisServer, held_long_polls, http_ready, wait_for
 

@@ -16,7 +16,7 @@ import requests
 from playwright.sync_api import sync_playwright
 
 from config_client import ConfigClient
-from config_server.crypto import load_keyring
+from config_server.content.crypto import load_keyring
 from tests.helpers import SPRING_VECTOR, wait_for
 
 CHROMIUM = "/usr/bin/chromium"

@@ -1,7 +1,7 @@
 """The server and the client each merge property sources and unflatten keys: they must agree.
 
 The one test module that imports both packages (the client never imports the server): the same
-documents go through `config_server.render` and `config_client.snapshot`, and through a real
+documents go through `config_server.content.render` and `config_client.snapshot`, and through a real
 server (its rendered `.json`) and a real client (`client.settings`).
 """
 
@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from config_client import ConfigClient
 from config_client.snapshot import merge_sources, unflatten
+from config_server.content.render import merge as server_merge
+from config_server.content.render import unflatten as server_unflatten
 from config_server.model import PropertySource
-from config_server.render import merge as server_merge
-from config_server.render import unflatten as server_unflatten
 
 # Keys over a tiny alphabet so that sources collide: the same key, a list in one source and a map
 # in another, a list set by a higher source over a longer one below, gaps in indexes.
@@ -86,7 +86,7 @@ def test_rendered_json_and_client_settings_agree_over_a_real_repository(repo, se
 def test_server_and_client_use_the_client_packages_one_settings_implementation(monkeypatch):
     from config_client import settings_tree
     from config_client.snapshot import Snapshot
-    from config_server import limits, render
+    from config_server.content import limits, render
 
     calls: list[str] = []
     for name in ("merge", "unflatten", "resolve_text"):

@@ -11,7 +11,7 @@ import time
 
 import requests
 
-from config_server.rollout import cohort_point
+from config_server.content.rollout_plan import cohort_point
 from tests.helpers import GitRepo, held_long_polls, wait_for
 
 INSTANCES = [f"svc-{n}" for n in range(200)]

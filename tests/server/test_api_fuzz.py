@@ -17,10 +17,10 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from config_server import create_app
+from config_server.content.parsing import parse_file
+from config_server.content.resolve import Request, resolve_environment
 from config_server.errors import ConfigServerError
 from config_server.http.openapi import SPEC
-from config_server.parsing import parse_file
-from config_server.resolve import Request, resolve_environment
 from config_server.settings import Settings
 from tests.helpers import SPRING_VECTOR, GitRepo, LiveServer
 

@@ -10,8 +10,8 @@ import pytest
 import requests
 
 from config_client import ConfigClient
-from config_server.auth import AuthFile, AuthFileError, hash_token
-from config_server.serving import open_server_warning
+from config_server.http.auth import AuthFile, AuthFileError, hash_token
+from config_server.runtime.serving import open_server_warning
 from config_server.settings import Settings
 from tests.helpers import SPRING_VECTOR, wait_for
 
@@ -306,7 +306,7 @@ def test_proxy_hops_trusts_forwarded_for(repo, serve, http, tmp_path):
 
 
 def test_audit_log_is_reopened_after_logrotate_moves_it(tmp_path):
-    from config_server.audit import AuditLog
+    from config_server.observability.audit import AuditLog
 
     path = tmp_path / "audit.log"
     log = AuditLog(str(path))

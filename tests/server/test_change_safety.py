@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from config_server.crypto import Keyring
+from config_server.content.crypto import Keyring
 from tests.helpers import http_ready, wait_for
 from tests.server.test_metrics import scrape, value
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from config_server.auth import hash_token
+from config_server.http.auth import hash_token
 from tests.helpers import wait_for
 
 

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from config_server.crypto import CryptoError, Keyring, NoKeyError, load_keyring
+from config_server.content.crypto import CryptoError, Keyring, NoKeyError, load_keyring
 from tests.helpers import SPRING_VECTOR
 
 VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "spring_vectors.json").read_text())

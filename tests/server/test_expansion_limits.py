@@ -10,11 +10,11 @@ for the measured time and memory).
 
 import pytest
 
-from config_server import render
+from config_server.content import render
+from config_server.content.limits import MAX_EXPANSION_CHARS, MAX_LIST_INDEX, MAX_VALUE_CHARS
+from config_server.content.parsing import parse_file
 from config_server.errors import ConfigLimitExceeded, InvalidConfigFile
-from config_server.limits import MAX_EXPANSION_CHARS, MAX_LIST_INDEX, MAX_VALUE_CHARS
 from config_server.model import PropertySource
-from config_server.parsing import parse_file
 
 #: The issue's bomb: 13 lines, each value its predecessor four times (a12 would be 160 MiB).
 PLACEHOLDER_BOMB = "a0: xxxxxxxxxx\n" + "".join(

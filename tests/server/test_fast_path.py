@@ -9,8 +9,8 @@ import requests
 from flask import request
 
 from config_server import create_app
-from config_server.auth import hash_token
-from config_server.backends import open_backend
+from config_server.backends.factory import open_backend
+from config_server.http.auth import hash_token
 from config_server.settings import Settings
 from tests.helpers import LiveServer
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from config_server.watch.file_watch import ChildFileWatch, ThreadFileWatch
+from config_server.delivery.file_watch import ChildFileWatch, ThreadFileWatch
 from tests.helpers import wait_for
 
 
@@ -24,7 +24,7 @@ def _children_watching(parent_pid: int) -> list[int]:
         except OSError:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent_pid and b"config_server.watch.file_watch_child" in cmdline:
+        if ppid == parent_pid and b"config_server.delivery.file_watch_child" in cmdline:
             found.append(int(entry.name))
     return found
 
@@ -58,7 +58,7 @@ def test_a_written_file_is_reported_with_its_path(tmp_path, watch_class):
 
 
 def test_a_child_that_dies_is_started_again_and_asks_for_a_full_check(tmp_path, monkeypatch):
-    monkeypatch.setattr("config_server.watch.file_watch.RESTART_DELAYS", (0.1,))
+    monkeypatch.setattr("config_server.delivery.file_watch.RESTART_DELAYS", (0.1,))
     seen: list[list[str]] = []
     watch = ChildFileWatch([(tmp_path, False)], seen.append).start()
     try:

@@ -89,7 +89,7 @@ def test_coalesced_answer_is_well_formed(gunicorn_server):
 
 def test_direct_answer_never_blocks_on_a_client_that_does_not_read():
     """A real socket pair whose buffer is full: the hub's write returns, the request sends the rest."""
-    from config_server.watch.direct import DirectAnswer
+    from config_server.delivery.direct_answer import DirectAnswer
 
     server_side, client_side = socket.socketpair()
     with server_side, client_side:
@@ -123,7 +123,7 @@ def test_direct_answer_never_blocks_on_a_client_that_does_not_read():
 
 
 def test_a_finished_request_is_never_answered_twice():
-    from config_server.watch.direct import DirectAnswer
+    from config_server.delivery.direct_answer import DirectAnswer
 
     sent = []
     answer = DirectAnswer(lambda data: sent.append(data) or len(data), sent.append)
@@ -179,7 +179,7 @@ def test_head_long_poll_gets_no_body(gunicorn_server):
 
 
 def test_a_direct_answer_is_delivered_once():
-    from config_server.watch.direct import DirectAnswer
+    from config_server.delivery.direct_answer import DirectAnswer
 
     sent = []
     answer = DirectAnswer(lambda data: sent.append(data) or len(data), sent.append)

@@ -6,7 +6,7 @@ import time
 import pytest
 import requests
 
-from config_server.parsing import MAX_DEPTH, MAX_NODES, parse_file
+from config_server.content.parsing import MAX_DEPTH, MAX_NODES, parse_file
 from tests.helpers import wait_for
 
 CLOSE = {"Connection": "close"}

@@ -24,7 +24,13 @@ def blocking_server(tmp_path, repo, server_process):
     repo.commit({"orders.yml": "value: 1\n"})
     server = server_process(
         env={"BLOCKING_APP_REPO": str(repo.path), "BLOCKING_APP_DATA": str(tmp_path / "data")},
-        command=[GUNICORN, "--worker-class", "config_server.gevent_worker.GeventWorker", "--workers", "1"]
+        command=[
+            GUNICORN,
+            "--worker-class",
+            "config_server.runtime.gevent_worker.GeventWorker",
+            "--workers",
+            "1",
+        ]
         + ["--bind", "127.0.0.1:{port}", "--timeout", "6", "--graceful-timeout", "2"]
         + ["--pythonpath", str(ROOT), "tests.server.hub_blocking_app:app"],
     )

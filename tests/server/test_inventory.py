@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from config_server.inventory import (
+from config_server.observability.inventory import (
     GONE_AFTER_SECONDS,
     HISTORY_SECONDS,
     InvalidHeader,
@@ -292,7 +292,7 @@ def test_a_repeated_report_is_written_again_only_after_30_seconds(tmp_path):
 
 def test_instances_of_a_list_request_need_every_listed_application(repo, serve, http, tmp_path):
     """A glob `orders*` matches `orders,payments` as text: each listed name is checked on its own."""
-    from config_server.auth import hash_token
+    from config_server.http.auth import hash_token
 
     repo.commit({"orders.yml": "a: 1\n", "payments.yml": "p: 1\n"})
     repo.git("branch", "release")
@@ -334,7 +334,7 @@ clients:
 
 def test_one_address_can_introduce_a_bounded_number_of_ids_per_hour(tmp_path):
     """Ids are the caller's choice: past the hour's cap an address's new ids are dropped, known ones kept."""
-    from config_server.inventory import ID_WINDOW_SECONDS, MAX_IDS_PER_ADDRESS_PER_HOUR
+    from config_server.observability.inventory import ID_WINDOW_SECONDS, MAX_IDS_PER_ADDRESS_PER_HOUR
 
     assert 100 <= MAX_IDS_PER_ADDRESS_PER_HOUR <= 10_000
     now = [1_000_000.0]
@@ -462,7 +462,7 @@ def test_a_hostile_rejection_header_is_refused_in_linear_time(value):
 
 def test_a_malformed_report_header_is_parsed_once_per_request(repo, serve, http, monkeypatch):
     """The fast path hands a malformed report to Flask, which answers the 400 without parsing it again."""
-    from config_server import inventory
+    from config_server.observability import inventory
 
     repo.commit({"orders.yml": "a: 1\n"})
     server = serve(repo.path)
@@ -530,7 +530,7 @@ def test_the_report_header_cache_is_bounded_by_bytes():
     import gc
     import tracemalloc
 
-    from config_server import inventory
+    from config_server.observability import inventory
 
     padding = " " * 7000
     gc.collect()

@@ -213,7 +213,7 @@ def test_validation_failure_helper(repo, serve, http):
 
 
 def test_held_back_collector_reads_the_environments_held_back_at_scrape_time():
-    from config_server.metrics import HeldBackCollector
+    from config_server.observability.metrics import HeldBackCollector
 
     held_now = [("orders", "prod", "main")]
     collector = HeldBackCollector(lambda: held_now)
@@ -399,7 +399,7 @@ def test_a_scrape_waiting_for_the_state_store_holds_up_no_other_request(repo, se
 def test_a_state_store_that_stays_locked_leaves_only_the_instances_out_of_a_scrape(tmp_path, caplog):
     import sqlite3
 
-    from config_server.metrics import InstancesCollector
+    from config_server.observability.metrics import InstancesCollector
     from config_server.state import SQLiteStateStore
 
     store = SQLiteStateStore(tmp_path / "state.db", busy_timeout=0.1)
@@ -417,8 +417,8 @@ def test_a_state_store_that_stays_locked_leaves_only_the_instances_out_of_a_scra
 def test_a_scrape_labels_each_application_once_not_once_per_instance(tmp_path):
     """The label of an application is looked up on the worker's loop (the repository's names):
     once per name and scrape, however many instances run it."""
-    from config_server.inventory import Inventory, parse_client_headers
-    from config_server.metrics import InstancesCollector
+    from config_server.observability.inventory import Inventory, parse_client_headers
+    from config_server.observability.metrics import InstancesCollector
     from config_server.state import SQLiteStateStore
 
     store = SQLiteStateStore(tmp_path / "state.db")

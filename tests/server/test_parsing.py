@@ -1,8 +1,8 @@
 import pytest
 
-from config_server import profiles
+from config_server.content import profiles
+from config_server.content.parsing import flatten, parse_file, parse_properties
 from config_server.errors import InvalidConfigFile
-from config_server.parsing import flatten, parse_file, parse_properties
 
 
 def test_flatten_nested_maps_and_lists_keep_json_types():

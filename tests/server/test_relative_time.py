@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from config_server.relative_time import ago, ago_iso
+from config_server.observability.relative_time import ago, ago_iso
 
 
 def test_ago_uses_the_largest_unit_reached_and_rounds_down():

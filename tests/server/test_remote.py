@@ -3,7 +3,7 @@
 import pytest
 
 from config_server import create_app
-from config_server.repo_spec import redact
+from config_server.backends.repo_spec import redact
 from config_server.settings import Settings
 from tests.helpers import LiveServer, wait_for
 

@@ -1,4 +1,4 @@
-from config_server import render
+from config_server.content import render
 from config_server.model import PropertySource
 
 

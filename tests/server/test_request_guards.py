@@ -9,7 +9,7 @@ import requests
 from click.testing import CliRunner
 
 from config_server.cli import main
-from config_server.hosts import HostAllowList, host_name
+from config_server.http.hosts import HostAllowList, host_name
 from config_server.settings import Settings
 from tests.server.test_auth import TOKENS, bearer
 

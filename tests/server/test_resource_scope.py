@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from config_server.auth import hash_token
-from config_server.resolve import file_readings
+from config_server.content.resolve import file_readings
+from config_server.http.auth import hash_token
 
 TOKENS = {name: f"token-of-{name}-{'y' * 20}" for name in ("orders", "orders-all", "api", "prod-only")}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from config_server.rollout import (
+from config_server.content.rollout_plan import (
     COMPLETE,
     HALTED,
     RUNNING,

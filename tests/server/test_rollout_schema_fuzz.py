@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from config_server import create_app
 from config_server.backends.native import NativeBackend
-from config_server.repo_check import check_repository
+from config_server.safety.repo_check import check_repository
 from config_server.settings import Settings
 from tests.helpers import LiveServer
 

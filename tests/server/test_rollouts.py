@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from config_server import create_app
-from config_server.rollout import Rollout, cohort_point
+from config_server.content.rollout_plan import Rollout, cohort_point
 from config_server.settings import Settings
 from config_server.state import SQLiteStateStore
 from tests.helpers import GitRepo, LiveServer, wait_for
@@ -26,7 +26,7 @@ def rollout_file(steps: str = "[10, 100]", bake: str = "1h", extra: str = "") ->
 
 def write_auth_file(folder: Path, *clients: tuple[str, str, str]) -> str:
     """An auth file in `folder` with one client per (name, token, rest of its mapping); its path."""
-    from config_server.auth import hash_token
+    from config_server.http.auth import hash_token
 
     lines = [
         f"  - {{name: {name}, tokens: ['{hash_token(token)}'], {rest}}}\n" for name, token, rest in clients
@@ -618,10 +618,10 @@ def test_two_replicas_sharing_redis_agree_and_a_halt_at_one_reaches_the_other(
 def test_a_halt_waits_for_a_busy_rollout_state_only_so_long_then_503(serve, repo_with_canary, monkeypatch):
     """A halt request never waits without end behind another tick: here the tick lock is held
     (as a tick stuck on a slow repository would hold it) and the wait cut to 0.2 s for the test."""
-    import config_server.rollouts
+    import config_server.delivery.rollout_runner
 
     server, _, _ = rolled_out(serve, repo_with_canary, rollout_file(steps="[50]"))
-    monkeypatch.setattr(config_server.rollouts, "TICK_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(config_server.delivery.rollout_runner, "TICK_WAIT_SECONDS", 0.2)
     rollouts = server.app.extensions["config_server"].rollouts
     with rollouts._tick_lock:
         busy = requests.post(f"{server.url}/rollouts/orders/halt", json={"reason": "test"}, timeout=5)
@@ -638,12 +638,12 @@ def get_at(server, label: str, instance: str) -> requests.Response:
 def test_watching_more_labels_than_the_cap_is_said_once(serve, repo_with_canary, monkeypatch, caplog):
     """Rollout files are looked for at the labels asked for, up to MAX_LABELS (cut to 1 here):
     the label beyond it is not watched, and the log says so once."""
-    import config_server.rollouts
+    import config_server.delivery.rollout_runner
 
     repo = repo_with_canary
     repo.git("branch", "release-1")
     repo.git("branch", "release-2")
-    monkeypatch.setattr(config_server.rollouts, "MAX_LABELS", 1)
+    monkeypatch.setattr(config_server.delivery.rollout_runner, "MAX_LABELS", 1)
     server = serve(repo.path)
     for label in ("release-1", "release-2", "canary"):
         assert get_at(server, label, INSTANCES[0]).status_code == 200

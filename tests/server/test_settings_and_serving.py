@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from config_server.sample import ensure_sample_repository
+from config_server.backends.sample import ensure_sample_repository
 from config_server.settings import Settings
 from tests.helpers import GIT_ENV, free_port, http_ready, wait_for
 

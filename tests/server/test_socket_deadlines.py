@@ -146,7 +146,7 @@ def test_a_direct_answer_that_cannot_be_completed_ends_the_connection(server):
 
 def test_the_direct_answer_reports_a_rest_it_could_not_send():
     """Item 3, the unit: `finish` after a partial write says the connection must be closed."""
-    from config_server.watch.direct import DirectAnswer
+    from config_server.delivery.direct_answer import DirectAnswer
 
     server_side, client_side = socket.socketpair()
     with server_side, client_side:

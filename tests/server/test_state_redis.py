@@ -236,7 +236,7 @@ def test_a_redis_outage_is_logged_once_by_the_rollouts_loop_and_once_when_it_end
 
     from tests.helpers import GitRepo, wait_for
 
-    caplog.set_level(logging.INFO, logger="config_server.rollouts")
+    caplog.set_level(logging.INFO, logger="config_server.delivery.rollout_runner")
     repo = GitRepo(tmp_path / "repo")
     repo.commit({"orders.yml": "a: 1\n"})
     server = serve(repo.path, redis=redis_server.url)
@@ -251,7 +251,7 @@ def test_a_redis_outage_is_logged_once_by_the_rollouts_loop_and_once_when_it_end
     rollouts.tick = counted  # the loop's own ticks, counted
 
     def said() -> list[logging.LogRecord]:
-        return [r for r in caplog.records if r.name == "config_server.rollouts"]
+        return [r for r in caplog.records if r.name == "config_server.delivery.rollout_runner"]
 
     redis_server.stop()
     wait_for(lambda: said(), what="the outage in the log")
@@ -331,7 +331,7 @@ def test_unreadable_rollout_records_are_reported_and_restored_alike_in_both_stor
 
 
 def test_reports_taken_while_redis_is_away_are_written_when_it_is_back(redis_server):
-    from config_server.inventory import Inventory, parse_client_headers
+    from config_server.observability.inventory import Inventory, parse_client_headers
 
     inventory = Inventory(RedisStateStore(redis_server.url))
     headers = parse_client_headers({"REMOTE_ADDR": "10.0.0.1", "HTTP_X_CONFIG_CLIENT_ID": "orders-1"})

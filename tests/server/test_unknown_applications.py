@@ -64,7 +64,7 @@ def test_a_rendered_document_and_a_long_poll_304_are_marked_too(server, http):
 
 
 def test_warn_logs_each_unknown_name_once(server, http, caplog):
-    with caplog.at_level(logging.WARNING, logger="config_server.service"):
+    with caplog.at_level(logging.WARNING, logger="config_server.safety.config_service"):
         for _ in range(3):
             assert http.get(f"{server.url}/ordres/default").ok
             assert http.get(f"{server.url}/ordres/default?via=flask").ok
@@ -77,7 +77,7 @@ def test_warn_logs_each_unknown_name_once(server, http, caplog):
 def test_serve_logs_nothing(repo, serve, http, caplog):
     repo.commit(FILES)
     server = serve(repo.path, unknown_applications="serve")
-    with caplog.at_level(logging.WARNING, logger="config_server.service"):
+    with caplog.at_level(logging.WARNING, logger="config_server.safety.config_service"):
         answer = http.get(f"{server.url}/ordres/default")
     assert answer.headers["X-Config-Unknown-Application"] == "ordres"
     assert not [r for r in caplog.records if "no configuration file names" in r.getMessage()]
@@ -110,7 +110,7 @@ def test_deny_answers_404_naming_the_application_on_both_paths(repo, serve, http
 
 
 def test_an_auth_file_server_names_no_closest_application(repo, serve, http, tmp_path):
-    from config_server.auth import hash_token
+    from config_server.http.auth import hash_token
 
     repo.commit(FILES)
     token = "reader-token-" + "x" * 30

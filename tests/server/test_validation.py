@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from config_server.crypto import Keyring
+from config_server.content.crypto import Keyring
+from config_server.content.positions import key_line, node_line
+from config_server.content.resolve import Request, resolve_environment
 from config_server.errors import BrokenEnvironment
-from config_server.positions import key_line, node_line
-from config_server.resolve import Request, resolve_environment
-from config_server.validation import checked_environment
+from config_server.safety.validation import checked_environment
 
 URI = "file:///repo"
 
@@ -162,7 +162,7 @@ def test_a_map_holding_a_secret_that_fails_a_type_rule_is_not_quoted():
 def test_a_schema_alias_bomb_is_refused_before_it_is_built():
     """A schema file gets the alias and depth bounds of a configuration file: 400 bytes that
     expand to 9**8 sub-schemas are a broken schema at once (it took minutes of CPU before)."""
-    from config_server.schema_rules import compile_schema
+    from config_server.safety.schema_rules import compile_schema
 
     lines = ["a0: &a0 {type: object}"]
     for n in range(1, 9):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 
-from config_server.last_good import HeldBack, VerdictStore
-from config_server.validation import Problem
+from config_server.errors import Problem
+from config_server.safety.last_good import HeldBack, VerdictStore
 from tests.helpers import wait_for
 
 PROBLEMS = (Problem("orders.yml", 2, "does not parse"),)

@@ -240,7 +240,7 @@ def test_oversized_webhook_is_413(repo, serve):
 
 
 def test_changed_files_name_the_applications():
-    from config_server.webhooks import applications_for
+    from config_server.delivery.webhooks import applications_for
 
     assert applications_for(["orders-prod.yml", "payments.properties"]) == [
         "orders",

@@ -1,0 +1,3 @@
+"""Content: pure functions from file contents to settings (parsing, profiles, resolution, rendering, limits,
+decryption, key positions, rollout plans, the one Environment answer). No git, no HTTP, no clock.
+"""

@@ -1,0 +1,800 @@
+"""Rollouts at the edge: rollout files read from git, progress in the state store, long polls moved.
+
+`rollout.py` decides; this module feeds it. A background loop (`tick`, every `interval` seconds)
+reads `rollouts/*.yml` at the head of the default label (and of every other label asked for),
+starts a rollout's schedule in the state store the first time it sees its file, forgets it when the
+file is gone, records cohort rejections and halts, and reads every rollout's state back, so the
+workers and replicas sharing the store agree. Whenever what a rollout serves may have changed (it
+started, stepped, halted, completed or ended) it asks the hub to `reroute` the application's long
+polls, which decide their route again: an instance entering or leaving the cohort is answered as
+for a new commit.
+
+The request path (`route`, `note_rejection`) reads only the loop's in-memory snapshot: no git, no
+disk, no lock held across I/O. A rollout file that does not parse or names an unknown label is
+not applied at all; its error is logged once and shown in `/health`, `/rollouts` and the console.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from config_server import names
+from config_server.backends.base import Backend
+from config_server.concurrency import call_cooperatively
+from config_server.content.environment_answer import BASE_ROUTE, Route
+from config_server.content.rollout_plan import (
+    COMPLETE,
+    HALTED,
+    ROLLOUT_HEADER,
+    ROLLOUTS_FOLDER,
+    Instance,
+    Phase,
+    Rollout,
+    RolloutFileError,
+    RolloutState,
+    decide,
+    in_cohort,
+    parse_client_labels,
+    parse_rollout,
+    phase,
+    rollout_path,
+)
+from config_server.delivery.rollout_memory import RolloutMemory
+from config_server.errors import ConfigServerError, LabelNotFound, StateRecordError, StateUnavailable
+from config_server.state import InstanceRecord, RolloutRecord, StateStore
+
+log = logging.getLogger(__name__)
+
+#: How often the loop reads the repository heads and the state store.
+TICK_SECONDS = 0.2
+#: How long a tick waits for another to finish (a halt request must not wait without end).
+TICK_WAIT_SECONDS = 10.0
+#: At most this many labels besides the default are watched for rollout files.
+MAX_LABELS = 64
+#: Canary versions remembered per rollout (a rejection of any of them counts).
+MAX_CANARY_VERSIONS = 32
+#: Rejections remembered per rollout and worker (beyond, a report is not passed on again).
+MAX_REPORTED = 10_000
+#: Queued rejections a tick looks up in the store at most (the others wait for the next tick).
+MAX_CHECKS_PER_TICK = 1000
+#: How long a rejection may wait for the store to hold the canary answer that came before it (an
+#: answer of another worker reaches the store on that worker's next tick); after that it is
+#: dropped, and the client's next report (it repeats it on every request) is looked at afresh.
+CONFIRM_SECONDS = 5.0
+
+Key = tuple[str, str, str]  # application, base label, rollout id
+#: A queued rejection: rollout, instance, version, reason, caller, when it was sent.
+Rejection = tuple[Key, str, str, str | None, str, float]
+T = TypeVar("T")
+
+
+@dataclass
+class Active:
+    """A rollout whose file is at its base label's head: the file, where, and the stored progress."""
+
+    rollout: Rollout
+    label: str
+    version: str
+    record: RolloutRecord | None = None
+    canary_versions: set[str] = field(default_factory=set)
+    #: (instance, version) rejections this worker already counted: a refusing instance repeats
+    #: its report on every request, and it is written once.
+    reported: set[tuple[str, str]] = field(default_factory=set)
+    #: (instance, version) canary answers this worker queued for the store, and when the first was.
+    served: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    @property
+    def key(self) -> Key:
+        """(application, base label, rollout id)."""
+        return (self.rollout.application, self.label, self.rollout.rollout_id)
+
+    def state(self) -> RolloutState | None:
+        """The pure module's view of the stored record (None, the base label for everyone, when
+        there is none or it cannot be read)."""
+        if self.record is None or self.record.problem is not None:
+            return None
+        return RolloutState(self.record.started, self.record.halted_at, self.record.halt_reason)
+
+
+@dataclass(frozen=True)
+class FileError:
+    """A rollout file that is ignored, and why."""
+
+    application: str
+    label: str
+    version: str
+    error: RolloutFileError
+
+    def to_json(self) -> dict[str, Any]:
+        """For `/health`, `/rollouts` and the console."""
+        return {
+            "application": self.application,
+            "label": self.label,
+            "version": self.version,
+            "file": self.error.path,
+            "line": self.error.line,
+            "message": str(self.error),
+        }
+
+
+class Rollouts:
+    """The rollouts of one backend: routes for requests, the background loop, halts."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        store: StateStore,
+        reroute: Callable[[str], None] = lambda application: None,
+        clock: Callable[[], float] = time.time,
+        interval: float = TICK_SECONDS,
+        durable: StateStore | None = None,
+    ) -> None:
+        self.backend = backend
+        self.store = store
+        #: The records this worker has read, to put back what the store loses (`rollout_memory`);
+        #: `durable` keeps a copy on this machine when the shared store is Redis.
+        self.memory = RolloutMemory(store, durable)
+        self._record_errors: dict[tuple[str, str], FileError] = {}
+        self.reroute = reroute
+        self.clock = clock
+        self.interval = interval
+        self._active: dict[tuple[str, str], Active] = {}
+        self._errors: dict[tuple[str, str], FileError] = {}
+        self._signatures: dict[tuple[str, str], tuple[Key, Rollout, tuple[str, int] | None]] = {}
+        #: Replaced, never changed in place: read by the loop while requests add to it.
+        self._labels: frozenset[str] = frozenset()
+        self._labels_full_said = False
+        self._rejections: deque[Rejection] = deque(maxlen=10_000)
+        self._served: deque[tuple[Key, str, str, float]] = deque(maxlen=100_000)
+        self._parsed: dict[tuple[str, str], Rollout | RolloutFileError] = {}
+        self._default_label: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._tick_lock = threading.Lock()
+        #: What the loop's last tick failed with ("state" for an unreachable store), None when it worked.
+        self._failing: str | None = None
+
+    # --- the request path: memory only ---------------------------------------------------------
+
+    def route(
+        self,
+        application: str,
+        profiles: str,
+        label: str | None,
+        instance_id: str | None,
+        client_labels: str = "",
+        may_read: Callable[[str], bool] | None = None,
+    ) -> Route:
+        """The route of one request: the canary label with its `X-Config-Rollout` header for an
+        identified cohort instance (that may read the canary label), else the label asked for.
+
+        A request for several applications or labels, or for a commit id, is never in a rollout.
+        """
+        if (label is None and not self._active) or "," in application or (label and "," in label):
+            return BASE_ROUTE  # the common case without a rollout: nothing to look up
+        try:
+            base = self._default_label if label is None else names.validate_label(label)
+        except ConfigServerError:
+            return BASE_ROUTE
+        if base is None:
+            return BASE_ROUTE
+        active = self._active.get((application, base))
+        if active is None:
+            if label is not None and base not in self._labels:
+                self._watch_label(base)
+            return BASE_ROUTE
+        try:
+            wanted = names.validate_profiles(profiles)
+        except ConfigServerError:
+            return BASE_ROUTE
+        if not active.rollout.applies_to(wanted):
+            return BASE_ROUTE
+        instance = Instance(instance_id, parse_client_labels(client_labels)) if instance_id else None
+        canary, current = decide(active.rollout, active.state(), instance, self.clock())
+        if canary is None or current is None:
+            return BASE_ROUTE
+        if may_read is not None and not may_read(canary):
+            return BASE_ROUTE
+        return Route(canary, ((ROLLOUT_HEADER, current.header(application)),))
+
+    def canary_served(
+        self,
+        application: str,
+        label: str | None,
+        version: str,
+        instance_id: str | None = None,
+        now: float | None = None,
+    ) -> None:
+        """Remember a version the canary label served (a rejection of it counts), and to which
+        instance (for the store: only an instance served the canary before may reject it)."""
+        active = self._active_for(application, label)
+        if active is None:
+            return
+        if len(active.canary_versions) < MAX_CANARY_VERSIONS:
+            active.canary_versions.add(version)
+        if instance_id is not None and (instance_id, version) not in active.served:
+            if len(active.served) >= MAX_REPORTED:
+                active.served = {}  # the store keeps the first time; queuing again costs a write
+            when = self.clock() if now is None else now
+            active.served[(instance_id, version)] = when
+            self._served.append((active.key, instance_id, version, when))
+
+    def note_rejection(
+        self,
+        application: str,
+        label: str | None,
+        instance_id: str,
+        version: str,
+        reason: str | None,
+        served: str | None = None,
+        caller: str = "",
+        now: float | None = None,
+    ) -> bool:
+        """Queue a cohort instance's rejection of a canary version for the loop to count; True when
+        it may count (the instance was answered from the canary and refuses a canary version).
+
+        The loop counts it only once the store confirms that the canary served that version to
+        the instance on an earlier request (before `now`), and counts distinct callers (`caller`:
+        the client and address that sent it), so that a reader who computes cohort ids offline
+        and forges their rejections counts once, not once per id."""
+        active = self._active_for(application, label)
+        if active is None or active.record is None or active.record.halted_at is not None:
+            return False
+        if version != served and version not in active.canary_versions:
+            return False
+        if (instance_id, version) in active.reported or len(active.reported) >= MAX_REPORTED:
+            return True
+        when = self.clock() if now is None else now
+        self._rejections.append((active.key, instance_id, version, reason, caller, when))
+        return True
+
+    def _active_for(self, application: str, label: str | None) -> Active | None:
+        try:
+            base = self._default_label if label is None else names.validate_label(label)
+        except ConfigServerError:
+            return None
+        return self._active.get((application, base)) if base is not None else None
+
+    # --- the background loop ---------------------------------------------------------------------
+
+    def _io(self, call: Callable[..., T], *args: Any) -> T:
+        """Run a state-store call; under gevent, a store that may block (SQLite) is called on a
+        thread of gevent's pool, so a write waiting for its lock (at most its busy timeout) holds up
+        this greenlet only, never the worker. A cooperative store (Redis) is called directly."""
+        return call_cooperatively(self.store, call, *args)
+
+    def start(self) -> Rollouts:
+        """Run the loop (a thread; a greenlet under gevent, like the change detector's); the first
+        check runs now, so a rollout applies from the first request (a repository that cannot be
+        read yet is retried by the loop)."""
+        self.memory.load()
+        self._checked()  # a remote not cloned yet, or Redis away, must not stop the server starting
+        self._thread = threading.Thread(target=self._run, name="config-rollouts", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop the loop."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._checked()
+
+    def _checked(self) -> None:
+        """One tick of the loop, its failure said once while it lasts (not every 0.2 s), and once
+        when checks work again: a state store that cannot be reached (Redis away) in one line, any
+        other failure with its traceback, again only when it changes."""
+        try:
+            self.tick()
+        except StateUnavailable as exc:
+            if self._failing != "state":
+                log.error(
+                    "rollouts: %s; each rollout is served as last read, halts and rejections wait "
+                    "until it is back (said once per outage)",
+                    exc,
+                )
+            self._failing = "state"
+        except Exception as exc:  # noqa: BLE001 - the loop must outlive a locked disk or a git hiccup
+            failure = f"{type(exc).__name__}: {exc}"
+            if self._failing != failure:
+                log.exception("rollout check failed (said again only when the failure changes)")
+            self._failing = failure
+        else:
+            if self._failing is not None:
+                log.warning("rollouts: checks work again, the state store is back")
+            self._failing = None
+
+    def tick(self) -> None:
+        """Read the rollout files at the heads, record rejections, sync with the state store, and
+        reroute the long polls of every application whose rollout moved. Waits for another tick
+        (the loop's, or a halt's) at most TICK_WAIT_SECONDS; StateUnavailable (503) after that."""
+        if not self._tick_lock.acquire(timeout=TICK_WAIT_SECONDS):
+            raise StateUnavailable(f"the rollout state is busy for more than {TICK_WAIT_SECONDS:g} s")
+        try:
+            now = self.clock()
+            seen, errors, scanned = self._scan()
+            records = {(r.application, r.label, r.rollout_id): r for r in self._io(self.store.rollouts)}
+            record_errors: dict[tuple[str, str], FileError] = {}
+            for where, active in seen.items():
+                active.record = self._settled(active, records.get(active.key), now, record_errors)
+                if active.record is not None:
+                    records[active.key] = active.record
+                old = self._active.get(where)
+                if old is not None and old.key == active.key:
+                    active.canary_versions = old.canary_versions
+                    active.reported = old.reported
+                    active.served = old.served
+            for key in {*records, *self.memory.keys()}:
+                if key[1] not in scanned or key[:2] in errors:
+                    continue  # a label not read now, or a file ignored for an error: its state stays
+                if seen.get(key[:2]) is None or seen[key[:2]].key != key:
+                    self.memory.forget(key)
+                    if key in records:
+                        self._io(self.store.end_rollout, *key)  # its file is gone (or names another rollout)
+                        log.info("rollout %s/%s %s ended: its file is gone", *key)
+            halted = self._count_rejections(seen, now)
+            self._record_served(seen)  # after: this worker's own answers are confirmed from memory
+            for active in seen.values():
+                if active.key in halted:
+                    active.record = halted[active.key]
+                if active.record is not None:
+                    self.memory.remember(active.key, active.record)
+            self._active = seen
+            self._errors = errors
+            self._record_errors = record_errors
+            self._reroute_moved(now)
+        finally:
+            self._tick_lock.release()
+
+    def _settled(
+        self,
+        active: Active,
+        stored: RolloutRecord | None,
+        now: float,
+        record_errors: dict[tuple[str, str], FileError],
+    ) -> RolloutRecord | None:
+        """The rollout's record (`RolloutMemory.settle`: started, or put back from what this
+        worker knows). A record that cannot be read, and is not known here, is the rollout's own
+        error (its cohort gets the base label until it is halted, its file removed or its `id`
+        changed); so is a failure writing it that is not the store's outage."""
+        where = (active.rollout.application, active.label)
+        record: RolloutRecord | None = None
+        try:
+            record = self.memory.settle(active.key, stored, now)
+            problem = record.problem
+        except StateUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one rollout's record is that rollout's error
+            problem = f"{type(exc).__name__}: {exc}"
+        if problem is not None:
+            message = (
+                f"its record in the state store cannot be read ({problem}): every instance gets "
+                f"{active.label}; halt the rollout to reset its record as halted, remove the file, "
+                "or give it a new `id`"
+            )
+            error = FileError(*where, active.version, RolloutFileError(rollout_path(where[0]), None, message))
+            if self._record_errors.get(where) != error:
+                log.error("rollout %s/%s %s: %s", *active.key, message)
+            record_errors[where] = error
+        return record
+
+    def _watch_label(self, label: str) -> None:
+        """Have the loop look for rollout files at `label` too, while fewer than MAX_LABELS are."""
+        if len(self._labels) < MAX_LABELS:
+            self._labels = self._labels | {label}
+        elif not self._labels_full_said:
+            self._labels_full_said = True
+            log.warning(
+                "rollouts: already watching %d labels besides the default; a rollout file at %r "
+                "(or any further label) is not looked for until this worker restarts",
+                MAX_LABELS,
+                label,
+            )
+
+    def _scanned_labels(self) -> set[str]:
+        default = self._default_label
+        return {*self._labels, *([default] if default else [])}
+
+    def _scan(self) -> tuple[dict[tuple[str, str], Active], dict[tuple[str, str], FileError], set[str]]:
+        """Every valid rollout file at the watched labels' heads, every invalid one, and the labels
+        that could be read (a rollout is ended only when its label was read without its file)."""
+        try:
+            self._default_label = self.backend.default_label()
+        except ConfigServerError:
+            pass  # a remote not reachable yet: the labels asked for are still looked at
+        seen: dict[tuple[str, str], Active] = {}
+        errors: dict[tuple[str, str], FileError] = {}
+        scanned: set[str] = set()
+        for label in sorted(self._scanned_labels()):
+            try:
+                revision = self.backend.resolve(label)
+                if getattr(revision, "pinned", False):
+                    self._labels = self._labels - {label}
+                    continue
+                listing = self.backend.listing(revision.version, ROLLOUTS_FOLDER)
+            except LabelNotFound:
+                self._labels = self._labels - {label}  # not a branch or tag: not looked at again
+                continue
+            except ConfigServerError:
+                # the label cannot be read right now: what was seen there stays as it was
+                seen.update({w: a for w, a in self._active.items() if w[1] == label})
+                errors.update({w: e for w, e in self._errors.items() if w[1] == label})
+                continue
+            scanned.add(label)
+            for name in sorted(listing.files):
+                if not name.endswith(".yml") or name.startswith("."):
+                    continue
+                application = name[: -len(".yml")]
+                try:
+                    parsed = self._parse(revision.version, application)
+                    if isinstance(parsed, Rollout):
+                        parsed = self._check_canary(parsed)
+                except Exception as exc:  # noqa: BLE001 - one file's failure is that file's error (not
+                    # remembered: a git hiccup is tried again on the next tick)
+                    message = f"cannot be read ({type(exc).__name__})"
+                    parsed = RolloutFileError(rollout_path(application), None, message)
+                if isinstance(parsed, RolloutFileError):
+                    error = FileError(application, label, revision.version, parsed)
+                    if (application, label) not in self._errors or self._errors[
+                        (application, label)
+                    ].version != revision.version:
+                        log.error("rollout ignored at %s %s: %s", label, revision.version[:12], parsed)
+                    errors[(application, label)] = error
+                    continue
+                seen[(application, label)] = Active(parsed, label, revision.version)
+        return seen, errors, scanned
+
+    def _parse(self, version: str, application: str) -> Rollout | RolloutFileError:
+        cached = self._parsed.get((version, application))
+        if cached is None:
+            try:
+                names.validate_application(application)
+                data = self.backend.read(version, rollout_path(application))
+                cached = parse_rollout(application, data or b"")
+            except RolloutFileError as exc:
+                cached = exc
+            except ConfigServerError as exc:
+                cached = RolloutFileError(rollout_path(application), None, str(exc))
+            if len(self._parsed) > 4096:
+                self._parsed.clear()
+            self._parsed[(version, application)] = cached
+        return cached
+
+    def _check_canary(self, rollout: Rollout) -> Rollout | RolloutFileError:
+        """The rollout, or an error when its canary label is not in the repository (checked each
+        time: the branch may be pushed later)."""
+        try:
+            self.backend.resolve(rollout.canary)
+        except ConfigServerError:
+            path = rollout_path(rollout.application)
+            return RolloutFileError(path, None, f"canary: unknown label {rollout.canary!r}")
+        return rollout
+
+    def _record_served(self, seen: dict[tuple[str, str], Active]) -> None:
+        """Write the queued canary answers (instance, version, when) to the store, per rollout."""
+        live = {active.key: active for active in seen.values()}
+        batches: dict[Key, list[tuple[str, str, float]]] = {}
+        while self._served:
+            key, instance_id, version, when = self._served.popleft()
+            if key in live:
+                batches.setdefault(key, []).append((instance_id, version, when))
+        while batches:
+            key, batch = next(iter(batches.items()))
+            try:
+                self._io(self.store.record_canary_served, *key, batch)
+            except Exception:
+                for key, batch in batches.items():  # not written: the next answer queues each again
+                    for instance_id, version, _ in batch:
+                        live[key].served.pop((instance_id, version), None)
+                raise
+            del batches[key]
+
+    def _count_rejections(self, seen: dict[tuple[str, str], Active], now: float) -> dict[Key, RolloutRecord]:
+        """Record the queued rejections the store confirms (the canary served that version to the
+        instance before); keep the others for CONFIRM_SECONDS; halt each rollout whose `halt-on`
+        tripped (distinct callers). A rejection sent before the halt is recorded after it too (the
+        status names every instance that refused), without halting again."""
+        halted: dict[Key, RolloutRecord] = {}
+        by_key = {active.key: active for active in seen.values()}
+        latest: dict[tuple[Key, str, str], Rejection] = {}
+        while self._rejections:  # an instance repeats its report: the latest one is looked at
+            report = self._rejections.popleft()
+            latest[report[:3]] = report
+        reports = list(latest.values())
+        self._rejections.extend(reports[MAX_CHECKS_PER_TICK:])  # the next tick looks at the rest
+        waiting: list[Rejection] = []
+        for index, report in enumerate(reports[:MAX_CHECKS_PER_TICK]):
+            key, instance_id, version, reason, caller, when = report
+            active = by_key.get(key)
+            if active is None or active.record is None:
+                continue
+            if active.record.halted_at is not None and when > active.record.halted_at:
+                continue  # sent after the halt: the instance is served the base label again
+            if (instance_id, version) in active.reported or active.record.problem is not None:
+                continue  # a record's problem: its cohort already gets the base label, the error is shown
+            try:
+                served_at = active.served.get((instance_id, version))  # this worker's answer
+                if served_at is None or served_at >= when:
+                    served_at = self._io(self.store.canary_served_at, *key, instance_id, version)
+                if served_at is None or served_at >= when:
+                    if now - when < CONFIRM_SECONDS:  # the answer before may be another worker's
+                        waiting.append(report)
+                    continue
+                count = self._io(
+                    self.store.record_rollout_rejection, *key, instance_id, version, reason, now, caller
+                )
+            except StateRecordError as exc:  # one rollout's record: the others go on
+                log.error("rollout %s/%s %s: a rejection cannot be recorded: %s", *key, exc)
+                continue
+            except Exception:
+                self._rejections.extend(reports[index:MAX_CHECKS_PER_TICK])  # not lost: the next tick
+                self._rejections.extend(waiting)
+                raise
+            active.reported.add((instance_id, version))
+            if count >= active.rollout.halt_on_rejected and active.record.halted_at is None:
+                why = f"{count} cohort instance{'s' if count > 1 else ''} rejected {version[:12]}" + (
+                    f': {instance_id}: "{reason}"' if reason else f": {instance_id}"
+                )
+                record = self.memory.halt(key, why, now)  # put back too, were the record lost meanwhile
+                log.warning(
+                    "rollout %s/%s halted: %s", key[0], key[1], without_rejection_reason(record.halt_reason)
+                )
+                halted[key] = record
+                active.record = record
+        self._rejections.extend(waiting)
+        return halted
+
+    def _reroute_moved(self, now: float) -> None:
+        """Reroute the applications whose rollouts started, stepped, halted, completed or ended."""
+        signatures = {}
+        for where, active in self._active.items():
+            state = active.state()
+            current = phase(active.rollout, state, now) if state is not None else None
+            signatures[where] = (
+                active.key,
+                active.rollout,
+                None if current is None else (current.state, current.step),
+            )
+        moved = {
+            where[0]
+            for where in set(signatures) | set(self._signatures)
+            if signatures.get(where) != self._signatures.get(where)
+        }
+        self._signatures = signatures
+        for application in sorted(moved):
+            self.reroute(application)
+
+    # --- operations ------------------------------------------------------------------------------
+
+    def halt(self, application: str, label: str | None, reason: str) -> RolloutRecord | None:
+        """Halt the application's rollout at `label` (default label) now; None when there is none."""
+        self.tick()
+        active = self._active_for(application, label)
+        if active is None:
+            return None
+        record = self.memory.halt(active.key, reason, self.clock())
+        self.tick()
+        return record
+
+    def errors(self) -> list[FileError]:
+        """Rollout files ignored right now, and rollouts whose stored record cannot be read."""
+        found = {**self._record_errors, **self._errors}
+        return [found[k] for k in sorted(found)]
+
+    def halted(self) -> list[tuple[Active, Phase]]:
+        """Halted rollouts with their phase."""
+        return [(a, p) for a, p in self.phases() if p.state == HALTED]
+
+    def phases(self, application: str | None = None) -> list[tuple[Active, Phase]]:
+        """Every active rollout (of one application) with its phase now."""
+        now = self.clock()
+        out = []
+        for where in sorted(self._active):
+            active = self._active[where]
+            state = active.state()
+            if state is None or (application is not None and where[0] != application):
+                continue
+            out.append((active, phase(active.rollout, state, now)))
+        return out
+
+    def health(self) -> dict[str, Any]:
+        """For `/health`: halted rollouts and why, and ignored rollout files."""
+        return {
+            "halted": [
+                {
+                    "application": active.rollout.application,
+                    "label": active.label,
+                    "id": active.rollout.rollout_id,
+                    "canary": active.rollout.canary,
+                    "step": current.percent,
+                    "haltedAt": active.record.halted_at if active.record else None,
+                    "haltReason": active.record.halt_reason if active.record else None,
+                }
+                for active, current in self.halted()
+            ],
+            "errors": [error.to_json() for error in self.errors()],
+        }
+
+    def labels(self) -> Iterable[str]:
+        """The labels whose heads are read for rollout files."""
+        return sorted(self._scanned_labels())
+
+
+class RolloutsCollector:
+    """`config_server_rollout_halted{application,label}` (1 halted, 0 running or complete) and
+    `config_server_rollout_step_percent`, from the scraping worker's copy of the shared state."""
+
+    def __init__(self, rollouts: Rollouts) -> None:
+        self.rollouts = rollouts
+
+    def collect(self) -> Iterator[Any]:
+        """One sample of each per rollout whose file is at its label's head."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        halted = GaugeMetricFamily(
+            "config_server_rollout_halted",
+            "1 when the application's rollout is halted (its cohort is served the base label).",
+            labels=["application", "label"],
+        )
+        step = GaugeMetricFamily(
+            "config_server_rollout_step_percent",
+            "The current step of the application's rollout, in percent of matching instances.",
+            labels=["application", "label"],
+        )
+        for active, current in self.rollouts.phases():
+            labels = [active.rollout.application, active.label]
+            halted.add_metric(labels, 1.0 if current.state == HALTED else 0.0)
+            step.add_metric(labels, current.percent)
+        yield halted
+        yield step
+
+
+def rollout_json(
+    active: Active,
+    current: Phase,
+    store: StateStore,
+    now: float,
+    live_after: float,
+    backend: Backend | None = None,
+    newest_settings: Callable[[InstanceRecord], str | None] | None = None,
+) -> dict[str, Any]:
+    """One rollout as `/rollouts`, the CLI and the console show it: file, phase, cohort, versions,
+    rejections, time to the next step, and what to do once it is complete.
+
+    `versions` counts live instances by the version they run; with `newest_settings`
+    (`currency.CurrentSettings.newest_if_current`) one that runs the newest settings of its label
+    counts under the newest version, so a commit to another application's file moves no count."""
+    rollout = active.rollout
+    instances = [
+        r
+        for r in call_cooperatively(
+            store, store.instances, rollout.application, None, active.label, live_after
+        )
+        if rollout.applies_to(r.profiles.split(","))
+    ]
+    identified = [r for r in instances if not r.anonymous]
+    matching = [r for r in identified if rollout.matches(parse_client_labels(r.client_labels))]
+    cohort = [
+        r.instance_id
+        for r in matching
+        if in_cohort(rollout, current.percent, Instance(r.instance_id, parse_client_labels(r.client_labels)))
+    ]
+    if current.state == HALTED:  # the cohort as it was: every instance the canary served
+        served = call_cooperatively(store, store.canary_served_instances, *active.key, 1000)
+        cohort = sorted(set(cohort) | set(served))
+    versions: dict[str, int] = {}
+    for record in instances:
+        running = (newest_settings(record) if newest_settings is not None else None) or record.version
+        versions[running or "unknown"] = versions.get(running or "unknown", 0) + 1
+    canary_version = base_version = None
+    if backend is not None:
+        try:
+            canary_version = backend.resolve(rollout.canary).version
+            base_version = backend.resolve(active.label).version
+        except ConfigServerError:
+            pass
+    rejections = call_cooperatively(store, store.rollout_rejections, *active.key)
+    body: dict[str, Any] = {
+        "application": rollout.application,
+        "label": active.label,
+        "id": rollout.rollout_id,
+        "canary": rollout.canary,
+        "canaryVersion": canary_version,
+        "baseVersion": base_version,
+        "file": rollout_path(rollout.application),
+        "fileVersion": active.version,
+        "state": current.state,
+        "step": current.percent,
+        "stepIndex": current.step,
+        "steps": list(rollout.steps),
+        "bakeSeconds": rollout.bake,
+        "profiles": list(rollout.profiles) if rollout.profiles is not None else None,
+        "match": dict(rollout.match_labels),
+        "haltOn": {"rejected": rollout.halt_on_rejected},
+        "started": active.record.started if active.record else None,
+        "nextStepAt": current.next_step_at,
+        "secondsToNextStep": None if current.next_step_at is None else max(0.0, current.next_step_at - now),
+        "haltedAt": active.record.halted_at if active.record else None,
+        "haltReason": active.record.halt_reason if active.record else None,
+        "instances": len(instances),
+        "matching": len(matching),
+        "cohort": len(cohort),
+        "cohortInstances": sorted(cohort)[:1000],
+        "versions": dict(sorted(versions.items(), key=lambda kv: -kv[1])),
+        "rejections": [
+            {"instance": r.instance_id, "version": r.version, "reason": r.reason, "at": r.seen}
+            for r in rejections
+        ],
+        "advice": advice(active, current),
+    }
+    return body
+
+
+#: A halt reason written by `_count_rejections`: the count, the version, the instance, the quoted
+#: reason it sent (which may quote a setting: shown to readers of the application only).
+_REJECTION_HALT = re.compile(r'(\d+ cohort instances? rejected [^:\s]+: [A-Za-z0-9._:@-]+): ".*"', re.DOTALL)
+
+
+def without_rejection_reason(halt_reason: str | None) -> str | None:
+    """The halt reason without the rejecting instance's own reason (for logs, the audit log and
+    callers who may not read the application); any other halt reason unchanged."""
+    if halt_reason is None:
+        return None
+    match = _REJECTION_HALT.fullmatch(halt_reason)
+    return f"{match[1]} (reason withheld)" if match else halt_reason
+
+
+def advice(active: Active, current: Phase) -> str:
+    """What the operator does next, in one sentence."""
+    path = rollout_path(active.rollout.application)
+    if current.state == COMPLETE:
+        return (
+            f"complete: merge {active.rollout.canary} into {active.label} and remove {path} "
+            "(removing the file ends the rollout: everyone gets the base label's version)"
+        )
+    if current.state == HALTED:
+        return (
+            f"halted: every instance gets {active.label}; fix {active.rollout.canary} and give the "
+            f"rollout a new `id` in {path} to start again, or remove the file"
+        )
+    return f"running: step {current.step + 1} of {len(active.rollout.steps)}"
+
+
+def format_status(body: dict[str, Any]) -> str:
+    """`config-server rollout status` as text: one block per rollout, then the ignored files."""
+    lines = []
+    for r in body.get("rollouts", []):
+        steps = ", ".join(f"{s:g}%" for s in r["steps"])
+        lines.append(f"{r['application']} at {r['label']}: {r['state']}, step {r['step']:g}% of [{steps}]")
+        lines.append(f"  canary     {r['canary']} ({(r['canaryVersion'] or '?')[:12]}), id {r['id']}")
+        if r.get("secondsToNextStep") is not None:
+            lines.append(f"  next step  in {int(r['secondsToNextStep'])} s")
+        if r["state"] == HALTED:
+            refused = len({rejection["instance"] for rejection in r["rejections"]})
+            lines.append(f"  cohort     {r['cohort']} served the canary before the halt, {refused} refused")
+        else:
+            lines.append(
+                f"  cohort     {r['cohort']} of {r['matching']} matching ({r['instances']} instances)"
+            )
+        for version, count in r["versions"].items():
+            lines.append(f"  version    {version[:12]}: {count}")
+        for rejection in r["rejections"]:
+            lines.append(f"  rejected   {rejection['instance']}: {rejection['reason'] or '-'}")
+        if r.get("haltReason"):
+            lines.append(f"  halted     {r['haltReason']}")
+        lines.append(f"  next       {r['advice']}")
+    for error in body.get("errors", []):
+        lines.append(f"ignored {error['application']} at {error['label']}: {error['message']}")
+    if not lines:
+        lines.append("no rollouts")
+    return "\n".join(lines) + "\n"

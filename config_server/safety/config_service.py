@@ -1,0 +1,543 @@
+"""The configuration service: validated request in, resolved and cached environment out.
+
+It is the one place that ties a backend (files at a version), the resolver and the cache
+together, for the Environment endpoint, the rendered formats and plain-text resources alike.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import posixpath
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from config_server import names
+from config_server.backends.base import Backend, Revision
+from config_server.content import render
+from config_server.content.crypto import Keyring
+from config_server.content.decryption import decrypt_environment
+from config_server.content.environment_answer import Headers, held_back_headers, unknown_headers
+from config_server.content.limits import MAX_EXPANSION_CHARS, MAX_VALUE_CHARS, shorten
+from config_server.content.parsing import flatten
+from config_server.content.resolve import ReadFile, Request, file_readings, resolve_environment
+from config_server.errors import (
+    BrokenEnvironment,
+    ConfigLimitExceeded,
+    ConfigServerError,
+    ResourceNotFound,
+    UnknownApplication,
+)
+from config_server.model import Environment, PropertySource
+from config_server.safety.environment_cache import EnvironmentCache, ResolvedEnvironment
+from config_server.safety.known_names import KnownNames
+from config_server.safety.last_good import LastGood, VerdictStore, verdict_context
+from config_server.safety.validation import checked_environment
+
+log = logging.getLogger(__name__)
+
+#: What the server does with a request for an application no file names (`--unknown-applications`):
+#: serve it (with `X-Config-Unknown-Application`), serve it and log the name once, or refuse it (404).
+UNKNOWN_APPLICATION_POLICIES = ("serve", "warn", "deny")
+#: Unknown application names logged once each under `warn`; beyond, one line says the rest are not.
+_MAX_UNKNOWN_LOGGED = 1000
+
+#: The name of the property source that holds the server's overrides (Spring's name).
+OVERRIDES = "overrides"
+
+_GLOB_CHARS = set("*?[")
+#: Broken (version, environment) pairs kept in memory for the request path before it is cleared.
+_MAX_BROKEN_REMEMBERED = 10_000
+
+#: (application, profiles) environments; a file may be served when the caller may read one of them.
+Readings = list[tuple[str, tuple[str, ...]]]
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """One request, validated: each label's revision, the combined one, and the names asked for."""
+
+    revisions: list[Revision]
+    revision: Revision
+    application: str
+    apps: tuple[str, ...]
+    wanted: tuple[str, ...]
+    label: str | None
+
+
+class ConfigService:
+    """Resolves environments and resources from one backend, through one cache; decrypts `{cipher}`.
+
+    A request may list several application names (`orders,shared`) and several labels
+    (`main,release-1`): each label is resolved on its own and a later label's sources come first;
+    the version is the labels' versions joined by `,`. Server-side `overrides` come first in
+    every environment, their placeholders resolved against that environment.
+
+    Only good environments are served (`validation.py`): when a branch or tag's newest commit is
+    broken for an environment, the newest good version is served instead, marked in the
+    revision's `held_back` (`last_good.py`); a commit-id label, several labels, or no good
+    version within `last_good.MAX_WALK` commits raise BrokenEnvironment (422).
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        search_paths: Sequence[str] = (),
+        cache_size: int = 1024,
+        keyring: Keyring | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        verdicts_path: str | Path | None = None,
+        unknown_applications: str = "warn",
+        suggest_closest: bool = True,
+    ) -> None:
+        if unknown_applications not in UNKNOWN_APPLICATION_POLICIES:
+            raise ValueError(
+                f"unknown-applications must be serve, warn or deny, not {unknown_applications!r}"
+            )
+        self.backend = backend
+        #: `serve`, `warn` or `deny`: see UNKNOWN_APPLICATION_POLICIES.
+        self.unknown_applications = unknown_applications
+        #: Whether an answer names the known application closest to an unknown one (not with an auth
+        #: file: a token would learn names it may not read).
+        self.suggest_closest = suggest_closest
+        self._unknown_logged: set[str] = set()
+        self._unknown_lock = threading.Lock()
+        self.keyring = keyring
+        self.search_paths = tuple(p.strip().strip("/") for p in search_paths if p.strip().strip("/"))
+        self.cache = EnvironmentCache(cache_size)
+        self.overrides = _decrypted_overrides(flatten(dict(overrides)) if overrides else {}, keyring)
+        self._label_in_paths = any("{label}" in p for p in self.search_paths)
+        self._named_folders = [
+            _folder_pattern(p) for p in self.search_paths if "{application}" in p or "{profile}" in p
+        ]
+        context = verdict_context(
+            backend.uri, ",".join(self.search_paths), keyring.fingerprint() if keyring else "-"
+        )
+        self.verdicts = VerdictStore(verdicts_path, context)
+        self.last_good = LastGood(self.verdicts, backend.parents)
+        #: The repository's own application and profile names; only they name series and stored rows.
+        self.names = KnownNames(backend, self.search_paths)
+        self._broken: dict[tuple[str, str, tuple[str, ...], str | None], BrokenEnvironment] = {}
+        #: Called with the application (`other` when the repository does not hold it) when a version
+        #: is found broken for one of its environments.
+        self.on_broken: Callable[[str], None] | None = None
+
+    def environment(
+        self, application: str, profiles: str, label: str | None
+    ) -> tuple[Revision, ResolvedEnvironment]:
+        """Validate the names, resolve the label(s), and return the (cached) resolved environment.
+
+        An application no file names is refused (UnknownApplication, 404) under `deny`."""
+        names.validate_applications(application)
+        if self.unknown_applications != "serve":
+            self._admit(application)
+        _, revision, resolved = self._environment(application, profiles, label)
+        return revision, resolved
+
+    def answer_headers(self, application: str, revision: Revision) -> Headers:
+        """The extra headers of an Environment answer for `application` at `revision`:
+        `X-Config-Held-Back` and `X-Config-Unknown-Application` (with the closest known name)."""
+        unknown = self.names.unknown(application)
+        if not self.suggest_closest:
+            unknown = tuple((name, None) for name, _ in unknown)
+        return held_back_headers(revision.held_back) + unknown_headers(unknown)
+
+    def _admit(self, application: str) -> None:
+        """Refuse (`deny`) or log once per name (`warn`) the names of `application` no file names."""
+        unknown = self.names.unknown(application)
+        if not unknown:
+            return
+        if self.unknown_applications == "deny":
+            listed = ", ".join(repr(name) for name, _ in unknown)
+            raise UnknownApplication(f"no configuration file names application {listed}")
+        with self._unknown_lock:
+            new = [name for name, _ in unknown if name not in self._unknown_logged]
+            full = len(self._unknown_logged) >= _MAX_UNKNOWN_LOGGED
+            if not full:
+                self._unknown_logged.update(new)
+        if not new or full:
+            return
+        for name, closest in unknown:
+            if name in new:
+                near = f" (closest known: {closest!r})" if closest else ""
+                log.warning("served application %r, which no configuration file names%s", name, near)
+        if len(self._unknown_logged) >= _MAX_UNKNOWN_LOGGED:
+            log.warning("%d unknown application names logged: further ones are not", _MAX_UNKNOWN_LOGGED)
+
+    def _environment(
+        self, application: str, profiles: str, label: str | None
+    ) -> tuple[list[Revision], Revision, ResolvedEnvironment]:
+        """Each label's revision, the combined revision (versions joined by `,`) and the result."""
+        asked = self._asked(application, profiles, label)
+        revisions, revision, wanted = asked.revisions, asked.revision, asked.wanted
+        scope = revision.label if self._label_in_paths else None
+        error = self._broken.get((revision.version, application, wanted, scope))
+        if error is None:
+            try:
+                resolved = self._resolved(asked)
+            except BrokenEnvironment as exc:
+                error = exc
+            else:
+                return revisions, revision, resolved
+        if revision.pinned or len(revisions) > 1:
+            where = f"commit {revision.version}" if revision.pinned else f"labels {revision.label}"
+            raise BrokenEnvironment(f"{error} (at {where})", error.problems)
+
+        def is_good(version: str) -> bool:
+            older = replace(revision, version=version)
+            try:
+                self._resolved(replace(asked, revisions=[older], revision=older))
+                return True
+            except BrokenEnvironment:
+                return False
+
+        environment_key = _environment_key(application, wanted, scope)
+        held = self.last_good.hold_back(
+            revision.version,
+            environment_key,
+            revision.label,
+            error,
+            is_good,
+            persist=lambda: self.names.known(application, wanted),  # not asked on a remembered verdict
+        )
+        if held.good is None:
+            raise BrokenEnvironment(
+                f"{error} (at {revision.label} {revision.version[:12]}, and no good commit in the "
+                f"{self.last_good.max_walk} before it)",
+                error.problems,
+            )
+        good = replace(revision, version=held.good, held_back=revision.version)
+        return [good], good, self._resolved(replace(asked, revisions=[good], revision=good))
+
+    def _asked(self, application: str, profiles: str, label: str | None) -> _Asked:
+        """The request's names validated and its label(s) resolved (a later label's sources win)."""
+        apps = names.validate_applications(application)
+        wanted = names.validate_profiles(profiles)
+        labels: tuple[str | None, ...] = names.validate_labels(label) if label is not None else (None,)
+        revisions = [self.backend.resolve(one) for one in labels]
+        if len(revisions) == 1:
+            revision = revisions[0]
+        else:
+            revision = Revision(",".join(r.label for r in revisions), ",".join(r.version for r in revisions))
+        return _Asked(revisions, revision, application, apps, wanted, label)
+
+    def held_back_environments(self) -> list[tuple[str, str, str]]:
+        """(application, profiles, label) of every environment held back now (the metrics gauge);
+        names the repository does not hold are `other`."""
+        return [
+            (*self.names.environment_labels(row["application"], row["profiles"]), row["label"] or "")
+            for row in self.held_back()
+        ]
+
+    def held_back_for(self, application: str | None = None) -> list[dict[str, Any]]:
+        """The console's view: `{"application", "profiles", "label", "commit", "error"}` per
+        held-back environment, of one application or (None) of all of them."""
+        return [
+            {
+                "application": row["application"],
+                "profiles": row["profiles"],
+                "label": row["label"],
+                "commit": row["brokenVersion"],
+                "error": _problem_text(row["problems"]),
+            }
+            for row in self.held_back()
+            if application is None or row["application"] == application
+        ]
+
+    def _resolved(self, asked: _Asked) -> ResolvedEnvironment:
+        """The checked environment at the asked revisions, from the cache; BrokenEnvironment when broken.
+
+        Only good environments are cached; a broken one is remembered (in `_broken` for the
+        request path, and in the verdict store's memory, consulted only on a cache miss), so it
+        is resolved once per version, not once per request.
+        """
+        revisions, revision, application = asked.revisions, asked.revision, asked.application
+        apps, wanted = asked.apps, asked.wanted
+        scope = revision.label if self._label_in_paths else None
+        key = (revision.version, application, wanted, scope)
+
+        def compute() -> ResolvedEnvironment:
+            environment_key = _environment_key(application, wanted, scope)
+            known = self.last_good.known_broken(revision.version, environment_key)
+            if known is None:
+                try:
+                    environment = checked_environment(
+                        lambda: self._combined(asked),
+                        apps,
+                        _reader(self.backend, revisions),
+                        self.backend.uri,
+                        self.keyring,
+                    )
+                    return ResolvedEnvironment(self._with_overrides(environment))
+                except BrokenEnvironment as exc:
+                    persist = self.names.known(application, wanted)  # a hostile name is not stored
+                    self.last_good.remember_broken(revision.version, environment_key, exc, persist)
+                    if self.on_broken is not None:
+                        self.on_broken(self.names.application_label(application))
+                    known = exc
+            if len(self._broken) >= _MAX_BROKEN_REMEMBERED:
+                self._broken.clear()
+            self._broken[key] = BrokenEnvironment(str(known), known.problems)  # no traceback kept
+            raise BrokenEnvironment(str(known), known.problems)
+
+        return self.cache.get_or_compute(key, compute)
+
+    def _combined(self, asked: _Asked) -> Environment:
+        """The files of every label, a later label's first (not yet decrypted nor checked)."""
+        files = [
+            self._files(asked.application, asked.apps, asked.wanted, asked.label, one)
+            for one in asked.revisions
+        ]
+        sources = tuple(source for env in reversed(files) for source in env)
+        return Environment(asked.application, asked.wanted, asked.label, asked.revision.version, sources)
+
+    def held_back(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Environments whose label's newest commit is held back right now, with the reasons."""
+        out = []
+        for row in self.verdicts.held_rows(limit * 4):
+            try:
+                current = self.backend.resolve(row["label"]).version if row["label"] else None
+            except ConfigServerError:
+                continue
+            if current is not None and current != row["head"]:
+                continue  # the label moved on since
+            application, _, profiles = row["environment"].partition("/")
+            out.append(
+                {
+                    "application": application,
+                    "profiles": profiles,
+                    "label": row["label"],
+                    "brokenVersion": row["head"],
+                    "servedVersion": row["good"],
+                    "problems": [p.to_json() for p in row["problems"]],
+                }
+            )
+            if len(out) >= limit:
+                break
+        return out
+
+    def _files(
+        self,
+        application: str,
+        apps: tuple[str, ...],
+        wanted: tuple[str, ...],
+        label: str | None,
+        revision: Revision,
+    ) -> tuple[PropertySource, ...]:
+        """The property sources of the files at one resolved label, most specific first."""
+        request = Request(application, wanted, label, apps)
+        folders = self._folders(revision, apps, wanted)
+        resolved = resolve_environment(
+            request,
+            revision.version,
+            folders,
+            lambda path: self.backend.read(revision.version, path),
+            self.backend.uri,
+        )
+        return resolved.property_sources
+
+    def _with_overrides(self, environment: Environment) -> Environment:
+        """The environment with the `overrides` source first, its placeholders resolved against it."""
+        if not self.overrides:
+            return environment
+        merged = render.merge((PropertySource(OVERRIDES, self.overrides), *environment.property_sources))
+        values = {
+            key: _resolve_override(key, value, merged) if isinstance(value, str) else value
+            for key, value in self.overrides.items()
+        }
+        return replace(
+            environment, property_sources=(PropertySource(OVERRIDES, values), *environment.property_sources)
+        )
+
+    def raw_environment(self, application: str, profiles: str, label: str | None) -> Environment:
+        """The files' settings as committed, `{cipher}` values still encrypted, without the server's
+        overrides (history diffs); not cached."""
+        return self._combined(self._asked(application, profiles, label))
+
+    def resource(
+        self,
+        application: str,
+        profiles: str,
+        label: str | None,
+        path: str,
+        authorize: Callable[[list[Readings], str], None] | None = None,
+    ) -> tuple[bytes, str, str | None]:
+        """A plain-text file with placeholders substituted; returns (content, repository path, the
+        broken commit held back when the file comes from the newest good version, else None).
+
+        For `nginx.conf` and profile `prod` it looks for `nginx-prod.conf` before `nginx.conf`,
+        in the search paths (later first) before the root; with several labels, in the later
+        label first. `authorize` is called with what the file found denotes
+        (`denoted_environments`) and the label it was found at, before its content is used, and
+        raises to refuse it.
+        """
+        safe_path = names.validate_path(path)
+        revisions, revision, resolved = self._environment(application, profiles, label)
+        apps = names.validate_applications(application)
+        wanted = resolved.environment.profiles
+        stem, ext = posixpath.splitext(safe_path)
+        candidates = [f"{stem}-{p}{ext}" for p in reversed(wanted)]
+        candidates.append(safe_path)
+        for one in reversed(revisions):
+            folders = self._folders(one, apps, wanted)
+            for candidate in candidates:
+                for folder in reversed(folders):
+                    full = f"{folder}/{candidate}" if folder else candidate
+                    data = self.backend.read(one.version, full)
+                    if data is None:
+                        continue
+                    if authorize is not None:
+                        authorize(self.denoted_environments(full, apps, wanted, folders), one.label)
+                    try:
+                        text = data.decode("utf-8")
+                    except UnicodeDecodeError:
+                        return data, full, revision.held_back
+                    try:
+                        content = render.resolve_text(text, resolved.merged).encode("utf-8")
+                        return content, full, revision.held_back
+                    except render.ExpansionTooLarge as exc:
+                        raise ConfigLimitExceeded(
+                            f"{full}: placeholder ${{{shorten(exc.placeholder)}}}: placeholders add "
+                            f"more than {MAX_EXPANSION_CHARS} characters to the file"
+                        ) from None
+        raise ResourceNotFound(f"no file {safe_path!r} at label {revision.label!r}")
+
+    def denoted_environments(
+        self,
+        path: str,
+        apps: tuple[str, ...],
+        profiles: tuple[str, ...],
+        searched: Sequence[str] = (),
+    ) -> list[Readings]:
+        """What a served file is the configuration of: groups of readings, one of each must be allowed.
+
+        Its name (`resolve.file_readings`), and its folder when that is not one of the folders
+        `searched` for this request but a search path names it after an application or profile
+        (`{application}`): `payments/application.yml` asked for as `orders` is the configuration
+        of `payments`. Empty for a template in an ordinary folder. `apps` and `profiles` are
+        what the request asked for (and was allowed).
+        """
+        folder, _, name = path.rpartition("/")
+        groups: list[Readings] = []
+        named = file_readings(name, apps, profiles)
+        if named is not None:
+            groups.append(named)
+        if folder in searched:
+            return groups
+        for pattern in self._named_folders:
+            match = pattern.fullmatch(folder)
+            if match:
+                owner = match.groupdict().get("application")
+                profile = match.groupdict().get("profile")
+                owners = (owner,) if owner else apps
+                groups.append([(one, (profile,) if profile else profiles) for one in owners])
+        return groups
+
+    def folders(self, revision: Revision, apps: tuple[str, ...], profiles: tuple[str, ...]) -> list[str]:
+        """Where an environment's files are looked for: the root, then every search path."""
+        return self._folders(revision, apps, profiles)
+
+    def _folders(self, revision: Revision, apps: tuple[str, ...], profiles: tuple[str, ...]) -> list[str]:
+        """The root, then every search path (placeholders filled, globs expanded), in order."""
+        folders = [""]
+        for pattern in self.search_paths:
+            for app in apps:
+                for expanded in _expand_placeholders(pattern, app, profiles, revision.label):
+                    for folder in self._glob(revision.version, expanded):
+                        if folder not in folders:
+                            folders.append(folder)
+        return folders
+
+    def _glob(self, version: str, pattern: str) -> list[str]:
+        parts = [p for p in pattern.split("/") if p and p != "."]
+        if any(p == ".." for p in parts):
+            return []
+        if not any(_GLOB_CHARS & set(p) for p in parts):
+            return ["/".join(parts)]
+        found = [""]
+        for part in parts:
+            nxt: list[str] = []
+            for base in found:
+                children = sorted(self.backend.listing(version, base).folders)
+                matched = (
+                    fnmatch.filter(children, part)
+                    if _GLOB_CHARS & set(part)
+                    else ([part] if part in children else [])
+                )
+                nxt.extend(f"{base}/{m}" if base else m for m in matched)
+            found = nxt
+        return found
+
+
+def _decrypted_overrides(overrides: dict[str, Any], keyring: Keyring | None) -> dict[str, Any]:
+    """The flat overrides with `{cipher}` values decrypted (or marked invalid), once at start-up."""
+    if not overrides:
+        return {}
+    holder = Environment(OVERRIDES, (), None, "", (PropertySource(OVERRIDES, overrides),))
+    return decrypt_environment(holder, keyring).environment.property_sources[0].source
+
+
+def _resolve_override(key: str, value: str, merged: Mapping[str, Any]) -> str:
+    """An override's placeholders resolved against the environment, bounded like any value."""
+    try:
+        return render.resolve_text(value, merged, max(MAX_VALUE_CHARS, len(value)))
+    except render.ExpansionTooLarge as exc:
+        raise ConfigLimitExceeded(f"{OVERRIDES}: key {shorten(key)!r}: {exc}") from None
+
+
+def _folder_pattern(search_path: str) -> re.Pattern[str]:
+    """A search path as a regular expression over folders, capturing `{application}` and `{profile}`."""
+    parts: list[str] = []
+    for piece in re.split(r"(\{application\}|\{profile\}|\{label\}|\*|\?)", search_path):
+        if piece == "{application}":
+            parts.append("(?P<application>[^/]+)" if "(?P<application>" not in "".join(parts) else "[^/]+")
+        elif piece == "{profile}":
+            parts.append("(?P<profile>[^/]+)" if "(?P<profile>" not in "".join(parts) else "[^/]+")
+        elif piece == "{label}":
+            parts.append(".*")  # a label may hold a `/`
+        elif piece == "*":
+            parts.append("[^/]*")
+        elif piece == "?":
+            parts.append("[^/]")
+        else:
+            parts.append(re.escape(piece))
+    return re.compile("".join(parts))
+
+
+def _reader(backend: Backend, revisions: list[Revision]) -> ReadFile:
+    """Reads a file from the latest label that has it (where problems and schemas are looked up)."""
+
+    def read(path: str) -> bytes | None:
+        for one in reversed(revisions):
+            data = backend.read(one.version, path)
+            if data is not None:
+                return data
+        return None
+
+    return read
+
+
+def _problem_text(problems: list[dict[str, Any]]) -> str:
+    if not problems:
+        return ""
+    first = problems[0]
+    where = first.get("file") or "-"
+    if first.get("line"):
+        where = f"{where}:{first['line']}"
+    return f"{where}: {first.get('message', '')}"
+
+
+def _environment_key(app: str, profiles: tuple[str, ...], scope: str | None) -> str:
+    """How the verdict store names an environment: `orders/prod,eu` (`@label` when paths use it)."""
+    return f"{app}/{','.join(profiles)}" + (f"@{scope}" if scope is not None else "")
+
+
+def _expand_placeholders(pattern: str, app: str, profiles: tuple[str, ...], label: str) -> list[str]:
+    pattern = pattern.replace("{application}", app).replace("{label}", label)
+    if "{profile}" not in pattern:
+        return [pattern]
+    return [pattern.replace("{profile}", p) for p in profiles]
