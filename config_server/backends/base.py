@@ -75,6 +75,11 @@ class Backend(ABC):
         """The versions `version` was made from, first parent first (none for a plain folder)."""
         return []
 
+    def changed_paths(self, old: str, new: str) -> frozenset[str] | None:
+        """Paths of the files that differ between two versions (added, removed or changed), or None
+        when the backend cannot tell (then every file may have changed)."""
+        return None
+
     def refresh(self, max_age: float = 0.0) -> bool:
         """Bring remote state up to date; return True when something may have changed.
 

@@ -167,6 +167,37 @@ class GitBackend(Backend):
             except (BadName, BadObject, ValueError, git.GitCommandError):
                 return []
 
+    def changed_paths(self, old: str, new: str) -> frozenset[str] | None:
+        """Files that differ between two commits, found by comparing their trees: a folder whose
+        tree id is the same in both is not read (a change to one file of thousands reads the
+        root tree and nothing else). No git process is run."""
+        with self._lock:
+            changed: set[str] = set()
+            self._tree_changes(self._root_tree(old), self._root_tree(new), "", changed)
+        return frozenset(changed)
+
+    def _tree_changes(self, old: bytes | None, new: bytes | None, prefix: str, changed: set[str]) -> None:
+        if old == new:
+            return
+        before = self._tree_entries(old) if old is not None else {}
+        after = self._tree_entries(new) if new is not None else {}
+        for name in before.keys() | after.keys():
+            was, now = before.get(name), after.get(name)
+            if was == now:
+                continue
+            path = prefix + name
+            was_tree = was is not None and _is(was, _TREE_TYPE)
+            now_tree = now is not None and _is(now, _TREE_TYPE)
+            if was_tree or now_tree:
+                self._tree_changes(
+                    was[1] if was is not None and was_tree else None,
+                    now[1] if now is not None and now_tree else None,
+                    path + "/",
+                    changed,
+                )
+            if (was is not None and not was_tree) or (now is not None and not now_tree):
+                changed.add(path)
+
     # -- reading ----------------------------------------------------------------------------
 
     def read(self, version: str, path: str) -> bytes | None:

@@ -90,8 +90,8 @@ def check_repository(
     """Check every environment of the repository at `label` (the default when None)."""
     service = ConfigService(backend, list(search_paths), cache_size=1, keyring=keyring)
     revision = backend.resolve(label)
-    read = _memo_read(backend, revision.version)
-    parse = _memo_parse()
+    read = memo_read(backend, revision.version)
+    parse = memo_parse()
     checked = "working tree" if isinstance(backend, NativeBackend) else "commit"
     report = Report(revision.version, checked, revision.label)
     for application, profiles in environments(service, revision, read, parse):
@@ -220,7 +220,7 @@ def _activation_profiles(
     return names
 
 
-def _memo_read(backend: Backend, version: str) -> Callable[[str], bytes | None]:
+def memo_read(backend: Backend, version: str) -> Callable[[str], bytes | None]:
     """A reader that reads each file once (the shared files are read for every application)."""
     seen: dict[str, bytes | None | InvalidConfigFile] = {}
 
@@ -238,7 +238,7 @@ def _memo_read(backend: Backend, version: str) -> Callable[[str], bytes | None]:
     return read
 
 
-def _memo_parse() -> Callable[[str, bytes], list[Document]]:
+def memo_parse() -> Callable[[str, bytes], list[Document]]:
     """A parser that parses each (path, content) once; parse errors are remembered too."""
     seen: dict[tuple[str, bytes], list[Document] | InvalidConfigFile] = {}
 

@@ -1,0 +1,86 @@
+"""Would a commit be held back? The checks ("gates") an environment's new commit must pass to be served.
+
+A gate looks at one environment at one commit (a `Candidate`) and answers None (it may be served)
+or a `Hold`: why the server keeps serving the last good commit instead. Today there is one gate,
+`broken_gate`: the change-safety check the server runs before serving (`validation.checked_environment`),
+so a held-back verdict here is exactly the server's. Release approvals add a gate of their own next
+to it (reason `awaiting approval`); whoever asks for a verdict (`config-server diff`, `GET /diff`)
+passes the list of gates and shows every hold.
+
+Pure over what the caller hands in (the environment's resolution, a file reader, a keyring).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from config_server.content.crypto import Keyring
+from config_server.content.resolve import ReadFile
+from config_server.errors import BrokenEnvironment, Problem
+from config_server.model import Environment
+from config_server.safety.validation import checked_environment
+
+#: The reason of a hold by `broken_gate`.
+BROKEN = "broken"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One environment at the commit that would be served (`version`), coming from `base_version`."""
+
+    application: str
+    profiles: tuple[str, ...]
+    label: str
+    version: str
+    base_version: str
+    #: Builds the environment from the files at `version` (raises InvalidConfigFile when one is broken).
+    resolve: Callable[[], Environment]
+    #: Reads a file at `version` (schemas, line numbers).
+    read: ReadFile
+    #: The repository's URI, the prefix of property-source names.
+    uri: str
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Why a gate holds an environment back: its reason (`broken`, ...) and the problems found."""
+
+    reason: str
+    problems: tuple[Problem, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """`{"reason", "problems": [{"file", "line", "message"}, ...]}`."""
+        return {"reason": self.reason, "problems": [p.to_json() for p in self.problems]}
+
+
+#: A check of one candidate: None when it passes, else the hold.
+Gate = Callable[[Candidate], "Hold | None"]
+
+
+def broken_gate(keyring: Keyring | None, decrypt: bool = True) -> Gate:
+    """The change-safety gate: the candidate is held back when it is broken (a file does not
+    parse, a limit is hit, a schema rejects it, a `{cipher}` value does not decrypt when
+    `decrypt`). Errors that are not about the content (a repository that cannot be read) propagate."""
+
+    def gate(candidate: Candidate) -> Hold | None:
+        try:
+            checked_environment(
+                candidate.resolve,
+                (candidate.application,),
+                candidate.read,
+                candidate.uri,
+                keyring,
+                decrypt,
+            )
+        except BrokenEnvironment as exc:
+            return Hold(BROKEN, exc.problems)
+        return None
+
+    return gate
+
+
+def holds(candidate: Candidate, gates: Sequence[Gate]) -> list[Hold]:
+    """Every gate's hold on the candidate, in the gates' order (empty: it would be served)."""
+    return [hold for hold in (gate(candidate) for gate in gates) if hold is not None]
