@@ -1,5 +1,5 @@
 """The `config-server` command: `serve` runs the server on gunicorn; `validate` checks a repository;
-`rollout status|halt` talk to a running server.
+`diff` shows a change's effect before it is merged; `rollout status|halt` talk to a running server.
 
 Every option can also come from a `CONFIG_SERVER_<NAME>` environment variable or from the YAML
 settings file given by `--config` (or `CONFIG_SERVER_CONFIG`); a flag beats a variable, which
@@ -375,6 +375,121 @@ def rollout_halt(application: str, server: str, token: str | None, label: str | 
     url = f"{server.rstrip('/')}/rollouts/{quote(application, safe='')}/halt"
     body = _rollout_call("POST", url, token, params=params, json={"reason": reason})
     click.echo(f"{body['application']} at {body['label']}: halted ({body['haltReason']})")
+
+
+@main.command("diff")
+@click.argument("revisions", metavar="BASE..HEAD")
+@click.argument("path", required=False)
+@click.option("--repo", default=".", show_default=True, type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["text", "markdown", "json"]),
+    default="text",
+    show_default=True,
+    help="Output format (markdown: a pull-request comment).",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["held-back"]),
+    default=None,
+    help="Exit 1 only when the head would be held back for some environment, not for any difference.",
+)
+@click.option("--search-paths", default="", help="Comma-separated folders also searched, as for serve.")
+@click.option(
+    "--server",
+    default=None,
+    help="A running server whose live instances of each environment are counted (GET /instances).",
+)
+@_token_option
+@_settings_file_option
+@_key_file_option
+def diff_command(
+    revisions: str,
+    path: str | None,
+    repo: str,
+    output: str,
+    fail_on: str | None,
+    search_paths: str,
+    server: str | None,
+    token: str | None,
+    settings_file: str | None,
+    key_file: str | None,
+) -> None:
+    """The effect of the commits BASE..HEAD on every environment, before they are merged.
+
+    For each application and profile whose resolved settings differ between BASE and HEAD (any
+    git revision; an empty side is the default branch): each key added, removed or changed, with
+    old and new value ({cipher} values masked) and the file and line that set it, and whether the
+    server would hold HEAD back for it (the checks of `validate`). PATH (a file or folder of the
+    repository) counts only the changes under it. Exit status: 0 no difference, 1 differences
+    (with --fail-on held-back: 1 only when some environment would be held back), 2 on an error.
+    """
+    import dataclasses
+    import json
+    import tempfile
+
+    from config_server.backends.git import GitBackend
+    from config_server.content.crypto import CryptoError, load_keyring
+    from config_server.errors import ConfigServerError
+    from config_server.observability.change_effect import change_effect, live_instances, with_instances
+    from config_server.observability.change_report import as_markdown, as_text, summary
+    from config_server.safety.config_service import ConfigService
+    from config_server.safety.release_gates import broken_gate
+
+    def fail(message: str) -> None:
+        click.echo(f"error: {message}", err=True)
+        sys.exit(2)
+
+    base_text, dots, head_text = revisions.partition("..")
+    if not dots or head_text.startswith("."):
+        fail(f"{revisions!r} is not BASE..HEAD (two dots; use `git merge-base` for a branch's fork point)")
+    try:
+        settings = Settings.load({"encrypt_key_file": key_file}, settings_file)
+        keyring = load_keyring(settings.encrypt_key, settings.encrypt_key_file, settings.encrypt_salt)
+    except (ValueError, TypeError, OSError, CryptoError) as exc:
+        fail(str(exc))
+    with tempfile.TemporaryDirectory(prefix="config-diff-") as scratch:
+        try:
+            backend = GitBackend(repo, scratch)
+            try:
+                labels = []
+                for text in (base_text, head_text):
+                    try:  # a branch, tag or commit id as the server reads it, else any git revision
+                        labels.append(backend.resolve(text or None).label if text else None)
+                    except ConfigServerError:
+                        labels.append(backend.commit_of(text))
+                service = ConfigService(
+                    backend, [p for p in search_paths.split(",") if p.strip()], cache_size=1
+                )
+                effect = change_effect(
+                    service, labels[0], labels[1], path, [broken_gate(keyring, decrypt=keyring is not None)]
+                )
+            finally:
+                backend.close()
+        except ConfigServerError as exc:
+            fail(str(exc))
+    for side, text in (("base", base_text), ("head", head_text)):
+        if text and getattr(effect, side).label != text:  # HEAD, origin/main: shown as written
+            setattr(effect, side, dataclasses.replace(getattr(effect, side), label=text))
+    if server:
+        body = _rollout_call("GET", server.rstrip("/") + "/instances", token, params={"limit": 10_000})
+        if body.get("truncated"):
+            click.echo(f"note: {body.get('note', 'the instances were cut short')}", err=True)
+        live = [i for i in body.get("instances", []) if i.get("status") != "gone"]
+        with_instances(effect, live_instances((i["application"], i["profiles"], i["label"]) for i in live))
+    if keyring is None:
+        click.echo("note: no encryption key given: {cipher} values were not checked", err=True)
+    if output == "json":
+        click.echo(json.dumps(effect.to_json(), indent=2))
+    elif output == "markdown":
+        click.echo(as_markdown(effect), nl=False)
+    else:
+        click.echo(as_text(effect), nl=False)
+        click.echo(summary(effect), err=True)
+    if fail_on == "held-back":
+        sys.exit(1 if effect.held_back else 0)
+    sys.exit(1 if effect.differs else 0)
 
 
 if __name__ == "__main__":

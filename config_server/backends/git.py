@@ -159,6 +159,20 @@ class GitBackend(Backend):
             return cached[1]
         return self._ref_sha(repo, target, depth + 1) if depth < 5 else None
 
+    def commit_of(self, revision: str) -> str:
+        """The commit a git revision expression names (`HEAD`, `origin/main`, `HEAD~1`, `v1^{}`):
+        for the command line only (`config-server diff`), never for a request's label, which
+        `resolve` reads. Raises LabelNotFound."""
+        if not revision or revision.startswith("-"):
+            raise LabelNotFound(f"{revision!r} is not a git revision")
+        with self._lock:
+            try:
+                return str(
+                    self._require_repo().git.rev_parse("--verify", "--quiet", f"{revision}^{{commit}}")
+                ).strip()
+            except git.GitCommandError:
+                raise LabelNotFound(f"{revision!r} is not a branch, tag or commit of {self.uri}") from None
+
     def parents(self, version: str) -> list[str]:
         """The commit's parents, first parent first (the history of the branch it was made on)."""
         with self._lock:
