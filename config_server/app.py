@@ -25,6 +25,7 @@ from config_server.delivery.watch_hub import WatchHub
 from config_server.http import (
     admin,
     console,
+    diff,
     encryption,
     environment,
     observe,
@@ -169,7 +170,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     hosts = HostAllowList.for_server(settings.allowed_hosts, settings.host)
     request_guards.install(app, hosts)  # before identification: a refused request names no client
     security.install(app, authenticate=auth is not None, audit=bool(settings.audit_log))
-    for module in (admin, encryption, openapi, observe, console, rollouts_http, environment, resources):
+    for module in (admin, encryption, openapi, observe, diff, console, rollouts_http, environment, resources):
         app.register_blueprint(module.blueprint)
     register_error_handlers(app)
     audit = app.extensions[EXTENSION].audit

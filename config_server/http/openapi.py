@@ -270,6 +270,43 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/diff": {
+            "get": {
+                "summary": "The effect of a change on every environment before it is merged (read role; "
+                "a scoped client sees the environments it may read)",
+                "parameters": [
+                    {**_query("from", "The base: a branch, tag or commit id."), "required": True},
+                    {**_query("to", "The head: a branch, tag or commit id."), "required": True},
+                    _query("path", "Count only the changed files under this repository path."),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "Per environment that changes: key changes (values masked), the file "
+                        "and line of each new value, the held-back verdict and live instances; the shape of "
+                        "`config-server diff --format json`",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["base", "head", "differs", "heldBack", "environments"],
+                                    "properties": {
+                                        "base": {"type": "object"},
+                                        "head": {"type": "object"},
+                                        "path": {"type": ["string", "null"]},
+                                        "differs": {"type": "boolean"},
+                                        "heldBack": {"type": "integer"},
+                                        "environmentsNamed": {"type": "integer"},
+                                        "environmentsResolved": {"type": "integer"},
+                                        "environments": {"type": "array", "items": {"type": "object"}},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    **_ERRORS,
+                },
+            }
+        },
         "/rollouts": {
             "get": {
                 "summary": "Rollouts (state, step, cohort, versions, rejections) and ignored rollout files "
