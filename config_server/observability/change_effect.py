@@ -29,6 +29,7 @@ rejects unchanged settings changes what is served as much as a changed value).
 from __future__ import annotations
 
 import hashlib
+import posixpath
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -41,7 +42,14 @@ from config_server.content import render
 from config_server.content.crypto import CIPHER_PREFIX
 from config_server.content.parsing import Document
 from config_server.content.positions import key_line
-from config_server.content.resolve import EXTENSIONS, Request, resolve_environment, search_order
+from config_server.content.resolve import (
+    EXTENSIONS,
+    SHARED,
+    Request,
+    file_readings,
+    resolve_environment,
+    search_order,
+)
 from config_server.errors import InvalidConfigFile
 from config_server.model import Environment
 from config_server.observability.history import MASKED, diff_settings
@@ -199,20 +207,21 @@ def change_effect(
     if changed is not None and not changed:
         return effect
     parse = memo_parse()  # shared by both versions: a file unchanged between them is parsed once
-    named = sorted(
-        set(environments(service, base.revision, base.read, parse))
-        | set(environments(service, head.revision, head.read, parse))
-    )
+    touched = None if changed is None else touched_applications(changed)
+    named = sorted(_listed(service, base, parse, touched) | _listed(service, head, parse, touched))
     lines: dict[tuple[str, int, str, str], int | None] = {}
     everything = changed is None or _changes_every_schema(changed)
+    revisions = (base.revision, head.revision)
     for count, (application, profiles) in enumerate(named):
         if count % _PAUSE_EVERY == 0:
             time.sleep(0)  # let other greenlets run (time.sleep is gevent's in the gevent worker)
         if visible is not None and not visible(application, profiles):
             continue
         effect.named += 1
+        if touched is not None and application not in touched:
+            continue
         if not everything and not reads_any(
-            service, (base.revision, head.revision), application, profiles, changed or frozenset()
+            service, revisions, application, profiles, changed or frozenset()
         ):
             continue
         effect.resolved += 1
@@ -220,6 +229,79 @@ def change_effect(
         if one.changes or one.holds or one.head_error:
             effect.environments.append(one)
     return effect
+
+
+def touched_applications(changed: Iterable[str]) -> frozenset[str] | None:
+    """The applications whose environments the changed files may touch, or None for every one.
+
+    A configuration file names them as the resolver reads it (`resolve.file_readings`: `orders-prod.yml`
+    is `orders`' prod file, or the file of an application `orders-prod`); a shared file
+    (`application*`) touches every application, as does a schema of `application` or a file of the
+    schema folder that is no application's schema (other schemas may `$ref` it). Other files
+    (templates, `.json`) are no source of settings and touch none.
+    """
+    prefix = schema_rules.SCHEMA_FOLDER + "/"
+    touched: set[str] = set()
+    for path in changed:
+        name = path.rpartition("/")[2]
+        if path.startswith(prefix):
+            schema_of = next((name[: -len(e)] for e in schema_rules.EXTENSIONS if name.endswith(e)), None)
+            if schema_of is None or schema_of == SHARED:
+                return None
+            touched.add(schema_of)
+            continue
+        stem, ext = posixpath.splitext(name)
+        if ext not in EXTENSIONS:
+            continue
+        if stem == SHARED or stem.startswith(SHARED + "-"):
+            return None
+        touched.update(application for application, _ in file_readings(name, (), ()) or ())
+    return frozenset(touched)
+
+
+def _listed(
+    service: ConfigService,
+    side: _Version,
+    parse: Callable[[str, bytes], list[Document]],
+    touched: frozenset[str] | None,
+) -> set[tuple[str, tuple[str, ...]]]:
+    """The environments the repository names at one version (`repo_check.environments`).
+
+    When the change touches some applications only, the documents of the others are not read for
+    the profiles they name (in a repository of thousands of applications, that reading is most of
+    the work): the applications are listed first from the file names, and then only the touched
+    ones that exist (`orders-prod.yml` may name `orders`) have their files read."""
+    if touched is None:
+        return set(environments(service, side.revision, side.read, parse))
+    by_names = set(environments(service, side.revision, _only_files_of(frozenset(), side.read), parse))
+    existing = touched & {application for application, _ in by_names}
+    if not existing:
+        return by_names
+    return set(environments(service, side.revision, _only_files_of(existing, side.read), parse))
+
+
+def _changes_every_schema(changed: frozenset[str]) -> bool:
+    """A changed file in the schema folder that is no application's schema (one a `$ref` may name)."""
+    prefix = schema_rules.SCHEMA_FOLDER + "/"
+    return any(
+        p.startswith(prefix) and not p[len(prefix) :].endswith(schema_rules.EXTENSIONS) for p in changed
+    )
+
+
+def _only_files_of(
+    applications: frozenset[str], read: Callable[[str], bytes | None]
+) -> Callable[[str], bytes | None]:
+    """A reader that reads the shared files and those of `applications` only, for listing the
+    environments: an untouched application's documents are not parsed for the profiles they name."""
+
+    def only(path: str) -> bytes | None:
+        stem = posixpath.splitext(path.rpartition("/")[2])[0]
+        if stem == SHARED or stem.startswith(SHARED + "-"):
+            return read(path)
+        readings = file_readings(path.rpartition("/")[2], (), ()) or ()
+        return read(path) if any(application in applications for application, _ in readings) else None
+
+    return only
 
 
 def reads_any(
@@ -237,14 +319,6 @@ def reads_any(
             if any(stem + ext in changed for ext in EXTENSIONS):
                 return True
     return any(p in changed for candidates in schema_rules.schema_paths([application]) for p in candidates)
-
-
-def _changes_every_schema(changed: frozenset[str]) -> bool:
-    """A changed file in the schema folder that is no application's schema (one a `$ref` may name)."""
-    prefix = schema_rules.SCHEMA_FOLDER + "/"
-    return any(
-        p.startswith(prefix) and not p[len(prefix) :].endswith(schema_rules.EXTENSIONS) for p in changed
-    )
 
 
 def _environment_effect(
