@@ -9,6 +9,7 @@ from bench import (
     client_reads,
     cluster,
     commit_to_callback,
+    diff_scale,
     expansion_bomb,
     hostile_load,
     propagation,
@@ -100,6 +101,14 @@ def test_validate_scale_smoke(tmp_path):
     assert result["validate_exit"] == 0 and result["validate_schema_exit"] == 0
     assert result["validate_summary"].startswith("0 problems in 21 environments")
     assert 0 < result["validate_s"] < 60 and read(out)["environment_schema_us"] > 0
+
+
+def test_diff_scale_smoke(tmp_path):
+    out = tmp_path / "diff.json"
+    result = diff_scale.main(["--apps", "20", "--commits", "5", "--json", str(out)])
+    assert result["shared_file"]["resolved"] == result["shared_file"]["changed"] == 21  # all, and application
+    assert result["one_application"]["resolved"] == result["one_application"]["changed"] == 1
+    assert 0 < result["one_application"]["command_s"] < 60 and read(out)["applications"] == 20
 
 
 def test_cluster_smoke(tmp_path):

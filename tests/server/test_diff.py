@@ -10,8 +10,13 @@ with admin and scoped tokens.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from config_server.backends.git import GitBackend
@@ -20,7 +25,9 @@ from config_server.http.auth import hash_token
 from config_server.observability.change_effect import change_effect
 from config_server.safety.config_service import ConfigService
 from config_server.safety.release_gates import BROKEN, broken_gate
-from tests.helpers import SPRING_VECTOR
+from tests.helpers import GIT_ENV, SPRING_VECTOR
+
+WORKFLOW = Path(__file__).resolve().parents[2] / "docs" / "ci" / "config-diff-github.yml"
 
 SCHEMA = """type: object
 properties:
@@ -354,3 +361,25 @@ def test_the_changed_files_of_two_commits_come_from_their_trees(repo, tmp_path):
         assert effect.environments == [] and effect.resolved == 0  # no configuration file of the root
     finally:
         backend.close()
+
+
+def test_the_github_workflow_diffs_a_pull_requests_merge_and_fails_when_held_back(branched, tmp_path):
+    branched.commit({"orders-prod.yml": "orders:\n  max-items: 5000\n"})
+    branched.git("checkout", "-q", "main")
+    branched.git("merge", "-q", "--no-ff", "-m", "the pull request's merge", "feature")  # what CI checks out
+    steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["diff"]["steps"]
+    script = next(step["run"] for step in steps if step.get("id") == "diff")
+    output = tmp_path / "github-output"
+    env = {
+        **GIT_ENV,
+        "GITHUB_OUTPUT": str(output),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    env.pop("ENCRYPT_KEY", None)
+    subprocess.run(["bash", "-e", "-c", script], cwd=branched.path, env=env, check=True, capture_output=True)
+    assert output.read_text() == "status=1\n"
+    comment = (branched.path / "diff.md").read_text()
+    assert (
+        comment.startswith("### 🛑 Configuration diff `HEAD^1 (")
+        and "`orders/prod`: 🛑 **held back**" in comment
+    )
