@@ -473,7 +473,10 @@ def diff_command(
         if text and getattr(effect, side).label != text:  # HEAD, origin/main: shown as written
             setattr(effect, side, dataclasses.replace(getattr(effect, side), label=text))
     if server:
-        body = _rollout_call("GET", server.rstrip("/") + "/instances", token, params={"limit": 10_000})
+        try:
+            body = _rollout_call("GET", server.rstrip("/") + "/instances", token, params={"limit": 10_000})
+        except click.ClickException as exc:
+            fail(exc.format_message())
         if body.get("truncated"):
             click.echo(f"note: {body.get('note', 'the instances were cut short')}", err=True)
         live = [i for i in body.get("instances", []) if i.get("status") != "gone"]

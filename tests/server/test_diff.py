@@ -275,6 +275,9 @@ def test_instances_of_each_environment_come_from_a_running_server(branched, serv
     assert environment(as_json(result), "payments", "default")["instances"] == {"main": 2}
     text = diff(branched, "main..feature", "--server", server.url).stdout
     assert text.startswith("payments/default: served [2 live instances: main: 2]\n")
+    server.stop()
+    result = diff(branched, "main..feature", "--server", server.url)
+    assert result.exit_code == 2 and result.stderr.startswith("error: cannot reach ")
 
 
 # -- GET /diff -----------------------------------------------------------------------------------
