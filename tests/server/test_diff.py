@@ -386,3 +386,15 @@ def test_the_github_workflow_diffs_a_pull_requests_merge_and_fails_when_held_bac
         comment.startswith("### 🛑 Configuration diff `HEAD^1 (")
         and "`orders/prod`: 🛑 **held back**" in comment
     )
+
+
+def test_the_endpoint_does_not_block_the_gevent_worker(repo, server_process, http):
+    repo.commit({"application.yml": "region: eu\n", **{f"app-{n:03d}.yml": f"n: {n}\n" for n in range(300)}})
+    repo.git("checkout", "-q", "-b", "feature")
+    repo.commit({"application.yml": "region: us\n"})
+    repo.git("checkout", "-q", "main")
+    server = server_process("--repo", str(repo.path), "--workers", "1")
+    server.wait_ready(lambda: http.get(f"{server.url}/health", timeout=1).ok)
+    answer = http.get(f"{server.url}/diff", params={"from": "main", "to": "feature"}, timeout=30)
+    assert answer.status_code == 200 and len(answer.json()["environments"]) == 301
+    # the fixture fails the test when gevent's blocking monitor reported the loop held for 0.1 s
