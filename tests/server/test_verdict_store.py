@@ -6,7 +6,7 @@ import sqlite3
 import threading
 
 from config_server.errors import Problem
-from config_server.safety.last_good import HeldBack, VerdictStore
+from config_server.safety.verdicts import HeldBack, VerdictStore
 from tests.helpers import wait_for
 
 PROBLEMS = (Problem("orders.yml", 2, "does not parse"),)
