@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from config_server.concurrency import real_lock, real_thread_primitives
+from config_server.concurrency import RealWakeup, real_lock, real_thread_primitives
 from config_server.errors import BrokenEnvironment, Problem
 from config_server.safety.validation import broken
 
@@ -105,8 +105,7 @@ class VerdictStore:
         self._db: sqlite3.Connection | None = None
         start_new_thread, self._sleep = real_thread_primitives()
         self._db_lock = real_lock()  # the writer thread and close() share the connection
-        self._wake = real_lock()  # released by a write to wake the writer at once
-        self._wake.acquire()
+        self._wake = RealWakeup()  # a write wakes the writer at once
         self._idle = True
         if path is None:
             return
@@ -199,7 +198,7 @@ class VerdictStore:
             return
         self._closed = True
         _OPEN_STORES.discard(self)
-        self._signal()
+        self._wake.signal()
         if self._db_lock.acquire(timeout=_BUSY_TIMEOUT_S * 2):
             try:
                 self._write_pending()
@@ -229,19 +228,13 @@ class VerdictStore:
         if self._db is None or self._closed:
             return
         self._pending.append((sql, args))
-        self._signal()
-
-    def _signal(self) -> None:
-        try:
-            self._wake.release()
-        except RuntimeError:  # already woken
-            pass
+        self._wake.signal()
 
     def _run(self) -> None:
         """The writer thread: write what is handed over, pick up other workers' verdicts."""
         last_sync = last_checkpoint = time.monotonic()
         while not self._closed:
-            self._wake.acquire(timeout=SYNC_INTERVAL_S)
+            self._wake.wait(SYNC_INTERVAL_S)
             if self._closed:
                 return
             if not self._db_lock.acquire(timeout=_BUSY_TIMEOUT_S):
