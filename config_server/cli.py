@@ -107,7 +107,8 @@ def serve(settings_file: str | None, **options: Any) -> None:
 
 
 def _keyring_from(settings_file: str | None, key_file: str | None) -> Keyring:
-    from config_server.content.crypto import CryptoError, load_keyring
+    from config_server.content.crypto import load_keyring
+    from config_server.errors import CryptoError
 
     try:
         settings = Settings.load({"encrypt_key_file": key_file}, settings_file)
@@ -148,7 +149,7 @@ def encrypt(
     settings_file: str | None, key_file: str | None, key_name: str | None, spring: bool, value: str | None
 ) -> None:
     """Print `{cipher}...` for VALUE (or standard input), ready to paste into a YAML file."""
-    from config_server.content.crypto import CryptoError
+    from config_server.errors import CryptoError
 
     keyring = _keyring_from(settings_file, key_file)
     try:
@@ -163,7 +164,7 @@ def encrypt(
 @click.argument("value", required=False)
 def decrypt(settings_file: str | None, key_file: str | None, value: str | None) -> None:
     """Print the plain text of VALUE (or standard input), with or without `{cipher}`."""
-    from config_server.content.crypto import CryptoError
+    from config_server.errors import CryptoError
 
     keyring = _keyring_from(settings_file, key_file)
     try:
@@ -208,8 +209,8 @@ def validate(
     from config_server.backends.base import Backend
     from config_server.backends.git import GitBackend
     from config_server.backends.native import NativeBackend
-    from config_server.content.crypto import CryptoError, load_keyring
-    from config_server.errors import ConfigServerError
+    from config_server.content.crypto import load_keyring
+    from config_server.errors import ConfigServerError, CryptoError
     from config_server.safety.repo_check import check_repository
 
     try:

@@ -39,7 +39,7 @@ from typing import Any
 import yaml
 
 from config_server import names
-from config_server.errors import ConfigServerError, InvalidName
+from config_server.errors import InvalidName, RolloutFileError
 
 #: Where an application's rollout file lives in the repository.
 ROLLOUTS_FOLDER = "rollouts"
@@ -57,19 +57,6 @@ _MAX_ID = 128
 MAX_DEPTH = 16
 #: A rollout file is a few lines; anything bigger is refused before it is parsed.
 MAX_FILE_BYTES = 64 * 1024
-
-
-class RolloutFileError(ConfigServerError):
-    """A rollout file that cannot be applied; `line` is where it went wrong (1-based) if known."""
-
-    status = 422
-    reason = "Unprocessable Entity"
-
-    def __init__(self, path: str, line: int | None, message: str) -> None:
-        self.path = path
-        self.line = line
-        self.message = message
-        super().__init__(f"{path}:{line}: {message}" if line else f"{path}: {message}")
 
 
 @dataclass(frozen=True)

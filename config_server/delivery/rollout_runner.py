@@ -37,7 +37,6 @@ from config_server.content.rollout_plan import (
     Instance,
     Phase,
     Rollout,
-    RolloutFileError,
     RolloutState,
     decide,
     in_cohort,
@@ -47,7 +46,13 @@ from config_server.content.rollout_plan import (
     rollout_path,
 )
 from config_server.delivery.rollout_memory import RolloutMemory
-from config_server.errors import ConfigServerError, LabelNotFound, StateRecordError, StateUnavailable
+from config_server.errors import (
+    ConfigServerError,
+    LabelNotFound,
+    RolloutFileError,
+    StateRecordError,
+    StateUnavailable,
+)
 from config_server.state import InstanceRecord, RolloutRecord, StateStore
 
 log = logging.getLogger(__name__)

@@ -82,7 +82,7 @@ class VerdictStore:
 
     The request path only touches memory (dict lookups, a deque append): verdicts of this context
     are loaded at start (the newest `_MEMORY_LIMIT`), every write is handed to a writer on a real
-    OS thread (`inventory.real_thread_primitives`, so SQLite never blocks a gevent worker), and
+    OS thread (`concurrency.real_thread_primitives`, so SQLite never blocks a gevent worker), and
     that thread also picks up, every `SYNC_INTERVAL_S`, the verdicts other workers wrote. A miss
     in memory is only a cost (the environment is checked again), never a wrong answer: verdicts
     are a pure cache of what commits never change. `persist=False` keeps a verdict in memory only
