@@ -352,14 +352,12 @@ def rollout_status(
     """Each rollout: state, step, cohort, versions, rejections, time to the next step."""
     import json
 
-    from config_server.delivery.rollout_runner import format_status
-
     params = {k: v for k, v in (("application", application), ("label", label)) if v}
     body = _rollout_call("GET", server.rstrip("/") + "/rollouts", token, params=params)
     if output == "json":
         click.echo(json.dumps(body, indent=2))
         return
-    click.echo(format_status(body), nl=False)
+    click.echo(format_rollout_status(body), nl=False)
 
 
 @rollout.command("halt")
@@ -376,6 +374,39 @@ def rollout_halt(application: str, server: str, token: str | None, label: str | 
     url = f"{server.rstrip('/')}/rollouts/{quote(application, safe='')}/halt"
     body = _rollout_call("POST", url, token, params=params, json={"reason": reason})
     click.echo(f"{body['application']} at {body['label']}: halted ({body['haltReason']})")
+
+
+def format_rollout_status(body: dict[str, Any]) -> str:
+    """`config-server rollout status` as text: one block per rollout of a `/rollouts` answer, then
+    the ignored files."""
+    from config_server.content.rollout_plan import HALTED
+
+    lines = []
+    for r in body.get("rollouts", []):
+        steps = ", ".join(f"{s:g}%" for s in r["steps"])
+        lines.append(f"{r['application']} at {r['label']}: {r['state']}, step {r['step']:g}% of [{steps}]")
+        lines.append(f"  canary     {r['canary']} ({(r['canaryVersion'] or '?')[:12]}), id {r['id']}")
+        if r.get("secondsToNextStep") is not None:
+            lines.append(f"  next step  in {int(r['secondsToNextStep'])} s")
+        if r["state"] == HALTED:
+            refused = len({rejection["instance"] for rejection in r["rejections"]})
+            lines.append(f"  cohort     {r['cohort']} served the canary before the halt, {refused} refused")
+        else:
+            lines.append(
+                f"  cohort     {r['cohort']} of {r['matching']} matching ({r['instances']} instances)"
+            )
+        for version, count in r["versions"].items():
+            lines.append(f"  version    {version[:12]}: {count}")
+        for rejection in r["rejections"]:
+            lines.append(f"  rejected   {rejection['instance']}: {rejection['reason'] or '-'}")
+        if r.get("haltReason"):
+            lines.append(f"  halted     {r['haltReason']}")
+        lines.append(f"  next       {r['advice']}")
+    for error in body.get("errors", []):
+        lines.append(f"ignored {error['application']} at {error['label']}: {error['message']}")
+    if not lines:
+        lines.append("no rollouts")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

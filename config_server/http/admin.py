@@ -11,6 +11,7 @@ from config_server.errors import AccessDenied, AuthenticationRequired
 from config_server.http import security
 from config_server.http.context import server_state
 from config_server.http.errors import error_body
+from config_server.http.rollout_json import rollouts_health_json
 
 blueprint = Blueprint("admin", __name__)
 
@@ -46,7 +47,7 @@ def health() -> tuple[Response, int]:
             "limits": state.limits.as_dict() if state.limits is not None else None,
             "overrides": state.settings.overrides,
             "heldBack": state.service.held_back(),
-            "rollouts": state.rollouts.health(),
+            "rollouts": rollouts_health_json(state.rollouts),
             "worker": os.getpid(),
         }
         if cluster is not None:
