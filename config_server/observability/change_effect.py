@@ -29,7 +29,6 @@ rejects unchanged settings changes what is served as much as a changed value).
 from __future__ import annotations
 
 import hashlib
-import posixpath
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -40,16 +39,17 @@ from config_client.settings_tree import MergedSettings
 from config_server.backends.base import Revision
 from config_server.content import render
 from config_server.content.crypto import CIPHER_PREFIX
-from config_server.content.parsing import Document
-from config_server.content.positions import key_line
-from config_server.content.resolve import (
+from config_server.content.file_names import (
     EXTENSIONS,
     SHARED,
-    Request,
-    file_readings,
-    resolve_environment,
+    applications_reading,
+    is_shared,
     search_order,
+    source_stem,
 )
+from config_server.content.parsing import Document
+from config_server.content.positions import key_line
+from config_server.content.resolve import Request, resolve_environment
 from config_server.errors import InvalidConfigFile
 from config_server.model import Environment
 from config_server.observability.history import MASKED, diff_settings
@@ -234,11 +234,11 @@ def change_effect(
 def touched_applications(changed: Iterable[str]) -> frozenset[str] | None:
     """The applications whose environments the changed files may touch, or None for every one.
 
-    A configuration file names them as the resolver reads it (`resolve.file_readings`: `orders-prod.yml`
-    is `orders`' prod file, or the file of an application `orders-prod`); a shared file
-    (`application*`) touches every application, as does a schema of `application` or a file of the
-    schema folder that is no application's schema (other schemas may `$ref` it). Other files
-    (templates, `.json`) are no source of settings and touch none.
+    A configuration source names them as `file_names.applications_reading` says (`orders-prod.yml`:
+    `orders`' prod file, or the file of an application `orders-prod`; a shared `application*` file:
+    every one). A schema names its application (`schemas/application.schema.yml`: every one), and
+    a file of the schema folder that is no application's schema touches every one (other schemas
+    may `$ref` it). Other files (templates, `.json`) are no source of settings and touch none.
     """
     prefix = schema_rules.SCHEMA_FOLDER + "/"
     touched: set[str] = set()
@@ -250,12 +250,12 @@ def touched_applications(changed: Iterable[str]) -> frozenset[str] | None:
                 return None
             touched.add(schema_of)
             continue
-        stem, ext = posixpath.splitext(name)
-        if ext not in EXTENSIONS:
+        if source_stem(name) is None:
             continue
-        if stem == SHARED or stem.startswith(SHARED + "-"):
+        reading = applications_reading(name)
+        if reading is None:
             return None
-        touched.update(application for application, _ in file_readings(name, (), ()) or ())
+        touched.update(reading)
     return frozenset(touched)
 
 
@@ -295,11 +295,11 @@ def _only_files_of(
     environments: an untouched application's documents are not parsed for the profiles they name."""
 
     def only(path: str) -> bytes | None:
-        stem = posixpath.splitext(path.rpartition("/")[2])[0]
-        if stem == SHARED or stem.startswith(SHARED + "-"):
+        name = path.rpartition("/")[2]
+        stem = source_stem(name)
+        if stem is not None and is_shared(stem):
             return read(path)
-        readings = file_readings(path.rpartition("/")[2], (), ()) or ()
-        return read(path) if any(application in applications for application, _ in readings) else None
+        return read(path) if applications.intersection(applications_reading(name) or ()) else None
 
     return only
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import fnmatch
 import logging
 import posixpath
-import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -22,9 +21,10 @@ from config_server.content import render
 from config_server.content.crypto import Keyring
 from config_server.content.decryption import decrypt_environment
 from config_server.content.environment_answer import Headers, held_back_headers, unknown_headers
+from config_server.content.file_names import file_readings, search_path_folders, search_path_pattern
 from config_server.content.limits import MAX_EXPANSION_CHARS, MAX_VALUE_CHARS, shorten
 from config_server.content.parsing import flatten
-from config_server.content.resolve import ReadFile, Request, file_readings, resolve_environment
+from config_server.content.resolve import ReadFile, Request, resolve_environment
 from config_server.errors import (
     BrokenEnvironment,
     ConfigLimitExceeded,
@@ -35,8 +35,9 @@ from config_server.errors import (
 from config_server.model import Environment, PropertySource
 from config_server.safety.environment_cache import EnvironmentCache, ResolvedEnvironment
 from config_server.safety.known_names import KnownNames
-from config_server.safety.last_good import LastGood, VerdictStore, verdict_context
+from config_server.safety.last_good import LastGood
 from config_server.safety.validation import checked_environment
+from config_server.safety.verdicts import VerdictStore, verdict_context
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,6 @@ _MAX_UNKNOWN_LOGGED = 1000
 OVERRIDES = "overrides"
 
 _GLOB_CHARS = set("*?[")
-#: Broken (version, environment) pairs kept in memory for the request path before it is cleared.
-_MAX_BROKEN_REMEMBERED = 10_000
 
 #: (application, profiles) environments; a file may be served when the caller may read one of them.
 Readings = list[tuple[str, tuple[str, ...]]]
@@ -79,7 +78,8 @@ class ConfigService:
 
     Only good environments are served (`validation.py`): when a branch or tag's newest commit is
     broken for an environment, the newest good version is served instead, marked in the
-    revision's `held_back` (`last_good.py`); a commit-id label, several labels, or no good
+    revision's `held_back` (`last_good.py`); which versions are broken is remembered in one place,
+    `self.verdicts` (`verdicts.py`); a commit-id label, several labels, or no good
     version within `last_good.MAX_WALK` commits raise BrokenEnvironment (422).
     """
 
@@ -112,16 +112,16 @@ class ConfigService:
         self.overrides = _decrypted_overrides(flatten(dict(overrides)) if overrides else {}, keyring)
         self._label_in_paths = any("{label}" in p for p in self.search_paths)
         self._named_folders = [
-            _folder_pattern(p) for p in self.search_paths if "{application}" in p or "{profile}" in p
+            search_path_pattern(p) for p in self.search_paths if "{application}" in p or "{profile}" in p
         ]
         context = verdict_context(
             backend.uri, ",".join(self.search_paths), keyring.fingerprint() if keyring else "-"
         )
+        #: The one memory of which (version, environment) is broken and why, and what it serves.
         self.verdicts = VerdictStore(verdicts_path, context)
         self.last_good = LastGood(self.verdicts, backend.parents)
         #: The repository's own application and profile names; only they name series and stored rows.
         self.names = KnownNames(backend, self.search_paths)
-        self._broken: dict[tuple[str, str, tuple[str, ...], str | None], BrokenEnvironment] = {}
         #: Called with the application (`other` when the repository does not hold it) when a version
         #: is found broken for one of its environments.
         self.on_broken: Callable[[str], None] | None = None
@@ -175,7 +175,8 @@ class ConfigService:
         asked = self._asked(application, profiles, label)
         revisions, revision, wanted = asked.revisions, asked.revision, asked.wanted
         scope = revision.label if self._label_in_paths else None
-        error = self._broken.get((revision.version, application, wanted, scope))
+        environment_key = _environment_key(application, wanted, scope)
+        error = self.verdicts.known_broken(revision.version, environment_key)
         if error is None:
             try:
                 resolved = self._resolved(asked)
@@ -195,7 +196,6 @@ class ConfigService:
             except BrokenEnvironment:
                 return False
 
-        environment_key = _environment_key(application, wanted, scope)
         held = self.last_good.hold_back(
             revision.version,
             environment_key,
@@ -251,9 +251,9 @@ class ConfigService:
     def _resolved(self, asked: _Asked) -> ResolvedEnvironment:
         """The checked environment at the asked revisions, from the cache; BrokenEnvironment when broken.
 
-        Only good environments are cached; a broken one is remembered (in `_broken` for the
-        request path, and in the verdict store's memory, consulted only on a cache miss), so it
-        is resolved once per version, not once per request.
+        Only good environments are cached; a broken one is remembered in the verdict store
+        (`self.verdicts`, asked before the cache by `_environment` and here on a miss), so it is
+        resolved once per version, not once per request.
         """
         revisions, revision, application = asked.revisions, asked.revision, asked.application
         apps, wanted = asked.apps, asked.wanted
@@ -262,7 +262,7 @@ class ConfigService:
 
         def compute() -> ResolvedEnvironment:
             environment_key = _environment_key(application, wanted, scope)
-            known = self.last_good.known_broken(revision.version, environment_key)
+            known = self.verdicts.known_broken(revision.version, environment_key)
             if known is None:
                 try:
                     environment = checked_environment(
@@ -275,14 +275,11 @@ class ConfigService:
                     return ResolvedEnvironment(self._with_overrides(environment))
                 except BrokenEnvironment as exc:
                     persist = self.names.known(application, wanted)  # a hostile name is not stored
-                    self.last_good.remember_broken(revision.version, environment_key, exc, persist)
+                    self.verdicts.remember_broken(revision.version, environment_key, exc, persist)
                     if self.on_broken is not None:
                         self.on_broken(self.names.application_label(application))
                     known = exc
-            if len(self._broken) >= _MAX_BROKEN_REMEMBERED:
-                self._broken.clear()
-            self._broken[key] = BrokenEnvironment(str(known), known.problems)  # no traceback kept
-            raise BrokenEnvironment(str(known), known.problems)
+            raise BrokenEnvironment(str(known), known.problems)  # a fresh one: no traceback kept
 
         return self.cache.get_or_compute(key, compute)
 
@@ -415,7 +412,7 @@ class ConfigService:
     ) -> list[Readings]:
         """What a served file is the configuration of: groups of readings, one of each must be allowed.
 
-        Its name (`resolve.file_readings`), and its folder when that is not one of the folders
+        Its name (`file_names.file_readings`), and its folder when that is not one of the folders
         `searched` for this request but a search path names it after an application or profile
         (`{application}`): `payments/application.yml` asked for as `orders` is the configuration
         of `payments`. Empty for a template in an ordinary folder. `apps` and `profiles` are
@@ -446,7 +443,7 @@ class ConfigService:
         folders = [""]
         for pattern in self.search_paths:
             for app in apps:
-                for expanded in _expand_placeholders(pattern, app, profiles, revision.label):
+                for expanded in search_path_folders(pattern, app, profiles, revision.label):
                     for folder in self._glob(revision.version, expanded):
                         if folder not in folders:
                             folders.append(folder)
@@ -489,25 +486,6 @@ def _resolve_override(key: str, value: str, merged: Mapping[str, Any]) -> str:
         raise ConfigLimitExceeded(f"{OVERRIDES}: key {shorten(key)!r}: {exc}") from None
 
 
-def _folder_pattern(search_path: str) -> re.Pattern[str]:
-    """A search path as a regular expression over folders, capturing `{application}` and `{profile}`."""
-    parts: list[str] = []
-    for piece in re.split(r"(\{application\}|\{profile\}|\{label\}|\*|\?)", search_path):
-        if piece == "{application}":
-            parts.append("(?P<application>[^/]+)" if "(?P<application>" not in "".join(parts) else "[^/]+")
-        elif piece == "{profile}":
-            parts.append("(?P<profile>[^/]+)" if "(?P<profile>" not in "".join(parts) else "[^/]+")
-        elif piece == "{label}":
-            parts.append(".*")  # a label may hold a `/`
-        elif piece == "*":
-            parts.append("[^/]*")
-        elif piece == "?":
-            parts.append("[^/]")
-        else:
-            parts.append(re.escape(piece))
-    return re.compile("".join(parts))
-
-
 def _reader(backend: Backend, revisions: list[Revision]) -> ReadFile:
     """Reads a file from the latest label that has it (where problems and schemas are looked up)."""
 
@@ -534,10 +512,3 @@ def _problem_text(problems: list[dict[str, Any]]) -> str:
 def _environment_key(app: str, profiles: tuple[str, ...], scope: str | None) -> str:
     """How the verdict store names an environment: `orders/prod,eu` (`@label` when paths use it)."""
     return f"{app}/{','.join(profiles)}" + (f"@{scope}" if scope is not None else "")
-
-
-def _expand_placeholders(pattern: str, app: str, profiles: tuple[str, ...], label: str) -> list[str]:
-    pattern = pattern.replace("{application}", app).replace("{label}", label)
-    if "{profile}" not in pattern:
-        return [pattern]
-    return [pattern.replace("{profile}", p) for p in profiles]
