@@ -5,12 +5,14 @@ between two versions, where each new value is set, and whether the new version w
 
 - **Which environments.** The (application, profile) pairs the repository names at either version
   (`repo_check.environments`, what `config-server validate` checks). Of those, only the ones that
-  read a changed file are resolved: an environment reads the files of its search order
-  (`resolve.search_order` over its folders, the same order the server resolves: its own files and
-  the shared `application*` ones, in the root and every search path) and the schemas that apply
-  to it (`schema_rules.schema_paths`). So a change to `orders.yml` resolves `orders`' environments
-  only; one to `application.yml`, to `schemas/application.schema.yml` or to a schema file that
-  other schemas may `$ref` resolves every environment. `path` counts only the changed files under
+  read a changed file are resolved: the applications a changed file may shape
+  (`file_names.applications_reading`, and a schema's application), and of their environments those
+  whose search order (`file_names.search_order` over their folders, the order the server resolves:
+  their own files and the shared `application*` ones, in the root and every search path) or
+  schemas (`schema_rules.schema_paths`) hold a changed file. So a change to `orders.yml` resolves
+  `orders`' environments only, and lists no other application's profiles by reading its files;
+  one to `application.yml`, to `schemas/application.schema.yml` or to a schema file that other
+  schemas may `$ref` resolves every environment. `path` counts only the changed files under
   that repository path (a file or a folder), as `git diff BASE..HEAD -- PATH` would.
 - **Which values.** The settings as the server renders them (`/orders-prod.yml`): the files
   merged by precedence, placeholders resolved; without the server's own overrides (as in the
