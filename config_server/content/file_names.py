@@ -129,7 +129,9 @@ def applications_from_stems(stems: Iterable[str]) -> dict[str, list[str]]:
     for stem in sorted(set(stems), key=len):
         if is_shared(stem):
             continue
-        owner = next((a for a in apps if stem.startswith(a + "-")), None)
+        # the shortest application it starts with: a prefix up to a hyphen, looked up (not every
+        # application scanned per stem, which made 5,000 applications cost seconds)
+        owner = next((stem[:at] for at, char in enumerate(stem) if char == "-" and stem[:at] in apps), None)
         if owner is None:
             apps[stem] = set()
         else:
