@@ -46,10 +46,10 @@ lock: $(UV)
 # System tools, installed with apt-get only when missing: git for serving (and git daemon for the
 # suite); wrk, nginx, etcd and redis-server for the benchmarks, which the suite also runs at a tiny
 # size (redis-server also for the cluster tests); Debian's chromium for the console's browser test
-# (driven by Playwright, never `playwright install`).
+# (driven by Playwright, never `playwright install`); systemd-analyze to verify deploy/systemd/'s unit.
 RUN_TOOLS := git:git
 BENCH_TOOLS := $(RUN_TOOLS) wrk:wrk nginx:nginx etcd:etcd-server redis-server:redis-server
-TEST_TOOLS := $(BENCH_TOOLS) chromium:chromium
+TEST_TOOLS := $(BENCH_TOOLS) chromium:chromium systemd-analyze:systemd
 define apt_install
 	@missing=""; for pair in $(1); do tool=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$tool >/dev/null || [ -x /usr/sbin/$$tool ] || missing="$$missing $$pkg"; done; \
