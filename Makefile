@@ -110,8 +110,9 @@ image-deps:
 
 image-base: image-deps
 	@$(PODMAN) image exists $(BASE_IMAGE) || { \
-	  echo "making $(BASE_IMAGE) with debootstrap"; rm -rf build/rootfs && \
-	  debootstrap --variant=minbase bookworm build/rootfs $(DEBIAN_MIRROR) >build/debootstrap.log 2>&1 && \
+	  echo "making $(BASE_IMAGE) with debootstrap"; rm -rf build/rootfs && mkdir -p build && \
+	  { debootstrap --variant=minbase bookworm build/rootfs $(DEBIAN_MIRROR) >build/debootstrap.log 2>&1 \
+	    || { tail -20 build/debootstrap.log; exit 1; }; } && \
 	  tar -C build/rootfs -c . | $(PODMAN) import --quiet - $(BASE_IMAGE) && rm -rf build/rootfs; }
 
 # Every package of the lock whatever its marker (the image's Python, Debian's 3.11.2, needs some
