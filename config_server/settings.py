@@ -54,6 +54,13 @@ class Settings:
         default=30.0,
         metadata={"help": "Seconds between background fetches of a remote repository (0: never)."},
     )
+    ready_refresh_intervals: int = field(
+        default=3,
+        metadata={
+            "help": "A remote repository's server is not ready (GET /readyz answers 503) once its last "
+            "successful fetch is older than this many refresh intervals (0: never for that reason)."
+        },
+    )
     watch: bool = field(
         default=True,
         metadata={"help": "Watch the repository with watchdog so watchers hear of a commit at once."},
@@ -246,6 +253,8 @@ class Settings:
             raise ValueError("slots-per-caller must not be negative")
         if self.refresh_interval < 0:
             raise ValueError("refresh-interval must not be negative")
+        if self.ready_refresh_intervals < 0:
+            raise ValueError("ready-refresh-intervals must not be negative")
         if self.cache_size < 1:
             raise ValueError("cache-size must be at least 1")
         if self.worker_class not in ("gevent", "gthread"):
