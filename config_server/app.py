@@ -20,7 +20,7 @@ from config_server.delivery.parked import (
     descriptor_limit,
     total_poll_cap,
 )
-from config_server.delivery.rollout_runner import Rollouts, RolloutsCollector
+from config_server.delivery.rollout_runner import Rollouts
 from config_server.delivery.watch_hub import WatchHub
 from config_server.http import (
     admin,
@@ -56,6 +56,7 @@ from config_server.observability.metrics import (
     LimitsCollector,
     Metrics,
     MetricsMiddleware,
+    RolloutsCollector,
 )
 from config_server.safety.config_service import ConfigService
 from config_server.settings import Settings
@@ -124,7 +125,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     metrics.add_collector(HeldBackCollector(service.held_back_environments))
     durable = open_durable_copy(settings.data_dir, settings.redis)
     rollouts = Rollouts(backend, store, hub.reroute, durable=durable).start()
-    metrics.add_collector(RolloutsCollector(rollouts))
+    metrics.add_collector(RolloutsCollector(rollouts.progress))
     hub.on_change = metrics.change_answered
     if auth is not None:  # a reload re-checks every parked poll; each check looks for a reload first
         auth.on_reload.append(hub.recheck)

@@ -107,7 +107,8 @@ def serve(settings_file: str | None, **options: Any) -> None:
 
 
 def _keyring_from(settings_file: str | None, key_file: str | None) -> Keyring:
-    from config_server.content.crypto import CryptoError, load_keyring
+    from config_server.content.crypto import load_keyring
+    from config_server.errors import CryptoError
 
     try:
         settings = Settings.load({"encrypt_key_file": key_file}, settings_file)
@@ -148,7 +149,7 @@ def encrypt(
     settings_file: str | None, key_file: str | None, key_name: str | None, spring: bool, value: str | None
 ) -> None:
     """Print `{cipher}...` for VALUE (or standard input), ready to paste into a YAML file."""
-    from config_server.content.crypto import CryptoError
+    from config_server.errors import CryptoError
 
     keyring = _keyring_from(settings_file, key_file)
     try:
@@ -163,7 +164,7 @@ def encrypt(
 @click.argument("value", required=False)
 def decrypt(settings_file: str | None, key_file: str | None, value: str | None) -> None:
     """Print the plain text of VALUE (or standard input), with or without `{cipher}`."""
-    from config_server.content.crypto import CryptoError
+    from config_server.errors import CryptoError
 
     keyring = _keyring_from(settings_file, key_file)
     try:
@@ -208,8 +209,8 @@ def validate(
     from config_server.backends.base import Backend
     from config_server.backends.git import GitBackend
     from config_server.backends.native import NativeBackend
-    from config_server.content.crypto import CryptoError, load_keyring
-    from config_server.errors import ConfigServerError
+    from config_server.content.crypto import load_keyring
+    from config_server.errors import ConfigServerError, CryptoError
     from config_server.safety.repo_check import check_repository
 
     try:
@@ -351,14 +352,12 @@ def rollout_status(
     """Each rollout: state, step, cohort, versions, rejections, time to the next step."""
     import json
 
-    from config_server.delivery.rollout_runner import format_status
-
     params = {k: v for k, v in (("application", application), ("label", label)) if v}
     body = _rollout_call("GET", server.rstrip("/") + "/rollouts", token, params=params)
     if output == "json":
         click.echo(json.dumps(body, indent=2))
         return
-    click.echo(format_status(body), nl=False)
+    click.echo(format_rollout_status(body), nl=False)
 
 
 @rollout.command("halt")
@@ -375,6 +374,39 @@ def rollout_halt(application: str, server: str, token: str | None, label: str | 
     url = f"{server.rstrip('/')}/rollouts/{quote(application, safe='')}/halt"
     body = _rollout_call("POST", url, token, params=params, json={"reason": reason})
     click.echo(f"{body['application']} at {body['label']}: halted ({body['haltReason']})")
+
+
+def format_rollout_status(body: dict[str, Any]) -> str:
+    """`config-server rollout status` as text: one block per rollout of a `/rollouts` answer, then
+    the ignored files."""
+    from config_server.content.rollout_plan import HALTED
+
+    lines = []
+    for r in body.get("rollouts", []):
+        steps = ", ".join(f"{s:g}%" for s in r["steps"])
+        lines.append(f"{r['application']} at {r['label']}: {r['state']}, step {r['step']:g}% of [{steps}]")
+        lines.append(f"  canary     {r['canary']} ({(r['canaryVersion'] or '?')[:12]}), id {r['id']}")
+        if r.get("secondsToNextStep") is not None:
+            lines.append(f"  next step  in {int(r['secondsToNextStep'])} s")
+        if r["state"] == HALTED:
+            refused = len({rejection["instance"] for rejection in r["rejections"]})
+            lines.append(f"  cohort     {r['cohort']} served the canary before the halt, {refused} refused")
+        else:
+            lines.append(
+                f"  cohort     {r['cohort']} of {r['matching']} matching ({r['instances']} instances)"
+            )
+        for version, count in r["versions"].items():
+            lines.append(f"  version    {version[:12]}: {count}")
+        for rejection in r["rejections"]:
+            lines.append(f"  rejected   {rejection['instance']}: {rejection['reason'] or '-'}")
+        if r.get("haltReason"):
+            lines.append(f"  halted     {r['haltReason']}")
+        lines.append(f"  next       {r['advice']}")
+    for error in body.get("errors", []):
+        lines.append(f"ignored {error['application']} at {error['label']}: {error['message']}")
+    if not lines:
+        lines.append("no rollouts")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -71,3 +71,24 @@ def real_lock() -> Any:
         import _thread
 
         return _thread.allocate_lock()
+
+
+class RealWakeup:
+    """Wakes a real OS thread that waits for work (a background writer) at once, from any thread or
+    greenlet, without ever blocking the caller: a lock of the OS held while there is nothing to
+    do, released by `signal`. Several signals before a wait wake it once."""
+
+    def __init__(self) -> None:
+        self._lock = real_lock()
+        self._lock.acquire()
+
+    def signal(self) -> None:
+        """Wake the waiting thread (or the next `wait`); never waits itself."""
+        try:
+            self._lock.release()
+        except RuntimeError:  # already signalled, not yet waited for
+            pass
+
+    def wait(self, timeout: float) -> bool:
+        """On the real thread: wait until signalled or `timeout` seconds passed; True when signalled."""
+        return bool(self._lock.acquire(timeout=timeout))

@@ -1,7 +1,14 @@
 """The server's exceptions: one base class, one subclass per way a request can fail.
 
-The HTTP layer maps each class to a status code in one place (`app.py`), so services raise
-what went wrong and never think about HTTP.
+Every exception the server defines lives here, under `ConfigServerError`. Two kinds:
+- an error a caller can see carries its HTTP `status` and `reason`; the HTTP layer maps each
+  class to its answer in one place (`http/errors.py`), so services raise what went wrong and never
+  think about HTTP;
+- an `InternalError` is raised and handled inside the server (or stops it at startup); no caller
+  is shown its message: one that reached the HTTP layer would be answered as an unexpected 500.
+
+(`runtime/gevent_worker.ClientGone` is not here: it is a `BaseException` that cancels a parked
+long poll, not an error, and must pass every `except Exception`.)
 """
 
 from __future__ import annotations
@@ -45,6 +52,11 @@ class ConfigServerError(Exception):
 
     status = 500
     reason = "Internal Server Error"
+
+
+class InternalError(ConfigServerError):
+    """An error no caller sees: the code that raises it, or the one place that calls it, handles it
+    (a 500 with nothing of its message, should one ever reach the HTTP layer)."""
 
 
 class InvalidName(ConfigServerError):
@@ -181,3 +193,63 @@ class StateRecordError(ConfigServerError):
 
     status = 503
     reason = "Service Unavailable"
+
+
+class InvalidHeader(ConfigServerError):
+    """A malformed instance-report header (`observability/inventory.py`): 400, the message names
+    the header."""
+
+    status = 400
+    reason = "Bad Request"
+
+
+class InvalidLimit(ConfigServerError):
+    """`limit` of `/instances` is not a whole number from 1 to its maximum: 400."""
+
+    status = 400
+    reason = "Bad Request"
+
+
+class RolloutFileError(ConfigServerError):
+    """A rollout file that cannot be applied; `line` is where it went wrong (1-based) if known."""
+
+    status = 422
+    reason = "Unprocessable Entity"
+
+    def __init__(self, path: str, line: int | None, message: str) -> None:
+        self.path = path
+        self.line = line
+        self.message = message
+        super().__init__(f"{path}:{line}: {message}" if line else f"{path}: {message}")
+
+
+class WebhookRejected(ConfigServerError):
+    """A `/monitor` delivery whose signature or token is missing or wrong: 401, challenged with
+    `Signature realm="monitor"` (`http/errors.py`)."""
+
+    status = 401
+    reason = "Unauthorized"
+
+
+class CryptoError(InternalError):
+    """A value that cannot be encrypted or decrypted, or a key that cannot be used; the message
+    never contains the value. Callers see it only as the error its handler raises instead (a 400
+    from `/decrypt`, a broken environment, a usage error of the command line)."""
+
+
+class NoKeyError(CryptoError):
+    """No key is configured, or the named key is unknown."""
+
+
+class AuthFileError(InternalError, ValueError):
+    """An auth file that cannot be used: the message says which entry and why. Also a ValueError,
+    as settings mistakes are, so the start-up paths that stop on a bad setting stop on it too."""
+
+
+class GitFailed(InternalError):
+    """A git command (a remote's mirror clone or fetch) that failed or ran past its deadline;
+    `stderr` says why."""
+
+    def __init__(self, stderr: str) -> None:
+        super().__init__(stderr)
+        self.stderr = stderr

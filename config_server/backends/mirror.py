@@ -40,6 +40,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from config_server.backends.repo_spec import redact
+from config_server.errors import GitFailed
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +69,6 @@ def try_file_lock(path: Path) -> Iterator[bool]:
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-class GitFailed(Exception):
-    """A git command that failed or ran past its deadline; `stderr` says why."""
-
-    def __init__(self, stderr: str) -> None:
-        super().__init__(stderr)
-        self.stderr = stderr
 
 
 class Mirror:

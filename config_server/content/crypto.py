@@ -34,6 +34,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
+from config_server.errors import CryptoError, NoKeyError
+
 CIPHER_PREFIX = "{cipher}"
 GCM_PREFIX = "gcm1:"
 DEFAULT_SALT = "deadbeef"
@@ -45,14 +47,6 @@ _SPRING_ROUNDS = 1024
 _KEY_PREFIX = re.compile(r"\{key:([A-Za-z0-9._\-]{1,64})\}")
 _OTHER_PREFIX = re.compile(r"\{[A-Za-z]+:[^{}]*\}")
 _HEX = re.compile(r"(?:[0-9a-f]{2})+")
-
-
-class CryptoError(Exception):
-    """A value that cannot be encrypted or decrypted; the message never contains the value."""
-
-
-class NoKeyError(CryptoError):
-    """No key is configured, or the named key is unknown."""
 
 
 def _pbkdf2(secret: str, salt: bytes, rounds: int, algorithm: hashes.HashAlgorithm) -> bytes:

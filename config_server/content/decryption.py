@@ -12,7 +12,8 @@ import logging
 from dataclasses import replace
 from typing import Any, NamedTuple
 
-from config_server.content.crypto import CIPHER_PREFIX, CryptoError, Keyring
+from config_server.content.crypto import CIPHER_PREFIX, Keyring
+from config_server.errors import CryptoError
 from config_server.model import Environment, PropertySource
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ A rollout is the file `rollouts/{app}.yml` at the base label's head (see docs/ro
     halt-on: {rejected: 1}         # halt when this many cohort instances reject the canary
 
 Pure, as `resolve.py`: the caller hands in the file's bytes, the stored state and the time; no
-git, no HTTP, no clock, no store inside. The edge (`rollouts.py`) reads the file, keeps the state
-in the state store and wakes long polls.
+git, no HTTP, no clock, no store inside. The edge (`delivery/rollout_runner.py`) reads the file,
+keeps the state in the state store and wakes long polls.
 
 Contract:
 - `parse_rollout` accepts a file completely or raises `RolloutFileError` (naming the line): a
@@ -39,7 +39,7 @@ from typing import Any
 import yaml
 
 from config_server import names
-from config_server.errors import ConfigServerError, InvalidName
+from config_server.errors import InvalidName, RolloutFileError
 
 #: Where an application's rollout file lives in the repository.
 ROLLOUTS_FOLDER = "rollouts"
@@ -57,19 +57,6 @@ _MAX_ID = 128
 MAX_DEPTH = 16
 #: A rollout file is a few lines; anything bigger is refused before it is parsed.
 MAX_FILE_BYTES = 64 * 1024
-
-
-class RolloutFileError(ConfigServerError):
-    """A rollout file that cannot be applied; `line` is where it went wrong (1-based) if known."""
-
-    status = 422
-    reason = "Unprocessable Entity"
-
-    def __init__(self, path: str, line: int | None, message: str) -> None:
-        self.path = path
-        self.line = line
-        self.message = message
-        super().__init__(f"{path}:{line}: {message}" if line else f"{path}: {message}")
 
 
 @dataclass(frozen=True)
@@ -176,6 +163,28 @@ def decide(
     if in_cohort(rollout, current.percent, instance):
         return rollout.canary, current
     return None, current
+
+
+#: A halt reason of `rejection_halt_reason` with the instance's own reason: the count, the
+#: version, the instance, the quoted reason it sent.
+_REJECTION_HALT = re.compile(r'(\d+ cohort instances? rejected [^:\s]+: [A-Za-z0-9._:@-]+): ".*"', re.DOTALL)
+
+
+def rejection_halt_reason(count: int, version: str, instance_id: str, reason: str | None) -> str:
+    """The halt reason of a rollout halted by `count` cohort rejections, the last one of
+    `instance_id` (with the reason it sent, which may quote a setting of the canary)."""
+    return f"{count} cohort instance{'s' if count > 1 else ''} rejected {version[:12]}" + (
+        f': {instance_id}: "{reason}"' if reason else f": {instance_id}"
+    )
+
+
+def without_rejection_reason(halt_reason: str | None) -> str | None:
+    """The halt reason without the rejecting instance's own reason (for logs, the audit log and
+    callers who may not read the application); any other halt reason unchanged."""
+    if halt_reason is None:
+        return None
+    match = _REJECTION_HALT.fullmatch(halt_reason)
+    return f"{match[1]} (reason withheld)" if match else halt_reason
 
 
 def parse_client_labels(text: str) -> dict[str, str]:

@@ -1,13 +1,17 @@
 """Rollouts at the edge: rollout files read from git, progress in the state store, long polls moved.
 
-`rollout.py` decides; this module feeds it. A background loop (`tick`, every `interval` seconds)
-reads `rollouts/*.yml` at the head of the default label (and of every other label asked for),
-starts a rollout's schedule in the state store the first time it sees its file, forgets it when the
-file is gone, records cohort rejections and halts, and reads every rollout's state back, so the
-workers and replicas sharing the store agree. Whenever what a rollout serves may have changed (it
-started, stepped, halted, completed or ended) it asks the hub to `reroute` the application's long
-polls, which decide their route again: an instance entering or leaving the cohort is answered as
-for a new commit.
+`content/rollout_plan.py` decides; this module feeds it and keeps the state: the loop and what it
+read. How a rollout is shown lives with whoever shows it: its JSON in `http/rollout_json.py`, the
+command line's text in `cli.py`, its gauges in `observability/metrics.py` (`RolloutsCollector`,
+reading `Rollouts.progress`).
+
+A background loop (`tick`, every `interval` seconds) reads `rollouts/*.yml` at the head of the
+default label (and of every other label asked for), starts a rollout's schedule in the state store
+the first time it sees its file, forgets it when the file is gone, records cohort rejections and
+halts, and reads every rollout's state back, so the workers and replicas sharing the store agree.
+Whenever what a rollout serves may have changed (it started, stepped, halted, completed or ended)
+it asks the hub to `reroute` the application's long polls, which decide their route again: an
+instance entering or leaving the cohort is answered as for a new commit.
 
 The request path (`route`, `note_rejection`) reads only the loop's in-memory snapshot: no git, no
 disk, no lock held across I/O. A rollout file that does not parse or names an unknown label is
@@ -17,11 +21,10 @@ not applied at all; its error is logged once and shown in `/health`, `/rollouts`
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -30,26 +33,31 @@ from config_server.backends.base import Backend
 from config_server.concurrency import call_cooperatively
 from config_server.content.environment_answer import BASE_ROUTE, Route
 from config_server.content.rollout_plan import (
-    COMPLETE,
     HALTED,
     ROLLOUT_HEADER,
     ROLLOUTS_FOLDER,
     Instance,
     Phase,
     Rollout,
-    RolloutFileError,
     RolloutState,
     decide,
-    in_cohort,
     parse_client_labels,
     parse_rollout,
     phase,
+    rejection_halt_reason,
     rollout_path,
+    without_rejection_reason,
 )
 from config_server.delivery.rollout_memory import RolloutMemory
-from config_server.errors import ConfigServerError, LabelNotFound, StateRecordError, StateUnavailable
+from config_server.errors import (
+    ConfigServerError,
+    LabelNotFound,
+    RolloutFileError,
+    StateRecordError,
+    StateUnavailable,
+)
 from config_server.names import EnvironmentRequest
-from config_server.state import InstanceRecord, RolloutRecord, StateStore
+from config_server.state import RolloutRecord, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -112,17 +120,6 @@ class FileError:
     label: str
     version: str
     error: RolloutFileError
-
-    def to_json(self) -> dict[str, Any]:
-        """For `/health`, `/rollouts` and the console."""
-        return {
-            "application": self.application,
-            "label": self.label,
-            "version": self.version,
-            "file": self.error.path,
-            "line": self.error.line,
-            "message": str(self.error),
-        }
 
 
 class Rollouts:
@@ -554,9 +551,7 @@ class Rollouts:
                 raise
             active.reported.add((instance_id, version))
             if count >= active.rollout.halt_on_rejected and active.record.halted_at is None:
-                why = f"{count} cohort instance{'s' if count > 1 else ''} rejected {version[:12]}" + (
-                    f': {instance_id}: "{reason}"' if reason else f": {instance_id}"
-                )
+                why = rejection_halt_reason(count, version, instance_id, reason)
                 record = self.memory.halt(key, why, now)  # put back too, were the record lost meanwhile
                 log.warning(
                     "rollout %s/%s halted: %s", key[0], key[1], without_rejection_reason(record.halt_reason)
@@ -619,194 +614,11 @@ class Rollouts:
             out.append((active, phase(active.rollout, state, now)))
         return out
 
-    def health(self) -> dict[str, Any]:
-        """For `/health`: halted rollouts and why, and ignored rollout files."""
-        return {
-            "halted": [
-                {
-                    "application": active.rollout.application,
-                    "label": active.label,
-                    "id": active.rollout.rollout_id,
-                    "canary": active.rollout.canary,
-                    "step": current.percent,
-                    "haltedAt": active.record.halted_at if active.record else None,
-                    "haltReason": active.record.halt_reason if active.record else None,
-                }
-                for active, current in self.halted()
-            ],
-            "errors": [error.to_json() for error in self.errors()],
-        }
+    def progress(self) -> list[tuple[str, str, str, float]]:
+        """(application, base label, state, step percent) of every active rollout now: the plain
+        snapshot the metrics' `RolloutsCollector` reads at scrape time."""
+        return [(a.rollout.application, a.label, p.state, p.percent) for a, p in self.phases()]
 
     def labels(self) -> Iterable[str]:
         """The labels whose heads are read for rollout files."""
         return sorted(self._scanned_labels())
-
-
-class RolloutsCollector:
-    """`config_server_rollout_halted{application,label}` (1 halted, 0 running or complete) and
-    `config_server_rollout_step_percent`, from the scraping worker's copy of the shared state."""
-
-    def __init__(self, rollouts: Rollouts) -> None:
-        self.rollouts = rollouts
-
-    def collect(self) -> Iterator[Any]:
-        """One sample of each per rollout whose file is at its label's head."""
-        from prometheus_client.core import GaugeMetricFamily
-
-        halted = GaugeMetricFamily(
-            "config_server_rollout_halted",
-            "1 when the application's rollout is halted (its cohort is served the base label).",
-            labels=["application", "label"],
-        )
-        step = GaugeMetricFamily(
-            "config_server_rollout_step_percent",
-            "The current step of the application's rollout, in percent of matching instances.",
-            labels=["application", "label"],
-        )
-        for active, current in self.rollouts.phases():
-            labels = [active.rollout.application, active.label]
-            halted.add_metric(labels, 1.0 if current.state == HALTED else 0.0)
-            step.add_metric(labels, current.percent)
-        yield halted
-        yield step
-
-
-def rollout_json(
-    active: Active,
-    current: Phase,
-    store: StateStore,
-    now: float,
-    live_after: float,
-    backend: Backend | None = None,
-    newest_settings: Callable[[InstanceRecord], str | None] | None = None,
-) -> dict[str, Any]:
-    """One rollout as `/rollouts`, the CLI and the console show it: file, phase, cohort, versions,
-    rejections, time to the next step, and what to do once it is complete.
-
-    `versions` counts live instances by the version they run; with `newest_settings`
-    (`currency.CurrentSettings.newest_if_current`) one that runs the newest settings of its label
-    counts under the newest version, so a commit to another application's file moves no count."""
-    rollout = active.rollout
-    instances = [
-        r
-        for r in call_cooperatively(
-            store, store.instances, rollout.application, None, active.label, live_after
-        )
-        if rollout.applies_to(r.profiles.split(","))
-    ]
-    identified = [r for r in instances if not r.anonymous]
-    matching = [r for r in identified if rollout.matches(parse_client_labels(r.client_labels))]
-    cohort = [
-        r.instance_id
-        for r in matching
-        if in_cohort(rollout, current.percent, Instance(r.instance_id, parse_client_labels(r.client_labels)))
-    ]
-    if current.state == HALTED:  # the cohort as it was: every instance the canary served
-        served = call_cooperatively(store, store.canary_served_instances, *active.key, 1000)
-        cohort = sorted(set(cohort) | set(served))
-    versions: dict[str, int] = {}
-    for record in instances:
-        running = (newest_settings(record) if newest_settings is not None else None) or record.version
-        versions[running or "unknown"] = versions.get(running or "unknown", 0) + 1
-    canary_version = base_version = None
-    if backend is not None:
-        try:
-            canary_version = backend.resolve(rollout.canary).version
-            base_version = backend.resolve(active.label).version
-        except ConfigServerError:
-            pass
-    rejections = call_cooperatively(store, store.rollout_rejections, *active.key)
-    body: dict[str, Any] = {
-        "application": rollout.application,
-        "label": active.label,
-        "id": rollout.rollout_id,
-        "canary": rollout.canary,
-        "canaryVersion": canary_version,
-        "baseVersion": base_version,
-        "file": rollout_path(rollout.application),
-        "fileVersion": active.version,
-        "state": current.state,
-        "step": current.percent,
-        "stepIndex": current.step,
-        "steps": list(rollout.steps),
-        "bakeSeconds": rollout.bake,
-        "profiles": list(rollout.profiles) if rollout.profiles is not None else None,
-        "match": dict(rollout.match_labels),
-        "haltOn": {"rejected": rollout.halt_on_rejected},
-        "started": active.record.started if active.record else None,
-        "nextStepAt": current.next_step_at,
-        "secondsToNextStep": None if current.next_step_at is None else max(0.0, current.next_step_at - now),
-        "haltedAt": active.record.halted_at if active.record else None,
-        "haltReason": active.record.halt_reason if active.record else None,
-        "instances": len(instances),
-        "matching": len(matching),
-        "cohort": len(cohort),
-        "cohortInstances": sorted(cohort)[:1000],
-        "versions": dict(sorted(versions.items(), key=lambda kv: -kv[1])),
-        "rejections": [
-            {"instance": r.instance_id, "version": r.version, "reason": r.reason, "at": r.seen}
-            for r in rejections
-        ],
-        "advice": advice(active, current),
-    }
-    return body
-
-
-#: A halt reason written by `_count_rejections`: the count, the version, the instance, the quoted
-#: reason it sent (which may quote a setting: shown to readers of the application only).
-_REJECTION_HALT = re.compile(r'(\d+ cohort instances? rejected [^:\s]+: [A-Za-z0-9._:@-]+): ".*"', re.DOTALL)
-
-
-def without_rejection_reason(halt_reason: str | None) -> str | None:
-    """The halt reason without the rejecting instance's own reason (for logs, the audit log and
-    callers who may not read the application); any other halt reason unchanged."""
-    if halt_reason is None:
-        return None
-    match = _REJECTION_HALT.fullmatch(halt_reason)
-    return f"{match[1]} (reason withheld)" if match else halt_reason
-
-
-def advice(active: Active, current: Phase) -> str:
-    """What the operator does next, in one sentence."""
-    path = rollout_path(active.rollout.application)
-    if current.state == COMPLETE:
-        return (
-            f"complete: merge {active.rollout.canary} into {active.label} and remove {path} "
-            "(removing the file ends the rollout: everyone gets the base label's version)"
-        )
-    if current.state == HALTED:
-        return (
-            f"halted: every instance gets {active.label}; fix {active.rollout.canary} and give the "
-            f"rollout a new `id` in {path} to start again, or remove the file"
-        )
-    return f"running: step {current.step + 1} of {len(active.rollout.steps)}"
-
-
-def format_status(body: dict[str, Any]) -> str:
-    """`config-server rollout status` as text: one block per rollout, then the ignored files."""
-    lines = []
-    for r in body.get("rollouts", []):
-        steps = ", ".join(f"{s:g}%" for s in r["steps"])
-        lines.append(f"{r['application']} at {r['label']}: {r['state']}, step {r['step']:g}% of [{steps}]")
-        lines.append(f"  canary     {r['canary']} ({(r['canaryVersion'] or '?')[:12]}), id {r['id']}")
-        if r.get("secondsToNextStep") is not None:
-            lines.append(f"  next step  in {int(r['secondsToNextStep'])} s")
-        if r["state"] == HALTED:
-            refused = len({rejection["instance"] for rejection in r["rejections"]})
-            lines.append(f"  cohort     {r['cohort']} served the canary before the halt, {refused} refused")
-        else:
-            lines.append(
-                f"  cohort     {r['cohort']} of {r['matching']} matching ({r['instances']} instances)"
-            )
-        for version, count in r["versions"].items():
-            lines.append(f"  version    {version[:12]}: {count}")
-        for rejection in r["rejections"]:
-            lines.append(f"  rejected   {rejection['instance']}: {rejection['reason'] or '-'}")
-        if r.get("haltReason"):
-            lines.append(f"  halted     {r['haltReason']}")
-        lines.append(f"  next       {r['advice']}")
-    for error in body.get("errors", []):
-        lines.append(f"ignored {error['application']} at {error['label']}: {error['message']}")
-    if not lines:
-        lines.append("no rollouts")
-    return "\n".join(lines) + "\n"

@@ -18,12 +18,9 @@ from pathlib import PurePosixPath
 from urllib.parse import parse_qs
 
 from config_server.content.resolve import EXTENSIONS, SHARED
+from config_server.errors import WebhookRejected
 
 ALL = "*"
-
-
-class WebhookRejected(Exception):
-    """A delivery whose signature or token is missing or wrong."""
 
 
 @dataclass(frozen=True)

@@ -34,15 +34,13 @@ from pathlib import Path
 
 import yaml
 
+from config_server.errors import AuthFileError
+
 log = logging.getLogger(__name__)
 
 ROLES = frozenset({"read", "encrypt", "decrypt", "monitor", "rollout", "admin"})
 HASH_PREFIX = "sha256:"
 _RELOAD_CHECK_SECONDS = 1.0
-
-
-class AuthFileError(ValueError):
-    """An auth file that cannot be used: the message says which entry and why."""
 
 
 def new_token() -> str:

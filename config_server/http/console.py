@@ -25,10 +25,10 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 
 from config_server import names
 from config_server.backends.base import Revision
-from config_server.delivery.rollout_runner import rollout_json
 from config_server.errors import ConfigServerError
 from config_server.http import security
 from config_server.http.context import server_state
+from config_server.http.rollout_json import file_error_json, rollout_json
 from config_server.names import EnvironmentRequest
 from config_server.observability import history, relative_time
 from config_server.observability.currency import CurrentSettings
@@ -204,7 +204,7 @@ def application(app: str) -> str:
         held_back=_held_back(app),
         **instances,
         rollouts=rollouts,
-        rollout_errors=[e.to_json() for e in state.rollouts.errors() if e.application == app],
+        rollout_errors=[file_error_json(e) for e in state.rollouts.errors() if e.application == app],
     )
 
 

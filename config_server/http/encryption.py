@@ -13,8 +13,15 @@ from urllib.parse import unquote_plus
 
 from flask import Blueprint, Response, jsonify, request
 
-from config_server.content.crypto import CryptoError, Keyring, NoKeyError
-from config_server.errors import AccessDenied, EncryptionUnavailable, PayloadRejected, PayloadTooLarge
+from config_server.content.crypto import Keyring
+from config_server.errors import (
+    AccessDenied,
+    CryptoError,
+    EncryptionUnavailable,
+    NoKeyError,
+    PayloadRejected,
+    PayloadTooLarge,
+)
 from config_server.http import security
 from config_server.http.context import server_state
 

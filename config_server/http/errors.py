@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
-from config_server.errors import ConfigServerError
+from config_server.errors import ConfigServerError, InternalError, WebhookRejected
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,9 @@ def error_body(status: int, error: str, message: str) -> Response:
 
 
 def register_error_handlers(app: Flask) -> None:
-    """Map every error to a JSON body with the right status; never a stack trace."""
+    """Map every error to a JSON body with the right status; never a stack trace. The one place
+    that turns the exceptions of `config_server.errors` into answers: a caller-visible error by its
+    `status` (a rejected webhook with its own challenge), an `InternalError` as any unexpected one."""
 
     @app.errorhandler(ConfigServerError)
     def config_error(exc: ConfigServerError) -> Response:
@@ -43,6 +45,13 @@ def register_error_handlers(app: Flask) -> None:
             response.headers["Connection"] = "close"  # a refused poll gives its connection back
         return response
 
+    @app.errorhandler(WebhookRejected)
+    def webhook_rejected(exc: WebhookRejected) -> Response:
+        log.warning("rejected webhook from %s: %s", request.remote_addr, exc)
+        response = error_body(exc.status, exc.reason, str(exc))
+        response.headers["WWW-Authenticate"] = 'Signature realm="monitor"'  # not a token's challenge
+        return response
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
         return error_body(exc.code or 500, exc.name, exc.description or exc.name)
@@ -53,6 +62,7 @@ def register_error_handlers(app: Flask) -> None:
         response.headers["Connection"] = "close"
         return response
 
+    @app.errorhandler(InternalError)  # no caller is shown an internal error's message
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.path)

@@ -18,7 +18,7 @@ from fnmatch import fnmatchcase
 from flask import Blueprint, Response, jsonify, request
 
 from config_server import names
-from config_server.errors import AccessDenied, ConfigServerError
+from config_server.errors import AccessDenied, InvalidLimit
 from config_server.http import security
 from config_server.http.auth import Client
 from config_server.http.context import server_state
@@ -32,13 +32,6 @@ blueprint = Blueprint("observe", __name__)
 #: Instances in one `/instances` answer unless `limit` says otherwise, and the most it may say.
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
-
-
-class InvalidLimit(ConfigServerError):
-    """`limit` is not a whole number from 1 to MAX_LIMIT: 400."""
-
-    status = 400
-    reason = "Bad Request"
 
 
 def _limit() -> int:

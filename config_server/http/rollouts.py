@@ -17,11 +17,12 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from config_server import names
-from config_server.delivery.rollout_runner import rollout_json, without_rejection_reason
+from config_server.content.rollout_plan import without_rejection_reason
 from config_server.errors import AccessDenied, InvalidName, ResourceNotFound
 from config_server.http import security
 from config_server.http.auth import ANONYMOUS, Client
 from config_server.http.context import server_state
+from config_server.http.rollout_json import file_error_json, rollout_json
 from config_server.observability.currency import CurrentSettings
 from config_server.observability.inventory import GONE_AFTER_SECONDS
 
@@ -65,7 +66,7 @@ def rollouts_status() -> Response:
         and client.covers(active.rollout.application, active.label)
     ]
     errors = [
-        e.to_json()
+        file_error_json(e)
         for e in state.rollouts.errors()
         if (application is None or e.application == application)
         and (label is None or e.label == label)

@@ -171,7 +171,8 @@ def file_guard() -> Callable[[Sequence[Readings], str], None] | None:
     groups of (application, profiles) readings) and the label it was found at. It answers 403,
     naming the client and the file's applications, unless the client may read at least one
     reading of every group at that label: exactly when the Environment endpoints would serve it
-    the file's settings anyway. Call it after `require_read`, which validated the names.
+    the file's settings anyway. Call it after `require_read` (the names were validated when the
+    request was parsed).
     """
     client = _identified_caller()
     if client is ANONYMOUS:

@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from config_server.concurrency import call_cooperatively, real_thread_primitives
-from config_server.errors import ConfigServerError, StateUnavailable
+from config_server.errors import InvalidHeader, StateUnavailable
 from config_server.names import INSTANCE_LABEL, EnvironmentRequest
 from config_server.observability.byte_cache import ByteBoundedCache
 from config_server.state import InstanceRecord, InstanceReport, StateStore
@@ -93,13 +93,6 @@ MAX_PARSE_CACHE_BYTES = 4 * 1024 * 1024
 #: The environ key under which a request's parsed report (or its InvalidHeader) is kept, so that
 #: the fast path and the Flask view it hands a request to parse its headers once.
 PARSED_ENVIRON_KEY = "config_server.client_headers"
-
-
-class InvalidHeader(ConfigServerError):
-    """A malformed instance-report header: 400, the message names the header."""
-
-    status = 400
-    reason = "Bad Request"
 
 
 @dataclass(frozen=True)

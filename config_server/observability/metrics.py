@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from config_server.content.rollout_plan import HALTED
 from config_server.errors import StateUnavailable
 from config_server.names import RENDERED_DOCUMENT
 from config_server.safety.known_names import OTHER
@@ -305,6 +306,36 @@ class HeldBackCollector(Collector):
         for key, count in sorted(counts.items()):
             family.add_metric(list(key), count)
         yield family
+
+
+class RolloutsCollector(Collector):
+    """`config_server_rollout_halted{application,label}` (1 halted, 0 running or complete) and
+    `config_server_rollout_step_percent`, from the scraping worker's copy of the shared state.
+
+    `progress` is the rollout runner's plain snapshot (`Rollouts.progress`: application, base
+    label, state, step percent per active rollout), so this floor never imports the runner.
+    """
+
+    def __init__(self, progress: Callable[[], Iterable[tuple[str, str, str, float]]]) -> None:
+        self.progress = progress
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """One sample of each per rollout whose file is at its label's head."""
+        halted = GaugeMetricFamily(
+            "config_server_rollout_halted",
+            "1 when the application's rollout is halted (its cohort is served the base label).",
+            labels=["application", "label"],
+        )
+        step = GaugeMetricFamily(
+            "config_server_rollout_step_percent",
+            "The current step of the application's rollout, in percent of matching instances.",
+            labels=["application", "label"],
+        )
+        for application, label, state, percent in self.progress():
+            halted.add_metric([application, label], 1.0 if state == HALTED else 0.0)
+            step.add_metric([application, label], percent)
+        yield halted
+        yield step
 
 
 @dataclass(frozen=True)

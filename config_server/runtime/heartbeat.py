@@ -19,6 +19,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from config_server.concurrency import real_thread_primitives
+
 log = logging.getLogger(__name__)
 
 #: Seconds without a turn of the event loop after which the heartbeat stops and the block is logged.
@@ -34,7 +36,7 @@ class HubHeartbeat:
         interval: float = 1.0,
         blocked_after: float = BLOCKED_AFTER_SECONDS,
     ) -> None:
-        from gevent import get_hub, monkey
+        from gevent import get_hub
 
         self._beat = beat
         self._interval = interval
@@ -42,8 +44,7 @@ class HubHeartbeat:
         hub = get_hub()
         self._loop: Any = hub.loop
         self._hub_thread = hub.thread_ident
-        self._start_thread = monkey.get_original("_thread", "start_new_thread")
-        self._sleep = monkey.get_original("time", "sleep")
+        self._start_thread, self._sleep = real_thread_primitives()
         self._asked_at = 0.0
         self._asked = False
         self._stopped = False

@@ -36,8 +36,9 @@ from config_server.model import Environment, PropertySource
 from config_server.names import EnvironmentRequest
 from config_server.safety.environment_cache import EnvironmentCache, ResolvedEnvironment
 from config_server.safety.known_names import KnownNames
-from config_server.safety.last_good import LastGood, VerdictStore, verdict_context
+from config_server.safety.last_good import LastGood
 from config_server.safety.validation import checked_environment
+from config_server.safety.verdicts import VerdictStore, verdict_context
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,6 @@ _MAX_UNKNOWN_LOGGED = 1000
 OVERRIDES = "overrides"
 
 _GLOB_CHARS = set("*?[")
-#: Broken (version, environment) pairs kept in memory for the request path before it is cleared.
-_MAX_BROKEN_REMEMBERED = 10_000
 
 #: (application, profiles) environments; a file may be served when the caller may read one of them.
 Readings = list[tuple[str, tuple[str, ...]]]
@@ -80,7 +79,8 @@ class ConfigService:
 
     Only good environments are served (`validation.py`): when a branch or tag's newest commit is
     broken for an environment, the newest good version is served instead, marked in the
-    revision's `held_back` (`last_good.py`); a commit-id label, several labels, or no good
+    revision's `held_back` (`last_good.py`); which versions are broken is remembered in one place,
+    `self.verdicts` (`verdicts.py`); a commit-id label, several labels, or no good
     version within `last_good.MAX_WALK` commits raise BrokenEnvironment (422).
     """
 
@@ -118,11 +118,11 @@ class ConfigService:
         context = verdict_context(
             backend.uri, ",".join(self.search_paths), keyring.fingerprint() if keyring else "-"
         )
+        #: The one memory of which (version, environment) is broken and why, and what it serves.
         self.verdicts = VerdictStore(verdicts_path, context)
         self.last_good = LastGood(self.verdicts, backend.parents)
         #: The repository's own application and profile names; only they name series and stored rows.
         self.names = KnownNames(backend, self.search_paths)
-        self._broken: dict[tuple[str, str, tuple[str, ...], str | None], BrokenEnvironment] = {}
         #: Called with the application (`other` when the repository does not hold it) when a version
         #: is found broken for one of its environments.
         self.on_broken: Callable[[str], None] | None = None
@@ -175,7 +175,8 @@ class ConfigService:
         asked = self._asked(request)
         revisions, revision, wanted = asked.revisions, asked.revision, asked.wanted
         scope = revision.label if self._label_in_paths else None
-        error = self._broken.get((revision.version, application, wanted, scope))
+        environment_key = _environment_key(application, wanted, scope)
+        error = self.verdicts.known_broken(revision.version, environment_key)
         if error is None:
             try:
                 resolved = self._resolved(asked)
@@ -195,7 +196,6 @@ class ConfigService:
             except BrokenEnvironment:
                 return False
 
-        environment_key = _environment_key(application, wanted, scope)
         held = self.last_good.hold_back(
             revision.version,
             environment_key,
@@ -250,9 +250,9 @@ class ConfigService:
     def _resolved(self, asked: _Asked) -> ResolvedEnvironment:
         """The checked environment at the asked revisions, from the cache; BrokenEnvironment when broken.
 
-        Only good environments are cached; a broken one is remembered (in `_broken` for the
-        request path, and in the verdict store's memory, consulted only on a cache miss), so it
-        is resolved once per version, not once per request.
+        Only good environments are cached; a broken one is remembered in the verdict store
+        (`self.verdicts`, asked before the cache by `_environment` and here on a miss), so it is
+        resolved once per version, not once per request.
         """
         revisions, revision, application = asked.revisions, asked.revision, asked.application
         apps, wanted = asked.apps, asked.wanted
@@ -261,7 +261,7 @@ class ConfigService:
 
         def compute() -> ResolvedEnvironment:
             environment_key = _environment_key(application, wanted, scope)
-            known = self.last_good.known_broken(revision.version, environment_key)
+            known = self.verdicts.known_broken(revision.version, environment_key)
             if known is None:
                 try:
                     environment = checked_environment(
@@ -274,14 +274,11 @@ class ConfigService:
                     return ResolvedEnvironment(self._with_overrides(environment))
                 except BrokenEnvironment as exc:
                     persist = self.names.known(application, wanted)  # a hostile name is not stored
-                    self.last_good.remember_broken(revision.version, environment_key, exc, persist)
+                    self.verdicts.remember_broken(revision.version, environment_key, exc, persist)
                     if self.on_broken is not None:
                         self.on_broken(self.names.application_label(application))
                     known = exc
-            if len(self._broken) >= _MAX_BROKEN_REMEMBERED:
-                self._broken.clear()
-            self._broken[key] = BrokenEnvironment(str(known), known.problems)  # no traceback kept
-            raise BrokenEnvironment(str(known), known.problems)
+            raise BrokenEnvironment(str(known), known.problems)  # a fresh one: no traceback kept
 
         return self.cache.get_or_compute(key, compute)
 

@@ -3,11 +3,13 @@
 A version is immutable, so an entry never goes stale: when a label moves, requests resolve to a
 new version and therefore a new key. The entry carries what every response needs already
 serialised (JSON body, content ETag) so a repeat request parses no YAML and runs no git.
+
+Only good environments are kept here. Which versions are broken, and why, is remembered in one
+place, the verdict store (`verdicts.py`), which the service asks before it computes.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import threading
@@ -15,10 +17,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, NoReturn
+from typing import Any
 
 from config_server.content import render
-from config_server.errors import InvalidConfigFile
 from config_server.model import Environment
 
 
@@ -67,31 +68,19 @@ class ResolvedEnvironment:
         return body
 
 
-class _Broken:
-    """A cache entry for a (version, application, profiles) whose files do not parse."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: InvalidConfigFile) -> None:
-        self.error = error
-
-    def raise_again(self) -> NoReturn:
-        """Raise a fresh copy of the error (one instance raised again would grow its traceback)."""
-        raise copy.copy(self.error).with_traceback(None)
-
-
 class EnvironmentCache:
     """A thread-safe LRU of ResolvedEnvironment keyed by (version, app, profiles, ...).
 
-    Invariants: each key is computed at most once while it stays cached, also when it is broken:
-    an `InvalidConfigFile` (content that does not parse at that immutable version) is remembered
-    and raised again, so a release storm against a broken commit parses it once, not per request.
-    Other errors (a repository that cannot be read right now) are not remembered.
+    Invariants: each key is computed at most once while it stays cached; concurrent callers of
+    one key wait for the one computing it. A computation that raises is not kept: a broken
+    environment is remembered by the verdict store (`verdicts.py`), which the service's `compute`
+    asks first, so a release storm against a broken commit checks it once, not per request; other
+    errors (a repository that cannot be read right now) are tried again.
     """
 
     def __init__(self, max_entries: int = 1024) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[Hashable, ResolvedEnvironment | _Broken] = OrderedDict()
+        self._entries: OrderedDict[Hashable, ResolvedEnvironment] = OrderedDict()
         self._lock = threading.Lock()
         self._key_locks: dict[Hashable, threading.Lock] = {}
         self.hits = 0
@@ -100,10 +89,8 @@ class EnvironmentCache:
     def get_or_compute(
         self, key: Hashable, compute: Callable[[], ResolvedEnvironment]
     ) -> ResolvedEnvironment:
-        """The cached entry, or compute it once (concurrent callers of one key wait for it).
-
-        Raises the `InvalidConfigFile` of a broken key, computed once and remembered.
-        """
+        """The cached entry, or compute it once (concurrent callers of one key wait for it); what
+        `compute` raises propagates and nothing is kept."""
         with self._lock:
             entry = self._lookup(key)
             if entry is None:
@@ -111,33 +98,28 @@ class EnvironmentCache:
         if entry is None:
             with key_lock:
                 entry = self._compute_once(key, compute)
-        if isinstance(entry, _Broken):
-            entry.raise_again()
         return entry
 
-    def _compute_once(
-        self, key: Hashable, compute: Callable[[], ResolvedEnvironment]
-    ) -> ResolvedEnvironment | _Broken:
+    def _compute_once(self, key: Hashable, compute: Callable[[], ResolvedEnvironment]) -> ResolvedEnvironment:
         with self._lock:
             entry = self._lookup(key)
             if entry is not None:
                 return entry
             self.misses += 1
-        computed: ResolvedEnvironment | _Broken | None = None
         try:
             computed = compute()
-        except InvalidConfigFile as exc:
-            computed = _Broken(exc)
-        finally:
-            with self._lock:  # stored before the key lock goes, so nobody computes it again
-                if computed is not None:
-                    self._entries[key] = computed
-                    while len(self._entries) > self.max_entries:
-                        self._entries.popitem(last=False)
+        except BaseException:
+            with self._lock:
                 self._key_locks.pop(key, None)
+            raise
+        with self._lock:  # stored before the key lock goes, so nobody computes it again
+            self._entries[key] = computed
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+            self._key_locks.pop(key, None)
         return computed
 
-    def _lookup(self, key: Hashable) -> ResolvedEnvironment | _Broken | None:
+    def _lookup(self, key: Hashable) -> ResolvedEnvironment | None:
         entry = self._entries.get(key)
         if entry is not None:
             self._entries.move_to_end(key)

@@ -26,7 +26,13 @@ from config_server.backends.native import NativeBackend
 from config_server.content.crypto import Keyring
 from config_server.content.parsing import Document, parse_file
 from config_server.content.resolve import EXTENSIONS, SHARED, Request, resolve_environment
-from config_server.errors import BrokenEnvironment, ConfigServerError, InvalidConfigFile, Problem
+from config_server.errors import (
+    BrokenEnvironment,
+    ConfigServerError,
+    InvalidConfigFile,
+    Problem,
+    RolloutFileError,
+)
 from config_server.safety import schema_rules
 from config_server.safety.config_service import ConfigService
 from config_server.safety.validation import checked_environment
@@ -127,7 +133,6 @@ def rollout_findings(backend: Backend, version: str) -> list[Finding]:
     from config_server.backends.native import NativeBackend
     from config_server.content.rollout_plan import (
         ROLLOUTS_FOLDER,
-        RolloutFileError,
         parse_rollout,
         rollout_path,
     )

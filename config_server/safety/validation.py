@@ -18,11 +18,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from config_server.content import render
-from config_server.content.crypto import CIPHER_PREFIX, CryptoError, Keyring
+from config_server.content.crypto import CIPHER_PREFIX, Keyring
 from config_server.content.decryption import decrypt_environment
 from config_server.content.positions import key_line
 from config_server.content.resolve import ReadFile
-from config_server.errors import BrokenEnvironment, ConfigServerError, InvalidConfigFile, Problem
+from config_server.errors import BrokenEnvironment, ConfigServerError, CryptoError, InvalidConfigFile, Problem
 from config_server.model import Environment
 from config_server.safety import schema_rules
 

@@ -10,7 +10,8 @@ import pytest
 import requests
 
 from config_client import ConfigClient
-from config_server.http.auth import AuthFile, AuthFileError, hash_token
+from config_server.errors import AuthFileError
+from config_server.http.auth import AuthFile, hash_token
 from config_server.runtime.serving import open_server_warning
 from config_server.settings import Settings
 from tests.helpers import SPRING_VECTOR, wait_for

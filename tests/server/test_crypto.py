@@ -10,7 +10,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from config_server.content.crypto import CryptoError, Keyring, NoKeyError, load_keyring
+from config_server.content.crypto import Keyring, load_keyring
+from config_server.errors import CryptoError, NoKeyError
 from tests.helpers import SPRING_VECTOR
 
 VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "spring_vectors.json").read_text())

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from config_server.errors import InvalidHeader
 from config_server.observability.inventory import (
     GONE_AFTER_SECONDS,
     HISTORY_SECONDS,
-    InvalidHeader,
     Inventory,
     parse_client_headers,
     status_of,

@@ -10,7 +10,6 @@ from config_server.content.rollout_plan import (
     RUNNING,
     Instance,
     Rollout,
-    RolloutFileError,
     RolloutState,
     cohort_point,
     decide,
@@ -18,6 +17,7 @@ from config_server.content.rollout_plan import (
     parse_rollout,
     phase,
 )
+from config_server.errors import RolloutFileError
 
 FILE = b"""\
 canary: release/orders-v2

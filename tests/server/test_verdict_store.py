@@ -6,7 +6,7 @@ import sqlite3
 import threading
 
 from config_server.errors import Problem
-from config_server.safety.last_good import HeldBack, VerdictStore
+from config_server.safety.verdicts import HeldBack, VerdictStore
 from tests.helpers import wait_for
 
 PROBLEMS = (Problem("orders.yml", 2, "does not parse"),)
@@ -96,3 +96,14 @@ def test_the_writer_checkpoints_the_wal_so_it_does_not_grow_between_restarts(tmp
             check.close()
     finally:
         store.close()
+
+
+def test_the_writers_wake_up_never_blocks_a_signal_and_wakes_a_waiter_once():
+    from config_server.concurrency import RealWakeup
+
+    wake = RealWakeup()
+    assert wake.wait(0.01) is False  # nothing signalled: the timeout passes
+    wake.signal()
+    wake.signal()  # a second signal before the wait neither blocks nor raises
+    assert wake.wait(1.0) is True
+    assert wake.wait(0.01) is False  # several signals wake once
