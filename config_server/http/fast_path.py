@@ -8,10 +8,11 @@ itself: GET, a path of two or three segments that is not a rendered document and
 segment is not the static first segment of another route (`/console/app/<app>`,
 `/encrypt/status`, `/static/...`: read from Flask's url_map, so a new route is never taken over),
 and either no query string and no `If-None-Match`, or a query of exactly `wait=<seconds>` with
-`If-None-Match` (the long poll, held in the watch hub as the Flask view holds it). Anything else
-goes to the Flask app unchanged. With an auth file it serves authorised reads only (the token
-identifies a client that may read the application, profiles and label); with an audit log it
-writes the same `read` (or `watch`) line as Flask's hooks would.
+`If-None-Match` (the long poll, held by the one loop of `delivery/long_poll.py`, as the Flask view
+holds it). Anything else goes to the Flask app unchanged. With an auth file it serves authorised
+reads only (the token identifies a client that may read the application, profiles and label:
+`security.refused_read`, the check Flask's `require_read` makes); with an audit log it writes the
+same `read` (or `watch`) line as Flask's hooks would (`audit.environment_fields` for both).
 
 Invariants:
 - It answers only 200s (and a long poll's 304), built by `answer.environment_answer` as the
