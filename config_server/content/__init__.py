@@ -1,3 +1,4 @@
 """Content: pure functions from file contents to settings (parsing, profiles, resolution, rendering, limits,
-decryption, key positions, rollout plans, the one Environment answer). No git, no HTTP, no clock.
+decryption, key positions, rollout plans, the one Environment answer, the one file-name mapping). No git,
+no HTTP, no clock.
 """

@@ -4,6 +4,10 @@ Pure functions: no git, no HTTP. YAML keeps its types; `.properties` values are 
 that does not parse, has duplicate keys or a top level that is not a mapping raises
 InvalidConfigFile with the file, line and column; a key with a list index above
 `limits.MAX_LIST_INDEX` (`servers[2000000000]`) raises ConfigLimitExceeded naming the file and key.
+
+What other readers of configuration text need is here once: `SafeYamlLoader` and the
+`StrictLoader` built on it, the `.properties` line reader (`properties_entries`), and the flat key
+and line of every YAML key (`key_lines`) with the rule that finds a key's line (`line_of_key`).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import base64
 import datetime
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +24,9 @@ import yaml
 from config_server.content.limits import check_list_indexes
 from config_server.errors import InvalidConfigFile
 
-_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: PyYAML's safe loader, the C (libyaml) one when PyYAML was built with it: the fast way to read,
+#: compose or parse any YAML of the repository.
+SafeYamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 #: Deepest nesting of maps and lists a file may have.
 MAX_DEPTH = 64
@@ -30,8 +37,10 @@ MAX_NODES = 200_000
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-class _StrictLoader(_BaseLoader):  # type: ignore[misc, valid-type]
-    """A safe loader that refuses duplicate keys in a mapping."""
+class StrictLoader(SafeYamlLoader):  # type: ignore[misc, valid-type]
+    """The safe loader configuration is read with: it refuses duplicate keys in a mapping and keys
+    that are not scalars, and reports a scalar that does not convert (a date such as 2026-02-30)
+    as a YAML error at its line."""
 
 
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -53,7 +62,7 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bo
     return mapping
 
 
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def _marked(construct: Any) -> Any:
@@ -74,11 +83,11 @@ def _marked(construct: Any) -> Any:
 
 
 for _tag, _construct in (
-    ("tag:yaml.org,2002:timestamp", _BaseLoader.construct_yaml_timestamp),
-    ("tag:yaml.org,2002:int", _BaseLoader.construct_yaml_int),
-    ("tag:yaml.org,2002:float", _BaseLoader.construct_yaml_float),
+    ("tag:yaml.org,2002:timestamp", SafeYamlLoader.construct_yaml_timestamp),
+    ("tag:yaml.org,2002:int", SafeYamlLoader.construct_yaml_int),
+    ("tag:yaml.org,2002:float", SafeYamlLoader.construct_yaml_float),
 ):
-    _StrictLoader.add_constructor(_tag, _marked(_construct))
+    StrictLoader.add_constructor(_tag, _marked(_construct))
 
 
 @dataclass(frozen=True)
@@ -115,7 +124,7 @@ def check_size(path: str, text: str) -> None:
     anchored: dict[str | None, int] = {}  # an alias always names an anchor; the stubs allow None
     open_collections: list[tuple[str | None, int]] = []  # (anchor, count when it opened)
     count = 0
-    for event in yaml.parse(text, Loader=_BaseLoader):
+    for event in yaml.parse(text, Loader=SafeYamlLoader):
         if isinstance(event, yaml.AliasEvent):
             count += anchored.get(event.anchor, 1)
         elif isinstance(event, yaml.ScalarEvent):
@@ -141,7 +150,7 @@ def check_size(path: str, text: str) -> None:
 def _parse_yaml(path: str, text: str) -> list[Document]:
     try:
         check_size(path, text)
-        raw_documents = list(yaml.load_all(text, Loader=_StrictLoader))
+        raw_documents = list(yaml.load_all(text, Loader=StrictLoader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
@@ -210,27 +219,81 @@ def _json_scalar(value: Any) -> Any:
     return value
 
 
+def key_lines(node: yaml.Node | None, prefix: str = "") -> Iterator[tuple[str, int]]:
+    """(flat key, 1-based line) of every key and list item of a composed YAML node, in document
+    order (a key before the keys below it); flat keys as `flatten` names them (`a.b[0].c`), below
+    `prefix`. `<<` merge keys and keys that are not scalars are skipped: they set no key themselves.
+    """
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            name = _key_text(_key_value(key_node))
+            full = f"{prefix}.{name}" if prefix else name
+            yield full, key_node.start_mark.line + 1
+            yield from key_lines(value_node, full)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            full = f"{prefix}[{index}]"
+            yield full, item.start_mark.line + 1
+            yield from key_lines(item, full)
+
+
+def _key_value(node: yaml.ScalarNode) -> Any:
+    """A key's value as the loader builds it (`1:` is the number 1), its text when it does not load."""
+    if node.tag == "tag:yaml.org,2002:str":
+        return node.value
+    try:
+        return yaml.load(node.value, Loader=StrictLoader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError:
+        return node.value
+
+
+def line_of_key(lines: Iterable[tuple[str, int]], flat_key: str) -> int | None:
+    """The line of `flat_key` among (flat key, line) pairs, else of the first key below it
+    (`a.b` for `a`, `a[0]` for `a`), else None: where a problem with that key is reported."""
+    below: int | None = None
+    for name, line in lines:
+        if name == flat_key:
+            return line
+        if below is None and (name.startswith(flat_key + ".") or name.startswith(flat_key + "[")):
+            below = line
+    return below
+
+
 _ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
 _SEPARATOR = re.compile(r"(?<!\\)(?:\\\\)*(\s*[=:]\s*|\s+)")
 
 
 def parse_properties(text: str) -> dict[str, str]:
     """Java `.properties`: comments, `=`/`:`/space separators, continuations and escapes."""
-    result: dict[str, str] = {}
-    lines = iter(text.splitlines())
-    for line in lines:
-        stripped = line.lstrip()
+    return {key: value for key, value, _ in properties_entries(text)}
+
+
+def properties_entries(text: str) -> Iterator[tuple[str, str, int]]:
+    """(key, value, 1-based line it starts on) of every entry of a `.properties` text, in order.
+
+    The one reader of `.properties` lines: comments (`#`, `!`), `=`/`:`/space separators, a
+    trailing odd `\\` continuing onto the next line, and escapes, as Java reads them.
+    """
+    lines = text.splitlines()
+    count = len(lines)
+    number = 0
+    while number < count:
+        start = number
+        stripped = lines[number].lstrip()
+        number += 1
         if not stripped or stripped[0] in "#!":
             continue
         while _continues(stripped):
-            stripped = stripped[:-1] + next(lines, "").lstrip()
+            stripped = stripped[:-1] + (lines[number].lstrip() if number < count else "")
+            number += 1
         match = _SEPARATOR.search(stripped)
         if match:
             key, value = stripped[: match.start(1)], stripped[match.end(1) :]
         else:
             key, value = stripped, ""
-        result[_unescape(key)] = _unescape(value)
-    return result
+        yield _unescape(key), _unescape(value), start + 1
 
 
 def _continues(line: str) -> bool:
@@ -239,6 +302,8 @@ def _continues(line: str) -> bool:
 
 
 def _unescape(text: str) -> str:
+    if "\\" not in text:
+        return text  # nothing escaped: most keys and values
     out, i = [], 0
     while i < len(text):
         ch = text[i]

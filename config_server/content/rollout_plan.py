@@ -39,6 +39,7 @@ from typing import Any
 import yaml
 
 from config_server import names
+from config_server.content.parsing import StrictLoader, key_lines
 from config_server.errors import InvalidName, RolloutFileError
 
 #: Where an application's rollout file lives in the repository.
@@ -348,16 +349,13 @@ def _match_labels(match: Any, fail: Any) -> tuple[tuple[str, str], ...]:
 
 
 def _load(text: str) -> Any:
-    from config_server.content.parsing import _StrictLoader  # duplicate keys are an error here too
+    """The file's value, read as configuration is (`parsing.StrictLoader`: duplicate keys are an error)."""
+    return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a safe loader
 
-    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a safe loader
 
-
-def _key_lines(node: Any) -> dict[str | None, int]:
-    """Top-level key -> its 1-based line, for error messages."""
+def _key_lines(node: yaml.Node | None) -> dict[str | None, int]:
+    """Key -> its 1-based line, for error messages (`parsing.key_lines`: top-level keys as named)."""
     lines: dict[str | None, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
-                lines.setdefault(key_node.value, key_node.start_mark.line + 1)
+    for key, line in key_lines(node):
+        lines.setdefault(key, line)
     return lines

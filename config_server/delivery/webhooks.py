@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import parse_qs
 
-from config_server.content.resolve import EXTENSIONS, SHARED
+from config_server.content.file_names import applications_reading
 from config_server.errors import WebhookRejected
 
 ALL = "*"
@@ -50,22 +50,17 @@ def parse_push(request_headers: Iterable[tuple[str, str]], body: bytes, secret: 
 
 
 def applications_for(paths: Iterable[str] | None) -> list[str]:
-    """`orders-prod.yml` -> `orders`; any `application*` file, or an unknown list, -> `*` (all)."""
+    """`orders-prod.yml` -> `orders` (and `orders-prod`, a hyphenated application's own file), as
+    `file_names.applications_reading` says; any `application*` file, a file that is no
+    configuration source (a template may be used by anyone), or an unknown list -> `*` (all)."""
     if paths is None:
         return [ALL]
     apps: set[str] = set()
     for path in paths:
-        name = PurePosixPath(path).name
-        stem = name
-        for ext in EXTENSIONS:
-            stem = stem.removesuffix(ext)
-        if stem == name:  # not a configuration file: a template may be used by anyone
+        reading = applications_reading(PurePosixPath(path).name)
+        if reading is None:
             return [ALL]
-        app = stem.rsplit("-", 1)[0] if "-" in stem else stem
-        if app == SHARED or stem.startswith(f"{SHARED}-"):
-            return [ALL]
-        apps.add(app)
-        apps.add(stem)  # a hyphenated application name (`my-service.yml`) is itself
+        apps.update(reading)
     return sorted(apps)
 
 

@@ -1,9 +1,9 @@
 """An application's history: which applications a version holds, the commits that changed an
 application's files, and the per-key difference between two versions of its resolved settings.
 
-The decisions are pure functions over plain data (`applications_from_files`, `diff_settings`,
-`mask`); the I/O (listing a version, `git log`, resolving an environment at a version) goes through
-the backend and the configuration service handed in.
+The decisions are pure functions over plain data (`file_names.applications_from_files` and
+`file_patterns`, `diff_settings`, `mask`); the I/O (listing a version, `git log`, resolving an
+environment at a version) goes through the backend and the configuration service handed in.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from typing import Any
 from config_server.backends.base import Commit
 from config_server.content import render
 from config_server.content.crypto import CIPHER_PREFIX
-from config_server.content.resolve import SHARED
+from config_server.content.file_names import applications_from_files, file_patterns
 from config_server.errors import BrokenEnvironment, ConfigServerError
 from config_server.names import EnvironmentRequest
 from config_server.safety.config_service import ConfigService
-from config_server.safety.known_names import applications_from_files as applications_from_files
 
 #: What a `{cipher}` value is shown as: never the ciphertext, never the plain text.
 MASKED = CIPHER_PREFIX + "****"
@@ -34,11 +33,6 @@ class DiffRow:
     kind: str
     old: Any
     new: Any
-
-
-def file_patterns(application: str) -> list[str]:
-    """Globs of the files that shape an application's settings: its own and the shared ones."""
-    return [f"{application}.*", f"{application}-*", f"{SHARED}.*", f"{SHARED}-*"]
 
 
 def list_applications(service: ConfigService, label: str | None = None) -> tuple[str, dict[str, list[str]]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import fnmatch
 import logging
 import posixpath
-import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -22,9 +21,10 @@ from config_server.content import render
 from config_server.content.crypto import Keyring
 from config_server.content.decryption import decrypt_environment
 from config_server.content.environment_answer import Headers, held_back_headers, unknown_headers
+from config_server.content.file_names import file_readings, search_path_folders, search_path_pattern
 from config_server.content.limits import MAX_EXPANSION_CHARS, MAX_VALUE_CHARS, shorten
 from config_server.content.parsing import flatten
-from config_server.content.resolve import ReadFile, Request, file_readings, resolve_environment
+from config_server.content.resolve import ReadFile, Request, resolve_environment
 from config_server.errors import (
     BrokenEnvironment,
     ConfigLimitExceeded,
@@ -113,7 +113,7 @@ class ConfigService:
         self.overrides = _decrypted_overrides(flatten(dict(overrides)) if overrides else {}, keyring)
         self._label_in_paths = any("{label}" in p for p in self.search_paths)
         self._named_folders = [
-            _folder_pattern(p) for p in self.search_paths if "{application}" in p or "{profile}" in p
+            search_path_pattern(p) for p in self.search_paths if "{application}" in p or "{profile}" in p
         ]
         context = verdict_context(
             backend.uri, ",".join(self.search_paths), keyring.fingerprint() if keyring else "-"
@@ -409,7 +409,7 @@ class ConfigService:
     ) -> list[Readings]:
         """What a served file is the configuration of: groups of readings, one of each must be allowed.
 
-        Its name (`resolve.file_readings`), and its folder when that is not one of the folders
+        Its name (`file_names.file_readings`), and its folder when that is not one of the folders
         `searched` for this request but a search path names it after an application or profile
         (`{application}`): `payments/application.yml` asked for as `orders` is the configuration
         of `payments`. Empty for a template in an ordinary folder. `apps` and `profiles` are
@@ -440,7 +440,7 @@ class ConfigService:
         folders = [""]
         for pattern in self.search_paths:
             for app in apps:
-                for expanded in _expand_placeholders(pattern, app, profiles, revision.label):
+                for expanded in search_path_folders(pattern, app, profiles, revision.label):
                     for folder in self._glob(revision.version, expanded):
                         if folder not in folders:
                             folders.append(folder)
@@ -483,25 +483,6 @@ def _resolve_override(key: str, value: str, merged: Mapping[str, Any]) -> str:
         raise ConfigLimitExceeded(f"{OVERRIDES}: key {shorten(key)!r}: {exc}") from None
 
 
-def _folder_pattern(search_path: str) -> re.Pattern[str]:
-    """A search path as a regular expression over folders, capturing `{application}` and `{profile}`."""
-    parts: list[str] = []
-    for piece in re.split(r"(\{application\}|\{profile\}|\{label\}|\*|\?)", search_path):
-        if piece == "{application}":
-            parts.append("(?P<application>[^/]+)" if "(?P<application>" not in "".join(parts) else "[^/]+")
-        elif piece == "{profile}":
-            parts.append("(?P<profile>[^/]+)" if "(?P<profile>" not in "".join(parts) else "[^/]+")
-        elif piece == "{label}":
-            parts.append(".*")  # a label may hold a `/`
-        elif piece == "*":
-            parts.append("[^/]*")
-        elif piece == "?":
-            parts.append("[^/]")
-        else:
-            parts.append(re.escape(piece))
-    return re.compile("".join(parts))
-
-
 def _reader(backend: Backend, revisions: list[Revision]) -> ReadFile:
     """Reads a file from the latest label that has it (where problems and schemas are looked up)."""
 
@@ -528,10 +509,3 @@ def _problem_text(problems: list[dict[str, Any]]) -> str:
 def _environment_key(app: str, profiles: tuple[str, ...], scope: str | None) -> str:
     """How the verdict store names an environment: `orders/prod,eu` (`@label` when paths use it)."""
     return f"{app}/{','.join(profiles)}" + (f"@{scope}" if scope is not None else "")
-
-
-def _expand_placeholders(pattern: str, app: str, profiles: tuple[str, ...], label: str) -> list[str]:
-    pattern = pattern.replace("{application}", app).replace("{label}", label)
-    if "{profile}" not in pattern:
-        return [pattern]
-    return [pattern.replace("{profile}", p) for p in profiles]

@@ -8,18 +8,18 @@ the repository holds at the default label (its configuration files, in the root 
 paths' folders) keep their own name; anything else is counted under `other` and its verdicts are
 kept in memory only (bounded), never persisted per name.
 
-`applications_from_files` is pure; `KnownNames` lists the default label once per commit.
+`KnownNames` lists the default label once per commit; which names a folder's files hold is
+`file_names.applications_from_files` (the one file-name mapping).
 """
 
 from __future__ import annotations
 
 import difflib
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from config_server.backends.base import Backend
-from config_server.content.resolve import EXTENSIONS as CONFIG_EXTENSIONS
-from config_server.content.resolve import SHARED
+from config_server.content.file_names import applications_from_files, listed_search_folders, shared_profiles
 from config_server.errors import ConfigServerError
 
 #: The name every unknown application (or profile) is counted under.
@@ -28,38 +28,6 @@ OTHER = "other"
 DEFAULT_PROFILE = "default"
 #: Unknown names whose closest known name is remembered per commit (hostile names are unbounded).
 _MAX_CLOSEST_REMEMBERED = 4096
-
-
-def applications_from_files(file_names: Iterable[str]) -> dict[str, list[str]]:
-    """Application names and their profiles, from the configuration file names of one folder.
-
-    `orders.yml` names application `orders`; `orders-prod.yml` its profile `prod` when `orders`
-    is an application, else it names application `orders-prod` itself (a hyphenated name).
-    The shared `application*` files name no application.
-    """
-    stems = sorted(
-        {name.rsplit(".", 1)[0] for name in file_names if name.endswith(CONFIG_EXTENSIONS)}, key=len
-    )
-    apps: dict[str, set[str]] = {}
-    for stem in stems:
-        if stem == SHARED or stem.startswith(SHARED + "-"):
-            continue
-        owner = next((a for a in apps if stem.startswith(a + "-")), None)
-        if owner is None:
-            apps[stem] = set()
-        else:
-            apps[owner].add(stem[len(owner) + 1 :])
-    return {app: sorted(profiles) for app, profiles in sorted(apps.items())}
-
-
-def shared_profiles(file_names: Iterable[str]) -> set[str]:
-    """Profiles the shared files name (`application-prod.yml` -> `prod`)."""
-    prefix = SHARED + "-"
-    return {
-        name.rsplit(".", 1)[0][len(prefix) :]
-        for name in file_names
-        if name.startswith(prefix) and name.endswith(CONFIG_EXTENSIONS)
-    }
 
 
 class KnownNames:
@@ -143,13 +111,10 @@ class KnownNames:
         """
         found: dict[str, set[str]] = {}
         shared: set[str] = set()
-        folders = [""]
-        for pattern in self.search_paths:
-            if pattern.split("/", 1)[0] == "{application}":
-                for name in self.backend.listing(version, "").folders:
-                    found.setdefault(name, set())
-            elif not set(pattern) & set("{}*?["):
-                folders.append(pattern)
+        folders, root_folders_are_applications = listed_search_folders(self.search_paths)
+        if root_folders_are_applications:
+            for name in self.backend.listing(version, "").folders:
+                found.setdefault(name, set())
         for folder in folders:
             files = self.backend.listing(version, folder).files
             shared |= shared_profiles(files)

@@ -8,8 +8,10 @@ applications).
 Which environments: every application with a file (`{app}.yml`) or a schema
 (`schemas/{app}.schema.yml`), and `application` itself; for each, `default` plus every profile
 named by a profile file (`{app}-{profile}.yml`, `application-{profile}.yml`) or by a document's
-`spring.config.activate.on-profile`. A stem `a-b` is application `a` with profile `b` when `a`
-has a file of its own (or is `application`), else application `a-b`.
+`spring.config.activate.on-profile`. Which applications and profiles the files name is
+`file_names.applications_from_stems`, over the files of every folder searched: a stem `a-b` is
+application `a` with profile `b` when `a` has a file of its own (or is `application`), else
+application `a-b`.
 """
 
 from __future__ import annotations
@@ -24,8 +26,14 @@ from config_server import names
 from config_server.backends.base import Backend, Revision
 from config_server.backends.native import NativeBackend
 from config_server.content.crypto import Keyring
+from config_server.content.file_names import (
+    SHARED,
+    applications_from_stems,
+    shared_profiles_from_stems,
+    source_stem,
+)
 from config_server.content.parsing import Document, parse_file
-from config_server.content.resolve import EXTENSIONS, SHARED, Request, resolve_environment
+from config_server.content.resolve import Request, resolve_environment
 from config_server.errors import (
     BrokenEnvironment,
     ConfigServerError,
@@ -172,20 +180,13 @@ def environments(
     stems: dict[str, list[str]] = {}
     for folder in folders:
         for name in service.backend.listing(revision.version, folder).files:
-            for ext in EXTENSIONS:
-                if name.endswith(ext):
-                    stems.setdefault(name[: -len(ext)], []).append(f"{folder}/{name}" if folder else name)
-    applications = {SHARED}
-    profiles: dict[str, set[str]] = {}
-    shared_profiles: set[str] = set()
-    for stem in stems:
-        base, dash, profile = stem.rpartition("-")
-        if dash and base == SHARED:
-            shared_profiles.add(profile)
-        elif dash and base and base in stems:
-            profiles.setdefault(base, set()).add(profile)
-        else:
-            applications.add(stem)
+            stem = source_stem(name)
+            if stem is not None:
+                stems.setdefault(stem, []).append(f"{folder}/{name}" if folder else name)
+    listed = applications_from_stems(stems)
+    applications = {SHARED, *listed}
+    profiles: dict[str, set[str]] = {app: set(named) for app, named in listed.items()}
+    shared = shared_profiles_from_stems(stems)
     for name in service.backend.listing(revision.version, schema_rules.SCHEMA_FOLDER).files:
         for ext in schema_rules.EXTENSIONS:
             if name.endswith(ext):
@@ -197,12 +198,12 @@ def environments(
         for path in paths:
             named = _activation_profiles(path, read, parse)
             if owner == SHARED:
-                shared_profiles |= named
+                shared |= named
             else:
                 profiles.setdefault(owner, set()).update(named)
     out: list[tuple[str, tuple[str, ...]]] = []
     for application in sorted(applications):
-        wanted = {"default"} | shared_profiles | profiles.get(application, set())
+        wanted = {"default"} | shared | profiles.get(application, set())
         out.extend((application, (p,)) for p in sorted(wanted))
     return out
 

@@ -33,9 +33,9 @@ from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource
 from referencing.jsonschema import DRAFT202012
 
+from config_server.content.file_names import SHARED
 from config_server.content.parsing import MAX_DEPTH, check_size
 from config_server.content.positions import node_line
-from config_server.content.resolve import SHARED
 from config_server.errors import InvalidConfigFile
 
 SCHEMA_FOLDER = "schemas"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from config_server.content.file_names import applications_from_files
 from config_server.observability import history
-from config_server.observability.history import MASKED, DiffRow, applications_from_files, diff_settings
+from config_server.observability.history import MASKED, DiffRow, diff_settings
 from tests.helpers import SPRING_VECTOR
 
 

@@ -90,3 +90,13 @@ def test_profile_expressions(expression, active, expected):
 def test_rank_prefers_the_later_profile():
     assert profiles.rank("dev", ("dev", "prod")) < profiles.rank("prod", ("dev", "prod"))
     assert profiles.rank("!x", ("dev",)) == -1
+
+
+def test_properties_entries_give_each_entry_with_its_first_line_and_line_of_key_finds_it():
+    from config_server.content.parsing import line_of_key, properties_entries
+
+    text = "# comment\na.b = 1\n  c:2 \\\n  more\nd\\:e = 3\n"
+    entries = list(properties_entries(text))
+    assert entries == [("a.b", "1", 2), ("c", "2 more", 3), ("d:e", "3", 5)]
+    pairs = [(key, line) for key, _, line in entries]
+    assert line_of_key(pairs, "c") == 3 and line_of_key(pairs, "a") == 2 and line_of_key(pairs, "x") is None

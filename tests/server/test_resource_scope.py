@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from config_server.content.resolve import file_readings
+from config_server.content.file_names import file_readings
 from config_server.http.auth import hash_token
 
 TOKENS = {name: f"token-of-{name}-{'y' * 20}" for name in ("orders", "orders-all", "api", "prod-only")}
