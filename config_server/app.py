@@ -27,6 +27,7 @@ from config_server.http import (
     console,
     encryption,
     environment,
+    log_context,
     observe,
     openapi,
     request_guards,
@@ -170,6 +171,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     hosts = HostAllowList.for_server(settings.allowed_hosts, settings.host)
     request_guards.install(app, hosts)  # before identification: a refused request names no client
     security.install(app, authenticate=auth is not None, audit=bool(settings.audit_log))
+    if settings.log_format == "json":
+        log_context.install(app)
     for module in (admin, encryption, openapi, observe, console, rollouts_http, environment, resources):
         app.register_blueprint(module.blueprint)
     register_error_handlers(app)

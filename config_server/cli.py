@@ -8,7 +8,6 @@ beats the file.
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable
 from dataclasses import MISSING, fields
@@ -94,13 +93,10 @@ def serve(settings_file: str | None, **options: Any) -> None:
         settings = Settings.load(options, settings_file)
     except (ValueError, TypeError, OSError) as exc:
         raise click.UsageError(str(exc)) from exc
+    from config_server.runtime.log_setup import configure_logging
     from config_server.runtime.serving import serve as run
 
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings)
     try:
         run(settings)
     except Exception as exc:  # noqa: BLE001 - a start-up failure is reported, not traced

@@ -122,6 +122,13 @@ class Settings:
         },
     )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
+    log_format: str = field(
+        default="text",
+        metadata={
+            "help": "text, or json: one JSON object per line (time, level, logger, message, request "
+            "id, client, application), gunicorn's access and error lines too (docs/operations.md)."
+        },
+    )
     access_log: bool = field(
         default=False,
         metadata={"help": "Log every request to standard output, gunicorn's access-log format."},
@@ -258,6 +265,8 @@ class Settings:
             raise ValueError("poll-interval must be positive")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ValueError(f"unknown log level {self.log_level!r}")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"log-format must be text or json, not {self.log_format!r}")
         if self.client_timeout <= 0 or self.request_timeout <= 0:
             raise ValueError("client-timeout and request-timeout must be positive")
         if self.worker_timeout < 5:

@@ -56,6 +56,7 @@ from config_server.errors import TooManyPolls
 from config_server.http.auth import ANONYMOUS, AuthFile, Client
 from config_server.http.environ_keys import ANSWERED, DIRECT_ANSWER
 from config_server.http.hosts import HostAllowList
+from config_server.http.log_context import note_request
 from config_server.http.security import still_reads, token_from
 from config_server.names import RENDERED_DOCUMENT
 from config_server.observability.audit import AuditLog, serialise_fields
@@ -176,6 +177,7 @@ class FastEnvironmentPath:
             answer = environment_answer(resolved, label, extra_headers=extra)
             if self.audit is not None:
                 _audit(self.audit, environ, client, parts[1], parts[2], label, revision.version)
+            note_request(environ, None if client is ANONYMOUS else client.name, parts[1])
             application = ",".join(names.validate_applications(parts[1]))
             self.inventory.observe(
                 reporter, application, resolved.environment.profiles, revision.label, revision.version
@@ -319,6 +321,7 @@ class FastEnvironmentPath:
                 client, application, profiles, label, known, revision, resolved, extra, reporter, since
             )
             self._observe(poll, resolved)
+            note_request(environ, None if client is ANONYMOUS else client.name, application)
         except Exception:  # noqa: BLE001 - any failure: Flask answers it, with the usual JSON body
             return None
         return poll

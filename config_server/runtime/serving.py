@@ -26,6 +26,7 @@ from config_server.backends.sample import ensure_sample_repository
 from config_server.content.crypto import load_keyring
 from config_server.http.auth import AuthFile
 from config_server.http.hosts import is_loopback
+from config_server.runtime.log_setup import JSON_GUNICORN_LOGGER
 from config_server.settings import Settings
 
 
@@ -58,6 +59,8 @@ class ConfigServerApplication(BaseApplication):
             "sendfile": False,  # the worker joins headers and body in one write; see gevent_worker.py
             **self.extra,
         }
+        if self.settings.log_format == "json":
+            options["logger_class"] = JSON_GUNICORN_LOGGER
         if self.settings.certfile:
             options.update(certfile=self.settings.certfile, keyfile=self.settings.keyfile)
         for key, value in options.items():
