@@ -31,6 +31,27 @@ class Settings:
             "a plain folder is served as-is. Default: a git copy of sample-config-repo/."
         },
     )
+    ssh_key: str | None = field(
+        default=None,
+        metadata={
+            "help": "Private key file for an SSH remote (ssh://... or git@host:org/config.git); "
+            "mode 0600 or 0400, without a passphrase. Default: ssh's own keys."
+        },
+    )
+    ssh_known_hosts: str | None = field(
+        default=None,
+        metadata={
+            "help": "known_hosts file holding the SSH remote's host key. Default: ssh's own "
+            "(~/.ssh/known_hosts, /etc/ssh/ssh_known_hosts)."
+        },
+    )
+    ssh_strict_host_keys: bool = field(
+        default=True,
+        metadata={
+            "help": "Refuse an SSH remote whose host key is not in known_hosts (false: trust it on "
+            "first use and add it there; a changed key is refused either way)."
+        },
+    )
     cache_dir: str = field(
         default="",
         metadata={"help": "Where remote repositories are cloned (default: <data-dir>/cache)."},
