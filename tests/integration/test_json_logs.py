@@ -90,5 +90,7 @@ def test_every_line_is_json_with_the_request_fields_and_no_secret(server_process
     assert (parked["client"], parked["application"], parked["status"]) == ("orders-service", "orders", 304)
     assert "?" not in parked["path"] and "wait" not in parked["message"]  # never the query string
     assert any(r["status"] == 401 for r in access)
+    encrypt = next(r for r in access if r["path"] == "/encrypt")  # answered by Flask, not the fast path
+    assert (encrypt["client"], encrypt["status"]) == ("ops-admin", 200)
     assert any(r["logger"] == "gunicorn.error" and "Booting worker" in r["message"] for r in records)
     assert any(r["logger"].startswith("config_server") and "nobody-names-me" in r["message"] for r in records)
