@@ -309,7 +309,8 @@ def backup(path: str, data_dir: str | None, settings_file: str | None) -> None:
     inventory; clones, verdicts and metrics are rebuilt from git and need no backup
     (docs/operations.md, "Backups").
     """
-    from config_server.state.backup import BackupError, backup_state
+    from config_server.errors import BackupError
+    from config_server.state.backup import backup_state
 
     source, settings = _state_file(data_dir, settings_file)
     _redis_note(settings)
@@ -336,7 +337,8 @@ def restore(path: str, data_dir: str | None, settings_file: str | None, force: b
     The file is checked first (SQLite's integrity check, the store's tables). An existing store
     is replaced only with --force, in one transaction.
     """
-    from config_server.state.backup import BackupError, restore_state
+    from config_server.errors import BackupError
+    from config_server.state.backup import restore_state
 
     target, settings = _state_file(data_dir, settings_file)
     _redis_note(settings)

@@ -19,6 +19,8 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+from config_server.errors import BackupError
+
 #: The tables a file must hold to be restored as a state store.
 STATE_TABLES = frozenset({"instances", "served_versions", "rollouts", "rollout_rejections", "rollout_served"})
 
@@ -27,10 +29,6 @@ STATE_FILE = "state.db"
 
 #: How long the backup waits for another process's write lock, in seconds.
 _BUSY_TIMEOUT_S = 30.0
-
-
-class BackupError(Exception):
-    """A backup or restore that cannot be done; the message says why and what to do."""
 
 
 def backup_state(source: str | Path, target: str | Path) -> dict[str, int]:
