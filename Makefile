@@ -46,10 +46,12 @@ lock: $(UV)
 # System tools, installed with apt-get only when missing: git for serving (and git daemon for the
 # suite); wrk, nginx, etcd and redis-server for the benchmarks, which the suite also runs at a tiny
 # size (redis-server also for the cluster tests); Debian's chromium for the console's browser test
-# (driven by Playwright, never `playwright install`); systemd-analyze to verify deploy/systemd/'s unit.
+# (driven by Playwright, never `playwright install`); systemd-analyze to verify deploy/systemd/'s unit;
+# openssh-server's sshd for the SSH-remote test (tests/integration/test_ssh_remote.py runs its own sshd
+# on 127.0.0.1, never the system's).
 RUN_TOOLS := git:git
 BENCH_TOOLS := $(RUN_TOOLS) wrk:wrk nginx:nginx etcd:etcd-server redis-server:redis-server
-TEST_TOOLS := $(BENCH_TOOLS) chromium:chromium systemd-analyze:systemd
+TEST_TOOLS := $(BENCH_TOOLS) chromium:chromium systemd-analyze:systemd sshd:openssh-server
 define apt_install
 	@missing=""; for pair in $(1); do tool=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$tool >/dev/null || [ -x /usr/sbin/$$tool ] || missing="$$missing $$pkg"; done; \

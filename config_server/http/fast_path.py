@@ -57,6 +57,7 @@ from config_server.errors import TooManyPolls
 from config_server.http.auth import ANONYMOUS, AuthFile, Client
 from config_server.http.environ_keys import ANSWERED, DIRECT_ANSWER
 from config_server.http.hosts import HostAllowList
+from config_server.http.log_context import note_request
 from config_server.http.security import refused_read, still_reads, token_from
 from config_server.names import RENDERED_DOCUMENT, EnvironmentRequest
 from config_server.observability.audit import AuditLog, environment_fields, serialise_fields
@@ -177,6 +178,7 @@ class FastEnvironmentPath:
             answer = environment_answer(resolved, label, extra_headers=extra)
             if self.audit is not None:
                 _audit(self.audit, environ, client, asked, revision.version)
+            note_request(environ, None if client is ANONYMOUS else client.name, asked.application)
             self.inventory.observe_request(reporter, asked, revision.label, revision.version)
         except Exception:  # noqa: BLE001 - any failure: Flask answers it, with the usual JSON body
             return None
@@ -300,6 +302,7 @@ class FastEnvironmentPath:
             extra = self.service.answer_headers(asked.application, revision)
             poll = _Poll(client, asked, known, revision, resolved, extra, reporter, since)
             self._observe(poll, resolved)
+            note_request(environ, None if client is ANONYMOUS else client.name, asked.application)
         except Exception:  # noqa: BLE001 - any failure: Flask answers it, with the usual JSON body
             return None
         return poll
