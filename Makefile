@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8888
 
-.PHONY: run test test-latest bench lint lock clean system-deps bench-deps test-deps
+.PHONY: run test test-latest bench lint lock clean system-deps bench-deps test-deps image image-deps image-base image-wheels image-test
 
 # Lock files (hash-pinned, generated from setup.cfg by `make lock`): requirements-dev.txt is the
 # `[dev]` extra = the `[server]` extra + pydantic + the test frameworks (FastAPI, uvicorn, Django...)
@@ -46,10 +46,12 @@ lock: $(UV)
 # System tools, installed with apt-get only when missing: git for serving (and git daemon for the
 # suite); wrk, nginx, etcd and redis-server for the benchmarks, which the suite also runs at a tiny
 # size (redis-server also for the cluster tests); Debian's chromium for the console's browser test
-# (driven by Playwright, never `playwright install`).
+# (driven by Playwright, never `playwright install`); systemd-analyze to verify deploy/systemd/'s unit;
+# openssh-server's sshd for the SSH-remote test (tests/integration/test_ssh_remote.py runs its own sshd
+# on 127.0.0.1, never the system's).
 RUN_TOOLS := git:git
 BENCH_TOOLS := $(RUN_TOOLS) wrk:wrk nginx:nginx etcd:etcd-server redis-server:redis-server
-TEST_TOOLS := $(BENCH_TOOLS) chromium:chromium
+TEST_TOOLS := $(BENCH_TOOLS) chromium:chromium systemd-analyze:systemd sshd:openssh-server
 define apt_install
 	@missing=""; for pair in $(1); do tool=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$tool >/dev/null || [ -x /usr/sbin/$$tool ] || missing="$$missing $$pkg"; done; \
@@ -92,6 +94,47 @@ test-latest: test-deps
 # Every benchmark at full size (several minutes); tables on stdout, JSON in bench/results/.
 bench: $(VENV)/.installed bench-deps
 	$(BIN)/python -m bench.run_all
+
+# The container image (Containerfile; docs/deployment.md, "The image"). The base is Debian bookworm
+# (minbase), made here from Debian's mirror when no such image exists (no registry needed: ~30 s);
+# the server is installed in it from the lock, offline, from wheels downloaded here (pip inside a
+# build does not trust this machine's TLS interception). podman reads this project's
+# containers.conf (runc, and the open-file limits this sandbox allows).
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' config_server/version.py)
+IMAGE ?= localhost/config-server:$(VERSION)
+BASE_IMAGE ?= localhost/config-server-base:bookworm
+DEBIAN_MIRROR ?= http://deb.debian.org/debian
+PODMAN := CONTAINERS_CONF=$(CURDIR)/containers.conf podman
+IMAGE_TOOLS := podman:podman buildah:buildah debootstrap:debootstrap runc:runc
+
+image-deps:
+	$(call apt_install,$(IMAGE_TOOLS))
+
+image-base: image-deps
+	@$(PODMAN) image exists $(BASE_IMAGE) || { \
+	  echo "making $(BASE_IMAGE) with debootstrap"; rm -rf build/rootfs && mkdir -p build && \
+	  { debootstrap --variant=minbase bookworm build/rootfs $(DEBIAN_MIRROR) >build/debootstrap.log 2>&1 \
+	    || { tail -20 build/debootstrap.log; exit 1; }; } && \
+	  tar -C build/rootfs -c . | $(PODMAN) import --quiet - $(BASE_IMAGE) && rm -rf build/rootfs; }
+
+# Every package of the lock whatever its marker (the image's Python, Debian's 3.11.2, needs some
+# this host's does not, such as async-timeout below 3.11.3): the image's pip applies the markers.
+image-wheels: $(VENV)/.installed
+	rm -rf build/image-wheels && mkdir -p build
+	sed -E 's/ ; [^\\]*\\$$/ \\/' requirements-server.txt >build/image-requirements.txt
+	$(BIN)/python -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
+	  --require-hashes -r build/image-requirements.txt -d build/image-wheels
+	$(BIN)/python -m pip wheel --quiet --disable-pip-version-check --no-deps -w build/image-wheels .
+
+image: image-base image-wheels
+	$(PODMAN) build --quiet --format docker --build-arg BASE=$(BASE_IMAGE) --build-arg VERSION=$(VERSION) \
+	  -t $(IMAGE) -f Containerfile .
+	@$(PODMAN) image inspect --format '$(IMAGE): {{.Size}} bytes' $(IMAGE)
+
+# Builds the image and runs it as an operator would (tests/integration/test_image.py): a step of
+# .ci/run, too slow for `make test`.
+image-test: image test-deps
+	CONFIG_SERVER_IMAGE=$(IMAGE) $(BIN)/python -m pytest -q tests/integration/test_image.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

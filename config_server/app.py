@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from config_server.backends.base import Backend
 from config_server.backends.factory import open_backend
 from config_server.backends.sample import ensure_sample_repository
+from config_server.backends.ssh import ssh_options
 from config_server.concurrency import call_cooperatively
 from config_server.content.crypto import load_keyring
 from config_server.delivery.change_detector import ChangeDetector
@@ -28,6 +29,7 @@ from config_server.http import (
     diff,
     encryption,
     environment,
+    log_context,
     observe,
     openapi,
     request_guards,
@@ -93,7 +95,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     auth = AuthFile(settings.auth_file) if settings.auth_file else None
     if backend is None:
         spec = settings.repo or str(ensure_sample_repository(settings.data_dir))
-        backend = open_backend(spec, settings.cache_dir, settings.default_label)
+        backend = open_backend(spec, settings.cache_dir, settings.default_label, ssh_options(settings))
     service = ConfigService(
         backend,
         settings.search_paths,
@@ -171,6 +173,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     hosts = HostAllowList.for_server(settings.allowed_hosts, settings.host)
     request_guards.install(app, hosts)  # before identification: a refused request names no client
     security.install(app, authenticate=auth is not None, audit=bool(settings.audit_log))
+    if settings.log_format == "json":
+        log_context.install(app)
     for module in (admin, encryption, openapi, observe, diff, console, rollouts_http, environment, resources):
         app.register_blueprint(module.blueprint)
     register_error_handlers(app)

@@ -8,10 +8,10 @@ beats the file.
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable
 from dataclasses import MISSING, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -93,13 +93,10 @@ def serve(settings_file: str | None, **options: Any) -> None:
         settings = Settings.load(options, settings_file)
     except (ValueError, TypeError, OSError) as exc:
         raise click.UsageError(str(exc)) from exc
+    from config_server.runtime.log_setup import configure_logging
     from config_server.runtime.serving import serve as run
 
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings)
     try:
         run(settings)
     except Exception as exc:  # noqa: BLE001 - a start-up failure is reported, not traced
@@ -265,6 +262,91 @@ def token(name: str, hash_only: bool) -> None:
         f'    applications: ["*"]',
         err=True,
     )
+
+
+_data_dir_option = click.option(
+    "--data-dir",
+    default=None,
+    help=f"The server's --data-dir, which holds state.db [default: {ENV_PREFIX}DATA_DIR, the settings "
+    "file's, else .data].",
+)
+
+
+def _state_file(data_dir: str | None, settings_file: str | None) -> tuple[Path, Settings]:
+    """The state store's file under the server's data dir, and the settings it was found from."""
+    from config_server.state.backup import STATE_FILE
+
+    try:
+        settings = Settings.load({"data_dir": data_dir}, settings_file)
+    except (ValueError, TypeError, OSError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    return Path(settings.data_dir) / STATE_FILE, settings
+
+
+def _redis_note(settings: Settings) -> None:
+    if settings.redis:
+        click.echo(
+            "note: with --redis the shared state (inventory, rollouts) is in Redis: back it up with "
+            "Redis's own persistence (RDB or AOF); state.db holds this machine's durable copy of "
+            "the rollouts only",
+            err=True,
+        )
+
+
+def _counted(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in counts.items())
+
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@_data_dir_option
+@_settings_file_option
+def backup(path: str, data_dir: str | None, settings_file: str | None) -> None:
+    """Copy the state store (<data-dir>/state.db) into the file PATH, while the server runs.
+
+    The copy is consistent (SQLite's online backup API) and self-contained; an existing PATH is
+    replaced. It holds the rollouts (halts, progress), their rejections and the instance
+    inventory; clones, verdicts and metrics are rebuilt from git and need no backup
+    (docs/operations.md, "Backups").
+    """
+    from config_server.errors import BackupError
+    from config_server.state.backup import backup_state
+
+    source, settings = _state_file(data_dir, settings_file)
+    _redis_note(settings)
+    try:
+        counts = backup_state(source, path)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"backed up {source} to {path}: {_counted(counts)}")
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@_data_dir_option
+@_settings_file_option
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace an existing state store (stop the server first: what it recorded since the "
+    "backup is lost).",
+)
+def restore(path: str, data_dir: str | None, settings_file: str | None, force: bool) -> None:
+    """Put the backup file PATH back as the state store (<data-dir>/state.db).
+
+    The file is checked first (SQLite's integrity check, the store's tables). An existing store
+    is replaced only with --force, in one transaction.
+    """
+    from config_server.errors import BackupError
+    from config_server.state.backup import restore_state
+
+    target, settings = _state_file(data_dir, settings_file)
+    _redis_note(settings)
+    try:
+        counts = restore_state(path, target, force=force)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"restored {path} into {target}: {_counted(counts)}")
 
 
 @main.group()

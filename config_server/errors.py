@@ -253,3 +253,8 @@ class GitFailed(InternalError):
     def __init__(self, stderr: str) -> None:
         super().__init__(stderr)
         self.stderr = stderr
+
+
+class BackupError(InternalError):
+    """A backup or restore of the state store that cannot be done (`state/backup.py`); the message
+    says why and what to do. The command line shows it and exits 1."""

@@ -2,6 +2,9 @@
 
 Results are cached (bounded), since the same few names arrive on every request.
 
+`EnvironmentRequest` is what an Environment request names, parsed once at the edge (the Flask view
+and the fast path) and passed down: the layers below take it and do not validate again.
+
 Every name is hostile until it passes here. A valid label cannot be read by git as an option or
 as a revision expression (`HEAD~1`, `main@{yesterday}`, `:/text`), and a valid path cannot leave
 the repository.
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
+from dataclasses import dataclass
 
 from config_server.errors import InvalidName
 
@@ -88,6 +92,72 @@ def _split_list(text: str, what: str) -> list[str]:
     if len(parts) > 1 and not all(parts):
         raise InvalidName(f"{what} list {text!r} has an empty element")
     return parts
+
+
+@dataclass(frozen=True)
+class EnvironmentRequest:
+    """The applications, profiles and label(s) one request names: as sent, and validated.
+
+    The text as sent (`application`, `profiles`, `label`) keys the caches and the hub's slots and
+    is echoed in answers; the validated tuples are what every check and lookup uses. Build it with
+    `parse` (InvalidName, a 400, for a malformed name), never field by field.
+    """
+
+    #: The applications as sent (`orders,shared`).
+    application: str
+    #: The profiles as sent (`prod,eu`; empty means `default`).
+    profiles: str
+    #: The label(s) as sent (`(_)` for `/`), None for the default label.
+    label: str | None
+    #: The validated application names, in request order (a later one wins).
+    applications: tuple[str, ...]
+    #: The validated profile names (`("default",)` when none were sent).
+    profile_names: tuple[str, ...]
+    #: The validated labels (`/` for `(_)`), in request order; None for the default label.
+    labels: tuple[str, ...] | None
+
+    @staticmethod
+    def parse(application: str, profiles: str, label: str | None) -> EnvironmentRequest:
+        """Validate the names (applications, then profiles, then labels: the first bad one is the
+        400's message) into a request; cached, since the same few names arrive on every request."""
+        return _parse_request(application, profiles, label)
+
+    def at(self, label: str) -> EnvironmentRequest:
+        """The same applications and profiles at one label already validated (a rollout's canary)."""
+        return EnvironmentRequest(
+            self.application, self.profiles, label, self.applications, self.profile_names, (label,)
+        )
+
+    @property
+    def applications_text(self) -> str:
+        """The applications joined with `,` (what audit lines and instance reports name)."""
+        return ",".join(self.applications)
+
+    @property
+    def profiles_text(self) -> str:
+        """The profiles joined with `,`."""
+        return ",".join(self.profile_names)
+
+    @property
+    def labels_text(self) -> str | None:
+        """The labels joined with `,` (`/` for `(_)`), None for the default label."""
+        return None if self.labels is None else ",".join(self.labels)
+
+    def effective_labels(self, default_label: str) -> tuple[str, ...]:
+        """The labels asked for, or the default label when none was."""
+        return self.labels if self.labels is not None else (default_label,)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_request(application: str, profiles: str, label: str | None) -> EnvironmentRequest:
+    return EnvironmentRequest(
+        application,
+        profiles,
+        label,
+        validate_applications(application),
+        validate_profiles(profiles),
+        validate_labels(label) if label is not None else None,
+    )
 
 
 def validate_path(path: str) -> str:

@@ -31,6 +31,27 @@ class Settings:
             "a plain folder is served as-is. Default: a git copy of sample-config-repo/."
         },
     )
+    ssh_key: str | None = field(
+        default=None,
+        metadata={
+            "help": "Private key file for an SSH remote (ssh://... or git@host:org/config.git); "
+            "mode 0600 or 0400, without a passphrase. Default: ssh's own keys."
+        },
+    )
+    ssh_known_hosts: str | None = field(
+        default=None,
+        metadata={
+            "help": "known_hosts file holding the SSH remote's host key. Default: ssh's own "
+            "(~/.ssh/known_hosts, /etc/ssh/ssh_known_hosts)."
+        },
+    )
+    ssh_strict_host_keys: bool = field(
+        default=True,
+        metadata={
+            "help": "Refuse an SSH remote whose host key is not in known_hosts (false: trust it on "
+            "first use and add it there; a changed key is refused either way)."
+        },
+    )
     cache_dir: str = field(
         default="",
         metadata={"help": "Where remote repositories are cloned (default: <data-dir>/cache)."},
@@ -53,6 +74,13 @@ class Settings:
     refresh_interval: float = field(
         default=30.0,
         metadata={"help": "Seconds between background fetches of a remote repository (0: never)."},
+    )
+    ready_refresh_intervals: int = field(
+        default=3,
+        metadata={
+            "help": "A remote repository's server is not ready (GET /readyz answers 503) once its last "
+            "successful fetch is older than this many refresh intervals (0: never for that reason)."
+        },
     )
     watch: bool = field(
         default=True,
@@ -122,6 +150,13 @@ class Settings:
         },
     )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
+    log_format: str = field(
+        default="text",
+        metadata={
+            "help": "text, or json: one JSON object per line (time, level, logger, message, request "
+            "id, client, application), gunicorn's access and error lines too (docs/operations.md)."
+        },
+    )
     access_log: bool = field(
         default=False,
         metadata={"help": "Log every request to standard output, gunicorn's access-log format."},
@@ -246,6 +281,8 @@ class Settings:
             raise ValueError("slots-per-caller must not be negative")
         if self.refresh_interval < 0:
             raise ValueError("refresh-interval must not be negative")
+        if self.ready_refresh_intervals < 0:
+            raise ValueError("ready-refresh-intervals must not be negative")
         if self.cache_size < 1:
             raise ValueError("cache-size must be at least 1")
         if self.worker_class not in ("gevent", "gthread"):
@@ -258,6 +295,8 @@ class Settings:
             raise ValueError("poll-interval must be positive")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ValueError(f"unknown log level {self.log_level!r}")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"log-format must be text or json, not {self.log_format!r}")
         if self.client_timeout <= 0 or self.request_timeout <= 0:
             raise ValueError("client-timeout and request-timeout must be positive")
         if self.worker_timeout < 5:

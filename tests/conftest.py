@@ -107,9 +107,13 @@ def server_process(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
 
     def start(
-        *args: str, env: dict[str, str] | None = None, scheme: str = "http", command: list[str] | None = None
+        *args: str,
+        env: dict[str, str] | None = None,
+        scheme: str = "http",
+        command: list[str] | None = None,
+        capture_stdout: bool = False,
     ) -> ServerProcess:
-        server = ServerProcess(list(args), tmp_path, env, scheme, command)
+        server = ServerProcess(list(args), tmp_path, env, scheme, command, capture_stdout)
         started.append(server)
         return server
 

@@ -149,6 +149,7 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         scheme: str = "http",
         command: list[str] | None = None,
+        capture_stdout: bool = False,
     ):
         import sys
 
@@ -157,6 +158,9 @@ class ServerProcess:
         self.log_path = tmp / f"server-{self.port}.log"
         self.expect_blocking = False
         self._log = self.log_path.open("w")
+        #: With `capture_stdout`, the server's standard output (access lines) goes to this file.
+        self.out_path = tmp / f"server-{self.port}.out" if capture_stdout else None
+        self._out = self.out_path.open("w") if self.out_path else None
         if command is None:
             command = [str(Path(sys.executable).with_name("config-server")), "serve", "--port", "{port}"]
             command += ["--data-dir", str(tmp / "data")]
@@ -164,7 +168,7 @@ class ServerProcess:
         self.process = subprocess.Popen(
             [*command, *args],
             env={**os.environ, **BLOCKING_MONITOR_ENV, **(env or {})},
-            stdout=subprocess.DEVNULL,
+            stdout=self._out or subprocess.DEVNULL,
             stderr=self._log,
         )
 
@@ -189,6 +193,8 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait(timeout=5)
         self._log.close()
+        if self._out:
+            self._out.close()
         return self.log_path.read_text()
 
 

@@ -25,6 +25,7 @@ from gitdb.exc import BadName, BadObject
 from config_server.backends.base import MAX_FILE_BYTES, Backend, Commit, Listing, Revision
 from config_server.backends.mirror import Mirror, git_error
 from config_server.backends.repo_spec import is_remote
+from config_server.backends.ssh import SshOptions
 from config_server.errors import (
     ConfigServerError,
     InvalidConfigFile,
@@ -52,6 +53,7 @@ class GitBackend(Backend):
         spec: str,
         cache_dir: str | Path,
         default_label: str | None = None,
+        ssh: SshOptions | None = None,
     ) -> None:
         self.spec = spec
         self.remote = is_remote(spec)
@@ -68,7 +70,7 @@ class GitBackend(Backend):
         self._blobs: dict[bytes, bytes] = {}  # blob id -> its bytes (a blob never changes)
         self._blob_bytes = 0
         if self.remote:
-            self._mirror = Mirror(spec, cache_dir)
+            self._mirror = Mirror(spec, cache_dir, ssh)
             self.uri = self._mirror.uri
             self.mirror = self._mirror.path
             if self._mirror.ensure_cloned():

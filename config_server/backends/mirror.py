@@ -40,6 +40,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from config_server.backends.repo_spec import redact
+from config_server.backends.ssh import SshOptions, is_ssh, ssh_hint
 from config_server.errors import GitFailed
 
 log = logging.getLogger(__name__)
@@ -74,9 +75,15 @@ def try_file_lock(path: Path) -> Iterator[bool]:
 class Mirror:
     """The mirror of one remote in a cache directory: `path` is a bare (`--mirror`) clone."""
 
-    def __init__(self, spec: str, cache_dir: str | Path) -> None:
+    def __init__(self, spec: str, cache_dir: str | Path, ssh: SshOptions | None = None) -> None:
         self.spec = spec
         self.uri = redact(spec).rstrip("/")
+        #: An SSH remote's `GIT_SSH_COMMAND` (`backends/ssh.py`); nothing for other remotes, and
+        #: nothing without SSH settings when the environment already has a GIT_SSH_COMMAND.
+        self.ssh = ssh
+        self._git_env = (ssh or SshOptions()).git_environment() if is_ssh(spec) else {}
+        if ssh is None and "GIT_SSH_COMMAND" in os.environ:
+            self._git_env = {}
         digest = hashlib.sha256(spec.encode()).hexdigest()[:16]
         self.path = Path(cache_dir) / f"mirror-{digest}.git"
         self.last_error: str | None = None
@@ -138,7 +145,7 @@ class Mirror:
             try:
                 self._clone()
             except (GitFailed, OSError) as exc:
-                self.last_error = git_error(exc)
+                self.last_error = self._reason(exc)
                 log.warning("cannot clone %s: %s", self.uri, self.last_error)
                 return False
         self.last_error = None
@@ -151,7 +158,11 @@ class Mirror:
         tmp = Path(tempfile.mkdtemp(prefix=f".clone-{self.path.stem}-", dir=self.path.parent))
         try:
             started = time.time()
-            run_git(["clone", "--mirror", "--quiet", "--", self.spec, str(tmp / "repo.git")], CLONE_TIMEOUT)
+            run_git(
+                ["clone", "--mirror", "--quiet", "--", self.spec, str(tmp / "repo.git")],
+                CLONE_TIMEOUT,
+                self._git_env,
+            )
             (tmp / "repo.git").rename(self.path)
             self._write_stamp(started)
             log.info("cloned %s into %s", self.uri, self.path)
@@ -186,14 +197,22 @@ class Mirror:
     def _fetch(self) -> bool:
         started = time.time()
         try:
-            run_git(["-C", str(self.path), "fetch", "--prune", "--quiet", "origin"], FETCH_TIMEOUT)
+            run_git(
+                ["-C", str(self.path), "fetch", "--prune", "--quiet", "origin"], FETCH_TIMEOUT, self._git_env
+            )
         except (GitFailed, OSError) as exc:
-            self.last_error = git_error(exc)
+            self.last_error = self._reason(exc)
             log.warning("cannot fetch %s: %s", self.uri, self.last_error)
             return False
         self._write_stamp(started)
         self.last_error = None
         return True
+
+    def _reason(self, exc: Exception) -> str:
+        """Why git failed, in one line without credentials; for SSH, what to do about it."""
+        if self._git_env:
+            return ssh_hint(git_error(exc), str(getattr(exc, "stderr", "")), self.ssh)
+        return git_error(exc)
 
     def _fetched_since(self, since: float) -> bool:
         stamp = self.fetched_at()
@@ -212,10 +231,11 @@ class Mirror:
         tmp.replace(self._stamp_path())
 
 
-def run_git(args: list[str], timeout: float) -> None:
-    """Run git without a terminal, killing it and its children when `timeout` passes."""
+def run_git(args: list[str], timeout: float, extra_env: dict[str, str] | None = None) -> None:
+    """Run git without a terminal, killing it and its children when `timeout` passes; `extra_env`
+    is added to its environment (an SSH remote's GIT_SSH_COMMAND)."""
     # No prompt can hang it: no terminal prompt, no stdin, and no controlling terminal for ssh.
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    env = {**os.environ, **(extra_env or {}), "GIT_TERMINAL_PROMPT": "0"}
     process = subprocess.Popen(
         ["git", *args],
         stdin=subprocess.DEVNULL,

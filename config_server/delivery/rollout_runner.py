@@ -56,6 +56,7 @@ from config_server.errors import (
     StateRecordError,
     StateUnavailable,
 )
+from config_server.names import EnvironmentRequest
 from config_server.state import RolloutRecord, StateStore
 
 log = logging.getLogger(__name__)
@@ -169,28 +170,39 @@ class Rollouts:
         client_labels: str = "",
         may_read: Callable[[str], bool] | None = None,
     ) -> Route:
+        """`route_for` the names as sent (the base route when one does not validate)."""
+        try:
+            request = EnvironmentRequest.parse(application, profiles, label)
+        except ConfigServerError:
+            return BASE_ROUTE
+        return self.route_for(request, instance_id, client_labels, may_read)
+
+    def route_for(
+        self,
+        request: EnvironmentRequest,
+        instance_id: str | None,
+        client_labels: str = "",
+        may_read: Callable[[str], bool] | None = None,
+    ) -> Route:
         """The route of one request: the canary label with its `X-Config-Rollout` header for an
         identified cohort instance (that may read the canary label), else the label asked for.
 
         A request for several applications or labels, or for a commit id, is never in a rollout.
         """
-        if (label is None and not self._active) or "," in application or (label and "," in label):
+        labels = request.labels
+        several = len(request.applications) > 1 or (labels is not None and len(labels) > 1)
+        if (labels is None and not self._active) or several:
             return BASE_ROUTE  # the common case without a rollout: nothing to look up
-        try:
-            base = self._default_label if label is None else names.validate_label(label)
-        except ConfigServerError:
-            return BASE_ROUTE
+        base = self._default_label if labels is None else labels[0]
         if base is None:
             return BASE_ROUTE
+        application = request.application
         active = self._active.get((application, base))
         if active is None:
-            if label is not None and base not in self._labels:
+            if labels is not None and base not in self._labels:
                 self._watch_label(base)
             return BASE_ROUTE
-        try:
-            wanted = names.validate_profiles(profiles)
-        except ConfigServerError:
-            return BASE_ROUTE
+        wanted = request.profile_names
         if not active.rollout.applies_to(wanted):
             return BASE_ROUTE
         instance = Instance(instance_id, parse_client_labels(client_labels)) if instance_id else None
@@ -210,7 +222,8 @@ class Rollouts:
         now: float | None = None,
     ) -> None:
         """Remember a version the canary label served (a rejection of it counts), and to which
-        instance (for the store: only an instance served the canary before may reject it)."""
+        instance (for the store: only an instance served the canary before may reject it).
+        `label` is the validated label asked for (None: the default label)."""
         active = self._active_for(application, label)
         if active is None:
             return
@@ -240,7 +253,8 @@ class Rollouts:
         The loop counts it only once the store confirms that the canary served that version to
         the instance on an earlier request (before `now`), and counts distinct callers (`caller`:
         the client and address that sent it), so that a reader who computes cohort ids offline
-        and forges their rejections counts once, not once per id."""
+        and forges their rejections counts once, not once per id. `label` is the validated label
+        asked for (None: the default label)."""
         active = self._active_for(application, label)
         if active is None or active.record is None or active.record.halted_at is not None:
             return False
@@ -253,10 +267,8 @@ class Rollouts:
         return True
 
     def _active_for(self, application: str, label: str | None) -> Active | None:
-        try:
-            base = self._default_label if label is None else names.validate_label(label)
-        except ConfigServerError:
-            return None
+        """The active rollout of `application` at the validated `label` (None: the default label)."""
+        base = self._default_label if label is None else label
         return self._active.get((application, base)) if base is not None else None
 
     # --- the background loop ---------------------------------------------------------------------

@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 
-from config_server import names
 from config_server.content.environment_answer import BASE_ROUTE, Headers, Route, environment_answer
 from config_server.delivery.direct_answer import DirectAnswer, encode_http
 from config_server.errors import ConfigServerError
+from config_server.names import EnvironmentRequest
 from config_server.safety.config_service import ConfigService
 from config_server.safety.environment_cache import ResolvedEnvironment
 
@@ -42,9 +42,7 @@ class _Slot:
     to the ETags its request already holds.
     """
 
-    application: str
-    profiles: str
-    label: str | None
+    request: EnvironmentRequest
     route: Route = BASE_ROUTE
     #: The newest resolved environment and its answer's extra headers (`X-Config-Held-Back` when
     #: it stands in for a broken newest commit, `last_good.py`), assigned as one pair.
@@ -101,7 +99,7 @@ class WatchHub:
 
     def __init__(self, service: ConfigService) -> None:
         self.service = service
-        self._slots: dict[tuple[str, str, str | None, Route], _Slot] = {}
+        self._slots: dict[tuple[EnvironmentRequest, Route], _Slot] = {}
         self._reroutes: dict[str, int] = {}
         self._lock = threading.Lock()
         self._check_lock = threading.Lock()
@@ -117,9 +115,7 @@ class WatchHub:
 
     def wait_for_change(
         self,
-        application: str,
-        profiles: str,
-        label: str | None,
+        request: EnvironmentRequest,
         known_etags: Iterable[str],
         timeout: float,
         direct: DirectAnswer | None = None,
@@ -129,7 +125,7 @@ class WatchHub:
         While the environment is broken (a file that does not parse, a value that does not
         decrypt) the waiter keeps waiting: a broken version is never something to hand a watcher.
         """
-        waited = self.wait(application, profiles, label, known_etags, timeout, direct)
+        waited = self.wait(request, known_etags, timeout, direct)
         return waited[0] if isinstance(waited, tuple) else None
 
     def reroutes(self, application: str) -> int:
@@ -142,7 +138,7 @@ class WatchHub:
         with self._publish_lock:
             self._reroutes[application] = self._reroutes.get(application, 0) + 1
             with self._lock:
-                slots = [s for s in self._slots.values() if s.application == application]
+                slots = [s for s in self._slots.values() if s.request.application == application]
             woken = []
             for slot in slots:
                 woken.append(slot.event)
@@ -152,9 +148,7 @@ class WatchHub:
 
     def wait(
         self,
-        application: str,
-        profiles: str,
-        label: str | None,
+        request: EnvironmentRequest,
         known_etags: Iterable[str],
         timeout: float,
         direct: DirectAnswer | None = None,
@@ -171,13 +165,14 @@ class WatchHub:
         """
         known = frozenset(known_etags)
         joined = next(self._resolutions)
-        head = self._head(route.source if route.source is not None else label)  # before resolving
-        found = self._resolve(application, profiles, label, route)
-        key = (application, profiles, label, route)
+        application = request.application
+        head = self._head(_source_labels(request, route))  # before resolving
+        found = self._resolve(request, route)
+        key = (request, route)
         with self._lock:
             slot = self._slots.get(key)
             if slot is None:
-                slot = self._slots[key] = _Slot(application, profiles, label, route)
+                slot = self._slots[key] = _Slot(request, route)
             slot.waiters += 1
         if found is not None:
             self._publish(slot, *found, joined, head)
@@ -232,18 +227,18 @@ class WatchHub:
             with self._lock:
                 slots = list(self._slots.values())
             changed = 0
-            heads: dict[str | None, tuple[str, ...] | None] = {}
+            heads: dict[tuple[str | None, ...], tuple[str, ...] | None] = {}
             for slot in slots:
-                if wanted is not None and wanted.isdisjoint(slot.application.split(",")):
+                if wanted is not None and wanted.isdisjoint(slot.request.applications):
                     continue  # `orders,shared` is watched by a change to either name
-                source = slot.route.source if slot.route.source is not None else slot.label
+                source = _source_labels(slot.request, slot.route)
                 if source not in heads:
                     heads[source] = self._head(source)  # once per label and check, not per slot
                 head = heads[source]
                 if head is not None and head == slot.head:
                     continue  # the label did not move since the slot's answer: nothing to resolve
                 resolution = next(self._resolutions)
-                found = self._resolve(slot.application, slot.profiles, slot.label, slot.route)
+                found = self._resolve(slot.request, slot.route)
                 if found is not None and self._publish(slot, *found, resolution, head):
                     changed += 1
                     if self.on_change is not None:
@@ -286,7 +281,7 @@ class WatchHub:
                 del slot.direct[answer]
         if not waiting:
             return
-        built = environment_answer(current, slot.label, extra_headers=extra_headers)
+        built = environment_answer(current, slot.request.label, extra_headers=extra_headers)
         response = encode_http(built, formatdate(usegmt=True))
         for answer in waiting:
             answer.deliver(response, current.environment.version)
@@ -344,33 +339,42 @@ class WatchHub:
             return sum(slot.waiters for slot in self._slots.values())
 
     def current(
-        self, application: str, profiles: str, label: str | None, route: Route = BASE_ROUTE
+        self, request: EnvironmentRequest, route: Route = BASE_ROUTE
     ) -> tuple[ResolvedEnvironment, Headers] | None:
         """The answer of `route` now (the environment and its extra headers); None when broken."""
-        return self._resolve(application, profiles, label, route)
+        return self._resolve(request, route)
 
-    def _head(self, label: str | None) -> tuple[str, ...] | None:
-        """The commit(s) `label` (each of a `main,release` list) points at now; None when it does
-        not resolve. Nothing an answer depends on moves without them moving: a version is immutable,
-        a verdict on it is too, and a rollout's move reroutes its waiters (`reroute`)."""
+    def _head(self, labels: tuple[str | None, ...]) -> tuple[str, ...] | None:
+        """The commit(s) `labels` (each of a `main,release` list; None: the default label) point at
+        now; None when one does not resolve. Nothing an answer depends on moves without them
+        moving: a version is immutable, a verdict on it is too, and a rollout's move reroutes its
+        waiters (`reroute`)."""
         try:
-            labels = names.validate_labels(label) if label is not None else (None,)
             return tuple(self.service.backend.resolve(one).version for one in labels)
         except ConfigServerError:
             return None
 
     def _resolve(
-        self, application: str, profiles: str, label: str | None, route: Route = BASE_ROUTE
+        self, request: EnvironmentRequest, route: Route = BASE_ROUTE
     ) -> tuple[ResolvedEnvironment, Headers] | None:
         """The environment now and its answer's extra headers (`X-Config-Held-Back` when a broken
         newest commit is held back, `X-Config-Unknown-Application` for a name no file names, then
         the route's), or None when it is broken for watchers with
         no good version to stand in (a value that does not decrypt makes it broken too,
         `validation.py`). A rollout's route resolves its canary label; the answer echoes `label`."""
-        source = route.source if route.source is not None else label
+        source = request.at(route.source) if route.source is not None else request
         try:
-            revision, resolved = self.service.environment(application, profiles, source)
+            revision, resolved = self.service.environment(source)
         except ConfigServerError as exc:
-            log.info("watched %s/%s/%s does not resolve: %s", application, profiles, label, exc)
+            asked = (request.application, request.profiles, request.label)
+            log.info("watched %s/%s/%s does not resolve: %s", *asked, exc)
             return None
-        return resolved, self.service.answer_headers(application, revision) + route.headers
+        return resolved, self.service.answer_headers(request.application, revision) + route.headers
+
+
+def _source_labels(request: EnvironmentRequest, route: Route) -> tuple[str | None, ...]:
+    """The label(s) a slot's answer is resolved at: the route's canary, the request's label(s), or
+    (None) the default label."""
+    if route.source is not None:
+        return (route.source,)
+    return request.labels if request.labels is not None else (None,)

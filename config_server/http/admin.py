@@ -1,8 +1,15 @@
-"""Operational endpoints: `/health` and the `/monitor` webhook."""
+"""Operational endpoints: `/health`, the probes `/livez` and `/readyz`, and the `/monitor` webhook.
+
+The probes answer anyone (a kubelet has no token) and show no repository URL or error text; the
+rules they apply are `observability/probes.py`'s. They are plain requests, never parked, so the
+parked-poll caps leave them a connection (`delivery/parked.py`: the spare below the worker's
+connection cap).
+"""
 
 from __future__ import annotations
 
 import os
+import time
 
 from flask import Blueprint, Response, jsonify, request
 
@@ -12,6 +19,7 @@ from config_server.http import security
 from config_server.http.context import server_state
 from config_server.http.errors import error_body
 from config_server.http.rollout_json import rollouts_health_json
+from config_server.observability.probes import ProbeAnswer, ReadinessFacts, liveness, readiness
 
 blueprint = Blueprint("admin", __name__)
 
@@ -53,6 +61,45 @@ def health() -> tuple[Response, int]:
         if cluster is not None:
             body["details"]["cluster"] = cluster
     return jsonify(body), 200 if body["status"] == "UP" else 503
+
+
+@blueprint.get("/livez")
+def livez() -> tuple[Response, int]:
+    """Liveness: this worker answers and its event loop turned within the last few seconds."""
+    turned_ago = server_state().loop_turned_ago
+    return _probe(liveness(os.getpid(), turned_ago() if turned_ago is not None else None))
+
+
+@blueprint.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """Readiness: the repository is readable and a remote's last fetch is recent enough; the
+    cluster link (with --redis) is reported without failing it."""
+    state = server_state()
+    backend = state.service.backend
+    error = None
+    try:
+        backend.resolve(None)
+    except Exception as exc:  # noqa: BLE001 - any failure to read the repository means not ready
+        error = type(exc).__name__
+    details = backend.health()
+    last_fetch = details.get("lastRefresh")
+    facts = ReadinessFacts(
+        repository_readable=error is None,
+        repository_error=error,
+        last_fetch=float(last_fetch) if last_fetch is not None else None,
+        remote=bool(getattr(backend, "remote", False)),
+        refresh_interval=state.settings.refresh_interval,
+        max_intervals=state.settings.ready_refresh_intervals,
+        now=time.time(),
+        cluster=state.cluster.health()["status"] if state.cluster is not None else None,
+    )
+    return _probe(readiness(facts))
+
+
+def _probe(answer: ProbeAnswer) -> tuple[Response, int]:
+    response = jsonify(answer.body)
+    response.headers["Cache-Control"] = "no-store"
+    return response, answer.status
 
 
 @blueprint.post("/monitor")

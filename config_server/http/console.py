@@ -29,6 +29,7 @@ from config_server.errors import ConfigServerError
 from config_server.http import security
 from config_server.http.context import server_state
 from config_server.http.rollout_json import file_error_json, rollout_json
+from config_server.names import EnvironmentRequest
 from config_server.observability import history, relative_time
 from config_server.observability.currency import CurrentSettings
 from config_server.observability.inventory import GONE_AFTER_SECONDS, instance_json, iso, status_of, summarize
@@ -146,7 +147,7 @@ def application(app: str) -> str:
     revision = service.backend.resolve(label)
     error = etag = None
     try:
-        etag = service.environment(app, profiles, raw_label)[1].etag
+        etag = service.environment(EnvironmentRequest.parse(app, profiles, raw_label))[1].etag
     except ConfigServerError as exc:
         error = str(exc)
     listed = history.changes(service, app, profiles, label)
@@ -263,5 +264,7 @@ def wait(app: str) -> Response:
     if label is not None:
         names.validate_label(label)
     etag = request.args.get("etag", "")
-    changed = server_state().hub.wait_for_change(app, profiles, label, {etag}, CONSOLE_WAIT_SECONDS)
+    changed = server_state().hub.wait_for_change(
+        EnvironmentRequest.parse(app, profiles, label), {etag}, CONSOLE_WAIT_SECONDS
+    )
     return jsonify({"changed": changed is not None, "etag": changed.etag if changed is not None else etag})

@@ -6,6 +6,7 @@ it, instead of reaching into `current_app.extensions` untyped; `app.create_app` 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -51,6 +52,9 @@ class ServerState:
     limits: Limits | None = None
     #: The commit that last changed each environment, per label head (`/instances`' `changedIn`).
     changed_in: ChangedIn | None = None
+    #: Seconds since this worker's event loop last turned, as its heartbeat saw it (`/livez`); set
+    #: by the gevent worker once the app is loaded, None elsewhere (no heartbeat there).
+    loop_turned_ago: Callable[[], float] | None = None
 
     def close(self) -> None:
         """Release long-poll waiters, stop the detector's threads and the backend's git processes."""

@@ -8,10 +8,11 @@ itself: GET, a path of two or three segments that is not a rendered document and
 segment is not the static first segment of another route (`/console/app/<app>`,
 `/encrypt/status`, `/static/...`: read from Flask's url_map, so a new route is never taken over),
 and either no query string and no `If-None-Match`, or a query of exactly `wait=<seconds>` with
-`If-None-Match` (the long poll, held in the watch hub as the Flask view holds it). Anything else
-goes to the Flask app unchanged. With an auth file it serves authorised reads only (the token
-identifies a client that may read the application, profiles and label); with an audit log it
-writes the same `read` (or `watch`) line as Flask's hooks would.
+`If-None-Match` (the long poll, held by the one loop of `delivery/long_poll.py`, as the Flask view
+holds it). Anything else goes to the Flask app unchanged. With an auth file it serves authorised
+reads only (the token identifies a client that may read the application, profiles and label:
+`security.refused_read`, the check Flask's `require_read` makes); with an audit log it writes the
+same `read` (or `watch`) line as Flask's hooks would (`audit.environment_fields` for both).
 
 Invariants:
 - It answers only 200s (and a long poll's 304), built by `answer.environment_answer` as the
@@ -45,20 +46,21 @@ from flask import Flask
 from werkzeug.datastructures import ETags
 from werkzeug.http import parse_etags
 
-from config_server import names
 from config_server.backends.base import Revision
-from config_server.content.environment_answer import BASE_ROUTE, Answer, Headers, environment_answer
+from config_server.content.environment_answer import BASE_ROUTE, Answer, Headers, Route, environment_answer
+from config_server.delivery import long_poll
 from config_server.delivery.direct_answer import DirectAnswer
 from config_server.delivery.parked import ParkedPolls
 from config_server.delivery.rollout_runner import Rollouts
-from config_server.delivery.watch_hub import MAX_WAIT_SECONDS, REROUTED, REVOKED, WatchHub
+from config_server.delivery.watch_hub import WatchHub
 from config_server.errors import TooManyPolls
 from config_server.http.auth import ANONYMOUS, AuthFile, Client
 from config_server.http.environ_keys import ANSWERED, DIRECT_ANSWER
 from config_server.http.hosts import HostAllowList
-from config_server.http.security import still_reads, token_from
-from config_server.names import RENDERED_DOCUMENT
-from config_server.observability.audit import AuditLog, serialise_fields
+from config_server.http.log_context import note_request
+from config_server.http.security import refused_read, still_reads, token_from
+from config_server.names import RENDERED_DOCUMENT, EnvironmentRequest
+from config_server.observability.audit import AuditLog, environment_fields, serialise_fields
 from config_server.observability.inventory import ClientHeaders, Inventory, parse_client_headers
 from config_server.safety.config_service import ConfigService
 from config_server.safety.environment_cache import ResolvedEnvironment
@@ -75,8 +77,8 @@ def plain_wait(query: str) -> float | None:
     match = _PLAIN_WAIT.fullmatch(query)
     if match is None:
         return None
-    seconds = float(match[1])
-    return min(seconds, MAX_WAIT_SECONDS) if seconds > 0 else None
+    seconds = long_poll.wait_seconds(match[1])
+    return seconds if seconds > 0 else None
 
 
 @dataclass(frozen=True)
@@ -84,9 +86,7 @@ class _Poll:
     """What a long poll found when it arrived: the caller, the environment and what it holds."""
 
     client: Client
-    application: str
-    profiles: str
-    label: str | None
+    asked: EnvironmentRequest
     known: ETags
     revision: Revision
     resolved: ResolvedEnvironment
@@ -165,21 +165,21 @@ class FastEnvironmentPath:
             return None
         label = parts[3] if len(parts) == 4 else None
         try:
-            caller = self._plain_caller(environ, parts[1], parts[2], label)
+            asked = EnvironmentRequest.parse(parts[1], parts[2], label)
+            caller = self._plain_caller(environ, asked)
             if caller is None:
                 return None
             client, reporter = caller
-            revision, resolved = self.service.environment(parts[1], parts[2], label)
-            if not self._may_read(client, parts[1], parts[2], label, revision.label):
+            revision, resolved = self.service.environment(asked)
+            # checked after resolving, at the default label the service resolved (one lookup of it)
+            if refused_read(client, asked, revision.label) is not None:
                 return None
             extra = self.service.answer_headers(parts[1], revision)
             answer = environment_answer(resolved, label, extra_headers=extra)
             if self.audit is not None:
-                _audit(self.audit, environ, client, parts[1], parts[2], label, revision.version)
-            application = ",".join(names.validate_applications(parts[1]))
-            self.inventory.observe(
-                reporter, application, resolved.environment.profiles, revision.label, revision.version
-            )
+                _audit(self.audit, environ, client, asked, revision.version)
+            note_request(environ, None if client is ANONYMOUS else client.name, asked.application)
+            self.inventory.observe_request(reporter, asked, revision.label, revision.version)
         except Exception:  # noqa: BLE001 - any failure: Flask answers it, with the usual JSON body
             return None
         return answer
@@ -200,11 +200,12 @@ class FastEnvironmentPath:
         if poll is None:
             return self.downstream(environ, start_response)
         if not poll.known.contains(poll.resolved.etag):
-            answer = environment_answer(poll.resolved, poll.label, extra_headers=poll.extra)
+            answer = environment_answer(poll.resolved, poll.asked.label, extra_headers=poll.extra)
             return self._send(environ, start_response, poll, answer)
         address = environ.get("REMOTE_ADDR")
         client = None if poll.client is ANONYMOUS else poll.client.name
-        slot = (poll.application, poll.profiles, poll.label)  # as the Flask view counts it
+        asked = poll.asked
+        slot = (asked.application, asked.profiles, asked.label)  # as the Flask view counts it
         try:
             if not self.parked.admits(address, client, slot):
                 raise TooManyPolls(address)
@@ -216,58 +217,42 @@ class FastEnvironmentPath:
     def _park(
         self, environ: dict[str, Any], start_response: Callable[..., Any], poll: _Poll, wait: float
     ) -> Iterable[bytes]:
-        """The wait of `_long_poll`, counted as one of its address's parked polls."""
-        hub = self.hub
+        """The wait of `_long_poll` (`delivery/long_poll.py`), counted as one of its address's
+        parked polls; this writes only what the loop says happened."""
         direct = environ.get(DIRECT_ANSWER)
         deadline = time.monotonic() + wait
-        since, extra = poll.since, poll.extra
-        known = poll.known.as_set()
-        allowed = self._still_reads(environ, poll)
-        while True:
-            handed_over = False
-            found = None
-            try:
-                waited = hub.wait(
-                    poll.application,
-                    poll.profiles,
-                    poll.label,
-                    known,
-                    deadline - time.monotonic(),
-                    direct,
-                    BASE_ROUTE,
-                    since,
-                    allowed,
-                )
-                if waited is REVOKED:
-                    handed_over = True  # the reloaded auth file refuses it: Flask answers 401/403
-                elif waited is not REROUTED:
-                    break
-                else:
-                    since = hub.reroutes(poll.application)
-                    handed_over = self._in_a_cohort(
-                        poll.reporter, poll.application, poll.profiles, poll.label
-                    )
-                    found = None if handed_over else hub.current(poll.application, poll.profiles, poll.label)
-            except Exception:  # noqa: BLE001 - Flask answers it (its JSON 500), unless already answered
-                handed_over = True
-            if handed_over:
-                return self._hand_over(environ, start_response, poll, direct, deadline)
-            if found is not None:
-                extra = found[1]
-                if not poll.known.contains(found[0].etag):
-                    waited = found
-                    break
-            if deadline - time.monotonic() <= 0 or (direct is not None and direct.answered):
-                waited = None
-                break
-        if isinstance(waited, tuple):
-            self._observe(poll, waited[0])
-        if direct is not None and direct.finish():
-            return self._answered(environ, start_response, poll, direct.version)
-        if isinstance(waited, tuple):
-            answer = environment_answer(waited[0], poll.label, extra_headers=waited[1])
-            return self._send(environ, start_response, poll, answer, waited[0].environment.version)
-        answer = environment_answer(None, poll.label, etag=poll.resolved.etag, extra_headers=extra)
+        asked = poll.asked
+
+        def decide_route() -> Route | None:  # a rollout moved: into its cohort, Flask answers
+            return None if self._in_a_cohort(poll.reporter, asked) else BASE_ROUTE
+
+        try:
+            outcome = long_poll.hold(
+                self.hub,
+                asked,
+                long_poll.KnownEtags(frozenset(poll.known.as_set())),
+                deadline,
+                BASE_ROUTE,
+                poll.since,
+                poll.extra,
+                decide_route,
+                direct,
+                self._still_reads(environ, poll),
+            )
+        except Exception:  # noqa: BLE001 - Flask answers it (its JSON 500), unless already answered
+            return self._hand_over(environ, start_response, poll, direct, deadline)
+        if isinstance(outcome, (long_poll.Revoked, long_poll.HandedOver)):
+            # the reloaded auth file refuses it (Flask answers 401/403), or it is in a cohort now
+            return self._hand_over(environ, start_response, poll, direct, deadline)
+        if isinstance(outcome, long_poll.AnsweredByHub):
+            if outcome.seen is not None:
+                self._observe(poll, outcome.seen)
+            return self._answered(environ, start_response, poll, outcome.version)
+        if isinstance(outcome, long_poll.Changed):
+            self._observe(poll, outcome.resolved)
+            answer = environment_answer(outcome.resolved, asked.label, extra_headers=outcome.headers)
+            return self._send(environ, start_response, poll, answer, outcome.resolved.environment.version)
+        answer = environment_answer(None, asked.label, etag=poll.resolved.etag, extra_headers=outcome.headers)
         return self._send(environ, start_response, poll, answer)
 
     def _hand_over(
@@ -303,36 +288,29 @@ class FastEnvironmentPath:
         parts = self._environment_path(environ)
         if parts is None or not known or known.star_tag:
             return None
-        application, profiles = parts[1], parts[2]
         label = parts[3] if len(parts) == 4 else None
         try:
-            since = self.hub.reroutes(application)  # read before the route is decided
-            caller = self._plain_caller(environ, application, profiles, label)
+            asked = EnvironmentRequest.parse(parts[1], parts[2], label)
+            since = self.hub.reroutes(asked.application)  # read before the route is decided
+            caller = self._plain_caller(environ, asked)
             if caller is None:
                 return None
             client, reporter = caller
-            revision, resolved = self.service.environment(application, profiles, label)
-            if not self._may_read(client, application, profiles, label, revision.label):
+            revision, resolved = self.service.environment(asked)
+            if refused_read(client, asked, revision.label) is not None:
                 return None
-            extra = self.service.answer_headers(application, revision)
-            poll = _Poll(
-                client, application, profiles, label, known, revision, resolved, extra, reporter, since
-            )
+            extra = self.service.answer_headers(asked.application, revision)
+            poll = _Poll(client, asked, known, revision, resolved, extra, reporter, since)
             self._observe(poll, resolved)
+            note_request(environ, None if client is ANONYMOUS else client.name, asked.application)
         except Exception:  # noqa: BLE001 - any failure: Flask answers it, with the usual JSON body
             return None
         return poll
 
     def _observe(self, poll: _Poll, served: ResolvedEnvironment) -> None:
         """Queue the instance report, as the Flask view's `_record` does."""
-        application = ",".join(names.validate_applications(poll.application))
-        self.inventory.observe(
-            poll.reporter,
-            application,
-            poll.resolved.environment.profiles,
-            poll.revision.label,
-            served.environment.version,
-        )
+        version = served.environment.version
+        self.inventory.observe_request(poll.reporter, poll.asked, poll.revision.label, version)
 
     def _send(
         self,
@@ -353,9 +331,7 @@ class FastEnvironmentPath:
         if self.auth is None:
             return None
         token = token_from(environ.get("HTTP_AUTHORIZATION", ""), environ.get("HTTP_X_CONFIG_TOKEN", ""))
-        return functools.partial(
-            still_reads, self.auth, token, poll.application, poll.profiles, poll.label, poll.revision.label
-        )
+        return functools.partial(still_reads, self.auth, token, poll.asked, poll.revision.label)
 
     def _audit_poll(self, environ: dict[str, Any], poll: _Poll, status: int, version: str | None) -> None:
         """The poll's `watch` line, naming the version of the settings it was answered with."""
@@ -364,16 +340,14 @@ class FastEnvironmentPath:
                 self.audit,
                 environ,
                 poll.client,
-                poll.application,
-                poll.profiles,
-                poll.label,
+                poll.asked,
                 version if version is not None else poll.revision.version,
                 event="watch",
                 status=status,
             )
 
     def _plain_caller(
-        self, environ: dict[str, Any], application: str, profiles: str, label: str | None
+        self, environ: dict[str, Any], asked: EnvironmentRequest
     ) -> tuple[Client, ClientHeaders] | None:
         """The caller its token identifies and its instance report (raises on a malformed one), or
         None when Flask must answer: no acceptable token, or a rollout routes it to its canary."""
@@ -381,19 +355,15 @@ class FastEnvironmentPath:
         if client is None:
             return None
         reporter = parse_client_headers(environ)
-        if self._in_a_cohort(reporter, application, profiles, label):
+        if self._in_a_cohort(reporter, asked):
             return None  # a rollout's canary answer: Flask builds it (X-Config-Rollout, reroutes)
         return client, reporter
 
-    def _in_a_cohort(
-        self, reporter: ClientHeaders, application: str, profiles: str, label: str | None
-    ) -> bool:
+    def _in_a_cohort(self, reporter: ClientHeaders, asked: EnvironmentRequest) -> bool:
         """True when a rollout routes this caller to its canary label (Flask answers it then)."""
         if reporter.anonymous:
             return False  # callers without an id always get the base label
-        route = self.rollouts.route(
-            application, profiles, label, reporter.instance_id, reporter.client_labels
-        )
+        route = self.rollouts.route_for(asked, reporter.instance_id, reporter.client_labels)
         return route.source is not None
 
     def _authenticated(self, environ: dict[str, Any]) -> Client | None:
@@ -402,22 +372,6 @@ class FastEnvironmentPath:
             return ANONYMOUS
         token = token_from(environ.get("HTTP_AUTHORIZATION", ""), environ.get("HTTP_X_CONFIG_TOKEN", ""))
         return self.auth.authenticate(token) if token is not None else None
-
-    def _may_read(
-        self, client: Client, application: str, profiles: str, label: str | None, resolved_label: str
-    ) -> bool:
-        """As `security.require_read`: every listed application at every listed label.
-
-        Asked after resolving, so that a request naming no label is checked at the default label
-        the service resolved (one lookup of it per request, not two); nothing is answered unless
-        this says yes.
-        """
-        if client is ANONYMOUS:
-            return True
-        apps = names.validate_applications(application)
-        wanted = names.validate_profiles(profiles)
-        labels = names.validate_labels(label) if label is not None else (resolved_label,)
-        return all(_may_read(client, app, wanted, one) for one in labels for app in apps)
 
 
 #: The Flask endpoints whose answers the fast path gives (every other rule's paths are Flask's).
@@ -447,24 +401,14 @@ def _audit(
     audit: AuditLog,
     environ: dict[str, Any],
     client: Client,
-    application: str,
-    profiles: str,
-    label: str | None,
+    asked: EnvironmentRequest,
     version: str,
     event: str = "read",
     status: int = 200,
 ) -> None:
     """The `read` (or `watch`) line Flask's hooks write for the same request (`http/security.py`)."""
-    fields = _read_fields(
-        client.name,
-        environ.get("REMOTE_ADDR"),
-        environ.get("PATH_INFO", ""),
-        application,
-        profiles,
-        label,
-        version,
-        status,
-    )
+    remote, path = environ.get("REMOTE_ADDR"), environ.get("PATH_INFO", "")
+    fields = _read_fields(client.name, remote, path, asked, version, status)
     audit.record_serialised(event, fields)
 
 
@@ -473,9 +417,7 @@ def _read_fields(
     client: str,
     remote: str | None,
     raw_path: str,
-    application: str,
-    profiles: str,
-    label: str | None,
+    asked: EnvironmentRequest,
     version: str,
     status: int = 200,
 ) -> str:
@@ -487,17 +429,6 @@ def _read_fields(
         method="GET",
         path="/" + path.lstrip("/"),
         status=status,
-        application=",".join(names.validate_applications(application)),
-        profiles=",".join(names.validate_profiles(profiles)),
-        label=",".join(names.validate_labels(label)) if label is not None else None,
+        **environment_fields(asked),
         version=version,
     )
-
-
-@functools.lru_cache(maxsize=4096)
-def _may_read(client: Client, application: str, profiles: tuple[str, ...], label: str) -> bool:
-    """`client.may_read`, remembered: the same few clients read the same few environments.
-
-    Keyed by the client object, so a reloaded auth file (new Client objects) is checked afresh.
-    """
-    return client.may_read(application, profiles, label)

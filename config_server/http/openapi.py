@@ -207,6 +207,36 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/livez": {
+            "get": {
+                "summary": "Liveness probe: this worker answers and its event loop turns",
+                "responses": {
+                    "200": {
+                        "description": "UP",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "503": {
+                        "description": "DOWN: the event loop has not turned for seconds",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                },
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness probe: the repository is readable and a remote's last fetch is recent",
+                "responses": {
+                    "200": {
+                        "description": "UP (with --redis also `cluster`: UP, or DEGRADED, which stays ready)",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "503": {
+                        "description": "DOWN: the repository cannot be read, or its last fetch is too old",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                },
+            }
+        },
         "/monitor": {
             "post": {
                 "summary": "Push webhook (GitHub, GitLab, Gitea, Bitbucket or form `path=`)",

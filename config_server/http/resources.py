@@ -9,6 +9,7 @@ from flask import Blueprint, Response, request
 from config_server.content.environment_answer import held_back_headers
 from config_server.http import security
 from config_server.http.context import server_state
+from config_server.names import EnvironmentRequest
 
 blueprint = Blueprint("resources", __name__)
 
@@ -23,10 +24,9 @@ def resource(app: str, profiles: str, label: str, path: str) -> Response:
 
 def serve_resource(app: str, profiles: str, label: str | None, path: str) -> Response:
     """Answer with the file's (substituted) content and a type guessed from its name."""
-    security.require_read(app, profiles, label)
-    content, found, held_back = server_state().service.resource(
-        app, profiles, label, path, authorize=security.file_guard()
-    )
+    asked = EnvironmentRequest.parse(app, profiles, label)  # 400 naming the first malformed name
+    security.require_read(asked)
+    content, found, held_back = server_state().service.resource(asked, path, authorize=security.file_guard())
     security.note("read", resource=found)
     mimetype = mimetypes.guess_type(found)[0] or "text/plain"
     if mimetype.startswith("text/") or mimetype in ("application/json", "application/xml"):

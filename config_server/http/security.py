@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, g, request
 
-from config_server import names
 from config_server.errors import AccessDenied, AuthenticationRequired
 from config_server.http.auth import ANONYMOUS, AuthFile, Client
 from config_server.http.context import server_state
+from config_server.names import EnvironmentRequest
+from config_server.observability.audit import environment_fields
 
 if TYPE_CHECKING:
     pass
@@ -95,35 +97,58 @@ def require_role(role: str, event: str) -> Client:
     return client
 
 
-def require_read(application: str, profiles: str, label: str | None, event: str = "read") -> None:
-    """Validate the names, then check the client may read them (the default label when none).
+def require_read(asked: EnvironmentRequest, event: str = "read") -> None:
+    """Mark the request for the audit log, then check the client may read what it asks (the
+    default label when none): 401 without credentials, 403 when `refused_read` names what not.
 
     A request listing several applications (`orders,shared`) or labels (`main,release-1`) needs
-    every one of them.
+    every one of them. The names were validated when `asked` was parsed.
     """
-    apps = names.validate_applications(application)
-    wanted = names.validate_profiles(profiles)
-    labels = names.validate_labels(label) if label is not None else None
-    note(event, application=",".join(apps), profiles=",".join(wanted), label=_joined(labels))
+    note(event, **environment_fields(asked))
     client = _identified_caller()
     if client is ANONYMOUS:
         return
-    for effective in labels or (server_state().service.backend.default_label(),):
-        for app in apps:
-            if not client.may_read(app, wanted, effective):
-                raise AccessDenied(
-                    f"client {client.name!r} may not read application {app!r}, profiles "
-                    f"{','.join(wanted)!r}, label {effective!r}"
-                )
+    refused = refused_read(client, asked, server_state().service.backend.default_label)
+    if refused is not None:
+        app, effective = refused
+        raise AccessDenied(
+            f"client {client.name!r} may not read application {app!r}, profiles "
+            f"{asked.profiles_text!r}, label {effective!r}"
+        )
+
+
+def refused_read(
+    client: Client, asked: EnvironmentRequest, default_label: str | Callable[[], str]
+) -> tuple[str, str] | None:
+    """The one read check (Flask's `require_read`, the fast path, a parked poll's recheck): the
+    first (application, label) of the request `client` may not read, or None when it may read
+    them all (every listed application at every listed label; `default_label`, or what it
+    returns, when none was asked). Free of Flask."""
+    if client is ANONYMOUS:
+        return None
+    if asked.labels is not None:
+        labels = asked.labels
+    else:
+        labels = (default_label() if callable(default_label) else default_label,)
+    wanted = asked.profile_names
+    for effective in labels:
+        for app in asked.applications:
+            if not _may_read(client, app, wanted, effective):
+                return app, effective
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _may_read(client: Client, application: str, profiles: tuple[str, ...], label: str) -> bool:
+    """`client.may_read`, remembered: the same few clients read the same few environments.
+
+    Keyed by the client object, so a reloaded auth file (new Client objects) is checked afresh.
+    """
+    return client.may_read(application, profiles, label)
 
 
 def still_reads(
-    auth: AuthFile | None,
-    token: str | None,
-    application: str,
-    profiles: str,
-    label: str | None,
-    default_label: str,
+    auth: AuthFile | None, token: str | None, asked: EnvironmentRequest, default_label: str
 ) -> bool:
     """Whether `token` lets its holder read the environment under the auth file as it is now
     (always, on an open server): how a parked long poll is checked again after a reload. Free of
@@ -133,14 +158,7 @@ def still_reads(
     client = auth.authenticate(token) if token is not None else None
     if client is None:
         return False
-    apps = names.validate_applications(application)
-    wanted = names.validate_profiles(profiles)
-    labels = names.validate_labels(label) if label is not None else (default_label,)
-    return all(client.may_read(app, wanted, one) for one in labels for app in apps)
-
-
-def _joined(labels: tuple[str, ...] | None) -> str | None:
-    return None if labels is None else ",".join(labels)
+    return refused_read(client, asked, default_label) is None
 
 
 Readings = Sequence[tuple[str, tuple[str, ...]]]
@@ -153,7 +171,8 @@ def file_guard() -> Callable[[Sequence[Readings], str], None] | None:
     groups of (application, profiles) readings) and the label it was found at. It answers 403,
     naming the client and the file's applications, unless the client may read at least one
     reading of every group at that label: exactly when the Environment endpoints would serve it
-    the file's settings anyway. Call it after `require_read`, which validated the names.
+    the file's settings anyway. Call it after `require_read` (the names were validated when the
+    request was parsed).
     """
     client = _identified_caller()
     if client is ANONYMOUS:

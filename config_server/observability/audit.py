@@ -18,6 +18,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from config_server.names import EnvironmentRequest
+
 _REOPEN_CHECK_SECONDS = 1.0
 
 
@@ -25,6 +27,16 @@ def serialise_fields(**fields: Any) -> str:
     """The fields of a record as the inside of a JSON object (None values left out), in order."""
     present = {k: v for k, v in fields.items() if v is not None}
     return json.dumps(present, ensure_ascii=False, separators=(",", ":"))[1:-1]
+
+
+def environment_fields(asked: EnvironmentRequest) -> dict[str, str | None]:
+    """The `application`, `profiles` and `label` fields of a line about an Environment request, in
+    that order: the one builder of them for Flask's hooks and the fast path alike."""
+    return {
+        "application": asked.applications_text,
+        "profiles": asked.profiles_text,
+        "label": asked.labels_text,
+    }
 
 
 class AuditLog:

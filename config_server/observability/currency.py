@@ -12,6 +12,7 @@ version); one judge answers many records and asks for each environment and versi
 from __future__ import annotations
 
 from config_server.errors import ConfigServerError
+from config_server.names import EnvironmentRequest
 from config_server.safety.config_service import ConfigService
 from config_server.state import InstanceRecord
 
@@ -58,7 +59,8 @@ class CurrentSettings:
         found: tuple[str, str] | None = None
         if len(self._etags) < self.max_lookups:
             try:
-                revision, resolved = self.service.environment(application, profiles, label or None)
+                asked = EnvironmentRequest.parse(application, profiles, label or None)
+                revision, resolved = self.service.environment(asked)
                 found = (revision.version, resolved.etag)
             except ConfigServerError:
                 found = None

@@ -18,6 +18,7 @@ from config_server.content import render
 from config_server.content.crypto import CIPHER_PREFIX
 from config_server.content.file_names import applications_from_files, file_patterns
 from config_server.errors import BrokenEnvironment, ConfigServerError
+from config_server.names import EnvironmentRequest
 from config_server.safety.config_service import ConfigService
 
 #: What a `{cipher}` value is shown as: never the ciphertext, never the plain text.
@@ -106,7 +107,8 @@ def changes(
     etags: list[str | None] = []
     for commit in found:
         try:
-            etags.append(service.environment(application, profiles, commit.version)[1].etag)
+            asked = EnvironmentRequest.parse(application, profiles, commit.version)
+            etags.append(service.environment(asked)[1].etag)
         except BrokenEnvironment:
             etags.append(None)
         except ConfigServerError:

@@ -39,7 +39,7 @@ from typing import Any
 
 from config_server.concurrency import call_cooperatively, real_thread_primitives
 from config_server.errors import InvalidHeader, StateUnavailable
-from config_server.names import INSTANCE_LABEL
+from config_server.names import INSTANCE_LABEL, EnvironmentRequest
 from config_server.observability.byte_cache import ByteBoundedCache
 from config_server.state import InstanceRecord, InstanceReport, StateStore
 
@@ -263,6 +263,15 @@ class Inventory:
         """
         if self.enabled:
             self._queue.append((headers, application, profiles, label, served, self.clock()))
+
+    def observe_request(
+        self, headers: ClientHeaders, asked: EnvironmentRequest, default_label: str, served: str | None
+    ) -> None:
+        """Queue the report of an Environment request (`observe`), the one way both paths name it:
+        the applications and labels joined with `,` (`default_label` when none was asked)."""
+        if self.enabled:
+            label = ",".join(asked.labels) if asked.labels is not None else default_label
+            self.observe(headers, asked.applications_text, asked.profile_names, label, served)
 
     def start(self) -> Inventory:
         """Start the flusher on a real OS thread (also under gevent's monkey patching)."""

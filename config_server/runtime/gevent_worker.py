@@ -105,6 +105,7 @@ class GeventWorker(_GunicornGeventWorker):
         super().load_wsgi()
         self._state = getattr(self.wsgi, "extensions", {}).get("config_server")
         if self._state is not None:
+            self._state.loop_turned_ago = self._heartbeat.turned_ago
             self._client_timeout = self._state.settings.client_timeout
             self._request_timeout = self._state.settings.request_timeout
             _start_blocking_monitor(self._state.settings.blocking_monitor)

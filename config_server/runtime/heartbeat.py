@@ -47,6 +47,7 @@ class HubHeartbeat:
         self._start_thread, self._sleep = real_thread_primitives()
         self._asked_at = 0.0
         self._asked = False
+        self._turned_at = time.monotonic()
         self._stopped = False
         self._reported = False
 
@@ -64,9 +65,14 @@ class HubHeartbeat:
         """Seconds the event loop has left the heartbeat's last callback waiting (0 once it ran)."""
         return time.monotonic() - self._asked_at if self._asked else 0.0
 
+    def turned_ago(self) -> float:
+        """Seconds since the event loop last ran the heartbeat's callback (`/livez` reports it)."""
+        return time.monotonic() - self._turned_at
+
     def _turned(self) -> None:
         """Run by the hub: the loop turns."""
         self._asked = False
+        self._turned_at = time.monotonic()
 
     def _run(self) -> None:
         while not self._stopped:

@@ -23,9 +23,11 @@ from gunicorn.app.base import BaseApplication
 from config_server.backends.mirror import Mirror
 from config_server.backends.repo_spec import is_remote
 from config_server.backends.sample import ensure_sample_repository
+from config_server.backends.ssh import check_ssh_files, ssh_options
 from config_server.content.crypto import load_keyring
 from config_server.http.auth import AuthFile
 from config_server.http.hosts import is_loopback
+from config_server.runtime.log_setup import JSON_GUNICORN_LOGGER
 from config_server.settings import Settings
 
 
@@ -58,6 +60,8 @@ class ConfigServerApplication(BaseApplication):
             "sendfile": False,  # the worker joins headers and body in one write; see gevent_worker.py
             **self.extra,
         }
+        if self.settings.log_format == "json":
+            options["logger_class"] = JSON_GUNICORN_LOGGER
         if self.settings.certfile:
             options.update(certfile=self.settings.certfile, keyfile=self.settings.keyfile)
         for key, value in options.items():
@@ -83,7 +87,9 @@ def prepare_repository(settings: Settings) -> Settings:
     if not settings.repo:
         settings.repo = str(ensure_sample_repository(settings.data_dir))
     elif is_remote(settings.repo):
-        mirror = Mirror(settings.repo, settings.cache_dir or Path(settings.data_dir) / "cache")
+        mirror = Mirror(
+            settings.repo, settings.cache_dir or Path(settings.data_dir) / "cache", ssh_options(settings)
+        )
         present = mirror.exists()
         if not mirror.refresh():
             log.warning(
@@ -105,6 +111,7 @@ def check_security(settings: Settings) -> None:
     for path in (settings.certfile, settings.keyfile):
         if path and not Path(path).is_file():
             raise FileNotFoundError(f"TLS file {path} does not exist")
+    check_ssh_files(ssh_options(settings))
     warning = open_server_warning(settings)
     if warning:
         log.warning(warning)

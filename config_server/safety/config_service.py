@@ -33,6 +33,7 @@ from config_server.errors import (
     UnknownApplication,
 )
 from config_server.model import Environment, PropertySource
+from config_server.names import EnvironmentRequest
 from config_server.safety.environment_cache import EnvironmentCache, ResolvedEnvironment
 from config_server.safety.known_names import KnownNames
 from config_server.safety.last_good import LastGood
@@ -126,16 +127,14 @@ class ConfigService:
         #: is found broken for one of its environments.
         self.on_broken: Callable[[str], None] | None = None
 
-    def environment(
-        self, application: str, profiles: str, label: str | None
-    ) -> tuple[Revision, ResolvedEnvironment]:
-        """Validate the names, resolve the label(s), and return the (cached) resolved environment.
+    def environment(self, request: EnvironmentRequest) -> tuple[Revision, ResolvedEnvironment]:
+        """Resolve the request's label(s) and return the (cached) resolved environment; the names
+        were validated when the request was parsed.
 
         An application no file names is refused (UnknownApplication, 404) under `deny`."""
-        names.validate_applications(application)
         if self.unknown_applications != "serve":
-            self._admit(application)
-        _, revision, resolved = self._environment(application, profiles, label)
+            self._admit(request.application)
+        _, revision, resolved = self._environment(request)
         return revision, resolved
 
     def answer_headers(self, application: str, revision: Revision) -> Headers:
@@ -169,10 +168,11 @@ class ConfigService:
             log.warning("%d unknown application names logged: further ones are not", _MAX_UNKNOWN_LOGGED)
 
     def _environment(
-        self, application: str, profiles: str, label: str | None
+        self, request: EnvironmentRequest
     ) -> tuple[list[Revision], Revision, ResolvedEnvironment]:
         """Each label's revision, the combined revision (versions joined by `,`) and the result."""
-        asked = self._asked(application, profiles, label)
+        application = request.application
+        asked = self._asked(request)
         revisions, revision, wanted = asked.revisions, asked.revision, asked.wanted
         scope = revision.label if self._label_in_paths else None
         environment_key = _environment_key(application, wanted, scope)
@@ -213,17 +213,16 @@ class ConfigService:
         good = replace(revision, version=held.good, held_back=revision.version)
         return [good], good, self._resolved(replace(asked, revisions=[good], revision=good))
 
-    def _asked(self, application: str, profiles: str, label: str | None) -> _Asked:
-        """The request's names validated and its label(s) resolved (a later label's sources win)."""
-        apps = names.validate_applications(application)
-        wanted = names.validate_profiles(profiles)
-        labels: tuple[str | None, ...] = names.validate_labels(label) if label is not None else (None,)
+    def _asked(self, request: EnvironmentRequest) -> _Asked:
+        """The request's label(s) resolved (a later label's sources win)."""
+        apps, wanted = request.applications, request.profile_names
+        labels: tuple[str | None, ...] = request.labels if request.labels is not None else (None,)
         revisions = [self.backend.resolve(one) for one in labels]
         if len(revisions) == 1:
             revision = revisions[0]
         else:
             revision = Revision(",".join(r.label for r in revisions), ",".join(r.version for r in revisions))
-        return _Asked(revisions, revision, application, apps, wanted, label)
+        return _Asked(revisions, revision, request.application, apps, wanted, request.label)
 
     def held_back_environments(self) -> list[tuple[str, str, str]]:
         """(application, profiles, label) of every environment held back now (the metrics gauge);
@@ -353,13 +352,11 @@ class ConfigService:
     def raw_environment(self, application: str, profiles: str, label: str | None) -> Environment:
         """The files' settings as committed, `{cipher}` values still encrypted, without the server's
         overrides (history diffs); not cached."""
-        return self._combined(self._asked(application, profiles, label))
+        return self._combined(self._asked(EnvironmentRequest.parse(application, profiles, label)))
 
     def resource(
         self,
-        application: str,
-        profiles: str,
-        label: str | None,
+        request: EnvironmentRequest,
         path: str,
         authorize: Callable[[list[Readings], str], None] | None = None,
     ) -> tuple[bytes, str, str | None]:
@@ -373,8 +370,8 @@ class ConfigService:
         raises to refuse it.
         """
         safe_path = names.validate_path(path)
-        revisions, revision, resolved = self._environment(application, profiles, label)
-        apps = names.validate_applications(application)
+        revisions, revision, resolved = self._environment(request)
+        apps = request.applications
         wanted = resolved.environment.profiles
         stem, ext = posixpath.splitext(safe_path)
         candidates = [f"{stem}-{p}{ext}" for p in reversed(wanted)]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -183,6 +185,52 @@ def test_killed_replica_client_moves_on_and_misses_no_version(repo, two_replicas
         webhook(b.url)
         wait_for(lambda: client.version == sha, what="the next commit through b")
         assert client.get("orders.limit") == 5
+    finally:
+        client.stop()
+
+
+def drain(server) -> float:
+    """SIGTERM a replica's gunicorn master, as a rolling upgrade stops it; seconds until it exited."""
+    started = time.monotonic()
+    server.process.terminate()
+    server.process.wait(timeout=15)
+    return time.monotonic() - started
+
+
+def test_a_rolling_restart_drains_each_replica_in_turn_and_the_client_misses_no_version(
+    repo, two_replicas, server_process, redis_server, tmp_path
+):
+    """docs/deployment.md, "Upgrades": stop one replica at a time with SIGTERM, start the new
+    version on its port, then the next. Each drain answers the parked long poll at once and
+    exits within seconds; the client moves to the replica that is up and gets every commit."""
+    a, b = two_replicas
+    client = ConfigClient([a.url, b.url], "orders", wait=30, max_backoff=0.5).start()
+    try:
+        assert client.transport.server_url == a.url
+        wait_for(lambda: requests.get(f"{a.url}/health", timeout=5).json()["details"]["watchers"] == 1)
+        assert drain(a) < 5  # parked polls answered with Connection: close, not the 10 s graceful wait
+        wait_for(lambda: client.transport.server_url == b.url, timeout=10, what="the move to b")
+        wait_for(lambda: requests.get(f"{b.url}/health", timeout=5).json()["details"]["watchers"] == 1)
+        first = push(repo, {"orders.yml": "orders:\n  limit: 2\n"})
+        webhook(b.url)
+        wait_for(lambda: client.version == first, what="the commit made while a was down")
+
+        remote = a.process.args[a.process.args.index("--repo") + 1]  # the git daemon's URL
+        command = [str(Path(sys.executable).with_name("config-server")), "serve", "--port", str(a.port)]
+        new_a = server_process(
+            "--repo", remote, "--redis", redis_server.url, "--data-dir", str(tmp_path / "a"),
+            "--workers", "2", "--refresh-interval", "0", command=command,
+        )  # fmt: skip
+        new_a.wait_ready(lambda: http_ready(f"{a.url}/health"))  # the new version, on a's port
+        wait_for(lambda: cluster_status(a.url).get("replicas") == 2, timeout=20, what="a to rejoin")
+
+        assert drain(b) < 5
+        wait_for(lambda: client.transport.server_url == a.url, timeout=10, what="the move back to a")
+        wait_for(lambda: requests.get(f"{a.url}/health", timeout=5).json()["details"]["watchers"] == 1)
+        second = push(repo, {"orders.yml": "orders:\n  limit: 3\n"})
+        webhook(a.url)
+        wait_for(lambda: client.version == second, what="the commit made while b was down")
+        assert client.get("orders.limit") == 3
     finally:
         client.stop()
 
