@@ -84,6 +84,27 @@ class ParkedPolls:
         with self._lock:
             return self._refusal(address or "-", caller_of(address, client), slot) is None
 
+    def refuse_unwatched(self, address: str | None, client: str | None = None, slot: Hashable = None) -> None:
+        """Raise TooManyPolls, as `hold` would, when `slot` is an environment the caller does not
+        wait on yet and it already waits on `slots_per_caller` others; nothing is counted held.
+
+        Called before the poll's environment is resolved, so a caller cycling through spellings
+        beyond its cap costs a dictionary lookup each, not a resolution (issue 24, item 5)."""
+        caller = caller_of(address, client)
+        with self._lock:
+            refusal = self._slot_refusal(caller, slot)
+            if refusal is not None and self.on_refused is not None:
+                self.on_refused()
+        if refusal is not None:
+            raise TooManyPolls(refusal)
+
+    def watches_within_cap(
+        self, address: str | None, client: str | None = None, slot: Hashable = None
+    ) -> bool:
+        """Whether `refuse_unwatched` would let the poll through (a check that counts nothing)."""
+        with self._lock:
+            return self._slot_refusal(caller_of(address, client), slot) is None
+
     @contextmanager
     def hold(self, address: str | None, client: str | None = None, slot: Hashable = None) -> Iterator[None]:
         """Count one parked poll of `address` while the block runs; raise TooManyPolls beyond a cap.
@@ -131,6 +152,10 @@ class ParkedPolls:
             return f"too many long polls parked for this worker (at most {self.total}); retry shortly"
         if self.per_address and self._by_address.get(key, 0) >= self.per_address:
             return f"too many long polls parked for address {key} (at most {self.per_address}); retry shortly"
+        return self._slot_refusal(caller, slot)
+
+    def _slot_refusal(self, caller: str, slot: Hashable) -> str | None:
+        """Why `caller` may not wait on one more environment, `slot`; None: it may."""
         slots = self._slots.get(caller, {})
         if self.slots_per_caller and slot not in slots and len(slots) >= self.slots_per_caller:
             return (

@@ -76,6 +76,10 @@ def environment(app: str, profiles: str, label: str | None) -> Response:
     reporter = parse_client_headers(request.environ)  # 400 naming a malformed report header
     known = request.if_none_match
     state = server_state()
+    if wait and known:  # one environment more than its caller may watch: 429 before resolving it
+        state.parked.refuse_unwatched(
+            request.environ.get("REMOTE_ADDR"), _client_name(), (app, profiles, label)
+        )
     hub = state.hub
     since = hub.reroutes(app)
     route = _route(asked, reporter)
@@ -102,9 +106,7 @@ def environment(app: str, profiles: str, label: str | None) -> Response:
     if wait and known:
         # counted as one of its address's parked polls and its caller's watched environments:
         # 429 (TooManyPolls) beyond a cap
-        client = security.caller()
-        name = None if client is None or client is ANONYMOUS else client.name
-        with state.parked.hold(request.environ.get("REMOTE_ADDR"), name, (app, profiles, label)):
+        with state.parked.hold(request.environ.get("REMOTE_ADDR"), _client_name(), (app, profiles, label)):
             outcome = long_poll.hold(
                 hub,
                 asked,
@@ -135,6 +137,12 @@ def environment(app: str, profiles: str, label: str | None) -> Response:
                 extra = outcome.headers
     etag = resolved.etag if resolved is not None else next(iter(known.as_set()), "")
     return _response(environment_answer(None, label, etag=etag, extra_headers=extra))
+
+
+def _client_name() -> str | None:
+    """The caller's client name, as the parked-poll caps count it (None on an open server)."""
+    client = security.caller()
+    return None if client is None or client is ANONYMOUS else client.name
 
 
 def _still_reads(asked: EnvironmentRequest) -> Callable[[], bool] | None:

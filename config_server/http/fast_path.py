@@ -296,6 +296,10 @@ class FastEnvironmentPath:
             if caller is None:
                 return None
             client, reporter = caller
+            name = None if client is ANONYMOUS else client.name
+            slot = (asked.application, asked.profiles, asked.label)
+            if not self.parked.watches_within_cap(environ.get("REMOTE_ADDR"), name, slot):
+                return None  # Flask refuses it (429) before resolving anything, and counts it
             revision, resolved = self.service.environment(asked)
             if refused_read(client, asked, revision.label) is not None:
                 return None

@@ -170,6 +170,30 @@ def test_one_caller_watches_at_most_slots_per_caller_environments_and_the_429_is
         assert _answer(again).startswith(b"HTTP/1.1 304")
 
 
+def test_a_poll_beyond_the_slot_cap_is_refused_before_its_environment_is_resolved(server_process, repo):
+    """Before: a long poll on one more spelling than the caller's cap was resolved first (YAML read,
+    settings checked; a caller whose ETag was stale got its 200 at once), then refused, and Flask
+    resolved it again for the 429: a caller cycling through spellings cost resolutions without end
+    (issue 24, item 5). Now the cap is asked first: 429 from both paths, nothing resolved."""
+    server = _start(server_process, repo, "--slots-per-caller", "1")
+    etag = requests.get(f"{server.url}/orders/default", timeout=5).headers["ETag"]
+    with _park(server.port, "/orders/default,p0?wait=60", etag):
+        wait_for(lambda: _health(server.url)["details"]["watchedEnvironments"] == 1, what="one slot")
+        misses = _health(server.url)["details"]["cache"]["misses"]
+        answers = []
+        for i in range(1, 4):
+            for via in ("", "&via=flask"):  # the fast path, then the Flask view
+                with _park(server.port, f"/orders/default,p{i}?wait=60{via}", '"stale"') as refused:
+                    answers.append(_answer(refused))
+        assert all(answer.startswith(b"HTTP/1.1 429") for answer in answers), answers[0][:200]
+        for fast, slow in zip(answers[::2], answers[1::2], strict=True):
+            assert _without_time(fast) == _without_time(slow)  # the same bytes from both paths
+        assert _health(server.url)["details"]["cache"]["misses"] == misses  # no spelling was resolved
+        # a spelling the caller already waits on is answered as before: its stale ETag gets a 200 at once
+        with _park(server.port, "/orders/default,p0?wait=60", '"stale"') as same:
+            assert _answer(same).startswith(b"HTTP/1.1 200")
+
+
 def test_the_slot_cap_counts_each_client_of_an_address_on_its_own(server_process, repo, tmp_path):
     """With an auth file a caller is the client and its address: a second client behind the same
     address (a NAT, a proxy) is not refused because the first one watches its share."""
