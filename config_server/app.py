@@ -21,6 +21,7 @@ from config_server.delivery.parked import (
     descriptor_limit,
     total_poll_cap,
 )
+from config_server.delivery.pin_sync import PinSync
 from config_server.delivery.rollout_runner import Rollouts
 from config_server.delivery.watch_hub import WatchHub
 from config_server.http import (
@@ -36,6 +37,7 @@ from config_server.http import (
     resources,
     security,
 )
+from config_server.http import pins as pins_http
 from config_server.http import rollouts as rollouts_http
 from config_server.http.auth import AuthFile
 from config_server.http.context import EXTENSION, ServerState
@@ -59,6 +61,7 @@ from config_server.observability.metrics import (
     LimitsCollector,
     Metrics,
     MetricsMiddleware,
+    PinnedCollector,
     RolloutsCollector,
 )
 from config_server.safety.config_service import ConfigService
@@ -129,6 +132,23 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     durable = open_durable_copy(settings.data_dir, settings.redis)
     rollouts = Rollouts(backend, store, hub.reroute, durable=durable).start()
     metrics.add_collector(RolloutsCollector(rollouts.progress))
+    rollouts.pinned = service.is_pinned
+
+    def pins_moved(applications: set[str]) -> None:
+        """Answer the long polls a pin moved; rollout cohorts of those applications decide again."""
+        hub.check(applications)
+        for application in applications:
+            hub.reroute(application)
+
+    pins = PinSync(store, service.pins, pins_moved, durable=durable).start()
+    metrics.add_collector(
+        PinnedCollector(
+            lambda: [
+                (*service.names.environment_labels(pin.application, pin.profiles), pin.label)
+                for pin in service.pins.records()
+            ]
+        )
+    )
     hub.on_change = metrics.change_answered
     if auth is not None:  # a reload re-checks every parked poll; each check looks for a reload first
         auth.on_reload.append(hub.recheck)
@@ -168,6 +188,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         parked,
         limits,
         ChangedIn(service),
+        pins=pins,
     )
     app.extensions["config_held_back"] = service.held_back_for  # the console's held-back section
     hosts = HostAllowList.for_server(settings.allowed_hosts, settings.host)
@@ -175,7 +196,18 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     security.install(app, authenticate=auth is not None, audit=bool(settings.audit_log))
     if settings.log_format == "json":
         log_context.install(app)
-    for module in (admin, encryption, openapi, observe, diff, console, rollouts_http, environment, resources):
+    for module in (
+        admin,
+        encryption,
+        openapi,
+        observe,
+        diff,
+        console,
+        rollouts_http,
+        pins_http,
+        environment,
+        resources,
+    ):
         app.register_blueprint(module.blueprint)
     register_error_handlers(app)
     audit = app.extensions[EXTENSION].audit

@@ -127,6 +127,14 @@ class BrokenEnvironment(ConfigServerError):
         self.problems = problems
 
 
+class NotPinnable(ConfigServerError):
+    """A version an environment may not be pinned to: not on its label's history, or broken there
+    (`safety/pins.py`)."""
+
+    status = 422
+    reason = "Unprocessable Entity"
+
+
 class AuthenticationRequired(ConfigServerError):
     """No credentials, or a token that no client holds."""
 

@@ -21,6 +21,9 @@ class Revision:
     #: Set when the label's newest commit (this id) is broken for the environment asked for and
     #: `version` is the newest good one before it (`X-Config-Held-Back`); see `last_good.py`.
     held_back: str | None = None
+    #: Set when the environment is pinned to `version` (`safety/pins.py`): the value of its answers'
+    #: `X-Config-Pinned` header, `<commit>; by=<client>`.
+    pin: str | None = None
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,15 @@ def held_back_headers(held_back: str | None) -> Headers:
     return ((HELD_BACK_HEADER, held_back),) if held_back else ()
 
 
+#: Names the commit an environment is pinned to and who pinned it (`safety/pins.py`).
+PINNED_HEADER = "X-Config-Pinned"
+
+
+def pinned_headers(pin: str | None) -> Headers:
+    """`X-Config-Pinned: <commit>; by=<client>` for an answer of a pinned environment, else nothing."""
+    return ((PINNED_HEADER, pin),) if pin else ()
+
+
 #: Names each application of the request that no file of the repository names (`known_names.py`),
 #: comma-separated as in the path: the answer holds only the shared `application*` settings for it.
 UNKNOWN_APPLICATION_HEADER = "X-Config-Unknown-Application"

@@ -158,6 +158,9 @@ class Rollouts:
         self._tick_lock = threading.Lock()
         #: What the loop's last tick failed with ("state" for an unreachable store), None when it worked.
         self._failing: str | None = None
+        #: Whether a request's environment is pinned (`ConfigService.is_pinned`): a pinned
+        #: environment is never in a rollout's cohort.
+        self.pinned: Callable[[EnvironmentRequest], bool] | None = None
 
     # --- the request path: memory only ---------------------------------------------------------
 
@@ -205,6 +208,8 @@ class Rollouts:
         wanted = request.profile_names
         if not active.rollout.applies_to(wanted):
             return BASE_ROUTE
+        if self.pinned is not None and self.pinned(request):
+            return BASE_ROUTE  # a pin wins over a rollout: every instance is answered the pinned version
         instance = Instance(instance_id, parse_client_labels(client_labels)) if instance_id else None
         canary, current = decide(active.rollout, active.state(), instance, self.clock())
         if canary is None or current is None:

@@ -264,6 +264,7 @@ class WatchHub:
                 return False
             slot.head = head
             if slot.published is not None and slot.published[0].etag == current.etag:
+                slot.published = (current, extra_headers)  # the same settings, pinned or no longer
                 slot.resolution = resolution
                 return False
             slot.published = (current, extra_headers)
@@ -348,11 +349,12 @@ class WatchHub:
         """The commit(s) `labels` (each of a `main,release` list; None: the default label) point at
         now; None when one does not resolve. Nothing an answer depends on moves without them
         moving: a version is immutable, a verdict on it is too, and a rollout's move reroutes its
-        waiters (`reroute`)."""
+        waiters (`reroute`), and a pin's move changes the pins' generation (`safety/pins.py`)."""
         try:
-            return tuple(self.service.backend.resolve(one).version for one in labels)
+            versions = tuple(self.service.backend.resolve(one).version for one in labels)
         except ConfigServerError:
             return None
+        return (*versions, f"pins@{self.service.pins.generation}")
 
     def _resolve(
         self, request: EnvironmentRequest, route: Route = BASE_ROUTE

@@ -4,7 +4,8 @@
 clients:
   - name: orders-service
     tokens: [sha256:9f86d0...]          # `config-server token` makes one; two during a rotation
-    roles: [read]                       # read, encrypt, decrypt, monitor, admin (admin: all)
+    roles: [read]                       # read, encrypt, decrypt, monitor, rollout, release (pins),
+                                        # admin (admin: all)
     applications: [orders]              # globs; default "*"
     profiles: ["*"]
     labels: [main, "release-*"]
@@ -38,7 +39,7 @@ from config_server.errors import AuthFileError
 
 log = logging.getLogger(__name__)
 
-ROLES = frozenset({"read", "encrypt", "decrypt", "monitor", "rollout", "admin"})
+ROLES = frozenset({"read", "encrypt", "decrypt", "monitor", "rollout", "release", "admin"})
 HASH_PREFIX = "sha256:"
 _RELOAD_CHECK_SECONDS = 1.0
 

@@ -14,6 +14,7 @@ from flask import Flask, current_app
 
 from config_server.delivery.change_detector import ChangeDetector
 from config_server.delivery.parked import ParkedPolls
+from config_server.delivery.pin_sync import PinSync
 from config_server.delivery.rollout_runner import Rollouts
 from config_server.delivery.watch_hub import WatchHub
 from config_server.http.auth import AuthFile
@@ -55,6 +56,8 @@ class ServerState:
     #: Seconds since this worker's event loop last turned, as its heartbeat saw it (`/livez`); set
     #: by the gevent worker once the app is loaded, None elsewhere (no heartbeat there).
     loop_turned_ago: Callable[[], float] | None = None
+    #: Pins and unpins through the state store, and keeps this worker's pins current (`pin_sync.py`).
+    pins: PinSync | None = None
 
     def close(self) -> None:
         """Release long-poll waiters, stop the detector's threads and the backend's git processes."""
@@ -67,6 +70,8 @@ class ServerState:
         self.audit.close()
         self.inventory.close()
         self.rollouts.close()
+        if self.pins is not None:
+            self.pins.close()
         self.store.close()
 
 

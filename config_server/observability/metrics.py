@@ -308,6 +308,29 @@ class HeldBackCollector(Collector):
         yield family
 
 
+class PinnedCollector(Collector):
+    """`config_server_pinned_environments{application,profiles,label}` (1 per pinned environment),
+    from the scraping worker's copy of the pins (`safety/pins.py`), current within half a second;
+    names the repository does not hold are `other` (`known_names.py`)."""
+
+    def __init__(self, pinned: Callable[[], Iterable[tuple[str, str, str]]]) -> None:
+        self.pinned = pinned
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """One sample per pinned environment."""
+        family = GaugeMetricFamily(
+            "config_server_pinned_environments",
+            "Environments pinned to an earlier version: answered it whatever lands on their label.",
+            labels=["application", "profiles", "label"],
+        )
+        counts: dict[tuple[str, str, str], int] = {}
+        for key in self.pinned():
+            counts[key] = counts.get(key, 0) + 1
+        for key, count in sorted(counts.items()):
+            family.add_metric(list(key), count)
+        yield family
+
+
 class RolloutsCollector(Collector):
     """`config_server_rollout_halted{application,label}` (1 halted, 0 running or complete) and
     `config_server_rollout_step_percent`, from the scraping worker's copy of the shared state.

@@ -20,7 +20,12 @@ from config_server.backends.base import Backend, Revision
 from config_server.content import render
 from config_server.content.crypto import Keyring
 from config_server.content.decryption import decrypt_environment
-from config_server.content.environment_answer import Headers, held_back_headers, unknown_headers
+from config_server.content.environment_answer import (
+    Headers,
+    held_back_headers,
+    pinned_headers,
+    unknown_headers,
+)
 from config_server.content.file_names import file_readings, search_path_folders, search_path_pattern
 from config_server.content.limits import MAX_EXPANSION_CHARS, MAX_VALUE_CHARS, shorten
 from config_server.content.parsing import flatten
@@ -29,6 +34,8 @@ from config_server.errors import (
     BrokenEnvironment,
     ConfigLimitExceeded,
     ConfigServerError,
+    InvalidName,
+    NotPinnable,
     ResourceNotFound,
     UnknownApplication,
 )
@@ -37,6 +44,7 @@ from config_server.names import EnvironmentRequest
 from config_server.safety.environment_cache import EnvironmentCache, ResolvedEnvironment
 from config_server.safety.known_names import KnownNames
 from config_server.safety.last_good import LastGood
+from config_server.safety.pins import PinBoard, pinnable_version, pinned_header
 from config_server.safety.validation import checked_environment
 from config_server.safety.verdicts import VerdictStore, verdict_context
 
@@ -126,6 +134,8 @@ class ConfigService:
         #: Called with the application (`other` when the repository does not hold it) when a version
         #: is found broken for one of its environments.
         self.on_broken: Callable[[str], None] | None = None
+        #: The pinned environments (`pins.py`), kept current by `delivery/pin_sync.py`.
+        self.pins = PinBoard()
 
     def environment(self, request: EnvironmentRequest) -> tuple[Revision, ResolvedEnvironment]:
         """Resolve the request's label(s) and return the (cached) resolved environment; the names
@@ -139,11 +149,28 @@ class ConfigService:
 
     def answer_headers(self, application: str, revision: Revision) -> Headers:
         """The extra headers of an Environment answer for `application` at `revision`:
-        `X-Config-Held-Back` and `X-Config-Unknown-Application` (with the closest known name)."""
+        `X-Config-Held-Back`, `X-Config-Pinned` and `X-Config-Unknown-Application` (with the closest
+        known name)."""
         unknown = self.names.unknown(application)
         if not self.suggest_closest:
             unknown = tuple((name, None) for name, _ in unknown)
-        return held_back_headers(revision.held_back) + unknown_headers(unknown)
+        return held_back_headers(revision.held_back) + pinned_headers(revision.pin) + unknown_headers(unknown)
+
+    def pinnable(self, request: EnvironmentRequest, version: str) -> tuple[str, str]:
+        """(label, full commit id) an environment of one application at one label may be pinned to:
+        `version` must be on the label's history (`pins.pinnable_version`) and the environment good
+        there; NotPinnable (422) otherwise."""
+        if len(request.applications) != 1 or (request.labels is not None and len(request.labels) != 1):
+            raise InvalidName("a pin names one application and one label")
+        label = request.labels[0] if request.labels is not None else self.backend.default_label()
+        full = pinnable_version(self.backend, self.backend.resolve(label), version)
+        try:
+            self._environment(request.at(full))
+        except BrokenEnvironment as exc:
+            raise NotPinnable(
+                f"{request.application}/{request.profiles} is broken at {full[:12]}: {exc}"
+            ) from None
+        return label, full
 
     def _admit(self, application: str) -> None:
         """Refuse (`deny`) or log once per name (`warn`) the names of `application` no file names."""
@@ -217,12 +244,31 @@ class ConfigService:
         """The request's label(s) resolved (a later label's sources win)."""
         apps, wanted = request.applications, request.profile_names
         labels: tuple[str | None, ...] = request.labels if request.labels is not None else (None,)
-        revisions = [self.backend.resolve(one) for one in labels]
+        pinned = self._pinned(request, labels[0]) if len(labels) == 1 and len(apps) == 1 else None
+        revisions = [pinned] if pinned is not None else [self.backend.resolve(one) for one in labels]
         if len(revisions) == 1:
             revision = revisions[0]
         else:
             revision = Revision(",".join(r.label for r in revisions), ",".join(r.version for r in revisions))
         return _Asked(revisions, revision, request.application, apps, wanted, request.label)
+
+    def is_pinned(self, request: EnvironmentRequest) -> bool:
+        """Whether the request's environment (one application, one label) is pinned now."""
+        labels = request.labels if request.labels is not None else (None,)
+        if self.pins.empty or len(labels) != 1 or len(request.applications) != 1:
+            return False
+        return self._pinned(request, labels[0]) is not None
+
+    def _pinned(self, request: EnvironmentRequest, label: str | None) -> Revision | None:
+        """The pinned revision of a one-application, one-label request, None when it is not pinned:
+        the pinned commit stands for the label (a commit id: nothing is held back in its place)."""
+        if self.pins.empty:
+            return None
+        name = label if label is not None else self.backend.default_label()
+        pin = self.pins.find(request.application, ",".join(request.profile_names), name)
+        if pin is None:
+            return None
+        return Revision(name, pin.version, pinned=True, pin=pinned_header(pin))
 
     def held_back_environments(self) -> list[tuple[str, str, str]]:
         """(application, profiles, label) of every environment held back now (the metrics gauge);

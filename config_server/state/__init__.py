@@ -7,6 +7,7 @@ from pathlib import Path
 from config_server.state.base import (
     InstanceRecord,
     InstanceReport,
+    PinRecord,
     RolloutRecord,
     RolloutRejection,
     StateStore,
@@ -16,6 +17,7 @@ from config_server.state.sqlite import SQLiteStateStore
 __all__ = [
     "InstanceRecord",
     "InstanceReport",
+    "PinRecord",
     "RolloutRecord",
     "RolloutRejection",
     "StateStore",

@@ -161,6 +161,25 @@ _TIME = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 
 
 @dataclass(frozen=True)
+class PinRecord:
+    """An environment (application, profiles, label) pinned to a commit it served before: every
+    replica answers it that commit until it is unpinned, whatever lands on the label."""
+
+    application: str
+    profiles: str
+    label: str
+    version: str
+    reason: str
+    by: str
+    at: float
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """The environment pinned: one pin per (application, profiles, label)."""
+        return (self.application, self.profiles, self.label)
+
+
+@dataclass(frozen=True)
 class RolloutRejection:
     """A cohort instance that refused the canary version, and why."""
 
@@ -288,6 +307,33 @@ class StateStore(ABC):
     @abstractmethod
     def rollout_rejections(self, application: str, label: str, rollout_id: str) -> list[RolloutRejection]:
         """The cohort instances that rejected the rollout's canary, oldest first."""
+
+    # Pins (`safety/pins.py`): one record per pinned environment. `pins_intact` tells a store
+    # that lost them (Redis restarted or flushed without persistence) from one where the last pin
+    # was removed: every write marks the store, and a store without the mark gets back what the
+    # servers knew (`restore_pins`).
+
+    @abstractmethod
+    def put_pin(self, pin: PinRecord) -> None:
+        """Pin an environment (replacing its earlier pin) and mark the pins intact."""
+
+    @abstractmethod
+    def remove_pin(self, application: str, profiles: str, label: str) -> PinRecord | None:
+        """Unpin an environment and mark the pins intact; the pin removed, None when there was none."""
+
+    @abstractmethod
+    def pins(self) -> list[PinRecord]:
+        """Every pin, by application, profiles and label."""
+
+    def pins_intact(self) -> bool:
+        """False when the store lost its pins since a server last wrote them (a Redis that
+        restarted without persistence); a store on disk never does."""
+        return True
+
+    @abstractmethod
+    def restore_pins(self, pins: Sequence[PinRecord]) -> None:
+        """Put back pins a server knew into a store that lost them (a stored pin wins) and mark
+        the pins intact, in one atomic step."""
 
     def close(self) -> None:
         """Release connections (nothing by default)."""

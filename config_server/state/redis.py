@@ -36,6 +36,7 @@ from config_server.state.base import (
     MAX_SERVED_PER_ROLLOUT,
     InstanceRecord,
     InstanceReport,
+    PinRecord,
     RolloutRecord,
     RolloutRejection,
     StateStore,
@@ -417,6 +418,44 @@ class RedisStateStore(StateStore):
         rejections = [_rejection(instance, raw) for instance, raw in found.items()]
         return sorted(rejections, key=lambda r: (r.seen, r.instance_id))
 
+    def put_pin(self, pin: PinRecord) -> None:
+        """`HSET pins <key> <json>` and the intact mark, in one transaction."""
+        pipe = self.reader.pipeline(transaction=True)
+        pipe.hset(_PINS, _pin_field(pin.key), _pin_json(pin))
+        pipe.set(_PINS_INTACT, "1")
+        self._call(pipe.execute)
+
+    def remove_pin(self, application: str, profiles: str, label: str) -> PinRecord | None:
+        """`HGET`, `HDEL` and the intact mark, in one transaction."""
+        field = _pin_field((application, profiles, label))
+        pipe = self.reader.pipeline(transaction=True)
+        pipe.hget(_PINS, field)
+        pipe.hdel(_PINS, field)
+        pipe.set(_PINS_INTACT, "1")
+        raw = self._call(pipe.execute)[0]
+        return _pin_record(raw) if raw is not None else None
+
+    def pins(self) -> list[PinRecord]:
+        """Every pin (one that is not what a server wrote is left out)."""
+        try:
+            found = cast(dict[str, str], self._call(self.reader.hgetall, _PINS))
+        except StateRecordError:
+            return []
+        records = [_pin_record(raw) for raw in found.values()]
+        return sorted((r for r in records if r is not None), key=lambda r: r.key)
+
+    def pins_intact(self) -> bool:
+        """Whether the intact mark is there: a Redis that restarted without persistence lost it."""
+        return bool(self._call(self.reader.exists, _PINS_INTACT))
+
+    def restore_pins(self, pins: Sequence[PinRecord]) -> None:
+        """`HSETNX` each pin (a stored one wins) and the intact mark, in one transaction."""
+        pipe = self.reader.pipeline(transaction=True)
+        for pin in pins:
+            pipe.hsetnx(_PINS, _pin_field(pin.key), _pin_json(pin))
+        pipe.set(_PINS_INTACT, "1")
+        self._call(pipe.execute)
+
     def _call(self, call: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return call(*args, **kwargs)
@@ -431,6 +470,44 @@ class RedisStateStore(StateStore):
         """Close the connections."""
         self.writer.close()
         self.reader.close()
+
+
+#: Pins: one hash, `<application>\x1f<profiles>\x1f<label>` -> the pin as JSON; the intact mark is
+#: written with every change, so its absence says Redis lost the pins (`StateStore.pins_intact`).
+_PINS = PREFIX + "pins"
+_PINS_INTACT = PREFIX + "pins:intact"
+
+
+def _pin_field(key: tuple[str, str, str]) -> str:
+    return _SEP.join(key)
+
+
+def _pin_json(pin: PinRecord) -> str:
+    return json.dumps(
+        {
+            "application": pin.application,
+            "profiles": pin.profiles,
+            "label": pin.label,
+            "version": pin.version,
+            "reason": pin.reason,
+            "by": pin.by,
+            "at": pin.at,
+        }
+    )
+
+
+def _pin_record(raw: str) -> PinRecord | None:
+    """A stored pin; None when it is not what a server wrote."""
+    try:
+        data = json.loads(raw)
+        fields = [data[name] for name in ("application", "profiles", "label", "version", "reason", "by")]
+        at = read_time(data["at"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if at is None or not all(isinstance(value, str) for value in fields):
+        return None
+    application, profiles, label, version, reason, by = fields
+    return PinRecord(application, profiles, label, version, reason, by, at)
 
 
 def _rollout(application: str, label: str, rollout_id: str, values: list[str | None]) -> RolloutRecord:

@@ -19,6 +19,7 @@ from config_server.state.base import (
     MAX_SERVED_PER_ROLLOUT,
     InstanceRecord,
     InstanceReport,
+    PinRecord,
     RolloutRecord,
     RolloutRejection,
     StateStore,
@@ -84,6 +85,16 @@ CREATE TABLE IF NOT EXISTS rollout_served (
     version TEXT NOT NULL,
     seen REAL NOT NULL,
     PRIMARY KEY (application, label, rollout_id, instance_id, version)
+);
+CREATE TABLE IF NOT EXISTS pins (
+    application TEXT NOT NULL,
+    profiles TEXT NOT NULL,
+    label TEXT NOT NULL,
+    version TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    pinned_by TEXT NOT NULL DEFAULT '',
+    pinned_at REAL NOT NULL,
+    PRIMARY KEY (application, profiles, label)
 );
 """
 
@@ -384,6 +395,54 @@ class SQLiteStateStore(StateStore):
                 (application, label, rollout_id),
             ).fetchall()
         return [rollout_rejection(str(i), v, r, t) for i, v, r, t in rows]
+
+    def put_pin(self, pin: PinRecord) -> None:
+        """Insert or replace the environment's pin."""
+        with closing(self._connect()) as conn:
+            conn.execute(
+                f"INSERT OR REPLACE INTO pins ({_PIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", _pin_row(pin)
+            )
+
+    def remove_pin(self, application: str, profiles: str, label: str) -> PinRecord | None:
+        """Delete the environment's pin in one transaction; the pin it was."""
+        key = (application, profiles, label)
+        with closing(self._connect()) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute(f"SELECT {_PIN_COLUMNS} FROM pins WHERE {_PIN_KEY}", key).fetchone()
+                conn.execute(f"DELETE FROM pins WHERE {_PIN_KEY}", key)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return _pin(row) if row else None
+
+    def pins(self) -> list[PinRecord]:
+        """Every pin, by application, profiles and label."""
+        with closing(self._connect()) as conn:
+            rows = conn.execute(f"SELECT {_PIN_COLUMNS} FROM pins ORDER BY application, profiles, label")
+            return [_pin(row) for row in rows.fetchall()]
+
+    def restore_pins(self, pins: Sequence[PinRecord]) -> None:
+        """Insert the pins not stored (a file on disk loses nothing: only a copy ever needs it)."""
+        with closing(self._connect()) as conn:
+            conn.executemany(
+                f"INSERT OR IGNORE INTO pins ({_PIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [_pin_row(pin) for pin in pins],
+            )
+
+
+_PIN_COLUMNS = "application, profiles, label, version, reason, pinned_by, pinned_at"
+_PIN_KEY = "application = ? AND profiles = ? AND label = ?"
+
+
+def _pin_row(pin: PinRecord) -> tuple[str, str, str, str, str, str, float]:
+    return (pin.application, pin.profiles, pin.label, pin.version, pin.reason, pin.by, pin.at)
+
+
+def _pin(row: Any) -> PinRecord:
+    application, profiles, label, version, reason, by, at = row
+    return PinRecord(application, profiles, label, version, reason or "", by or "", read_time(at) or 0.0)
 
 
 #: Rows read per chunk when the caller filters them (`instances(accept=...)`).
