@@ -1,5 +1,6 @@
 """The `config-server` command: `serve` runs the server on gunicorn; `validate` checks a repository;
-`diff` shows a change's effect before it is merged; `rollout status|halt` talk to a running server.
+`diff` shows a change's effect before it is merged; `rollout status|halt` and `pin`, `unpin`, `pins`
+talk to a running server.
 
 Every option can also come from a `CONFIG_SERVER_<NAME>` environment variable or from the YAML
 settings file given by `--config` (or `CONFIG_SERVER_CONFIG`); a flag beats a variable, which
@@ -456,6 +457,80 @@ def rollout_halt(application: str, server: str, token: str | None, label: str | 
     url = f"{server.rstrip('/')}/rollouts/{quote(application, safe='')}/halt"
     body = _rollout_call("POST", url, token, params=params, json={"reason": reason})
     click.echo(f"{body['application']} at {body['label']}: halted ({body['haltReason']})")
+
+
+def _pin_url(server: str, application: str, profiles: str, label: str | None) -> str:
+    """`/pins/{app}/{profiles}[/{label}]` on `server`, each name quoted (`/` in a label as `(_)`)."""
+    from urllib.parse import quote
+
+    parts = [application, profiles] + ([label.replace("/", "(_)")] if label else [])
+    return server.rstrip("/") + "/pins/" + "/".join(quote(part, safe="(),") for part in parts)
+
+
+@main.command("pin")
+@click.argument("application")
+@click.argument("profiles")
+@click.option("--to", "version", required=True, help="The commit to pin to (full or abbreviated id).")
+@click.option("--reason", required=True, help="Why (kept with the pin and in the audit log).")
+@_server_option
+@_token_option
+@click.option("--label", default=None, help="The label pinned (default: the server's).")
+def pin(
+    application: str,
+    profiles: str,
+    version: str,
+    reason: str,
+    server: str,
+    token: str | None,
+    label: str | None,
+) -> None:
+    """Pin APPLICATION/PROFILES (at --label) to a version its label served before: every instance is
+    answered it at once, whatever lands on git, until `config-server unpin`. Needs the `release`
+    role (or admin); talks to a running server like `rollout halt`."""
+    body = _rollout_call(
+        "POST",
+        _pin_url(server, application, profiles, label),
+        token,
+        json={"version": version, "reason": reason},
+    )
+    click.echo(
+        f"{body['application']}/{body['profiles']} at {body['label']}: pinned to {body['version']} "
+        f"(by {body['by']}: {body['reason']})"
+    )
+
+
+@main.command("unpin")
+@click.argument("application")
+@click.argument("profiles")
+@click.option("--reason", default="", help="Why (goes to the audit log).")
+@_server_option
+@_token_option
+@click.option("--label", default=None, help="The label unpinned (default: the server's).")
+def unpin(
+    application: str, profiles: str, reason: str, server: str, token: str | None, label: str | None
+) -> None:
+    """Unpin APPLICATION/PROFILES (at --label): its label's newest good commit is served again at once."""
+    body = _rollout_call(
+        "DELETE", _pin_url(server, application, profiles, label), token, json={"reason": reason}
+    )
+    click.echo(
+        f"{body['application']}/{body['profiles']} at {body['label']}: unpinned (was {body['version']})"
+    )
+
+
+@main.command("pins")
+@_server_option
+@_token_option
+def pins(server: str, token: str | None) -> None:
+    """Every pin of a running server: environment, version, who and why."""
+    body = _rollout_call("GET", server.rstrip("/") + "/pins", token)
+    for one in body.get("pins", []):
+        click.echo(
+            f"{one['application']}/{one['profiles']} at {one['label']}: {one['version'][:12]} "
+            f"by {one['by']}: {one['reason']}"
+        )
+    if not body.get("pins"):
+        click.echo("no pins")
 
 
 def format_rollout_status(body: dict[str, Any]) -> str:

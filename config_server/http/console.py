@@ -28,6 +28,7 @@ from config_server.backends.base import Revision
 from config_server.errors import ConfigServerError
 from config_server.http import security
 from config_server.http.context import server_state
+from config_server.http.pins import pin_json
 from config_server.http.rollout_json import file_error_json, rollout_json
 from config_server.names import EnvironmentRequest
 from config_server.observability import history, relative_time
@@ -201,6 +202,11 @@ def application(app: str) -> str:
         choices=history.diff_choices(commits, _heads(labels), in_view, [frm, to]),
         diff=diff,
         diff_error=diff_error,
+        pins=[
+            {**pin_json(pin), "at_iso": iso(pin.at)}
+            for pin in service.pins.records()
+            if pin.application == app
+        ],
         held_back=_held_back(app),
         **instances,
         rollouts=rollouts,

@@ -46,7 +46,7 @@ def pin_json(pin: PinRecord) -> dict[str, Any]:
 @blueprint.get("/pins")
 def list_pins() -> Response:
     """Every pin the client's globs cover (`?application=` for one application's)."""
-    client = security.require_role(RELEASE_ROLE, event="pin")
+    client = security.require_role(RELEASE_ROLE, event="pins")
     application = request.args.get("application") or None
     pins = [
         pin_json(pin)
