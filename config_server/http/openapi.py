@@ -89,6 +89,14 @@ _HELD_BACK = {
         "description": "The broken newest commit held back; the answer is the newest good version.",
     }
 }
+#: A pinned environment (`POST /pins/...`, docs/release-control.md): the pinned commit is served.
+_PINNED = {
+    "X-Config-Pinned": {
+        **_STRING,
+        "description": "`<commit>; by=<client>`: the environment is pinned to this commit, whatever its "
+        "label's head is.",
+    }
+}
 #: An application no configuration file names (`--unknown-applications`, docs/api.md).
 _UNKNOWN = {
     "X-Config-Unknown-Application": {
@@ -130,6 +138,7 @@ def _environment_operation(summary: str, parameters: list[dict[str, Any]]) -> di
                     "headers": {
                         "ETag": _STRING,
                         **_HELD_BACK,
+                        **_PINNED,
                         **_UNKNOWN,
                         "X-Config-Rollout": {
                             **_STRING,
@@ -145,6 +154,34 @@ def _environment_operation(summary: str, parameters: list[dict[str, Any]]) -> di
                 **_ERRORS,
             },
         }
+    }
+
+
+def _pin_operations(label: list[dict[str, Any]]) -> dict[str, Any]:
+    """`POST` (pin) and `DELETE` (unpin) of one environment (release role)."""
+    parameters = [_path_param("app", "The application."), _path_param("profiles", "The profiles."), *label]
+    answer = {"content": {"application/json": {"schema": {"type": "object"}}}}
+    body = {
+        "type": "object",
+        "required": ["version", "reason"],
+        "properties": {"version": {"type": "string"}, "reason": {"type": "string"}},
+    }
+    return {
+        "post": {
+            "summary": "Pin the environment to a commit of its label's history (release role)",
+            "parameters": parameters,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "responses": {
+                "201": {"description": "Pinned: every instance is answered this commit", **answer},
+                "422": {"description": "Not on the label's history, or broken there", **answer},
+                **_ERRORS,
+            },
+        },
+        "delete": {
+            "summary": "Unpin the environment (release role)",
+            "parameters": parameters,
+            "responses": {"200": {"description": "Unpinned", **answer}, **_ERRORS},
+        },
     }
 
 
@@ -394,6 +431,23 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/pins": {
+            "get": {
+                "summary": "Every pin the client's globs cover (release role)",
+                "parameters": [_query("application", "Only this application's pins.")],
+                "responses": {
+                    "200": {
+                        "description": "The pins: environment, version, reason, who and when",
+                        "content": {"application/json": {"schema": {"type": "object", "required": ["pins"]}}},
+                    },
+                    **_ERRORS,
+                },
+            }
+        },
+        "/pins/{app}/{profiles}": _pin_operations([]),
+        "/pins/{app}/{profiles}/{label}": _pin_operations(
+            [_path_param("label", "The label pinned (`(_)` for `/`; default: the server's).")]
+        ),
         "/metrics": {
             "get": {
                 "summary": "Prometheus metrics, summed over all workers (monitor role)",

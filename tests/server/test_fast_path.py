@@ -313,3 +313,64 @@ def test_long_polls_with_another_query_go_to_flask(server, query):
 
     assert plain_wait(query) is None
     assert plain_wait("wait=2.5") == 2.5 and plain_wait("wait=600") == 60.0
+
+
+def pinned_repo(repo) -> str:
+    """orders at `a: 1` (returned: the commit to pin), then `a: 2` on main."""
+    good = repo.commit({"orders.yml": "a: 1\n"})
+    repo.commit({"orders.yml": "a: 2\n"})
+    return good
+
+
+def test_a_pinned_answer_is_the_same_on_the_fast_path_and_flask_byte_for_byte(repo, serve):
+    good = pinned_repo(repo)
+    server = serve(repo.path)
+    pinned = requests.post(
+        f"{server.url}/pins/orders/default", json={"version": good, "reason": "x"}, timeout=5
+    )
+    assert pinned.status_code == 201
+    header = b"\r\nX-Config-Pinned: " + good.encode() + b"; by=127.0.0.1\r\n"
+    for path in ("/orders/default", "/orders/default/main"):
+        fast = raw_get(server, path)
+        slow = raw_get(server, path + "?via=flask")
+        assert fast.startswith(b"HTTP/1.1 200") and header in fast and b'"a": 1' in fast
+        assert fast == slow, path
+    etag = requests.get(f"{server.url}/orders/default", timeout=5).headers["ETag"]
+    fast = raw_get(server, "/orders/default", headers={"If-None-Match": etag})
+    assert fast.startswith(b"HTTP/1.1 304") and header in fast
+    assert fast == raw_get(server, "/orders/default?via=flask", headers={"If-None-Match": etag})
+
+
+def test_the_hubs_direct_answer_to_a_pin_is_flasks_byte_for_byte(repo, server_process):
+    """Under the gevent worker a parked fast-path poll is answered by the hub (`direct_answer.py`),
+    a `?via=flask` one by the Flask view: the pin reaches both with the same bytes."""
+    import threading
+
+    from tests.helpers import held_long_polls, http_ready, wait_for
+
+    good = pinned_repo(repo)
+    server = server_process("--repo", str(repo.path), "--workers", "1")
+    server.wait_ready(lambda: http_ready(f"{server.url}/health"))
+    current = {"If-None-Match": requests.get(f"{server.url}/orders/default", timeout=5).headers["ETag"]}
+    woken: dict[str, bytes] = {}
+
+    def poll(path: str) -> None:
+        woken[path] = raw_get(server, path, headers=current)
+
+    paths = ("/orders/default?wait=30", "/orders/default?wait=30&via=flask")
+    polls = [threading.Thread(target=poll, args=(path,)) for path in paths]
+    for thread in polls:
+        thread.start()
+    try:
+        wait_for(lambda: held_long_polls(server) == 2, what="both long polls to park")
+        answer = requests.post(
+            f"{server.url}/pins/orders/default", json={"version": good, "reason": "x"}, timeout=5
+        )
+        assert answer.status_code == 201
+    finally:
+        for thread in polls:
+            thread.join(timeout=20)
+    fast, slow = (woken[path] for path in paths)
+    assert fast.startswith(b"HTTP/1.1 200") and b'"a": 1' in fast
+    assert b"\r\nX-Config-Pinned: " + good.encode() + b"; by=127.0.0.1\r\n" in fast
+    assert fast == slow

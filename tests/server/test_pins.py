@@ -24,7 +24,9 @@ PINNED = "X-Config-Pinned"
 @pytest.fixture
 def history(repo: GitRepo) -> tuple[GitRepo, str, str]:
     """main: `a: 1` (the good version), then `a: 2` (the bad one); returns the repo and both ids."""
-    good = repo.commit({"orders.yml": "a: 1\n", "orders-prod.yml": "region: eu\n", "payments.yml": "p: 1\n"}, "good")
+    good = repo.commit(
+        {"orders.yml": "a: 1\n", "orders-prod.yml": "region: eu\n", "payments.yml": "p: 1\n"}, "good"
+    )
     bad = repo.commit({"orders.yml": "a: 2\n"}, "bad")
     return repo, good, bad
 
