@@ -95,7 +95,10 @@ class PinSync:
         if self.durable is not None and before != {pin.key: pin for pin in records}:
             self._copy(before, records)
         if changed:
-            self.on_change(changed)
+            try:
+                self.on_change(changed)
+            except Exception:  # noqa: BLE001 - the loop must go on; the next commit's check answers them
+                log.exception("pins: waking the long polls of %s failed", sorted(changed))
         return changed
 
     def pin(self, record: PinRecord) -> set[str]:

@@ -122,3 +122,23 @@ def test_console_shows_history_diff_and_instances_on_the_new_version(repo, serve
     finally:
         for client in clients:
             client.stop()
+
+
+def test_a_commit_is_pinned_and_unpinned_from_the_console(repo, serve, browser_page, tmp_path):
+    """The pin button of a history row asks why, POSTs the pin as JSON from the page's own origin
+    (what the cross-site checks let through), and the Pinned table's button unpins."""
+    good = repo.commit({"orders.yml": "a: 1\n"}, message="good")
+    repo.commit({"orders.yml": "a: 2\n"}, message="bad")
+    server = serve(repo.path)
+    page = browser_page
+    page.on("dialog", lambda dialog: dialog.accept("INC-7 from the console"))
+    page.goto(f"{server.url}/console/app/orders")
+    page.click(f'tr.commit[data-version="{good}"] button.pin-action')
+    page.wait_for_selector("#pins tr.pin")
+    assert "INC-7 from the console" in page.inner_text("#pins")
+    answer = requests.get(f"{server.url}/orders/default", timeout=5)
+    assert answer.json()["version"] == good and answer.headers["X-Config-Pinned"] == f"{good}; by=127.0.0.1"
+    page.screenshot(path=str(tmp_path / "console-pinned.png"), full_page=True)
+    page.click("#pins button.pin-action")
+    page.wait_for_selector("#pins", state="detached")
+    assert requests.get(f"{server.url}/orders/default", timeout=5).json()["version"] != good

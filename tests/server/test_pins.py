@@ -318,6 +318,8 @@ def test_the_console_shows_the_applications_pins(serve, history):
     assert pin(server.url, "orders/prod", good, "INC-7 <b>").status_code == 201
     page = requests.get(f"{server.url}/console/app/orders", timeout=5).text
     assert "Pinned" in page and good[:12] in page and "INC-7 &lt;b&gt;" in page
+    assert f'data-url="/pins/orders/default" data-version="{good}"' in page  # a pin button per good commit
+    assert 'data-method="DELETE" data-url="/pins/orders/prod/main"' in page
     assert "Pinned" not in requests.get(f"{server.url}/console/app/payments", timeout=5).text
 
 
