@@ -429,3 +429,16 @@ def test_under_gunicorn_a_pin_reaches_held_long_polls_within_a_second_and_surviv
     server = start()
     answer = requests.get(f"{server.url}/orders/prod", timeout=5)
     assert value(answer) == 1 and answer.headers[PINNED].startswith(good)
+
+
+def test_rendered_formats_and_plain_text_files_come_from_the_pinned_commit(serve, repo):
+    good = repo.commit(
+        {"orders.yml": "a: 1\n", "orders-prod.yml": "r: eu\n", "nginx.conf": "a=${a}\n"}, "good"
+    )
+    repo.commit({"orders.yml": "a: 2\n"}, "bad")
+    server = serve(repo.path)
+    assert pin(server.url, "orders/prod", good).status_code == 201
+    rendered = requests.get(f"{server.url}/orders-prod.yml", timeout=5)
+    assert "a: 1" in rendered.text and rendered.headers[PINNED] == f"{good}; by=127.0.0.1"
+    assert requests.get(f"{server.url}/orders/prod/main/nginx.conf", timeout=5).text == "a=1\n"
+    assert "a: 2" in requests.get(f"{server.url}/orders-default.yml", timeout=5).text
