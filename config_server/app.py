@@ -36,6 +36,7 @@ from config_server.http import (
     resources,
     security,
 )
+from config_server.http import approvals as approvals_http
 from config_server.http import rollouts as rollouts_http
 from config_server.http.auth import AuthFile
 from config_server.http.context import EXTENSION, ServerState
@@ -61,6 +62,7 @@ from config_server.observability.metrics import (
     MetricsMiddleware,
     RolloutsCollector,
 )
+from config_server.safety.approvals import Approvals
 from config_server.safety.config_service import ConfigService
 from config_server.settings import Settings
 from config_server.state import open_durable_copy, open_state_store
@@ -127,6 +129,9 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     )
     metrics.add_collector(HeldBackCollector(service.held_back_environments))
     durable = open_durable_copy(settings.data_dir, settings.redis)
+    approvals = Approvals(backend, store, durable)
+    approvals.on_change.append(lambda: hub.check(moved_only=False))
+    service.approvals = approvals.start()
     rollouts = Rollouts(backend, store, hub.reroute, durable=durable).start()
     metrics.add_collector(RolloutsCollector(rollouts.progress))
     hub.on_change = metrics.change_answered
@@ -175,7 +180,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     security.install(app, authenticate=auth is not None, audit=bool(settings.audit_log))
     if settings.log_format == "json":
         log_context.install(app)
-    for module in (admin, encryption, openapi, observe, diff, console, rollouts_http, environment, resources):
+    modules = (admin, encryption, openapi, observe, diff, console, rollouts_http, approvals_http)
+    for module in (*modules, environment, resources):
         app.register_blueprint(module.blueprint)
     register_error_handlers(app)
     audit = app.extensions[EXTENSION].audit

@@ -67,6 +67,8 @@ class ServerState:
         self.audit.close()
         self.inventory.close()
         self.rollouts.close()
+        if self.service.approvals is not None:
+            self.service.approvals.close()
         self.store.close()
 
 

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from config_server.state.base import (
+    MAX_APPROVALS,
     MAX_SERVED_PER_ROLLOUT,
+    ApprovalRecord,
     InstanceRecord,
     InstanceReport,
     RolloutRecord,
@@ -84,6 +86,14 @@ CREATE TABLE IF NOT EXISTS rollout_served (
     version TEXT NOT NULL,
     seen REAL NOT NULL,
     PRIMARY KEY (application, label, rollout_id, instance_id, version)
+);
+CREATE TABLE IF NOT EXISTS approvals (
+    label TEXT NOT NULL,
+    version TEXT NOT NULL,
+    approver TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    at REAL NOT NULL,
+    PRIMARY KEY (label, version, approver)
 );
 """
 
@@ -384,6 +394,28 @@ class SQLiteStateStore(StateStore):
                 (application, label, rollout_id),
             ).fetchall()
         return [rollout_rejection(str(i), v, r, t) for i, v, r, t in rows]
+
+    def record_approval(self, record: ApprovalRecord) -> bool:
+        """Insert the approval unless the approver already approved that commit on that label."""
+        with closing(self._connect()) as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO approvals (label, version, approver, reason, at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (record.label, record.version, record.approver, record.reason, record.at),
+            )
+            return cursor.rowcount > 0
+
+    def approvals(self, limit: int = MAX_APPROVALS) -> list[ApprovalRecord]:
+        """The approvals, the newest first."""
+        with closing(self._connect()) as conn:
+            rows = conn.execute(
+                "SELECT label, version, approver, reason, at FROM approvals ORDER BY at DESC LIMIT ?",
+                (max(0, int(limit)),),
+            ).fetchall()
+        return [
+            ApprovalRecord(str(label), str(version), str(who), str(reason), read_time(at) or 0.0)
+            for label, version, who, reason, at in rows
+        ]
 
 
 #: Rows read per chunk when the caller filters them (`instances(accept=...)`).
