@@ -109,7 +109,7 @@ def test_a_prod_commit_is_held_until_someone_other_than_its_author_approves_whil
             "reason": "awaiting approval",
         }
     ]
-    assert get(server, f"/approvals?label=main", ALICE).json()["waiting"] == health["awaitingApproval"]
+    assert get(server, "/approvals?label=main", ALICE).json()["waiting"] == health["awaitingApproval"]
 
     refused = approve(server, change, BOB)
     assert refused.status_code == 403 and "its author may not approve it" in refused.json()["message"]
