@@ -257,6 +257,23 @@ class Approvals:
                 found.append(held)
         return sorted(found, key=lambda w: (w.application, w.profiles, w.label))
 
+    def covers(self, label: str, version: str) -> bool:
+        """Whether `version` is approved on `label`: it is on the label's first-parent history and
+        it, or a commit after it there, has the approvers the policy at the head requires."""
+        try:
+            head = self.backend.resolve(label).version
+        except ConfigServerError:
+            return False
+        chain = self._chain(label, head)
+        if version not in chain:
+            return False
+        policy = self.policy(head)
+        required = policy.required if policy is not None else 1
+        seen: set[str] = set()
+        for one in chain[: chain.index(version) + 1]:
+            seen |= self._approvers.get((label, one), frozenset())
+        return len(seen) >= required
+
     def records(self, label: str | None = None) -> list[ApprovalRecord]:
         """The approvals known (of one label, or all), the newest first."""
         return sorted(

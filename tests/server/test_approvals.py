@@ -260,3 +260,33 @@ def test_the_approver_is_matched_by_name_or_email():
     alice = Approver("alice", "Alice@Example.com")
     assert alice.wrote(("Alice Smith", "alice@example.com")) and alice.wrote(("alice", "a@b.c"))
     assert not alice.wrote(("Bob", "bob@example.com")) and not alice.wrote(None)
+
+
+def test_diff_shows_a_protected_change_awaiting_approval_and_the_server_knows_once_approved(
+    protected, serve, tmp_path
+):
+    from click.testing import CliRunner
+
+    from config_server.cli import main
+
+    repo = protected
+    base = repo.head()
+    change = as_author(
+        repo, {"orders-prod.yml": "limit: 20\n", "orders-dev.yml": "limit: 3\n"}, "Bob <bob@example.com>"
+    )
+    result = CliRunner().invoke(
+        main,
+        ["diff", f"{base}..{change}", "--repo", str(repo.path), "--format", "json"],
+        env={"ENCRYPT_KEY": None},
+    )
+    assert result.exit_code == 1, result.output
+    found = {tuple(e["profiles"]): e for e in json.loads(result.stdout)["environments"]}
+    assert [h["reason"] for h in found[("prod",)]["holds"]] == ["awaiting approval"]
+    assert found[("dev",)]["holds"] == [] and not found[("dev",)]["heldBack"]
+
+    server = serve(repo.path, auth_file=auth_file(tmp_path))
+    url = f"/diff?from={base}&to=main"
+    body = get(server, url, ADMIN).json()
+    assert [e["holds"][0]["reason"] for e in body["environments"] if e["heldBack"]] == ["awaiting approval"]
+    assert approve(server, change, ALICE).status_code == 201
+    assert get(server, url, ADMIN).json()["heldBack"] == 0
