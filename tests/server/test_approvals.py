@@ -13,6 +13,7 @@ from config_server.content.approval_policy import ApprovalPolicy, PolicyError, p
 from config_server.safety.approvals import Approver
 from tests.helpers import GitRepo, wait_for
 from tests.server.test_fast_path import raw_get
+from tests.server.test_gevent_worker import fetch, read_answer, without_server_lines
 from tests.server.test_rollouts import write_auth_file
 
 POLICY = "profiles: [prod]\nrequired: 1\n"
@@ -207,17 +208,6 @@ def test_a_cross_site_approval_is_refused(protected, serve, tmp_path):
     assert get(server, "/orders/prod").json()["version"] == protected.policy
 
 
-def test_the_held_answer_is_the_same_on_the_fast_path_and_through_flask(protected, serve, tmp_path):
-    server = serve(protected.path, auth_file=auth_file(tmp_path))
-    change = as_author(protected, {"orders-prod.yml": "limit: 20\n"}, "Bob <bob@example.com>")
-    headers = bearer(READER)
-    fast = raw_get(server, "/orders/prod", headers=headers)
-    slow = raw_get(server, "/orders/prod?via=flask", headers=headers)
-    assert f"\r\nX-Config-Held-Back: {change}\r\n".encode() in fast
-    assert b"\r\nX-Config-Held-Back-Reason: awaiting approval\r\n" in fast
-    assert fast == slow
-
-
 def test_an_approval_wakes_the_long_polls_of_the_environment(protected, serve, tmp_path):
     import threading
 
@@ -290,3 +280,36 @@ def test_diff_shows_a_protected_change_awaiting_approval_and_the_server_knows_on
     assert [e["holds"][0]["reason"] for e in body["environments"] if e["heldBack"]] == ["awaiting approval"]
     assert approve(server, change, ALICE).status_code == 201
     assert get(server, url, ADMIN).json()["heldBack"] == 0
+
+
+def test_the_hubs_direct_answer_of_a_newly_approved_version_carries_the_next_hold(
+    protected, server_process, tmp_path
+):
+    """Under gunicorn: a watcher holds the policy commit's settings; two prod changes land (both
+    held: nobody is woken); the first is approved: the hub's direct answer is that version, with
+    the second held back `awaiting approval`, the same bytes as the fast path and Flask send."""
+    import socket
+
+    repo = protected
+    server = server_process("--repo", str(repo.path), "--workers", "1", "--auth-file", auth_file(tmp_path))
+    server.wait_ready(lambda: requests.get(f"{server.url}/health", timeout=1).ok)
+    auth = f"Authorization: Bearer {READER}\r\n"
+    etag = get(server, "/orders/prod").headers["ETag"]
+    first = as_author(repo, {"orders-prod.yml": "limit: 20\n"}, "Bob <bob@example.com>")
+    second = as_author(repo, {"orders-prod.yml": "limit: 30\n"}, "Bob <bob@example.com>")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
+        sock.sendall(
+            f"GET /orders/prod?wait=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}"
+            f"If-None-Match: {etag}\r\n\r\n".encode()
+        )
+        wait_for(
+            lambda: get(server, "/health", ADMIN).json()["details"]["watchers"] == 1, what="the poll to park"
+        )
+        assert approve(server, first, ALICE).status_code == 201
+        direct = read_answer(sock, bytearray())
+    assert b"\r\nServer:" not in direct  # written by the hub
+    assert f"\r\nX-Config-Held-Back: {second}\r\n".encode() in direct and first.encode() in direct
+    assert b"\r\nX-Config-Held-Back-Reason: awaiting approval\r\n" in direct
+    flask = fetch(server, "/orders/prod?via=flask", auth)
+    fast = fetch(server, "/orders/prod", auth)
+    assert without_server_lines(direct) == without_server_lines(flask) == without_server_lines(fast)

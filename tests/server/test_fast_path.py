@@ -313,3 +313,19 @@ def test_long_polls_with_another_query_go_to_flask(server, query):
 
     assert plain_wait(query) is None
     assert plain_wait("wait=2.5") == 2.5 and plain_wait("wait=600") == 60.0
+
+
+def test_an_answer_awaiting_approval_is_the_same_on_the_fast_path_and_through_flask(repo, serve, tmp_path):
+    """A prod commit held back for a release approval: the same bytes, with the reason header."""
+    from tests.server.test_approvals import READER, as_author, auth_file
+
+    repo.commit({"orders.yml": "limit: 1\n", "orders-prod.yml": "limit: 10\n"})
+    repo.commit({"policy/approvals.yml": "profiles: [prod]\n"})
+    server = serve(repo.path, auth_file=auth_file(tmp_path))
+    change = as_author(repo, {"orders-prod.yml": "limit: 20\n"}, "Bob <bob@example.com>")
+    headers = {"Authorization": f"Bearer {READER}"}
+    fast = raw_get(server, "/orders/prod", headers=headers)
+    slow = raw_get(server, "/orders/prod?via=flask", headers=headers)
+    assert f"\r\nX-Config-Held-Back: {change}\r\n".encode() in fast
+    assert b"\r\nX-Config-Held-Back-Reason: awaiting approval\r\n" in fast
+    assert fast == slow
