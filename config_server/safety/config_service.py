@@ -301,7 +301,8 @@ class ConfigService:
 
     def held_back_for(self, application: str | None = None) -> list[dict[str, Any]]:
         """The console's view: `{"application", "profiles", "label", "commit", "error"}` per
-        held-back environment, of one application or (None) of all of them."""
+        held-back environment, of one application or (None) of all of them; those waiting for a
+        release approval also `"awaiting_approval": True` (the console's approve button)."""
         return [
             {
                 "application": row["application"],
@@ -319,6 +320,7 @@ class ConfigService:
                 "label": row["label"],
                 "commit": row["waitingVersion"],
                 "error": f"{AWAITING_APPROVAL}: serving {row['servedVersion'][:12]}",
+                "awaiting_approval": True,
             }
             for row in self.awaiting_approval(application)
         ]

@@ -313,3 +313,27 @@ def test_the_hubs_direct_answer_of_a_newly_approved_version_carries_the_next_hol
     flask = fetch(server, "/orders/prod?via=flask", auth)
     fast = fetch(server, "/orders/prod", auth)
     assert without_server_lines(direct) == without_server_lines(flask) == without_server_lines(fast)
+
+
+def test_the_console_shows_the_waiting_commit_with_an_approve_button_that_approves_it(
+    protected, serve, tmp_path
+):
+    """The button's request as the console's script sends it: same origin, Basic, JSON."""
+    server = serve(protected.path, auth_file=auth_file(tmp_path))
+    change = as_author(protected, {"orders-prod.yml": "limit: 20\n"}, "Bob <bob@example.com>")
+    get(server, "/orders/prod")  # asked for: now known to wait
+    page = requests.get(f"{server.url}/console/app/orders", auth=("admin", ADMIN), timeout=10).text
+    section = page.split('id="held-back"')[1].split("</section>")[0]
+    assert f'data-commit="{change}"' in section and "awaiting approval" in section
+    assert 'class="approve"' in section and "/approvals/COMMIT" in page
+    answer = requests.post(
+        f"{server.url}/approvals/{change}?label=main",
+        json={"reason": "from the console"},
+        auth=("admin", ADMIN),
+        headers={"Origin": server.url, "Sec-Fetch-Site": "same-origin"},
+        timeout=10,
+    )
+    assert answer.status_code == 201 and answer.json()["approver"] == "admin"
+    assert get(server, "/orders/prod").json()["version"] == change
+    page = requests.get(f"{server.url}/console/app/orders", auth=("admin", ADMIN), timeout=10).text
+    assert 'id="held-back"' not in page
