@@ -122,6 +122,8 @@ class Approvals:
         self.on_change: list[Callable[[], object]] = []
         self._records: dict[tuple[str, str, str], ApprovalRecord] = {}
         self._approvers: dict[tuple[str, str], frozenset[str]] = {}
+        #: Labels with at least one approval (elsewhere, no policy at the head means no walk).
+        self._labels_approved: frozenset[str] = frozenset()
         self._policies: dict[str, ApprovalPolicy | None] = {}
         self._chains: dict[tuple[str, str], tuple[str, ...]] = {}
         self._decisions: dict[tuple[str, str, str, int], str | None] = {}
@@ -174,6 +176,7 @@ class Approvals:
                 approvers.setdefault((label, version), set()).add(who)
             self._records = records
             self._approvers = {k: frozenset(v) for k, v in approvers.items()}
+            self._labels_approved = frozenset(label for label, _ in approvers)
             self.generation += 1
             self._decisions.clear()
         for listener in self.on_change:
@@ -252,8 +255,14 @@ class Approvals:
                 current = self.backend.resolve(held.label).version
             except ConfigServerError:
                 continue
+            if current != held.head:
+                continue
             key = (held.label, held.head, f"{held.application}/{held.profiles}", self.generation)
-            if current == held.head and self._decisions.get(key, held.served) is not None:
+            if key in self._decisions:
+                still = self._decisions[key] is not None
+            else:  # approvals changed since it was asked for: waiting unless the head is approved
+                still = not self.covers(held.label, held.head)
+            if still:
                 found.append(held)
         return sorted(found, key=lambda w: (w.application, w.profiles, w.label))
 
@@ -316,8 +325,10 @@ class Approvals:
     ) -> str | None:
         """The version this environment may be served at on the label (the head when it is not
         protected); None when it is protected and nothing within the walk is approved."""
-        chain = self._chain(label, head)
         at_head = self.policy(head)
+        if at_head is None and label not in self._labels_approved:
+            return head  # no policy and never an approval here: no walk (most repositories)
+        chain = self._chain(label, head)
         approved = next((v for v in chain if self._approvers.get((label, v))), None)
         at_approved = self.policy(approved) if approved is not None else None
         guarding = [p for p in (at_head, at_approved) if p is not None and p.protects(applications, profiles)]
@@ -343,9 +354,10 @@ class Approvals:
     ) -> ApprovalRecord:
         """Record `approver`'s approval of `version` (a full commit id or a prefix of at least 7
         hex digits on the label's first-parent history) on `label`, and with it the changes before
-        it. Refused when the commit is not on the label (ApprovalRefused, 409), when the label's
-        policy protects nothing (409), when the policy names a group the approver is not in, or
-        when the approver wrote one of the commits it would approve (AccessDenied, 403)."""
+        it. Refused when the commit is not on the label (ApprovalRefused, 409), when neither the
+        head nor the last approved commit has a policy (409), when the policy names a group the
+        approver is not in, or when the approver wrote one of the commits it would approve
+        (AccessDenied, 403)."""
         head = self.backend.resolve(label).version
         chain = self._chain(label, head)
         wanted = version.strip().lower()
@@ -356,8 +368,9 @@ class Approvals:
                 "commits (first-parent history)"
             )
         target = matches[0]
-        policy = self.policy(head)
-        if policy is None:
+        approved = next((v for v in chain if self._approvers.get((label, v))), None)
+        policy = self.policy(head) or (self.policy(approved) if approved is not None else None)
+        if policy is None:  # the last approved commit's policy counts: removing it needs an approval
             raise ApprovalRefused(f"label {label!r} has no {POLICY_FILE}: nothing there needs an approval")
         if policy.group is not None and policy.group not in approver.groups:
             raise AccessDenied(f"only approvers of group {policy.group!r} may approve on label {label!r}")

@@ -337,3 +337,22 @@ def test_the_console_shows_the_waiting_commit_with_an_approve_button_that_approv
     assert get(server, "/orders/prod").json()["version"] == change
     page = requests.get(f"{server.url}/console/app/orders", auth=("admin", ADMIN), timeout=10).text
     assert 'id="held-back"' not in page
+
+
+def test_removing_the_policy_is_itself_a_change_that_needs_an_approval(protected, serve, tmp_path):
+    repo = protected
+    server = serve(repo.path, auth_file=auth_file(tmp_path))
+    change = as_author(repo, {"orders-prod.yml": "limit: 20\n"}, "Bob <bob@example.com>")
+    assert get(server, "/orders/prod").headers["X-Config-Held-Back"] == change
+    assert approve(server, change, ALICE).status_code == 201
+    assert get(server, "/health", ADMIN).json()["details"]["awaitingApproval"] == []  # nobody asked since
+
+    (repo.path / "policy/approvals.yml").unlink()
+    sneaky = as_author(repo, {"orders-prod.yml": "limit: 99\n"}, "Bob <bob@example.com>")
+    prod = get(server, "/orders/prod")
+    assert prod.json()["version"] == change and prod.headers["X-Config-Held-Back"] == sneaky
+    assert approve(server, sneaky, BOB).status_code == 403
+    assert approve(server, sneaky, ALICE).status_code == 201
+    assert get(server, "/orders/prod").json()["version"] == sneaky
+    later = as_author(repo, {"orders-prod.yml": "limit: 100\n"}, "Bob <bob@example.com>")
+    assert get(server, "/orders/prod").json()["version"] == later  # approved without a policy: unprotected
