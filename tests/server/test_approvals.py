@@ -356,3 +356,24 @@ def test_removing_the_policy_is_itself_a_change_that_needs_an_approval(protected
     assert get(server, "/orders/prod").json()["version"] == sneaky
     later = as_author(repo, {"orders-prod.yml": "limit: 100\n"}, "Bob <bob@example.com>")
     assert get(server, "/orders/prod").json()["version"] == later  # approved without a policy: unprotected
+
+
+def test_a_policy_may_require_two_approvers_of_one_group(repo, serve, tmp_path):
+    repo.commit({"orders.yml": "limit: 1\n", "orders-prod.yml": "limit: 10\n"})
+    policy = repo.commit({"policy/approvals.yml": "profiles: [prod]\nrequired: 2\ngroup: release\n"})
+    carol = "carol-" + "c" * 30
+    auth = write_auth_file(
+        tmp_path,
+        ("alice", ALICE, "email: alice@example.com, groups: [release], roles: [approver, read]"),
+        ("bob", BOB, "email: bob@example.com, roles: [approver, read]"),
+        ("carol", carol, "groups: [release], roles: [approver]"),
+        ("reader", READER, "roles: [read]"),
+    )
+    server = serve(repo.path, auth_file=auth)
+    change = as_author(repo, {"orders-prod.yml": "limit: 20\n"}, "Dave <dave@example.com>")
+    refused = approve(server, change, BOB)
+    assert refused.status_code == 403 and "group 'release'" in refused.json()["message"]
+    assert approve(server, change, ALICE).status_code == 201
+    assert get(server, "/orders/prod").json()["version"] == policy  # one of two
+    assert approve(server, change, carol).status_code == 201
+    assert get(server, "/orders/prod").json()["version"] == change
