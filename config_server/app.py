@@ -37,6 +37,7 @@ from config_server.http import (
     resources,
     security,
 )
+from config_server.http import approvals as approvals_http
 from config_server.http import pins as pins_http
 from config_server.http import rollouts as rollouts_http
 from config_server.http.auth import AuthFile
@@ -64,6 +65,7 @@ from config_server.observability.metrics import (
     PinnedCollector,
     RolloutsCollector,
 )
+from config_server.safety.approvals import Approvals
 from config_server.safety.config_service import ConfigService
 from config_server.settings import Settings
 from config_server.state import open_durable_copy, open_state_store
@@ -130,6 +132,9 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     )
     metrics.add_collector(HeldBackCollector(service.held_back_environments))
     durable = open_durable_copy(settings.data_dir, settings.redis)
+    approvals = Approvals(backend, store, durable)
+    approvals.on_change.append(lambda: hub.check(moved_only=False))
+    service.approvals = approvals.start()
     rollouts = Rollouts(backend, store, hub.reroute, durable=durable).start()
     metrics.add_collector(RolloutsCollector(rollouts.progress))
     rollouts.pinned = service.is_pinned
@@ -205,6 +210,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         console,
         rollouts_http,
         pins_http,
+        approvals_http,
         environment,
         resources,
     ):

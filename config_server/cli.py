@@ -533,6 +533,25 @@ def pins(server: str, token: str | None) -> None:
         click.echo("no pins")
 
 
+@main.command("approve")
+@click.argument("version")
+@_server_option
+@_token_option
+@click.option("--label", default=None, help="The label the commit is on (default: the server's).")
+@click.option("--reason", default="", help="Why it may be released (kept in the audit log).")
+def approve_command(version: str, server: str, token: str | None, label: str | None, reason: str) -> None:
+    """Approve commit VERSION (an id or a prefix of 7+ hex digits) for the protected environments
+    of `policy/approvals.yml`: it and the changes before it on the label are served. Talks to a
+    running server (--server, --token of a client with the `approver` role; its author may not
+    approve it)."""
+    from urllib.parse import quote
+
+    params = {"label": label} if label else {}
+    url = f"{server.rstrip('/')}/approvals/{quote(version, safe='')}"
+    body = _rollout_call("POST", url, token, params=params, json={"reason": reason})
+    click.echo(f"{body['version']} approved on {body['label']} by {body['approver']}")
+
+
 def format_rollout_status(body: dict[str, Any]) -> str:
     """`config-server rollout status` as text: one block per rollout of a `/rollouts` answer, then
     the ignored files."""
@@ -624,7 +643,7 @@ def diff_command(
     from config_server.observability.change_effect import change_effect, live_instances, with_instances
     from config_server.observability.change_report import as_markdown, as_text, summary
     from config_server.safety.config_service import ConfigService
-    from config_server.safety.release_gates import broken_gate
+    from config_server.safety.release_gates import approval_gate, broken_gate
 
     def fail(message: str) -> None:
         click.echo(f"error: {message}", err=True)
@@ -651,9 +670,8 @@ def diff_command(
                 service = ConfigService(
                     backend, [p for p in search_paths.split(",") if p.strip()], cache_size=1
                 )
-                effect = change_effect(
-                    service, labels[0], labels[1], path, [broken_gate(keyring, decrypt=keyring is not None)]
-                )
+                gates = [broken_gate(keyring, decrypt=keyring is not None), approval_gate(backend.read)]
+                effect = change_effect(service, labels[0], labels[1], path, gates)
             finally:
                 backend.close()
         except ConfigServerError as exc:

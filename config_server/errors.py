@@ -181,6 +181,12 @@ class PayloadTooLarge(ConfigServerError):
     reason = "Request Entity Too Large"
 
 
+class ApprovalRefused(ConfigServerError):
+    """An approval that cannot be given: the commit is not on the label, or nothing there needs one."""
+
+    status = 409
+
+
 class TooManyPolls(ConfigServerError):
     """A long poll beyond what one client address (or the worker) may hold parked (`parked.py`)."""
 

@@ -24,6 +24,9 @@ class Revision:
     #: Set when the environment is pinned to `version` (`safety/pins.py`): the value of its answers'
     #: `X-Config-Pinned` header, `<commit>; by=<client>`.
     pin: str | None = None
+    #: Why `held_back` is held when it is not broken (`awaiting approval`, `safety/approvals.py`):
+    #: `X-Config-Held-Back-Reason`. None for a broken commit (the header is then absent, as before).
+    hold_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,11 @@ class Backend(ABC):
     def parents(self, version: str) -> list[str]:
         """The versions `version` was made from, first parent first (none for a plain folder)."""
         return []
+
+    def author(self, version: str) -> tuple[str, str] | None:
+        """The commit's author as (name, email); None when unknown (a plain folder has no commits).
+        An approver may not approve a commit it wrote (`safety/approvals.py`)."""
+        return None
 
     def changed_paths(self, old: str, new: str) -> frozenset[str] | None:
         """Paths of the files that differ between two versions (added, removed or changed), or None

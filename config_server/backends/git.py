@@ -183,6 +183,15 @@ class GitBackend(Backend):
             except (BadName, BadObject, ValueError, git.GitCommandError):
                 return []
 
+    def author(self, version: str) -> tuple[str, str] | None:
+        """The commit's author (name, email) from its header; None for an unknown commit."""
+        with self._lock:
+            try:
+                actor = self._require_repo().commit(version).author
+            except (BadName, BadObject, ValueError, git.GitCommandError):
+                return None
+            return (actor.name or "", actor.email or "")
+
     def changed_paths(self, old: str, new: str) -> frozenset[str] | None:
         """Files that differ between two commits, found by comparing their trees: a folder whose
         tree id is the same in both is not read (a change to one file of thousands reads the

@@ -34,9 +34,17 @@ _REASONS = {200: "OK", 304: "NOT MODIFIED"}
 HELD_BACK_HEADER = "X-Config-Held-Back"
 
 
-def held_back_headers(held_back: str | None) -> Headers:
-    """`X-Config-Held-Back: <commit>` for an answer that holds a broken commit back, else nothing."""
-    return ((HELD_BACK_HEADER, held_back),) if held_back else ()
+#: Why the commit of `X-Config-Held-Back` is held back when it is not broken: `awaiting approval`
+#: (release approvals). Absent for a broken commit, as before approvals existed.
+HOLD_REASON_HEADER = "X-Config-Held-Back-Reason"
+
+
+def held_back_headers(held_back: str | None, reason: str | None = None) -> Headers:
+    """`X-Config-Held-Back: <commit>` for an answer that holds a commit back (and
+    `X-Config-Held-Back-Reason` when it is held for another reason than being broken), else nothing."""
+    if not held_back:
+        return ()
+    return ((HELD_BACK_HEADER, held_back),) + (((HOLD_REASON_HEADER, reason),) if reason else ())
 
 
 #: Names the commit an environment is pinned to and who pinned it (`safety/pins.py`).

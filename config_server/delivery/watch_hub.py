@@ -208,8 +208,10 @@ class WatchHub:
                 if slot.waiters == 0 and self._slots.get(key) is slot:
                     del self._slots[key]
 
-    def check(self, applications: Iterable[str] | None = None) -> int:
-        """Re-resolve watched environments (all, or only those of `applications`; `*` means all).
+    def check(self, applications: Iterable[str] | None = None, moved_only: bool = True) -> int:
+        """Re-resolve watched environments (all, or only those of `applications`; `*` means all):
+        those whose label moved, or (`moved_only=False`) every one, for what moves an answer
+        without moving a label (a release approval: `safety/approvals.py`).
 
         Returns how many environments changed, whose waiters were woken.
         """
@@ -235,7 +237,7 @@ class WatchHub:
                 if source not in heads:
                     heads[source] = self._head(source)  # once per label and check, not per slot
                 head = heads[source]
-                if head is not None and head == slot.head:
+                if moved_only and head is not None and head == slot.head:
                     continue  # the label did not move since the slot's answer: nothing to resolve
                 resolution = next(self._resolutions)
                 found = self._resolve(slot.request, slot.route)
@@ -348,8 +350,9 @@ class WatchHub:
     def _head(self, labels: tuple[str | None, ...]) -> tuple[str, ...] | None:
         """The commit(s) `labels` (each of a `main,release` list; None: the default label) point at
         now; None when one does not resolve. Nothing an answer depends on moves without them
-        moving: a version is immutable, a verdict on it is too, and a rollout's move reroutes its
-        waiters (`reroute`), and a pin's move changes the pins' generation (`safety/pins.py`)."""
+        moving: a version is immutable, a verdict on it is too, a rollout's move reroutes its
+        waiters (`reroute`), a pin's move changes the pins' generation (`safety/pins.py`), and a
+        new approval checks every slot (`check(moved_only=False)`)."""
         try:
             versions = tuple(self.service.backend.resolve(one).version for one in labels)
         except ConfigServerError:

@@ -56,6 +56,7 @@ def health() -> tuple[Response, int]:
             "limits": state.limits.as_dict() if state.limits is not None else None,
             "overrides": state.settings.overrides,
             "heldBack": state.service.held_back(),
+            "awaitingApproval": state.service.awaiting_approval(),
             "rollouts": rollouts_health_json(state.rollouts),
             "pins": [pin_json(pin) for pin in state.service.pins.records()],
             "worker": os.getpid(),

@@ -5,10 +5,15 @@ clients:
   - name: orders-service
     tokens: [sha256:9f86d0...]          # `config-server token` makes one; two during a rotation
     roles: [read]                       # read, encrypt, decrypt, monitor, rollout, release (pins),
-                                        # admin (admin: all)
+                                        # approver (approvals), admin (admin: all)
     applications: [orders]              # globs; default "*"
     profiles: ["*"]
     labels: [main, "release-*"]
+  - name: alice
+    email: alice@example.com            # optional: who the person is in git (release approvals)
+    groups: [release-managers]          # optional: a policy may let only one group approve
+    tokens: [sha256:2c26b4...]
+    roles: [approver]
 ```
 
 Tokens are random 256-bit strings, so one SHA-256 is an adequate hash (as for GitHub's tokens);
@@ -39,7 +44,7 @@ from config_server.errors import AuthFileError
 
 log = logging.getLogger(__name__)
 
-ROLES = frozenset({"read", "encrypt", "decrypt", "monitor", "rollout", "release", "admin"})
+ROLES = frozenset({"read", "encrypt", "decrypt", "monitor", "rollout", "release", "approver", "admin"})
 HASH_PREFIX = "sha256:"
 _RELOAD_CHECK_SECONDS = 1.0
 
@@ -64,6 +69,10 @@ class Client:
     profiles: tuple[str, ...] = ("*",)
     labels: tuple[str, ...] = ("*",)
     token_digests: tuple[bytes, ...] = ()
+    #: The person's email in git: an approver may not approve a commit it wrote (name or email).
+    email: str | None = None
+    #: Groups the client belongs to (a release policy may name the one whose approvals count).
+    groups: tuple[str, ...] = ()
 
     def has_role(self, role: str) -> bool:
         """True when the client holds `role` or `admin`."""
@@ -123,6 +132,8 @@ def parse_clients(data: object, source: str = "auth file") -> tuple[Client, ...]
                 profiles=tuple(_strings(entry.get("profiles", ["*"]), where, "profiles")),
                 labels=tuple(_strings(entry.get("labels", ["*"]), where, "labels")),
                 token_digests=digests,
+                email=_email(entry.get("email"), where),
+                groups=tuple(_strings(entry.get("groups", []), where, "groups")),
             )
         )
     return tuple(clients)
@@ -134,6 +145,14 @@ def _strings(value: object, where: str, what: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise AuthFileError(f"{where}: {what} must be a list of strings")
     return value
+
+
+def _email(value: object, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or "@" not in value or any(ch.isspace() for ch in value.strip()):
+        raise AuthFileError(f"{where}: email must be an address like name@example.com")
+    return value.strip()
 
 
 def _digest(stored: str, where: str) -> bytes:

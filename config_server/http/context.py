@@ -72,6 +72,8 @@ class ServerState:
         self.rollouts.close()
         if self.pins is not None:
             self.pins.close()
+        if self.service.approvals is not None:
+            self.service.approvals.close()
         self.store.close()
 
 

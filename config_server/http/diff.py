@@ -26,7 +26,7 @@ from config_server.http.context import server_state
 from config_server.http.observe import may_see
 from config_server.observability.change_effect import change_effect, live_instances, with_instances
 from config_server.observability.inventory import status_of
-from config_server.safety.release_gates import broken_gate
+from config_server.safety.release_gates import approval_gate, broken_gate
 
 blueprint = Blueprint("diff", __name__)
 
@@ -54,12 +54,15 @@ def diff() -> Response:
     def visible(application: str, profiles: tuple[str, ...]) -> bool:
         return all(client.may_read(application, profiles, label) for label in (base, head))
 
+    def approved(label: str, version: str) -> bool:
+        return service.approvals is not None and service.approvals.covers(label, version)
+
     effect = change_effect(
         service,
         base,
         head,
         path,
-        [broken_gate(service.keyring)],
+        [broken_gate(service.keyring), approval_gate(service.backend.read, approved)],
         visible if scoped else None,
     )
     now = time.time()

@@ -86,8 +86,14 @@ _STRING = {"schema": {"type": "string"}}
 _HELD_BACK = {
     "X-Config-Held-Back": {
         **_STRING,
-        "description": "The broken newest commit held back; the answer is the newest good version.",
-    }
+        "description": "The newest commit held back (broken, or awaiting a release approval); the "
+        "answer is the newest good (approved) version.",
+    },
+    "X-Config-Held-Back-Reason": {
+        **_STRING,
+        "description": "`awaiting approval` when the held-back commit changes an environment "
+        "policy/approvals.yml protects; absent when it is broken.",
+    },
 }
 #: A pinned environment (`POST /pins/...`, docs/release-control.md): the pinned commit is served.
 _PINNED = {
@@ -425,6 +431,44 @@ SPEC: dict[str, Any] = {
                 "responses": {
                     "200": {
                         "description": "Halted (or, for a resolved alert, nothing done)",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **_ERRORS,
+                },
+            }
+        },
+        "/approvals": {
+            "get": {
+                "summary": "Release approvals given and the environments waiting for one (approver role)",
+                "parameters": [_query("label", "Only this label's.")],
+                "responses": {
+                    "200": {
+                        "description": "`approvals` (label, version, approver, reason, at) and `waiting`",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **_ERRORS,
+                },
+            }
+        },
+        "/approvals/{version}": {
+            "post": {
+                "summary": "Approve a commit for the protected environments of policy/approvals.yml "
+                "(approver role; its author may not)",
+                "parameters": [
+                    _path_param("version", "The commit id (or a prefix of 7+ hex digits)."),
+                    _query("label", "The label the commit is on (default: the server's)."),
+                ],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {"type": "object", "description": '`{"reason": "..."}`'}
+                        }
+                    },
+                },
+                "responses": {
+                    "201": {
+                        "description": "The approval recorded",
                         "content": {"application/json": {"schema": {"type": "object"}}},
                     },
                     **_ERRORS,

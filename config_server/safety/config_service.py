@@ -18,6 +18,7 @@ from typing import Any
 from config_server import names
 from config_server.backends.base import Backend, Revision
 from config_server.content import render
+from config_server.content.approval_policy import AWAITING_APPROVAL, POLICY_FILE
 from config_server.content.crypto import Keyring
 from config_server.content.decryption import decrypt_environment
 from config_server.content.environment_answer import (
@@ -36,17 +37,19 @@ from config_server.errors import (
     ConfigServerError,
     InvalidName,
     NotPinnable,
+    Problem,
     ResourceNotFound,
     UnknownApplication,
 )
 from config_server.model import Environment, PropertySource
 from config_server.names import EnvironmentRequest
+from config_server.safety.approvals import Approvals
 from config_server.safety.environment_cache import EnvironmentCache, ResolvedEnvironment
 from config_server.safety.known_names import KnownNames
 from config_server.safety.last_good import LastGood
 from config_server.safety.pins import PinBoard, pinnable_version, pinned_header
 from config_server.safety.validation import checked_environment
-from config_server.safety.verdicts import VerdictStore, verdict_context
+from config_server.safety.verdicts import HeldBack, VerdictStore, verdict_context
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +134,9 @@ class ConfigService:
         self.last_good = LastGood(self.verdicts, backend.parents)
         #: The repository's own application and profile names; only they name series and stored rows.
         self.names = KnownNames(backend, self.search_paths)
+        #: Release approvals (`approvals.py`), set by `create_app` once the state store is open;
+        #: None: no environment waits for one.
+        self.approvals: Approvals | None = None
         #: Called with the application (`other` when the repository does not hold it) when a version
         #: is found broken for one of its environments.
         self.on_broken: Callable[[str], None] | None = None
@@ -154,7 +160,11 @@ class ConfigService:
         unknown = self.names.unknown(application)
         if not self.suggest_closest:
             unknown = tuple((name, None) for name, _ in unknown)
-        return held_back_headers(revision.held_back) + pinned_headers(revision.pin) + unknown_headers(unknown)
+        return (
+            held_back_headers(revision.held_back, revision.hold_reason)
+            + pinned_headers(revision.pin)
+            + unknown_headers(unknown)
+        )
 
     def pinnable(self, request: EnvironmentRequest, version: str) -> tuple[str, str]:
         """(label, full commit id) an environment of one application at one label may be pinned to:
@@ -198,8 +208,69 @@ class ConfigService:
         self, request: EnvironmentRequest
     ) -> tuple[list[Revision], Revision, ResolvedEnvironment]:
         """Each label's revision, the combined revision (versions joined by `,`) and the result."""
-        application = request.application
         asked = self._asked(request)
+        if self.approvals is None or asked.revision.pinned:
+            return self._checked_at(asked)  # a commit id asked for is served as asked
+        waiting = [(one, self._approved(asked, one)) for one in asked.revisions]
+        if len(asked.revisions) > 1:
+            held = [one for one, approved in waiting if approved is not None]
+            if held:
+                raise BrokenEnvironment(
+                    f"{AWAITING_APPROVAL} (at labels {asked.revision.label}: {held[0].label} "
+                    f"{held[0].version[:12]} changes a protected environment)",
+                    (Problem(POLICY_FILE, None, AWAITING_APPROVAL),),
+                )
+            return self._checked_at(asked)
+        revision, approved = waiting[0]
+        if approved is None:
+            return self._checked_at(asked)
+        older = replace(revision, version=approved)
+        revisions, served, resolved = self._checked_at(replace(asked, revisions=[older], revision=older))
+        reason = None if self._broken_head(asked, served.version) else AWAITING_APPROVAL
+        return revisions, replace(served, held_back=revision.version, hold_reason=reason), resolved
+
+    def _broken_head(self, asked: _Asked, served: str) -> bool:
+        """Whether the label's head, held back for an approval, is broken too (a malformed policy,
+        a schema): then it is held back as broken (no reason header, listed with its problems in
+        `/health`), since no approval makes it servable; `served` is what is served instead."""
+        revision = asked.revision
+        scope = revision.label if self._label_in_paths else None
+        environment_key = _environment_key(asked.application, asked.wanted, scope)
+        try:
+            self._resolved(asked)
+        except BrokenEnvironment as exc:
+            if self.verdicts.held(revision.version, environment_key) is None:  # once, not per request
+                persist = self.names.known(asked.application, asked.wanted)
+                held = HeldBack(revision.version, served, tuple(exc.problems))
+                self.verdicts.set_held(environment_key, revision.label, held, persist)
+            return True
+        return False
+
+    def _approved(self, asked: _Asked, revision: Revision) -> str | None:
+        """The last approved version to serve instead of the label's head `revision` for the
+        asked environment, or None when the head may be served (`approvals.py`)."""
+        assert self.approvals is not None
+        scope = revision.label if self._label_in_paths else None
+
+        def etag_at(version: str) -> str | None:
+            at = replace(revision, version=version)
+            try:
+                return self._resolved(replace(asked, revisions=[at], revision=at)).etag
+            except BrokenEnvironment:
+                return None
+
+        return self.approvals.release(
+            revision.label,
+            revision.version,
+            asked.apps,
+            asked.wanted,
+            _environment_key(asked.application, asked.wanted, scope),
+            etag_at,
+        )
+
+    def _checked_at(self, asked: _Asked) -> tuple[list[Revision], Revision, ResolvedEnvironment]:
+        """The environment at the asked revisions, or the newest good version when it is broken."""
+        application = asked.application
         revisions, revision, wanted = asked.revisions, asked.revision, asked.wanted
         scope = revision.label if self._label_in_paths else None
         environment_key = _environment_key(application, wanted, scope)
@@ -280,7 +351,8 @@ class ConfigService:
 
     def held_back_for(self, application: str | None = None) -> list[dict[str, Any]]:
         """The console's view: `{"application", "profiles", "label", "commit", "error"}` per
-        held-back environment, of one application or (None) of all of them."""
+        held-back environment, of one application or (None) of all of them; those waiting for a
+        release approval also `"awaiting_approval": True` (the console's approve button)."""
         return [
             {
                 "application": row["application"],
@@ -291,7 +363,24 @@ class ConfigService:
             }
             for row in self.held_back()
             if application is None or row["application"] == application
+        ] + [
+            {
+                "application": row["application"],
+                "profiles": row["profiles"],
+                "label": row["label"],
+                "commit": row["waitingVersion"],
+                "error": f"{AWAITING_APPROVAL}: serving {row['servedVersion'][:12]}",
+                "awaiting_approval": True,
+            }
+            for row in self.awaiting_approval(application)
         ]
+
+    def awaiting_approval(self, application: str | None = None) -> list[dict[str, Any]]:
+        """Environments whose label's head waits for a release approval (of one application, or
+        all): `{"application", "profiles", "label", "waitingVersion", "servedVersion", "reason"}`."""
+        if self.approvals is None:
+            return []
+        return [waiting.to_json() for waiting in self.approvals.waiting(application)]
 
     def _resolved(self, asked: _Asked) -> ResolvedEnvironment:
         """The checked environment at the asked revisions, from the cache; BrokenEnvironment when broken.

@@ -1,11 +1,12 @@
 """Would a commit be held back? The checks ("gates") an environment's new commit must pass to be served.
 
 A gate looks at one environment at one commit (a `Candidate`) and answers None (it may be served)
-or a `Hold`: why the server keeps serving the last good commit instead. Today there is one gate,
-`broken_gate`: the change-safety check the server runs before serving (`validation.checked_environment`),
-so a held-back verdict here is exactly the server's. Release approvals add a gate of their own next
-to it (reason `awaiting approval`); whoever asks for a verdict (`config-server diff`, `GET /diff`)
-passes the list of gates and shows every hold.
+or a `Hold`: why the server keeps serving the last good commit instead. `broken_gate` is the
+change-safety check the server runs before serving (`validation.checked_environment`), so a
+held-back verdict here is exactly the server's; `approval_gate` holds a change to an environment
+the repository's approval policy protects (reason `awaiting approval`, `safety/approvals.py`).
+Whoever asks for a verdict (`config-server diff`, `GET /diff`) passes the list of gates and shows
+every hold.
 
 Pure over what the caller hands in (the environment's resolution, a file reader, a keyring).
 """
@@ -16,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from config_server.content.approval_policy import AWAITING_APPROVAL, POLICY_FILE, PolicyError, parse_policy
 from config_server.content.crypto import Keyring
 from config_server.content.resolve import ReadFile
 from config_server.errors import BrokenEnvironment, Problem
@@ -77,6 +79,32 @@ def broken_gate(keyring: Keyring | None, decrypt: bool = True) -> Gate:
         except BrokenEnvironment as exc:
             return Hold(BROKEN, exc.problems)
         return None
+
+    return gate
+
+
+def approval_gate(
+    read_at: Callable[[str, str], bytes | None],
+    approved: Callable[[str, str], bool] = lambda label, version: False,
+) -> Gate:
+    """The release-approval gate: a candidate (an environment whose settings differ from the
+    base's) that the approval policy at its version protects is held `awaiting approval`; a new
+    commit is never approved before it is served, but a server knows the approvals given
+    (`approved(label, version)`). `read_at(version, path)` reads the policy file.
+    A policy that does not parse is left to `broken_gate` (the commit is broken everywhere)."""
+
+    def gate(candidate: Candidate) -> Hold | None:
+        try:
+            policy = parse_policy(read_at(candidate.version, POLICY_FILE))
+        except PolicyError:
+            return None
+        if policy is None or not policy.protects((candidate.application,), candidate.profiles):
+            return None
+        if approved(candidate.label, candidate.version):
+            return None
+        who = f" from {policy.group}" if policy.group else ""
+        needed = f"{policy.required} approval{'s' if policy.required > 1 else ''}{who}"
+        return Hold(AWAITING_APPROVAL, (Problem(POLICY_FILE, None, f"{AWAITING_APPROVAL}: needs {needed}"),))
 
     return gate
 

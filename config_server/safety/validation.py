@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from config_server.content import render
+from config_server.content.approval_policy import POLICY_FILE, PolicyError, parse_policy
 from config_server.content.crypto import CIPHER_PREFIX, Keyring
 from config_server.content.decryption import decrypt_environment
 from config_server.content.positions import key_line
@@ -98,13 +99,28 @@ def _checked_environment(
         raise broken(
             _redacted([problem_of_error(exc, uri, read)], _plaintexts(encrypted, environment))
         ) from exc
+    problems.extend(policy_problems(read))
     schemas = schema_rules.load(applications, read)
     if schemas:
         secrets = _plaintexts(encrypted, environment)
-        problems = _redacted(_schema_problems(environment, merged, schemas, uri, read, secrets), secrets)
+        problems += _redacted(_schema_problems(environment, merged, schemas, uri, read, secrets), secrets)
     if problems:
         raise broken(problems)
     return environment
+
+
+def policy_problems(read: ReadFile) -> list[Problem]:
+    """The problem of an approval policy (`policy/approvals.yml`) that is not one, else nothing.
+
+    A policy that cannot be read cannot say which environments are protected, so the commit is
+    broken for every environment (fail closed): the last good commit keeps serving everywhere,
+    with the problem in `/health`, `validate` and `diff`, instead of a protected environment
+    being released unapproved."""
+    try:
+        parse_policy(read(POLICY_FILE))
+    except PolicyError as exc:
+        return [exc.problem]
+    return []
 
 
 def problem_of_error(exc: InvalidConfigFile, uri: str = "", read: ReadFile | None = None) -> Problem:

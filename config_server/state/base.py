@@ -189,6 +189,27 @@ class RolloutRejection:
     seen: float
 
 
+@dataclass(frozen=True)
+class ApprovalRecord:
+    """One approval: `approver` approved commit `version` on `label` (and with it every change
+    before it on that label), at `at`, saying `reason`. One per (label, version, approver)."""
+
+    label: str
+    version: str
+    approver: str
+    reason: str
+    at: float
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """What makes an approval one: the label, the commit and who approved it."""
+        return (self.label, self.version, self.approver)
+
+
+#: Approvals a store hands back at most (the newest first); older ones no head needs any more.
+MAX_APPROVALS = 10_000
+
+
 class StateStore(ABC):
     """Where instance reports live; every method is safe to call from any thread or process."""
 
@@ -334,6 +355,18 @@ class StateStore(ABC):
     def restore_pins(self, pins: Sequence[PinRecord]) -> None:
         """Put back pins a server knew into a store that lost them (a stored pin wins) and mark
         the pins intact, in one atomic step."""
+
+    # Release approvals (`safety/approvals.py`): a row per (label, version, approver), the first
+    # one kept. Not abstract, so a store of a test or an embedder without them still loads: it
+    # then holds no approval, and every protected change waits (fails closed).
+
+    def record_approval(self, record: ApprovalRecord) -> bool:
+        """Store an approval unless one of the same (label, version, approver) is there; True when new."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no approvals")
+
+    def approvals(self, limit: int = MAX_APPROVALS) -> list[ApprovalRecord]:
+        """Every approval, the newest first, at most `limit`."""
+        return []
 
     def close(self) -> None:
         """Release connections (nothing by default)."""

@@ -33,7 +33,9 @@ from redis.retry import Retry
 
 from config_server.errors import StateRecordError, StateUnavailable
 from config_server.state.base import (
+    MAX_APPROVALS,
     MAX_SERVED_PER_ROLLOUT,
+    ApprovalRecord,
     InstanceRecord,
     InstanceReport,
     PinRecord,
@@ -111,6 +113,8 @@ _REJECTIONS = PREFIX + "rollout-rejections:"
 #: A hash per rollout: `<instance>\x1f<version>` -> when the canary first served it.
 _SERVED = PREFIX + "rollout-served:"
 _ROLLOUT_FIELDS = ("started", "halted_at", "halt_reason")
+#: Release approvals: one hash, `<label>\x1f<version>\x1f<approver>` -> `{"reason", "at"}`.
+_APPROVALS = PREFIX + "approvals"
 
 # KEYS: the rollout's hash, the set of rollouts. ARGV: member, now. (Indexed even when the record
 # was there: a record whose index entry was lost is found again.)
@@ -456,6 +460,22 @@ class RedisStateStore(StateStore):
         pipe.set(_PINS_INTACT, "1")
         self._call(pipe.execute)
 
+    def record_approval(self, record: ApprovalRecord) -> bool:
+        """`HSETNX approvals <label SEP version SEP approver> <json>`: the first approval is kept."""
+        field = _SEP.join(record.key)
+        value = json.dumps({"reason": record.reason, "at": record.at})
+        return bool(self._call(self.writer.hsetnx, _APPROVALS, field, value))
+
+    def approvals(self, limit: int = MAX_APPROVALS) -> list[ApprovalRecord]:
+        """Every approval of the hash that a server wrote, the newest first."""
+        try:
+            found = cast(dict[str, str], self._call(self.reader.hgetall, _APPROVALS))
+        except StateRecordError:
+            return []  # not a hash: nothing a server wrote
+        records = [r for r in (_approval(f, raw) for f, raw in found.items()) if r is not None]
+        records.sort(key=lambda r: -r.at)
+        return records[: max(0, int(limit))]
+
     def _call(self, call: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return call(*args, **kwargs)
@@ -508,6 +528,19 @@ def _pin_record(raw: str) -> PinRecord | None:
         return None
     application, profiles, label, version, reason, by = fields
     return PinRecord(application, profiles, label, version, reason, by, at)
+
+
+def _approval(field: str, raw: str) -> ApprovalRecord | None:
+    """An approval from its hash field and JSON value; None for what no server wrote."""
+    parts = field.split(_SEP)
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    at = read_time(value.get("at")) if isinstance(value, dict) else None
+    if len(parts) != 3 or at is None or not isinstance(value.get("reason", ""), str):
+        return None
+    return ApprovalRecord(parts[0], parts[1], parts[2], value.get("reason", ""), at)
 
 
 def _rollout(application: str, label: str, rollout_id: str, values: list[str | None]) -> RolloutRecord:

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from config_server.state.base import (
+    MAX_APPROVALS,
     MAX_SERVED_PER_ROLLOUT,
+    ApprovalRecord,
     InstanceRecord,
     InstanceReport,
     PinRecord,
@@ -95,6 +97,14 @@ CREATE TABLE IF NOT EXISTS pins (
     pinned_by TEXT NOT NULL DEFAULT '',
     pinned_at REAL NOT NULL,
     PRIMARY KEY (application, profiles, label)
+);
+CREATE TABLE IF NOT EXISTS approvals (
+    label TEXT NOT NULL,
+    version TEXT NOT NULL,
+    approver TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    at REAL NOT NULL,
+    PRIMARY KEY (label, version, approver)
 );
 """
 
@@ -395,6 +405,28 @@ class SQLiteStateStore(StateStore):
                 (application, label, rollout_id),
             ).fetchall()
         return [rollout_rejection(str(i), v, r, t) for i, v, r, t in rows]
+
+    def record_approval(self, record: ApprovalRecord) -> bool:
+        """Insert the approval unless the approver already approved that commit on that label."""
+        with closing(self._connect()) as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO approvals (label, version, approver, reason, at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (record.label, record.version, record.approver, record.reason, record.at),
+            )
+            return cursor.rowcount > 0
+
+    def approvals(self, limit: int = MAX_APPROVALS) -> list[ApprovalRecord]:
+        """The approvals, the newest first."""
+        with closing(self._connect()) as conn:
+            rows = conn.execute(
+                "SELECT label, version, approver, reason, at FROM approvals ORDER BY at DESC LIMIT ?",
+                (max(0, int(limit)),),
+            ).fetchall()
+        return [
+            ApprovalRecord(str(label), str(version), str(who), str(reason), read_time(at) or 0.0)
+            for label, version, who, reason, at in rows
+        ]
 
     def put_pin(self, pin: PinRecord) -> None:
         """Insert or replace the environment's pin."""

@@ -374,3 +374,19 @@ def test_the_hubs_direct_answer_to_a_pin_is_flasks_byte_for_byte(repo, server_pr
     assert fast.startswith(b"HTTP/1.1 200") and b'"a": 1' in fast
     assert b"\r\nX-Config-Pinned: " + good.encode() + b"; by=127.0.0.1\r\n" in fast
     assert fast == slow
+
+
+def test_an_answer_awaiting_approval_is_the_same_on_the_fast_path_and_through_flask(repo, serve, tmp_path):
+    """A prod commit held back for a release approval: the same bytes, with the reason header."""
+    from tests.server.test_approvals import READER, as_author, auth_file
+
+    repo.commit({"orders.yml": "limit: 1\n", "orders-prod.yml": "limit: 10\n"})
+    repo.commit({"policy/approvals.yml": "profiles: [prod]\n"})
+    server = serve(repo.path, auth_file=auth_file(tmp_path))
+    change = as_author(repo, {"orders-prod.yml": "limit: 20\n"}, "Bob <bob@example.com>")
+    headers = {"Authorization": f"Bearer {READER}"}
+    fast = raw_get(server, "/orders/prod", headers=headers)
+    slow = raw_get(server, "/orders/prod?via=flask", headers=headers)
+    assert f"\r\nX-Config-Held-Back: {change}\r\n".encode() in fast
+    assert b"\r\nX-Config-Held-Back-Reason: awaiting approval\r\n" in fast
+    assert fast == slow
