@@ -20,10 +20,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 
-from config_server.content.environment_answer import BASE_ROUTE, Headers, Route, environment_answer
+from config_server.content.environment_answer import (
+    BASE_ROUTE,
+    HELD_BACK_HEADER,
+    Headers,
+    Route,
+    environment_answer,
+)
 from config_server.delivery.direct_answer import DirectAnswer, encode_http
 from config_server.errors import ConfigServerError
 from config_server.names import EnvironmentRequest
+from config_server.observability.change_effect import touched_applications
 from config_server.safety.config_service import ConfigService
 from config_server.safety.environment_cache import ResolvedEnvironment
 
@@ -51,6 +58,8 @@ class _Slot:
     #: The label's commit(s) when `published` was resolved (`WatchHub._head`): a check resolves the
     #: slot again only once they moved, so an idle check costs no resolution per slot.
     head: tuple[str, ...] | None = None
+    #: Whether the newest resolution (whatever its ETag) held a broken newest commit back.
+    held_back: bool = False
     event: threading.Event = field(default_factory=threading.Event)
     waiters: int = 0
     direct: dict[DirectAnswer, frozenset[str]] = field(default_factory=dict)
@@ -230,6 +239,7 @@ class WatchHub:
                 slots = list(self._slots.values())
             changed = 0
             heads: dict[tuple[str | None, ...], tuple[str, ...] | None] = {}
+            touched: dict[tuple[str, str], frozenset[str] | None] = {}
             for slot in slots:
                 if wanted is not None and wanted.isdisjoint(slot.request.applications):
                     continue  # `orders,shared` is watched by a change to either name
@@ -239,6 +249,9 @@ class WatchHub:
                 head = heads[source]
                 if moved_only and head is not None and head == slot.head:
                     continue  # the label did not move since the slot's answer: nothing to resolve
+                if self._untouched(slot, head, touched):
+                    self._advance(slot, head, next(self._resolutions))
+                    continue  # the commits since changed none of its applications' files
                 resolution = next(self._resolutions)
                 found = self._resolve(slot.request, slot.route)
                 if found is not None and self._publish(slot, *found, resolution, head):
@@ -246,6 +259,45 @@ class WatchHub:
                     if self.on_change is not None:
                         self.on_change(slot.waiters, time.monotonic() - started)
             return changed
+
+    def _untouched(
+        self,
+        slot: _Slot,
+        head: tuple[str, ...] | None,
+        touched: dict[tuple[str, str], frozenset[str] | None],
+    ) -> bool:
+        """Whether the label moved from `slot.head` to `head` without changing a file any of the
+        slot's applications reads (`change_effect.touched_applications` of the changed paths: by
+        file name, a shared `application*` file or a schema `$ref` may name touching every one).
+        Then its resolution would give the same ETag: nothing to resolve, nobody to wake.
+
+        A commit to `orders.yml` would otherwise resolve every watched spelling of `payments`
+        again (issue 24: 64 per attacking caller per worker, before the legitimate slot's turn).
+        Only for a slot whose last answer was a good, current version (not held back: that one
+        is resolved, so the held-back listing follows the label) and a backend that can tell the
+        changed paths (git; not a plain folder). `touched` memoises per commit pair and check."""
+        if head is None or slot.head is None or len(head) != len(slot.head) or slot.published is None:
+            return False
+        if slot.held_back:
+            return False
+        for old, new in zip(slot.head, head, strict=True):
+            if old == new:
+                continue
+            if (old, new) not in touched:
+                changed = self.service.backend.changed_paths(old, new)
+                touched[old, new] = None if changed is None else touched_applications(changed)
+            applications = touched[old, new]
+            if applications is None or not applications.isdisjoint(slot.request.applications):
+                return False
+        return True
+
+    def _advance(self, slot: _Slot, head: tuple[str, ...] | None, resolution: int) -> None:
+        """Note that the slot's answer holds at `head` too (what `_publish` does for an unchanged
+        ETag), unless a later resolution got there first."""
+        with self._publish_lock:
+            if resolution > slot.resolution:
+                slot.head = head
+                slot.resolution = resolution
 
     def _publish(
         self,
@@ -265,6 +317,7 @@ class WatchHub:
             if resolution <= slot.resolution:
                 return False
             slot.head = head
+            slot.held_back = any(name == HELD_BACK_HEADER for name, _ in extra_headers)
             if slot.published is not None and slot.published[0].etag == current.etag:
                 slot.published = (current, extra_headers)  # the same settings, pinned or no longer
                 slot.resolution = resolution

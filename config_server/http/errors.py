@@ -16,15 +16,21 @@ log = logging.getLogger(__name__)
 AUTH_CHALLENGES = ('Bearer realm="config-server"', 'Basic realm="config-server", charset="UTF-8"')
 
 
-def error_body(status: int, error: str, message: str) -> Response:
-    """A Spring-style JSON error: timestamp, status, error, message, path."""
-    body = {
+def error_document(status: int, error: str, message: str, path: str) -> dict[str, object]:
+    """The fields of a Spring-style JSON error: timestamp, status, error, message, path (also for
+    the fast path, which answers a refused long poll's 429 without Flask)."""
+    return {
         "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "status": status,
         "error": error,
         "message": message,
-        "path": request.path,
+        "path": path,
     }
+
+
+def error_body(status: int, error: str, message: str) -> Response:
+    """A Spring-style JSON error: timestamp, status, error, message, path."""
+    body = error_document(status, error, message, request.path)
     return Response(json.dumps(body), status=status, mimetype="application/json")
 
 

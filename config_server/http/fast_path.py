@@ -16,7 +16,10 @@ same `read` (or `watch`) line as Flask's hooks would (`audit.environment_fields`
 
 Invariants:
 - It answers only 200s (and a long poll's 304), built by `answer.environment_answer` as the
-  Flask view builds them: the same bytes (tests compare them, Date aside).
+  Flask view builds them: the same bytes (tests compare them, Date aside); and one refusal, the
+  429 of a long poll beyond its caller's or address's cap (`parked.py`), built as Flask's error
+  handler builds it (`_refuse`), on a server without an audit log, for a caller that may read
+  what it asks (else Flask answers: the 403, the audit line).
 - It never answers an error: any exception, a `ConfigServerError` or not, hands the request to
   Flask, whose JSON error handlers decide the status and body; never a bare 500 from gunicorn.
   A long poll is handed over before anything is written, or, when a rollout moves the caller
@@ -27,8 +30,9 @@ Invariants:
   parts win over `<app>` (an application named like such a prefix is answered by Flask, the same).
 - It never refuses: no token, an unknown or malformed one, a client that may not read, a name
   that does not validate, a `Host` not on the allow-list (`hosts.py`): Flask answers (401, 403,
-  400, 421) and writes the `denied` audit line. A long poll its address (or its caller, on one
-  more environment) may not park now (`parked.py`) goes to Flask too, which answers the 429.
+  400, 421) and writes the `denied` audit line. The one exception is the 429 above: a caller
+  cycling through spellings is refused hundreds of times a second, each through Flask a third
+  more CPU than the refusal itself.
 - Handing over costs no second parse: the service's cache remembers a broken version's error,
   so Flask's attempt at a broken request is a cache hit.
 """
@@ -44,7 +48,8 @@ from typing import Any
 
 from flask import Flask
 from werkzeug.datastructures import ETags
-from werkzeug.http import parse_etags
+from werkzeug.http import HTTP_STATUS_CODES, parse_etags
+from werkzeug.wsgi import get_path_info
 
 from config_server.backends.base import Revision
 from config_server.content.environment_answer import BASE_ROUTE, Answer, Headers, Route, environment_answer
@@ -56,6 +61,7 @@ from config_server.delivery.watch_hub import WatchHub
 from config_server.errors import TooManyPolls
 from config_server.http.auth import ANONYMOUS, AuthFile, Client
 from config_server.http.environ_keys import ANSWERED, DIRECT_ANSWER
+from config_server.http.errors import error_document
 from config_server.http.hosts import HostAllowList
 from config_server.http.log_context import note_request
 from config_server.http.security import refused_read, still_reads, token_from
@@ -196,7 +202,10 @@ class FastEnvironmentPath:
         application moves while the request waits (REROUTED), it decides again as the view does:
         still outside the cohort, it answers a newer base version or waits on; now inside, it
         hands the request to Flask for the rest of its wait."""
-        poll = self._begin_poll(environ)
+        try:
+            poll = self._begin_poll(environ)
+        except TooManyPolls as refusal:  # one environment more than its caller may watch
+            return self._refuse(environ, start_response, refusal)
         if poll is None:
             return self.downstream(environ, start_response)
         if not poll.known.contains(poll.resolved.etag):
@@ -207,12 +216,14 @@ class FastEnvironmentPath:
         asked = poll.asked
         slot = (asked.application, asked.profiles, asked.label)  # as the Flask view counts it
         try:
-            if not self.parked.admits(address, client, slot):
-                raise TooManyPolls(address)
+            if self.audit is not None and not self.parked.admits(address, client, slot):
+                raise TooManyPolls(address)  # Flask answers (and counts) the 429 and its audit line
             with self.parked.hold(address, client, slot):
                 return self._park(environ, start_response, poll, wait)
-        except TooManyPolls:
-            return self.downstream(environ, start_response)  # Flask answers (and counts) the same 429
+        except TooManyPolls as refusal:
+            if self.audit is not None:
+                return self.downstream(environ, start_response)
+            return self._refuse(environ, start_response, refusal)  # `hold` counted it
 
     def _park(
         self, environ: dict[str, Any], start_response: Callable[..., Any], poll: _Poll, wait: float
@@ -299,7 +310,12 @@ class FastEnvironmentPath:
             name = None if client is ANONYMOUS else client.name
             slot = (asked.application, asked.profiles, asked.label)
             if not self.parked.watches_within_cap(environ.get("REMOTE_ADDR"), name, slot):
-                return None  # Flask refuses it (429) before resolving anything, and counts it
+                # refused (429) before anything is resolved: here, or by Flask when its answer
+                # differs (a client that may not read it gets 403; an audit log wants its line)
+                if self.audit is None and self._may_read(client, asked):
+                    note_request(environ, name, asked.application)
+                    self.parked.refuse_unwatched(environ.get("REMOTE_ADDR"), name, slot)  # raises, counted
+                return None
             revision, resolved = self.service.environment(asked)
             if refused_read(client, asked, revision.label) is not None:
                 return None
@@ -307,9 +323,36 @@ class FastEnvironmentPath:
             poll = _Poll(client, asked, known, revision, resolved, extra, reporter, since)
             self._observe(poll, resolved)
             note_request(environ, None if client is ANONYMOUS else client.name, asked.application)
+        except TooManyPolls:
+            raise
         except Exception:  # noqa: BLE001 - any failure: Flask answers it, with the usual JSON body
             return None
         return poll
+
+    def _may_read(self, client: Client, asked: EnvironmentRequest) -> bool:
+        """Flask's `require_read` check, without the audit note: whether `client` may read `asked`
+        (its default label when none is asked)."""
+        return refused_read(client, asked, self.service.backend.default_label) is None
+
+    def _refuse(
+        self, environ: dict[str, Any], start_response: Callable[..., Any], refusal: TooManyPolls
+    ) -> Iterable[bytes]:
+        """A long poll beyond a cap (`delivery/parked.py`): the 429 Flask's error handler answers
+        (`errors.error_document`, the app's JSON provider, `Connection: close`), without Flask.
+
+        A caller cycling through spellings beyond its slot cap, or parking beyond its address's
+        cap, is refused hundreds of times a second; through Flask each refusal cost a request
+        context, routing and the error handler (a third of a worker under issue 24's attacks)."""
+        path = "/" + get_path_info(environ).lstrip("/")
+        document = error_document(refusal.status, refusal.reason, str(refusal), path)
+        body = self.app.json.dumps(document).encode()
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("Connection", "close"),  # a refused poll gives its connection back
+        ]
+        start_response(f"{refusal.status} {HTTP_STATUS_CODES[refusal.status].upper()}", headers)
+        return [body]
 
     def _observe(self, poll: _Poll, served: ResolvedEnvironment) -> None:
         """Queue the instance report, as the Flask view's `_record` does."""

@@ -16,6 +16,7 @@ freeing its connection, greenlet and slot instead of holding them for the rest o
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import os
 import socket
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import gevent
 from gevent import monkey
+from gevent.socket import wait_write
 from gunicorn.workers.base_async import ALREADY_HANDLED
 from gunicorn.workers.ggevent import GeventWorker as _GunicornGeventWorker
 
@@ -124,6 +126,11 @@ class GeventWorker(_GunicornGeventWorker):
         that times out or fails resets the connection: what the client got is an unfinished
         answer, and the next answer must not start inside it.
 
+        Before a kept-alive connection's next request is read, what this answer left unsent in the
+        kernel must go down to `UNSENT_AT_MOST` within `client_timeout` (`wait_until_taken`): a
+        client that pipelines requests and never reads their answers gets a few dozen computed,
+        not thousands (each is CPU the other connections wait for), and is then dropped.
+
         The response goes out through a socket that joins the status line and headers with the
         first body bytes: one `send` and one packet per answer instead of two, which halves the
         system calls when thousands of long polls are answered at once.
@@ -146,6 +153,8 @@ class GeventWorker(_GunicornGeventWorker):
             if not self.alive:
                 # A directly answered long poll: gunicorn would wait for the next request.
                 raise StopIteration("shutting down")
+            # The connection stays open (no StopIteration): its next request waits for this answer.
+            wait_until_taken(sock, self._client_timeout)
             return handled
         except gevent.Timeout as exc:
             if exc is not deadline:
@@ -176,6 +185,41 @@ class GeventWorker(_GunicornGeventWorker):
         self.sockets = [
             socket.socket(s.FAMILY, socket.SOCK_STREAM, fileno=s.sock.detach()) for s in listeners
         ]
+
+
+#: Bytes an open connection may leave unsent in the kernel before its next request is read: more
+#: than a normal answer in flight, far less than the megabytes a client that never reads lets
+#: pile up (the kernel grows a socket's send buffer to 4 MiB).
+UNSENT_AT_MOST = 16 * 1024
+
+#: Linux: `ioctl` for the bytes of a TCP socket's send queue not yet sent (linux/sockios.h), and
+#: the socket option that makes it writable only below a number of such bytes (linux/tcp.h).
+_SIOCOUTQNSD = 0x894B
+_TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)
+
+
+def wait_until_taken(sock: Any, timeout: float) -> None:
+    """Return once the connection's unsent bytes are down to `UNSENT_AT_MOST`, at once when they
+    are already (one `ioctl`); raise `TimeoutError` (an OSError) when they are not within `timeout`.
+
+    Why: a pipelining client that never reads would otherwise have every request it sent answered
+    into the kernel's send buffer (megabytes: thousands of `/health` answers), each one CPU the
+    worker's other connections wait for. The wait uses `TCP_NOTSENT_LOWAT`, set for the wait only,
+    so the socket turns writable exactly when the client has taken enough; on a socket that is
+    not TCP (or not Linux) it returns at once.
+    """
+    fileno = sock.fileno()
+    try:
+        unsent = struct.unpack("i", fcntl.ioctl(fileno, _SIOCOUTQNSD, b"\0\0\0\0"))[0]
+    except OSError:
+        return
+    if unsent <= UNSENT_AT_MOST:
+        return
+    sock.setsockopt(socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, UNSENT_AT_MOST)
+    try:
+        wait_write(fileno, timeout=timeout, timeout_exc=TimeoutError("the client does not read its answers"))
+    finally:
+        sock.setsockopt(socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, 0)  # back to the system's default
 
 
 def _start_blocking_monitor(max_blocking_time: float) -> None:

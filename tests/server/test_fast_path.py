@@ -390,3 +390,41 @@ def test_an_answer_awaiting_approval_is_the_same_on_the_fast_path_and_through_fl
     assert f"\r\nX-Config-Held-Back: {change}\r\n".encode() in fast
     assert b"\r\nX-Config-Held-Back-Reason: awaiting approval\r\n" in fast
     assert fast == slow
+
+
+@pytest.mark.parametrize("cap", [{"slots_per_caller": 1}, {"polls_per_address": 1}])
+def test_a_long_poll_beyond_a_cap_is_refused_by_the_fast_path_with_flasks_bytes(repo, serve, cap):
+    """Issue 24: a caller cycling through spellings beyond its slot cap (or parking beyond its
+    address's cap) is refused hundreds of times a second; the fast path now answers that 429
+    itself, the bytes Flask's error handler answers (timestamp aside), counted the same. Before,
+    each went through Flask."""
+    import threading
+
+    from tests.helpers import wait_for
+
+    repo.commit({"orders.yml": "a: 1\n"})
+    server = serve(repo.path, **cap)
+    state = server.app.extensions["config_server"]
+    through_flask: list[str] = []
+    server.app.before_request(lambda: through_flask.append(request.full_path) and None)
+    etag = requests.get(f"{server.url}/orders/default", timeout=5).headers["ETag"]
+    parked = threading.Thread(
+        target=raw_get, args=(server, "/orders/default?wait=3"), kwargs={"headers": {"If-None-Match": etag}}
+    )
+    parked.start()
+    try:
+        wait_for(lambda: state.parked.parked() == 1, what="the first poll to park")
+        # another spelling (the slot cap refuses it before resolving), then the same one (the address cap)
+        path = "/orders/default,p1" if "slots_per_caller" in cap else "/orders/default"
+        current = {"If-None-Match": etag}
+        fast = raw_get(server, f"{path}?wait=3", headers=current)
+        slow = raw_get(server, f"{path}?wait=3&via=flask", headers=current)
+        assert fast.startswith(b"HTTP/1.1 429") and b"\r\nConnection: close\r\n" in fast, fast[:300]
+        without_time = re.compile(rb'"timestamp": ?"[^"]*"')
+        assert without_time.sub(b"-", fast) == without_time.sub(b"-", slow)
+        assert through_flask == [f"{path}?wait=3&via=flask"]
+        metrics = requests.get(f"{server.url}/metrics", timeout=5).text
+        assert "config_server_long_polls_refused_total 2.0" in metrics
+    finally:
+        state.hub.close()  # answers the parked poll at once
+        parked.join(timeout=10)

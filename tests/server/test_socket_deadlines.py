@@ -92,6 +92,42 @@ def test_a_header_only_answer_to_a_client_that_stops_reading_is_cut_off(server):
     assert requests.get(f"{server.url}/health", timeout=5, headers=CLOSE).ok
 
 
+def health_heads_answered(url: str) -> float:
+    """How many `HEAD /health` the server has answered (its request counter)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"{url}/metrics", timeout=10, headers=CLOSE).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "config_server_http_requests_total"
+        and sample.labels.get("endpoint") == "health"
+        and sample.labels.get("method") == "HEAD"
+    )
+
+
+def test_a_client_that_pipelines_and_never_reads_gets_few_answers_computed(server):
+    """Issue 24, /health under the pipeliners: 3,000 pipelined `HEAD /health` from a client that
+    never reads. The server answers only until what it left unsent passes `UNSENT_AT_MOST`
+    (16 KiB: some 100 answers), then waits for the client to take it and drops it after the
+    client timeout. Before, it computed all 3,000 (each CPU the worker's other connections wait
+    for; about 1.6 MB fit in the kernel's buffers) and kept the connection."""
+    sent = 3_000
+    sock = stalled_client(server.port)
+    with sock:
+        sender = send_in_background(sock, b"HEAD /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * sent)
+        wait_for(
+            lambda: dropped(sock) or health_heads_answered(server.url) >= sent,
+            timeout=20,
+            what="the server to drop the client, or to answer every request",
+        )
+        sender.join(timeout=5)
+        answered = health_heads_answered(server.url)
+        assert answered < sent / 10, answered
+        assert dropped(sock)
+
+
 def test_a_large_answer_to_a_client_that_stops_reading_is_cut_off(server):
     """Item 2: `--client-timeout` bounds each write: a 7 MB environment a client stops reading is
     not held until the request deadline (61 s)."""

@@ -314,3 +314,36 @@ def test_an_idle_check_resolves_nothing(repo, serve, pool):
         response = future.result(timeout=20)
         assert response.status_code == 200
         assert response.json()["version"] == sha
+
+
+def test_a_commit_resolves_no_watched_environment_whose_files_it_left_alone(repo, serve, pool):
+    """Issue 24: a commit to `orders.yml` moves the label of every slot; each watched spelling of
+    `payments` used to be resolved again (a YAML parse and a validation each, 64 per attacking
+    caller and worker, before the legitimate watcher's slot had its turn). Now a slot whose
+    applications' files the commits did not change is not resolved; a commit to its files still
+    wakes it."""
+    repo.commit(FILES)
+    server = serve(repo.path)
+    state = server.app.extensions["config_server"]
+    resolved: list[str] = []
+    environment = state.service.environment
+
+    def recording(asked, *args, **kwargs):
+        resolved.append(asked.application)
+        return environment(asked, *args, **kwargs)
+
+    state.service.environment = recording
+    spellings = [f"{server.url}/payments/default,p{i}" for i in range(5)]
+    payments_etag = etag_of(spellings[0])
+    payments = [pool.submit(watch, url, payments_etag, 20) for url in spellings]
+    orders = pool.submit(watch, f"{server.url}/orders/default", etag_of(f"{server.url}/orders/default"), 20)
+    waiting(server, len(spellings) + 1)
+    resolved.clear()
+    repo.commit({"orders.yml": "limit: 2\n"})
+    assert orders.result(timeout=20).json()["propertySources"][0]["source"] == {"limit": 2}
+    assert "payments" not in resolved
+    assert not any(future.done() for future in payments)
+    sha = repo.commit({"payments.yml": "fee: 2\n"})
+    for future in payments:
+        response = future.result(timeout=20)
+        assert response.status_code == 200 and response.json()["version"] == sha
