@@ -264,13 +264,20 @@ def git_result(
             os.killpg(process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):  # a helper outside the group may hold stderr
             process.communicate(timeout=5)
-        command = args[2] if args[0] == "-C" else args[0]
-        raise GitFailed(f"git {command} took longer than {timeout:g} s") from None
+        raise GitFailed(f"git {_subcommand(args)} took longer than {timeout:g} s") from None
     return (
         process.returncode,
         stdout.decode("utf-8", "replace"),
         stderr.decode("utf-8", "replace"),
     )
+
+
+def _subcommand(args: list[str]) -> str:
+    """The git command of `args`, after the global options (`-C <path>`, `-c <name=value>`)."""
+    position = 0
+    while position < len(args) and args[position] in ("-C", "-c"):
+        position += 2
+    return args[position] if position < len(args) else "?"
 
 
 def git_error(exc: Exception) -> str:

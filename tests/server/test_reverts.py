@@ -7,12 +7,16 @@ from __future__ import annotations
 import base64
 import json
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import requests
 from click.testing import CliRunner
 
+from config_server.backends.revert import Operator, Reverter
 from config_server.cli import main
+from config_server.errors import RevertRefused
 from tests.helpers import GitRepo, blocking_reports, held_long_polls, http_ready, wait_for
 from tests.server.test_rollouts import write_auth_file
 
@@ -230,3 +234,47 @@ def test_a_cross_site_request_cannot_revert_with_the_browsers_basic_credentials(
     own = {**basic, "Content-Type": "application/json", "Origin": server.url}
     assert requests.post(f"{server.url}/reverts/{bad}", data=body, headers=own, timeout=30).status_code == 201
     assert repo.git("rev-parse", "main^") == bad
+
+
+class MovedMeanwhile(Reverter):
+    """A reverter during whose work someone else lands a commit on the label (`land`)."""
+
+    land: Callable[[], object]
+
+    def _commit_revert(self, *args: Any) -> str:
+        made = super()._commit_revert(*args)
+        self.land()
+        return made
+
+
+def test_a_local_label_that_moved_while_the_revert_was_made_refuses_it(history):
+    repo, good, bad = history
+    reverter = MovedMeanwhile(str(repo.path), remote=False)
+    reverter.land = lambda: repo.commit({"payments.yml": "p: 2\n"}, "landed meanwhile")
+    with pytest.raises(RevertRefused, match="moved while the revert was made"):
+        reverter.revert("main", bad, Operator("ops"), "INC-7")
+    assert repo.git("log", "-1", "--format=%s", "main") == "landed meanwhile"
+    assert repo.git("rev-parse", "main^") == bad
+    assert len(repo.git("worktree", "list").splitlines()) == 1
+
+
+def test_a_remote_label_that_moved_while_the_revert_was_made_refuses_the_push(history, git_daemon, tmp_path):
+    from config_server.backends.git import GitBackend
+
+    repo, good, bad = history
+    url = git_daemon(repo)
+    backend = GitBackend(url, tmp_path / "cache")
+    reverter = MovedMeanwhile(backend.repository_path(), True, url, refresh=backend.refresh)
+
+    def land() -> None:
+        repo.commit({"payments.yml": "p: 2\n"}, "landed meanwhile")
+        repo.git("push", "--quiet", "origin", "main")
+
+    reverter.land = land
+    with pytest.raises(RevertRefused, match="moved on the remote") as refused:
+        reverter.revert("main", bad, Operator("ops"), "INC-7")
+    assert refused.value.command.endswith("git push origin main")
+    remote = GitRepo.__new__(GitRepo)
+    remote.path = tmp_path / "daemon" / "config.git"
+    assert remote.git("rev-parse", "main") == repo.head()
+    backend.close()
