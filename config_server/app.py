@@ -10,8 +10,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config_server.backends.base import Backend
 from config_server.backends.factory import open_backend
+from config_server.backends.git import GitBackend
+from config_server.backends.revert import Reverter
 from config_server.backends.sample import ensure_sample_repository
-from config_server.backends.ssh import ssh_options
+from config_server.backends.ssh import is_ssh, ssh_options
 from config_server.concurrency import call_cooperatively
 from config_server.content.crypto import load_keyring
 from config_server.delivery.change_detector import ChangeDetector
@@ -39,6 +41,7 @@ from config_server.http import (
 )
 from config_server.http import approvals as approvals_http
 from config_server.http import pins as pins_http
+from config_server.http import reverts as reverts_http
 from config_server.http import rollouts as rollouts_http
 from config_server.http.auth import AuthFile
 from config_server.http.context import EXTENSION, ServerState
@@ -86,6 +89,28 @@ def worker_limits(settings: Settings) -> Limits:
         total_poll_cap(connections),
         settings.polls_per_address,
         settings.slots_per_caller,
+    )
+
+
+def open_reverter(settings: Settings, backend: Backend, detector: ChangeDetector) -> Reverter:
+    """What reverts commits for `POST /reverts`: a local git repository is written unless
+    `--allow-revert false`; a remote only with `--push-url` (its SSH settings apply to an SSH push
+    URL), fetching before and after through the change detector, which wakes the watchers."""
+    if not isinstance(backend, GitBackend):
+        return Reverter(None, False, why_not="the repository is a plain folder, not a git repository")
+    remote = backend.remote
+    if not settings.allow_revert:
+        return Reverter(None, remote, why_not="reverts are turned off on this server (--allow-revert false)")
+    if remote and not settings.push_url:
+        return Reverter(None, True, why_not="this server serves a remote repository and has no --push-url")
+    push_url = settings.push_url if remote else None
+    git_env = ssh_options(settings).git_environment() if push_url and is_ssh(push_url) else {}
+    return Reverter(
+        backend.repository_path(),
+        remote,
+        push_url,
+        git_env,
+        refresh=lambda _max_age: detector.refresh_now(),
     )
 
 
@@ -194,6 +219,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         limits,
         ChangedIn(service),
         pins=pins,
+        reverter=open_reverter(settings, backend, detector),
     )
     app.extensions["config_held_back"] = service.held_back_for  # the console's held-back section
     hosts = HostAllowList.for_server(settings.allowed_hosts, settings.host)
@@ -211,6 +237,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         rollouts_http,
         pins_http,
         approvals_http,
+        reverts_http,
         environment,
         resources,
     ):

@@ -552,6 +552,47 @@ def approve_command(version: str, server: str, token: str | None, label: str | N
     click.echo(f"{body['version']} approved on {body['label']} by {body['approver']}")
 
 
+@main.command("revert")
+@click.argument("version")
+@click.option("--reason", required=True, help="Why (in the revert commit's message and the audit log).")
+@_server_option
+@_token_option
+@click.option("--label", default=None, help="The branch the commit is on (default: the server's).")
+def revert_command(version: str, reason: str, server: str, token: str | None, label: str | None) -> None:
+    """Revert commit VERSION on --label with a new `git revert` commit, made and pushed by a running
+    server that may write to its repository (never a force push); it is then served like any
+    commit. Where the server may not write, prints the git command to run instead. Needs the
+    `release` role (or admin). Exit status 0 when reverted, 1 otherwise."""
+    from urllib.parse import quote
+
+    import requests
+
+    url = f"{server.rstrip('/')}/reverts/{quote(version, safe='')}"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    params = {"label": label} if label else {}
+    try:
+        response = requests.post(url, headers=headers, params=params, json={"reason": reason}, timeout=300)
+    except requests.RequestException as exc:
+        raise click.ClickException(f"cannot reach {url}: {exc}") from exc
+    try:
+        body: dict[str, Any] = response.json()
+    except ValueError:
+        body = {"message": response.text[:200]}
+    if response.status_code < 300 and body.get("reverted"):
+        click.echo(
+            f"{body['version'][:12]} reverted on {body['label']} by {body['commit']}"
+            f"{' (pushed)' if body['pushed'] else ''}"
+        )
+        return
+    if response.status_code < 300:
+        click.echo(f"the server cannot revert: {body.get('why')}; run this in a clone instead:", err=True)
+    else:
+        click.echo(f"{response.status_code}: {body.get('message', body)}", err=True)
+    if body.get("command"):
+        click.echo(body["command"])
+    sys.exit(1)
+
+
 def format_rollout_status(body: dict[str, Any]) -> str:
     """`config-server rollout status` as text: one block per rollout of a `/rollouts` answer, then
     the ignored files."""

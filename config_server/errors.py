@@ -187,6 +187,35 @@ class ApprovalRefused(ConfigServerError):
     status = 409
 
 
+class RevertRefused(ConfigServerError):
+    """A revert that would not be a clean new commit on the label's tip: the label moved meanwhile,
+    the revert conflicts, or it changes nothing. Nothing was changed; `command` is what a person
+    can run instead (empty when there is nothing to run)."""
+
+    status = 409
+    reason = "Conflict"
+
+    def __init__(self, message: str, command: str = "") -> None:
+        super().__init__(message)
+        self.command = command
+
+
+class NotRevertable(RevertRefused):
+    """A commit the server does not revert: not on the label, or a merge commit (whose mainline a
+    person chooses)."""
+
+    status = 422
+    reason = "Unprocessable Entity"
+
+
+class RevertFailed(ConfigServerError):
+    """git could not make or push the revert (the remote refused the credentials, was unreachable,
+    a deadline passed); nothing was changed on the label."""
+
+    status = 502
+    reason = "Bad Gateway"
+
+
 class TooManyPolls(ConfigServerError):
     """A long poll beyond what one client address (or the worker) may hold parked (`parked.py`)."""
 

@@ -94,6 +94,22 @@ class Settings:
         default=None,
         metadata={"help": "Secret POST /monitor deliveries must be signed with (HMAC-SHA256 or token)."},
     )
+    allow_revert: bool = field(
+        default=True,
+        metadata={
+            "help": "Let the release role revert a commit from the API, CLI and console: a local "
+            "repository gets the revert commit, a remote only with --push-url. false: the server "
+            "answers the git command to run instead."
+        },
+    )
+    push_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "Where a remote repository's reverts are pushed (never forced), with its "
+            "credentials: https://user:token@host/org/config.git, or an SSH URL (--ssh-key). "
+            "Default: none, so a remote is never written to."
+        },
+    )
     redis: str | None = field(
         default=None,
         metadata={

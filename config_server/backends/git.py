@@ -359,6 +359,14 @@ class GitBackend(Backend):
         """The id a full ref name (`refs/heads/main`) points to now, None when there is no such ref."""
         return self._ref_sha(self._require_repo(), ref)
 
+    def repository_path(self) -> str:
+        """The folder git commands run in (`git -C`): a local repository's working tree (its git
+        directory when it is bare), or a remote's mirror. Used by `backends/revert.py`."""
+        if self.remote:
+            return str(self.mirror)
+        repo = self._require_repo()
+        return str(repo.working_tree_dir or repo.git_dir)
+
     def _git_dir(self) -> str:
         return str(self.mirror) if self.remote else str(self._require_repo().git_dir)
 

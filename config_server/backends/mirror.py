@@ -231,30 +231,53 @@ class Mirror:
         tmp.replace(self._stamp_path())
 
 
-def run_git(args: list[str], timeout: float, extra_env: dict[str, str] | None = None) -> None:
+def run_git(args: list[str], timeout: float, extra_env: dict[str, str] | None = None) -> str:
     """Run git without a terminal, killing it and its children when `timeout` passes; `extra_env`
-    is added to its environment (an SSH remote's GIT_SSH_COMMAND)."""
+    is added to its environment (an SSH remote's GIT_SSH_COMMAND). Its standard output; GitFailed
+    when it fails."""
+    returncode, stdout, stderr = git_result(args, timeout, extra_env)
+    if returncode != 0:
+        raise GitFailed(stderr or f"git exited with {returncode}")
+    return stdout
+
+
+def git_result(
+    args: list[str], timeout: float, extra_env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """Run git as `run_git` does and return (exit status, stdout, stderr) whatever the status, for
+    the callers to whom a non-zero status is an answer (`merge-base --is-ancestor`, a conflict).
+    GitFailed only when the deadline passed."""
     # No prompt can hang it: no terminal prompt, no stdin, and no controlling terminal for ssh.
     env = {**os.environ, **(extra_env or {}), "GIT_TERMINAL_PROMPT": "0"}
     process = subprocess.Popen(
         ["git", *args],
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
         start_new_session=True,  # its own process group, so a timeout kills its helpers too
     )
     try:
-        _, stderr = process.communicate(timeout=timeout)
+        stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):  # a helper outside the group may hold stderr
             process.communicate(timeout=5)
-        command = args[2] if args[0] == "-C" else args[0]
-        raise GitFailed(f"git {command} took longer than {timeout:g} s") from None
-    if process.returncode != 0:
-        raise GitFailed(stderr.decode("utf-8", "replace") or f"git exited with {process.returncode}")
+        raise GitFailed(f"git {_subcommand(args)} took longer than {timeout:g} s") from None
+    return (
+        process.returncode,
+        stdout.decode("utf-8", "replace"),
+        stderr.decode("utf-8", "replace"),
+    )
+
+
+def _subcommand(args: list[str]) -> str:
+    """The git command of `args`, after the global options (`-C <path>`, `-c <name=value>`)."""
+    position = 0
+    while position < len(args) and args[position] in ("-C", "-c"):
+        position += 2
+    return args[position] if position < len(args) else "?"
 
 
 def git_error(exc: Exception) -> str:

@@ -25,6 +25,7 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 
 from config_server import names
 from config_server.backends.base import Revision
+from config_server.backends.revert import Reverter
 from config_server.errors import ConfigServerError
 from config_server.http import security
 from config_server.http.context import server_state
@@ -175,6 +176,7 @@ def application(app: str) -> str:
     labels = [service.backend.default_label(), revision.label]
     labels += [i["label"] for i in instances["instances"]]
     labels += [label for r in rollouts for label in (r["label"], r["canary"])]
+    reverter = state.reverter or Reverter(None, False)
     in_view = [(i["version"], f"run by {i['id']}") for i in instances["instances"] if i["version"]]
     in_view += [(r["canaryVersion"], f"canary {r['canary']}") for r in rollouts if r["canaryVersion"]]
     return render_template(
@@ -193,9 +195,12 @@ def application(app: str) -> str:
                 "time": iso(c.commit.time),
                 "message": c.commit.message,
                 "held_back": c.held_back,
+                "revert_command": reverter.command(revision.label, c.commit.version),
             }
             for c in listed
         ],
+        revert_label=revision.label,
+        revert_why=reverter.why_not,
         changed_in=history.changed_in(listed),
         frm=frm,
         to=to,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
 
+from config_server.backends.revert import Reverter
 from config_server.delivery.change_detector import ChangeDetector
 from config_server.delivery.parked import ParkedPolls
 from config_server.delivery.pin_sync import PinSync
@@ -58,6 +59,8 @@ class ServerState:
     loop_turned_ago: Callable[[], float] | None = None
     #: Pins and unpins through the state store, and keeps this worker's pins current (`pin_sync.py`).
     pins: PinSync | None = None
+    #: Reverts a commit on a label, or says why this server may not (`backends/revert.py`).
+    reverter: Reverter | None = None
 
     def close(self) -> None:
         """Release long-poll waiters, stop the detector's threads and the backend's git processes."""

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
-from config_server.errors import ConfigServerError, InternalError, WebhookRejected
+from config_server.errors import ConfigServerError, InternalError, RevertRefused, WebhookRejected
 
 log = logging.getLogger(__name__)
 
@@ -16,21 +16,23 @@ log = logging.getLogger(__name__)
 AUTH_CHALLENGES = ('Bearer realm="config-server"', 'Basic realm="config-server", charset="UTF-8"')
 
 
-def error_document(status: int, error: str, message: str, path: str) -> dict[str, object]:
-    """The fields of a Spring-style JSON error: timestamp, status, error, message, path (also for
-    the fast path, which answers a refused long poll's 429 without Flask)."""
+def error_document(status: int, error: str, message: str, path: str, **extra: str) -> dict[str, object]:
+    """The fields of a Spring-style JSON error: timestamp, status, error, message, path, and `extra`
+    fields such as a refused revert's `command` (also for the fast path, which answers a refused
+    long poll's 429 without Flask)."""
     return {
         "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "status": status,
         "error": error,
         "message": message,
         "path": path,
+        **extra,
     }
 
 
-def error_body(status: int, error: str, message: str) -> Response:
-    """A Spring-style JSON error: timestamp, status, error, message, path."""
-    body = error_document(status, error, message, request.path)
+def error_body(status: int, error: str, message: str, **extra: str) -> Response:
+    """A Spring-style JSON error: timestamp, status, error, message, path (and `extra` fields)."""
+    body = error_document(status, error, message, request.path, **extra)
     return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
@@ -43,7 +45,9 @@ def register_error_handlers(app: Flask) -> None:
     def config_error(exc: ConfigServerError) -> Response:
         if exc.status >= 500:
             log.warning("%s %s: %s", request.method, request.path, exc)
-        response = error_body(exc.status, exc.reason, str(exc))
+        command = exc.command if isinstance(exc, RevertRefused) and exc.command else None
+        extra = {"command": command} if command else {}
+        response = error_body(exc.status, exc.reason, str(exc), **extra)
         if exc.status == 401:
             for challenge in AUTH_CHALLENGES:
                 response.headers.add("WWW-Authenticate", challenge)

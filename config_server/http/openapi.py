@@ -475,6 +475,40 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/reverts/{version}": {
+            "post": {
+                "summary": "Revert a commit on the label with a new `git revert` commit (release role), "
+                "or get the git command where the server may not write",
+                "parameters": [
+                    _path_param("version", "The commit id (full or abbreviated, lower-case hex)."),
+                    _query("label", "The branch the commit is on (default: the server's)."),
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"type": "object", "description": '`{"reason": "..."}` (required)'}
+                        }
+                    },
+                },
+                "responses": {
+                    "201": {
+                        "description": "The revert commit on the label (`commit`, `parent`, `pushed`, "
+                        "`message`, `by`, `reason`)",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "200": {
+                        "description": 'Nothing changed: `{"reverted": false, "why", "command"}`, the git '
+                        "command to run in a clone",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **_ERRORS,
+                    "409": {**_ERROR, "description": "Refused, nothing changed (conflict, label moved)"},
+                    "422": {**_ERROR, "description": "Not revertable (a merge commit, not on the label)"},
+                    "502": {**_ERROR, "description": "git could not make or push it; nothing changed"},
+                },
+            }
+        },
         "/pins": {
             "get": {
                 "summary": "Every pin the client's globs cover (release role)",

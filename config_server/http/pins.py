@@ -68,12 +68,12 @@ def pin(app: str, profiles: str, label: str | None = None) -> tuple[Response, in
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("version"), str) or not body["version"]:
         raise InvalidName('the body must be a JSON object: {"version": "<commit>", "reason": "..."}')
-    reason = _reason(body)
+    reason = reason_of(body)
     if not reason:
         raise InvalidName("a pin needs a reason: say why in the body's `reason`")
     _, version = state.service.pinnable(asked, body["version"].strip())
     record = PinRecord(
-        asked.application, asked.profiles_text, label_name, version, reason, _who(client), time.time()
+        asked.application, asked.profiles_text, label_name, version, reason, who_acts(client), time.time()
     )
     assert state.pins is not None
     state.pins.pin(record)
@@ -97,7 +97,7 @@ def unpin(app: str, profiles: str, label: str | None = None) -> Response:
     state = server_state()
     asked, label_name = _environment(client, app, profiles, label)
     body = request.get_json(silent=True) if request.content_length else None
-    reason = _reason(body) if isinstance(body, dict) else ""
+    reason = reason_of(body) if isinstance(body, dict) else ""
     assert state.pins is not None
     removed = state.pins.unpin((asked.application, asked.profiles_text, label_name))
     if removed is None:
@@ -112,7 +112,7 @@ def unpin(app: str, profiles: str, label: str | None = None) -> Response:
         version=removed.version,
         reason=reason,
     )
-    return jsonify({**pin_json(removed), "unpinnedBy": _who(client), "unpinReason": reason})
+    return jsonify({**pin_json(removed), "unpinnedBy": who_acts(client), "unpinReason": reason})
 
 
 def _environment(
@@ -133,14 +133,14 @@ def _environment(
     return asked, label_name
 
 
-def _who(client: Client) -> str:
+def who_acts(client: Client) -> str:
     """Who acts: the client's name, or on an open server the caller's address."""
     if client is ANONYMOUS:
         return request.remote_addr or "an unknown address"
     return client.name
 
 
-def _reason(body: dict[str, Any]) -> str:
+def reason_of(body: dict[str, Any]) -> str:
     """The body's reason, without control characters, cut to MAX_REASON_CHARS ("" when none)."""
     reason = body.get("reason", "")
     if not isinstance(reason, str):

@@ -142,3 +142,36 @@ def test_a_commit_is_pinned_and_unpinned_from_the_console(repo, serve, browser_p
     page.click("#pins button.pin-action")
     page.wait_for_selector("#pins", state="detached")
     assert requests.get(f"{server.url}/orders/default", timeout=5).json()["version"] != good
+
+
+def test_a_commit_is_reverted_from_the_console_or_its_command_shown(repo, serve, browser_page, tmp_path):
+    """The revert button of a history row asks why and POSTs the revert as JSON from the page's own
+    origin; the page reloads with the revert commit on top. Where the server may not write, the
+    button shows the git command instead and sends nothing."""
+    repo.commit({"orders.yml": "a: 1\n"}, message="good")
+    bad = repo.commit({"orders.yml": "a: 2\n"}, message="bad")
+    server = serve(repo.path)
+    page = browser_page
+    dialogs: list[tuple[str, str]] = []
+
+    def answer(dialog) -> None:
+        dialogs.append((dialog.message, dialog.default_value))
+        dialog.accept("INC-8 from the console")
+
+    page.on("dialog", answer)
+    page.goto(f"{server.url}/console/app/orders")
+    page.click(f'tr.commit[data-version="{bad}"] button.revert')
+    wait_for(lambda: repo.git("rev-parse", "main^") == bad, what="the revert commit on main")
+    reverted = repo.git("rev-parse", "main")
+    page.wait_for_selector(f'tr.commit[data-version="{reverted}"]')
+    assert "Reason: INC-8 from the console" in repo.git("log", "-1", "--format=%B")
+    assert requests.get(f"{server.url}/orders/default", timeout=5).json()["version"] == reverted
+    page.screenshot(path=str(tmp_path / "console-reverted.png"), full_page=True)
+    read_only = serve(repo.path, allow_revert=False, data_dir=str(tmp_path / "read-only"))
+    page.goto(f"{read_only.url}/console/app/orders")
+    dialogs.clear()
+    page.click(f'tr.commit[data-version="{reverted}"] button.revert')
+    wait_for(lambda: dialogs, what="the command shown")
+    assert "--allow-revert false" in dialogs[0][0]
+    assert dialogs[0][1] == f"git switch main && git revert --no-edit {reverted}"
+    assert repo.git("rev-parse", "main") == reverted
