@@ -1,6 +1,6 @@
 """The `config-server` command: `serve` runs the server on gunicorn; `validate` checks a repository;
-`diff` shows a change's effect before it is merged; `rollout status|halt` and `pin`, `unpin`, `pins`
-talk to a running server.
+`diff` shows a change's effect before it is merged; `rollout status|halt|resume|advance` and `pin`,
+`unpin`, `pins` talk to a running server.
 
 Every option can also come from a `CONFIG_SERVER_<NAME>` environment variable or from the YAML
 settings file given by `--config` (or `CONFIG_SERVER_CONFIG`); a flag beats a variable, which
@@ -352,11 +352,11 @@ def restore(path: str, data_dir: str | None, settings_file: str | None, force: b
 
 @main.group()
 def rollout() -> None:
-    """See and halt rollouts (`rollouts/{app}.yml`) on a running server.
+    """See, halt, resume and advance rollouts (`rollouts/{app}.yml`) on a running server.
 
     They talk to the server over HTTP: --server (or the first URL of CONFIG_CLIENT_SERVERS,
     default http://127.0.0.1:8888) with --token (or CONFIG_CLIENT_TOKEN) of a client with the
-    `rollout` or `admin` role. CONFIG_SERVER_* variables are the server's own settings; the
+    `rollout`, `release` or `admin` role. CONFIG_SERVER_* variables are the server's own settings; the
     CONFIG_SERVER_URL and CONFIG_SERVER_TOKEN these commands read before still work, with a
     deprecation warning.
     """
@@ -457,6 +457,46 @@ def rollout_halt(application: str, server: str, token: str | None, label: str | 
     url = f"{server.rstrip('/')}/rollouts/{quote(application, safe='')}/halt"
     body = _rollout_call("POST", url, token, params=params, json={"reason": reason})
     click.echo(f"{body['application']} at {body['label']}: halted ({body['haltReason']})")
+
+
+@rollout.command("resume")
+@click.argument("application")
+@_server_option
+@_token_option
+@_label_option
+@click.option("--reason", default="resumed from the command line", show_default=True, help="Why.")
+def rollout_resume(application: str, server: str, token: str | None, label: str | None, reason: str) -> None:
+    """Resume APPLICATION's halted rollout: the halted step bakes again from now, its cohort gets
+    the canary again."""
+    body = _rollout_move(server, token, application, label, "resume", reason)
+    click.echo(
+        f"{body['application']} at {body['label']}: resumed, {body['state']} at step {body['step']:g}%"
+    )
+
+
+@rollout.command("advance")
+@click.argument("application")
+@_server_option
+@_token_option
+@_label_option
+@click.option("--reason", default="advanced from the command line", show_default=True, help="Why.")
+def rollout_advance(application: str, server: str, token: str | None, label: str | None, reason: str) -> None:
+    """Start APPLICATION's rollout's next step now (after the last step: complete)."""
+    body = _rollout_move(server, token, application, label, "advance", reason)
+    click.echo(
+        f"{body['application']} at {body['label']}: advanced, {body['state']} at step {body['step']:g}%"
+    )
+
+
+def _rollout_move(
+    server: str, token: str | None, application: str, label: str | None, action: str, reason: str
+) -> dict[str, Any]:
+    """`POST /rollouts/{app}/{action}` with the reason; the answer's JSON."""
+    from urllib.parse import quote
+
+    params = {"label": label} if label else {}
+    url = f"{server.rstrip('/')}/rollouts/{quote(application, safe='')}/{action}"
+    return _rollout_call("POST", url, token, params=params, json={"reason": reason})
 
 
 def _pin_url(server: str, application: str, profiles: str, label: str | None) -> str:
@@ -617,7 +657,10 @@ def format_rollout_status(body: dict[str, Any]) -> str:
         for rejection in r["rejections"]:
             lines.append(f"  rejected   {rejection['instance']}: {rejection['reason'] or '-'}")
         if r.get("haltReason"):
-            lines.append(f"  halted     {r['haltReason']}")
+            shown = "halted    " if r["state"] == HALTED else "was halted"
+            lines.append(f"  {shown} {r['haltReason']}")
+        if r.get("lastMove"):
+            lines.append(f"  moved      {r['lastMove']['note']}")
         lines.append(f"  next       {r['advice']}")
     for error in body.get("errors", []):
         lines.append(f"ignored {error['application']} at {error['label']}: {error['message']}")

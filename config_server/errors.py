@@ -216,6 +216,12 @@ class RevertFailed(ConfigServerError):
     reason = "Bad Gateway"
 
 
+class RolloutMoveRefused(ConfigServerError):
+    """A resume of a rollout that is not halted, or an advance of one that is not running."""
+
+    status = 409
+
+
 class TooManyPolls(ConfigServerError):
     """A long poll beyond what one client address (or the worker) may hold parked (`parked.py`)."""
 

@@ -18,7 +18,8 @@ Contract:
   rollout is never half-applied.
 - `phase(rollout, state, now)`: the schedule starts at `state.started`; step i runs from
   `started + i*bake`; after the last step has baked the rollout is `complete` (its last step
-  stays in force until the file is removed); a halt freezes it as `halted`.
+  stays in force until the file is removed); a halt freezes it as `halted` until a resume newer
+  than the halt; an operator's resume or advance re-anchors the schedule (step k from now).
 - `cohort_point(application, rollout_id, instance_id)` is a stable point in [0, 100): an instance
   is in the cohort at step p when its point is below p, so every replica and restart agrees, and
   an instance in the cohort at 5% stays in it at 25%.
@@ -94,6 +95,17 @@ class RolloutState:
     started: float
     halted_at: float | None = None
     halt_reason: str | None = None
+    #: A resume at or after the halt ends it (`halted`); an older halt is history.
+    resumed_at: float | None = None
+    #: The schedule's anchor (an operator's resume or advance): step `anchor_step` began at
+    #: `anchor_at`; None while the schedule runs from `started` at step 0.
+    anchor_at: float | None = None
+    anchor_step: int = 0
+
+    @property
+    def halted(self) -> bool:
+        """True when a halt is recorded and no resume came after it."""
+        return self.halted_at is not None and (self.resumed_at is None or self.halted_at >= self.resumed_at)
 
 
 @dataclass(frozen=True)
@@ -124,16 +136,19 @@ def format_percent(percent: float) -> str:
 
 
 def phase(rollout: Rollout, state: RolloutState, now: float) -> Phase:
-    """The rollout's phase at `now` (a halt freezes the step it was halted at)."""
-    at = now if state.halted_at is None else min(now, state.halted_at)
-    elapsed = max(0.0, at - state.started)
-    index = int(elapsed // rollout.bake) if rollout.bake > 0 else len(rollout.steps)
-    if state.halted_at is not None:
+    """The rollout's phase at `now` (a halt freezes the step it was halted at). Step i runs from
+    `started + i*bake`, or, after an operator's move, from `anchor_at + (i - anchor_step)*bake`."""
+    halted = state.halted
+    at = now if not halted or state.halted_at is None else min(now, state.halted_at)
+    origin, first = (state.started, 0) if state.anchor_at is None else (state.anchor_at, state.anchor_step)
+    elapsed = max(0.0, at - origin)
+    index = first + int(elapsed // rollout.bake) if rollout.bake > 0 else len(rollout.steps)
+    if halted:
         index = min(index, len(rollout.steps) - 1)
         return Phase(HALTED, index, rollout.steps[index], None)
     if index >= len(rollout.steps):
         return Phase(COMPLETE, len(rollout.steps) - 1, rollout.steps[-1], None)
-    return Phase(RUNNING, index, rollout.steps[index], state.started + (index + 1) * rollout.bake)
+    return Phase(RUNNING, index, rollout.steps[index], origin + (index - first + 1) * rollout.bake)
 
 
 def cohort_point(application: str, rollout_id: str, instance_id: str) -> float:

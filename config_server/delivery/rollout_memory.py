@@ -4,8 +4,11 @@ Redis may run without persistence (docs/deployment.md): a restart, a flush or a 
 every rollout's record, and a missing record used to start the rollout afresh, un-halting a halted
 one. So every worker remembers the records it has read (in memory and, in cluster mode, in a
 durable copy on its machine: the rollout tables of the SQLite store under `--data-dir`), and puts
-a record back when the store lost it, holds one that cannot be read, or lost its halt. A rollout
-starts afresh only when no server knows it; a halt is final once any one of them knew it.
+a record back when the store lost it, holds one that cannot be read, or lost its halt, its
+resume or its schedule's anchor. A rollout starts afresh only when no server knows it; a halt
+stands once any one of them knew it, until an operator's resume newer than it (`resume`), which
+no copy from before undoes either: every field of a record only moves forward
+(`state.base.restored_fields` merges them).
 
 Only records of rollouts whose file is at its label's head are kept: a record is forgotten (here
 and in the durable copy) when its file is seen gone, as the store's own record is ended then.
@@ -18,7 +21,9 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from config_server.concurrency import call_cooperatively
-from config_server.state import RolloutRecord, StateStore
+from config_server.errors import InternalError
+from config_server.state import RolloutRecord, ScheduleAnchor, StateStore
+from config_server.state.base import later_anchor
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +54,13 @@ class RolloutMemory:
         known = self._known.get(key)
         lost = _lost(stored, known)
         if known is not None and lost is not None:
-            record = self._io(
-                self.store.restore_rollout, *key, known.started, known.halted_at, known.halt_reason
-            )
+            record = self._io(self.store.restore_rollout, *key, *_fields(known))
             log.warning(
                 "rollout %s/%s %s: its record in the state store %s (Redis restarted, flushed or "
                 "failed over?); put back what this worker knew: %s",
                 *key,
                 lost,
-                "halted" if record.halted_at is not None else "running",
+                "halted" if record.halted else "running",
             )
             return record
         if stored is None:
@@ -71,7 +74,21 @@ class RolloutMemory:
         or cannot read it."""
         known = self._known.get(key)
         started = known.started if known is not None else now
-        record = self._io(self.store.restore_rollout, *key, started, now, reason)
+        moves = (known.resumed_at, known.anchor) if known is not None else (None, None)
+        record = self._io(self.store.restore_rollout, *key, started, now, reason, *moves)
+        self.remember(key, record)
+        return record
+
+    def move(self, key: Key, anchor: ScheduleAnchor, resumed_at: float | None = None) -> RolloutRecord:
+        """Record an operator's move of the schedule (an advance; with `resumed_at`, a resume that
+        ends the halt), putting the record back too when the store lost it."""
+        known = self._known.get(key)
+        if known is None:
+            raise InternalError(f"rollout {key} is not known to this worker")
+        started, halted_at, halt_reason, *_ = _fields(known)
+        record = self._io(
+            self.store.restore_rollout, *key, started, halted_at, halt_reason, resumed_at, anchor
+        )
         self.remember(key, record)
         return record
 
@@ -80,9 +97,7 @@ class RolloutMemory:
         if record.problem is None and self._known.get(key) != record:
             self._known[key] = record
             if self.durable is not None:
-                self._durably(
-                    self.durable.restore_rollout, *key, record.started, record.halted_at, record.halt_reason
-                )
+                self._durably(self.durable.restore_rollout, *key, *_fields(record))
 
     def forget(self, key: Key) -> None:
         """Drop a rollout whose file is gone, here and in the durable copy."""
@@ -121,6 +136,19 @@ def _lost(stored: RolloutRecord | None, known: RolloutRecord | None) -> str | No
         return "was missing"
     if stored.problem is not None:
         return f"could not be read ({stored.problem})"
-    if known is not None and known.halted_at is not None and stored.halted_at is None:
+    if known is None:
+        return None
+    if known.halted_at is not None and stored.halted_at is None:
         return "had lost its halt"
+    if known.resumed_at is not None and (stored.resumed_at is None or stored.resumed_at < known.resumed_at):
+        return "had lost its resume"
+    if known.anchor is not None and later_anchor(stored.anchor, known.anchor) != stored.anchor:
+        return "had lost an advance or resume of its schedule"
     return None
+
+
+def _fields(
+    record: RolloutRecord,
+) -> tuple[float, float | None, str | None, float | None, ScheduleAnchor | None]:
+    """What `StateStore.restore_rollout` takes of a record: started, the halt, the resume, the anchor."""
+    return record.started, record.halted_at, record.halt_reason, record.resumed_at, record.anchor

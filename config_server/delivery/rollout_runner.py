@@ -36,6 +36,7 @@ from config_server.content.rollout_plan import (
     HALTED,
     ROLLOUT_HEADER,
     ROLLOUTS_FOLDER,
+    RUNNING,
     Instance,
     Phase,
     Rollout,
@@ -57,7 +58,7 @@ from config_server.errors import (
     StateUnavailable,
 )
 from config_server.names import EnvironmentRequest
-from config_server.state import RolloutRecord, StateStore
+from config_server.state import RolloutRecord, ScheduleAnchor, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,16 @@ class Active:
         there is none or it cannot be read)."""
         if self.record is None or self.record.problem is not None:
             return None
-        return RolloutState(self.record.started, self.record.halted_at, self.record.halt_reason)
+        record = self.record
+        moved = record.anchor
+        return RolloutState(
+            record.started,
+            record.halted_at,
+            record.halt_reason,
+            record.resumed_at,
+            moved.at if moved is not None else None,
+            moved.step if moved is not None else 0,
+        )
 
 
 @dataclass(frozen=True)
@@ -261,7 +271,7 @@ class Rollouts:
         and forges their rejections counts once, not once per id. `label` is the validated label
         asked for (None: the default label)."""
         active = self._active_for(application, label)
-        if active is None or active.record is None or active.record.halted_at is not None:
+        if active is None or active.record is None or active.record.halted:
             return False
         if version != served and version not in active.canary_versions:
             return False
@@ -532,8 +542,13 @@ class Rollouts:
             active = by_key.get(key)
             if active is None or active.record is None:
                 continue
-            if active.record.halted_at is not None and when > active.record.halted_at:
-                continue  # sent after the halt: the instance is served the base label again
+            record = active.record
+            if (
+                record.halted_at is not None
+                and when > record.halted_at
+                and (record.resumed_at is None or when < record.resumed_at)
+            ):
+                continue  # sent while halted: the instance is served the base label again
             if (instance_id, version) in active.reported or active.record.problem is not None:
                 continue  # a record's problem: its cohort already gets the base label, the error is shown
             try:
@@ -555,7 +570,8 @@ class Rollouts:
                 self._rejections.extend(waiting)
                 raise
             active.reported.add((instance_id, version))
-            if count >= active.rollout.halt_on_rejected and active.record.halted_at is None:
+            fresh = record.resumed_at is None or when >= record.resumed_at  # not from before a resume
+            if count >= active.rollout.halt_on_rejected and not active.record.halted and fresh:
                 why = rejection_halt_reason(count, version, instance_id, reason)
                 record = self.memory.halt(key, why, now)  # put back too, were the record lost meanwhile
                 log.warning(
@@ -595,6 +611,40 @@ class Rollouts:
         if active is None:
             return None
         record = self.memory.halt(active.key, reason, self.clock())
+        self.tick()
+        return record
+
+    def resume(self, application: str, label: str | None, note: str) -> RolloutRecord | Phase | None:
+        """Resume the application's halted rollout at `label` (default label) now: its halted step
+        starts a full bake again. The record (a resume newer than the halt, which every worker and
+        replica honours); the phase when it is not halted; None when there is no rollout."""
+        return self._move(application, label, note, resume=True)
+
+    def advance(self, application: str, label: str | None, note: str) -> RolloutRecord | Phase | None:
+        """Start the next step of the application's running rollout now (after the last step: it
+        is complete). The record; the phase when it is not running; None when there is none."""
+        return self._move(application, label, note, resume=False)
+
+    def _move(
+        self, application: str, label: str | None, note: str, resume: bool
+    ) -> RolloutRecord | Phase | None:
+        """A resume or an advance: the schedule re-anchored at the current step (resume) or the
+        next (advance), recorded through `RolloutMemory.move` so that no copy undoes it."""
+        self.tick()
+        active = self._active_for(application, label)
+        state = active.state() if active is not None else None
+        if active is None or state is None:
+            return None
+        now = self.clock()
+        current = phase(active.rollout, state, now)
+        if current.state != (HALTED if resume else RUNNING):
+            return current
+        if resume:
+            assert state.halted_at is not None
+            at = max(now, state.halted_at + 0.001)  # strictly after the halt it ends
+            record = self.memory.move(active.key, ScheduleAnchor(at, current.step, note), resumed_at=at)
+        else:
+            record = self.memory.move(active.key, ScheduleAnchor(now, current.step + 1, note))
         self.tick()
         return record
 

@@ -28,6 +28,7 @@ from config_server.backends.base import Revision
 from config_server.backends.revert import Reverter
 from config_server.errors import ConfigServerError
 from config_server.http import security
+from config_server.http.auth import ANONYMOUS
 from config_server.http.context import server_state
 from config_server.http.pins import pin_json
 from config_server.http.rollout_json import file_error_json, rollout_json
@@ -62,6 +63,20 @@ def _ago(moment: str) -> str:
 @blueprint.before_request
 def _admin_only() -> None:
     security.require_role("admin", event="console")
+
+
+#: What the header says on a server without an auth file, where every caller is anonymous.
+OPEN_SERVER_SIGNED_IN = "anonymous (open server)"
+
+
+@blueprint.context_processor
+def _signed_in() -> dict[str, str]:
+    """Every console page's header names who is signed in: the client of the credentials the
+    browser sends, or OPEN_SERVER_SIGNED_IN."""
+    client = security.caller()
+    if client is None or client is ANONYMOUS:
+        return {"signed_in": OPEN_SERVER_SIGNED_IN}
+    return {"signed_in": client.name}
 
 
 def _held_back(application: str | None) -> list[dict[str, Any]]:
@@ -173,6 +188,9 @@ def application(app: str) -> str:
         )
         for active, current in state.rollouts.phases(app)
     ]
+    for shown in rollouts:  # an operator's last resume or advance, with its time for `when`
+        if shown["lastMove"] is not None:
+            shown["lastMove"]["at_iso"] = iso(shown["lastMove"]["at"])
     labels = [service.backend.default_label(), revision.label]
     labels += [i["label"] for i in instances["instances"]]
     labels += [label for r in rollouts for label in (r["label"], r["canary"])]

@@ -201,6 +201,40 @@ def _text_post(summary: str) -> dict[str, Any]:
     }
 
 
+def _rollout_move(summary: str) -> dict[str, Any]:
+    """A resume or an advance of a rollout: the same parameters, body and answers."""
+    return {
+        "post": {
+            "summary": summary,
+            "parameters": [
+                _path_param("app", "The application."),
+                _query("label", "The base label (default: the server's)."),
+            ],
+            "requestBody": {
+                "required": False,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"reason": {"type": "string"}},
+                            "description": '`{"reason": "..."}`: why (the audit log, the status)',
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "`application`, `label`, `id`, `action`, `state`, `step`, `resumedAt`, "
+                    "`lastMove`",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "409": {"description": "Not halted (resume) or not running (advance)"},
+                **_ERRORS,
+            },
+        }
+    }
+
+
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -411,7 +445,8 @@ SPEC: dict[str, Any] = {
         },
         "/rollouts/{app}/halt": {
             "post": {
-                "summary": "Halt the application's rollout now (rollout role); also an Alertmanager webhook",
+                "summary": "Halt the application's rollout now (rollout or release role); also an "
+                "Alertmanager webhook",
                 "parameters": [
                     _path_param("app", "The application."),
                     _query("label", "The base label (default: the server's)."),
@@ -437,6 +472,14 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/rollouts/{app}/resume": _rollout_move(
+            "Resume the application's halted rollout: its halted step bakes again from now (rollout or "
+            "release role); 409 unless halted"
+        ),
+        "/rollouts/{app}/advance": _rollout_move(
+            "Start the application's rollout's next step now (rollout or release role; after the last "
+            "step it is complete); 409 unless running"
+        ),
         "/approvals": {
             "get": {
                 "summary": "Release approvals given and the environments waiting for one (approver role)",

@@ -24,7 +24,7 @@ from config_server.content.rollout_plan import (
 )
 from config_server.delivery.rollout_runner import Active, FileError, Rollouts
 from config_server.errors import ConfigServerError
-from config_server.state import InstanceRecord, StateStore
+from config_server.state import InstanceRecord, ScheduleAnchor, StateStore
 
 
 def rollout_json(
@@ -94,6 +94,8 @@ def rollout_json(
         "secondsToNextStep": None if current.next_step_at is None else max(0.0, current.next_step_at - now),
         "haltedAt": active.record.halted_at if active.record else None,
         "haltReason": active.record.halt_reason if active.record else None,
+        "resumedAt": active.record.resumed_at if active.record else None,
+        "lastMove": anchor_json(active.record.anchor) if active.record else None,
         "instances": len(instances),
         "matching": len(matching),
         "cohort": len(cohort),
@@ -108,6 +110,14 @@ def rollout_json(
     return body
 
 
+def anchor_json(anchor: ScheduleAnchor | None) -> dict[str, Any] | None:
+    """An operator's last move of a rollout's schedule (resume or advance): when, the step it
+    started (an index), and who did it and why."""
+    if anchor is None:
+        return None
+    return {"at": anchor.at, "stepIndex": anchor.step, "note": anchor.note}
+
+
 def advice(active: Active, current: Phase) -> str:
     """What the operator does next, in one sentence."""
     path = rollout_path(active.rollout.application)
@@ -118,8 +128,9 @@ def advice(active: Active, current: Phase) -> str:
         )
     if current.state == HALTED:
         return (
-            f"halted: every instance gets {active.label}; fix {active.rollout.canary} and give the "
-            f"rollout a new `id` in {path} to start again, or remove the file"
+            f"halted: every instance gets {active.label}; fix {active.rollout.canary} and resume it "
+            f"(`config-server rollout resume`), or give the rollout a new `id` in {path} to start "
+            "again with a new cohort, or remove the file"
         )
     return f"running: step {current.step + 1} of {len(active.rollout.steps)}"
 

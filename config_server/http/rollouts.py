@@ -1,7 +1,9 @@
-"""Rollout endpoints: `GET /rollouts` (status) and `POST /rollouts/{app}/halt` (by hand or Alertmanager).
+"""Rollout endpoints: `GET /rollouts` (status), `POST /rollouts/{app}/halt` (by hand or
+Alertmanager), `POST /rollouts/{app}/resume` and `POST /rollouts/{app}/advance` (an operator's move).
 
-Both need the `rollout` role (or admin; everyone on an open server), and show or halt only the
-rollouts whose application and base label the client's globs cover. A rejection's reason (which a
+Each needs the `rollout` or `release` role (or admin; everyone on an open server), and shows or
+moves only the rollouts whose application and base label the client's globs cover; each action
+leaves an audit line (`event` `rollout`, `action`, who, `reason`). A rejection's reason (which a
 service's validator may have written with a value in it) is shown only to a client that may read
 the application at the base and canary labels (or an admin); others see who rejected, not why.
 The status is read with a query string (`?application=orders&label=main`) because
@@ -17,12 +19,12 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from config_server import names
-from config_server.content.rollout_plan import without_rejection_reason
-from config_server.errors import AccessDenied, InvalidName, ResourceNotFound
+from config_server.content.rollout_plan import Phase, without_rejection_reason
+from config_server.errors import AccessDenied, InvalidName, ResourceNotFound, RolloutMoveRefused
 from config_server.http import security
 from config_server.http.auth import ANONYMOUS, Client
 from config_server.http.context import server_state
-from config_server.http.rollout_json import file_error_json, rollout_json
+from config_server.http.rollout_json import anchor_json, file_error_json, rollout_json
 from config_server.observability.currency import CurrentSettings
 from config_server.observability.inventory import GONE_AFTER_SECONDS
 
@@ -30,13 +32,15 @@ blueprint = Blueprint("rollouts", __name__)
 
 #: The longest halt reason kept (an Alertmanager summary may be long).
 MAX_REASON_CHARS = 512
+#: The roles that may see and act on rollouts (admin implies both).
+ROLLOUT_ROLES = ("rollout", "release")
 
 
 @blueprint.get("/rollouts")
 def rollouts_status() -> Response:
     """Every rollout (or one application's, `?application=`; one label's, `?label=`) and every
     ignored rollout file."""
-    client = security.require_role("rollout", event="rollout")
+    client = security.require_role(ROLLOUT_ROLES, event="rollout")
     state = server_state()
     application = request.args.get("application") or None
     label = request.args.get("label") or None
@@ -83,7 +87,7 @@ def halt(app: str) -> Response:
     `firing` one halts (the reason names the alerts), a `resolved` one changes nothing (a halted
     rollout is started again only through its file).
     """
-    client = security.require_role("rollout", event="rollout")
+    client = security.require_role(ROLLOUT_ROLES, event="rollout")
     names.validate_application(app)
     label = request.args.get("label") or None
     if label is not None:
@@ -101,7 +105,7 @@ def halt(app: str) -> Response:
             f"no rollout of {app!r} at label {label or state.service.backend.default_label()!r}"
         )
     public = without_rejection_reason(record.halt_reason)
-    security.note("rollout", application=app, label=record.label, halt=public)
+    security.note("rollout", action="halt", application=app, label=record.label, halt=public)
     canary = next((a.rollout.canary for a, _ in state.rollouts.phases(app) if a.label == record.label), None)
     return jsonify(
         {
@@ -113,6 +117,64 @@ def halt(app: str) -> Response:
             "haltReason": record.halt_reason
             if _may_see_reasons(client, app, record.label, canary)
             else public,
+        }
+    )
+
+
+@blueprint.post("/rollouts/<app>/resume")
+def resume(app: str) -> Response:
+    """Resume the application's halted rollout: its halted step bakes again from now, and the
+    cohort is answered the canary again. JSON `{"reason": "..."}` (optional); 409 unless halted."""
+    return _move(app, resume=True)
+
+
+@blueprint.post("/rollouts/<app>/advance")
+def advance(app: str) -> Response:
+    """Start the application's rollout's next step now (after the last step it is complete).
+    JSON `{"reason": "..."}` (optional); 409 unless it is running."""
+    return _move(app, resume=False)
+
+
+def _move(app: str, resume: bool) -> Response:
+    """A resume or an advance: checked, recorded in the state store, audited, answered."""
+    action = "resume" if resume else "advance"
+    client = security.require_role(ROLLOUT_ROLES, event="rollout")
+    names.validate_application(app)
+    label = request.args.get("label") or None
+    if label is not None:
+        label = names.validate_label(label)
+    state = server_state()
+    base = label or state.service.backend.default_label()
+    _require_scope(client, app, base)
+    body = request.get_json(silent=True) if request.content_length else None
+    if body is not None and not isinstance(body, dict):
+        raise InvalidName('the body must be a JSON object: {"reason": "..."}')
+    given = (body or {}).get("reason", "")
+    if not isinstance(given, str):
+        raise InvalidName("reason must be a string")
+    reason = _printable(given) or f"{action}d by hand"
+    who = _who(client)
+    note = f"{action}d by {who}: {reason}"[:MAX_REASON_CHARS]
+    moved = state.rollouts.resume(app, label, note) if resume else state.rollouts.advance(app, label, note)
+    if moved is None:
+        raise ResourceNotFound(f"no rollout of {app!r} at label {base!r}")
+    if isinstance(moved, Phase):
+        wanted = "halted" if resume else "running"
+        raise RolloutMoveRefused(f"the rollout of {app!r} at label {base!r} is {moved.state}, not {wanted}")
+    current = next((p for a, p in state.rollouts.phases(app) if a.label == moved.label), None)
+    security.note(
+        "rollout", action=action, application=app, label=moved.label, rollout=moved.rollout_id, reason=reason
+    )
+    return jsonify(
+        {
+            "application": app,
+            "label": moved.label,
+            "id": moved.rollout_id,
+            "action": action,
+            "state": current.state if current is not None else None,
+            "step": current.percent if current is not None else None,
+            "resumedAt": moved.resumed_at,
+            "lastMove": anchor_json(moved.anchor),
         }
     )
 

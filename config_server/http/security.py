@@ -88,12 +88,15 @@ def auth_enabled() -> bool:
     return server_state().auth is not None
 
 
-def require_role(role: str, event: str) -> Client:
-    """The client, when it holds `role`; 401 or 403 otherwise. Marks the request for the audit log."""
+def require_role(role: str | tuple[str, ...], event: str) -> Client:
+    """The client, when it holds `role` (one of them, for a tuple); 401 or 403 otherwise. Marks
+    the request for the audit log."""
     note(event)
     client = _identified_caller()
-    if not client.has_role(role):
-        raise AccessDenied(f"client {client.name!r} does not have the {role!r} role")
+    roles = (role,) if isinstance(role, str) else role
+    if not any(client.has_role(one) for one in roles):
+        wanted = " or ".join(repr(one) for one in roles)
+        raise AccessDenied(f"client {client.name!r} does not have the {wanted} role")
     return client
 
 

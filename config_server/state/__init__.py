@@ -10,6 +10,7 @@ from config_server.state.base import (
     PinRecord,
     RolloutRecord,
     RolloutRejection,
+    ScheduleAnchor,
     StateStore,
 )
 from config_server.state.sqlite import SQLiteStateStore
@@ -20,6 +21,7 @@ __all__ = [
     "PinRecord",
     "RolloutRecord",
     "RolloutRejection",
+    "ScheduleAnchor",
     "StateStore",
     "SQLiteStateStore",
     "open_durable_copy",

@@ -74,6 +74,17 @@ class InstanceRecord(InstanceState):
 
 
 @dataclass(frozen=True)
+class ScheduleAnchor:
+    """An operator's move of a rollout's schedule: step `step` (an index) began at `at`, and the
+    steps after it follow every `bake` from there. A resume restarts the halted step's bake, an
+    advance starts the next step now; `note` says which, by whom and why (for the status)."""
+
+    at: float
+    step: int
+    note: str | None = None
+
+
+@dataclass(frozen=True)
 class RolloutRecord:
     """A rollout's progress: one per (application, base label, rollout id), shared by every replica.
 
@@ -90,6 +101,16 @@ class RolloutRecord:
     #: Why the stored record cannot be trusted (a time that is not a number, a Redis key of another
     #: type), None when it was read whole. An unreadable halt reads as halted (`halted_at` set).
     problem: str | None = None
+    #: When an operator last resumed it: a halt at or after this time halts it, an older one is
+    #: history (`halted`). Only ever moves forward, so no copy of an older record brings a halt back.
+    resumed_at: float | None = None
+    #: The last operator move of the schedule (a resume or an advance), None while it runs from `started`.
+    anchor: ScheduleAnchor | None = None
+
+    @property
+    def halted(self) -> bool:
+        """True when the rollout is halted now: a halt is recorded and no resume came after it."""
+        return self.halted_at is not None and (self.resumed_at is None or self.halted_at >= self.resumed_at)
 
 
 def read_time(value: object) -> float | None:
@@ -101,42 +122,110 @@ def read_time(value: object) -> float | None:
 
 
 def rollout_record(
-    application: str, label: str, rollout_id: str, started: object, halted_at: object, halt_reason: object
+    application: str,
+    label: str,
+    rollout_id: str,
+    started: object,
+    halted_at: object,
+    halt_reason: object,
+    resumed_at: object = None,
+    anchor_at: object = None,
+    anchor_step: object = None,
+    anchor_note: object = None,
 ) -> RolloutRecord:
     """A rollout's record from its stored fields, whatever they hold: never raises. A `started` or
-    `halted_at` that is not a time sets `problem`; an unreadable halt reads as halted."""
+    `halted_at` that is not a time sets `problem`; an unreadable halt reads as halted, an
+    unreadable resume as none (so the halt stands), an unreadable anchor as none."""
     problems = []
     start = read_time(started)
     if start is None:
         problems.append(f"started is {_shown(started)}")
+    resumed = None
+    if resumed_at is not None and resumed_at != "":
+        resumed = read_time(resumed_at)
+        if resumed is None:
+            problems.append(f"resumed_at is {_shown(resumed_at)}")
     halt = None
     if halted_at is not None and halted_at != "":
         halt = read_time(halted_at)
         if halt is None:
             problems.append(f"halted_at is {_shown(halted_at)}")
-            halt = start or 0.0
+            halt = max(start or 0.0, resumed or 0.0)  # an unreadable halt stays a halt
     reason = None if halt_reason is None or halt_reason == "" else str(halt_reason)[:1024]
     return RolloutRecord(
-        application, label, rollout_id, start or 0.0, halt, reason, "; ".join(problems) or None
+        application,
+        label,
+        rollout_id,
+        start or 0.0,
+        halt,
+        reason,
+        "; ".join(problems) or None,
+        resumed,
+        stored_anchor(anchor_at, anchor_step, anchor_note),
     )
 
 
+def stored_anchor(at: object, step: object, note: object) -> ScheduleAnchor | None:
+    """A stored schedule anchor; None when there is none or it cannot be read (the schedule then
+    runs from the start, as before any operator move)."""
+    time_ = read_time(at) if at not in (None, "") else None
+    if time_ is None or isinstance(step, bool) or not re.fullmatch(r"[0-9]{1,3}", str(step)):
+        return None
+    return ScheduleAnchor(time_, int(str(step)), None if note in (None, "") else str(note)[:1024])
+
+
+def later_anchor(one: ScheduleAnchor | None, other: ScheduleAnchor | None) -> ScheduleAnchor | None:
+    """The later of two schedule moves (by time, then step): the one every copy converges on."""
+    if one is None or other is None:
+        return one or other
+    return max(one, other, key=lambda a: (a.at, a.step))
+
+
 def restored_fields(
-    stored: Sequence[object] | None, started: float, halted_at: float | None, halt_reason: str | None
-) -> tuple[float, float | None, str | None]:
-    """(started, halted_at, halt_reason) that `restore_rollout` stores over `stored` (the stored
-    fields, None when there is no record): what is readable there stays (the first start and the
-    first halt win), what is missing or unreadable comes from the arguments; a halt that was
-    stored but cannot be read stays a halt (a halt is final)."""
-    old_started, old_halted, old_reason = stored if stored is not None else (None, None, None)
+    stored: Sequence[object] | None,
+    started: float,
+    halted_at: float | None,
+    halt_reason: str | None,
+    resumed_at: float | None = None,
+    anchor: ScheduleAnchor | None = None,
+) -> tuple[float, float | None, str | None, float | None, ScheduleAnchor | None]:
+    """(started, halted_at, halt_reason, resumed_at, anchor) that `restore_rollout` stores over
+    `stored` (the stored fields in that order, the anchor as at, step, note; None when there is no
+    record). A merge every copy converges on, whatever order copies arrive in:
+    - the start: the stored one when readable (the first start wins);
+    - the resume: the newer of the two (a resume is never undone by an older copy);
+    - the halt: the stored halt while it is live (not older than the resume: the first halt wins),
+      else the given one while live, else the newer of the two as history (a resume newer than
+      every halt means running: a copy from before the resume does not bring its halt back);
+      a halt that was stored but cannot be read stays a halt;
+    - the anchor: the later of the two (`later_anchor`).
+    """
+    raw = list(stored) if stored is not None else []
+    raw += [None] * (7 - len(raw))
+    old_started, old_halted, old_reason, old_resumed, old_anchor_at, old_anchor_step, old_note = raw[:7]
     start = read_time(old_started)
     start = started if start is None else start
-    halt = read_time(old_halted)
-    if halt is not None:
-        return start, halt, None if old_reason in (None, "") else str(old_reason)
-    if halted_at is None and old_halted not in (None, ""):
-        return start, start, "halted: the halt stored for this rollout could not be read"
-    return start, halted_at, halt_reason if halted_at is not None else None
+    resumes = [
+        t
+        for t in (read_time(old_resumed) if old_resumed not in (None, "") else None, resumed_at)
+        if t is not None
+    ]
+    resumed = max(resumes) if resumes else None
+    merged_anchor = later_anchor(stored_anchor(old_anchor_at, old_anchor_step, old_note), anchor)
+    halts: list[tuple[float, str | None]] = []
+    old_halt = read_time(old_halted)
+    if old_halt is not None:
+        halts.append((old_halt, None if old_reason in (None, "") else str(old_reason)))
+    elif halted_at is None and old_halted not in (None, ""):
+        unreadable = max(start, resumed) if resumed is not None else start
+        halts.append((unreadable, "halted: the halt stored for this rollout could not be read"))
+    if halted_at is not None:
+        halts.append((halted_at, halt_reason))
+    live = [h for h in halts if resumed is None or h[0] >= resumed]
+    chosen = live[0] if live else (max(halts, key=lambda h: h[0]) if halts else None)
+    if chosen is None:
+        return start, None, None, resumed, merged_anchor
+    return start, chosen[0], chosen[1], resumed, merged_anchor
 
 
 def rollout_rejection(instance_id: str, version: object, reason: object, seen: object) -> RolloutRejection:
@@ -280,11 +369,14 @@ class StateStore(ABC):
         started: float,
         halted_at: float | None,
         halt_reason: str | None,
+        resumed_at: float | None = None,
+        anchor: ScheduleAnchor | None = None,
     ) -> RolloutRecord:
         """Put back what a server knows of a rollout whose record is missing or unreadable (Redis
-        restarted, flushed or failed over; a record changed by hand), or halt one: the stored
-        record's readable fields stay, the rest come from these (`restored_fields`), in one atomic
-        step; the record as stored now. A halt is added unless one is stored: a halt is final."""
+        restarted, flushed or failed over; a record changed by hand), or halt, resume or advance
+        one: the stored fields and these are merged (`restored_fields`) in one atomic step; the
+        record as stored now. A halt is added unless a live one is stored (the first halt wins); a
+        resume newer than every halt ends the halt, and no older copy brings it back."""
 
     @abstractmethod
     def end_rollout(self, application: str, label: str, rollout_id: str) -> None:

@@ -41,6 +41,7 @@ from config_server.state.base import (
     PinRecord,
     RolloutRecord,
     RolloutRejection,
+    ScheduleAnchor,
     StateStore,
     read_time,
     restored_fields,
@@ -112,7 +113,15 @@ _ROLLOUTS = PREFIX + "rollouts"
 _REJECTIONS = PREFIX + "rollout-rejections:"
 #: A hash per rollout: `<instance>\x1f<version>` -> when the canary first served it.
 _SERVED = PREFIX + "rollout-served:"
-_ROLLOUT_FIELDS = ("started", "halted_at", "halt_reason")
+_ROLLOUT_FIELDS = (
+    "started",
+    "halted_at",
+    "halt_reason",
+    "resumed_at",  # resume and advance (docs/rollouts.md, "Halt, resume, advance")
+    "anchor_at",
+    "anchor_step",
+    "anchor_note",
+)
 #: Release approvals: one hash, `<label>\x1f<version>\x1f<approver>` -> `{"reason", "at"}`.
 _APPROVALS = PREFIX + "approvals"
 
@@ -121,16 +130,22 @@ _APPROVALS = PREFIX + "approvals"
 _START_ROLLOUT = """
 redis.call('HSETNX', KEYS[1], 'started', ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[1])
-return redis.call('HMGET', KEYS[1], 'started', 'halted_at', 'halt_reason')
+return redis.call('HMGET', KEYS[1], 'started', 'halted_at', 'halt_reason', 'resumed_at', 'anchor_at',
+                  'anchor_step', 'anchor_note')
 """
 
-# KEYS: the rollout's hash. ARGV: now, reason. Nothing (nil) when there is no such rollout.
+# KEYS: the rollout's hash. ARGV: now, reason. Nothing (nil) when there is no such rollout. A
+# halt older than a resume is history: a new halt replaces it.
 _HALT_ROLLOUT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
-if redis.call('HSETNX', KEYS[1], 'halted_at', ARGV[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'halt_reason', ARGV[2])
+local halted = redis.call('HGET', KEYS[1], 'halted_at')
+local resumed = redis.call('HGET', KEYS[1], 'resumed_at')
+local h, r = tonumber(halted), tonumber(resumed)
+if not halted or (h and r and h < r) then
+  redis.call('HSET', KEYS[1], 'halted_at', ARGV[1], 'halt_reason', ARGV[2])
 end
-return redis.call('HMGET', KEYS[1], 'started', 'halted_at', 'halt_reason')
+return redis.call('HMGET', KEYS[1], 'started', 'halted_at', 'halt_reason', 'resumed_at', 'anchor_at',
+                  'anchor_step', 'anchor_note')
 """
 
 
@@ -322,12 +337,14 @@ class RedisStateStore(StateStore):
         started: float,
         halted_at: float | None,
         halt_reason: str | None,
+        resumed_at: float | None = None,
+        anchor: ScheduleAnchor | None = None,
     ) -> RolloutRecord:
-        """Read the record and write it back repaired (`restored_fields`) in one optimistic
+        """Read the record and write it back merged (`restored_fields`) in one optimistic
         transaction (WATCH, MULTI, EXEC); a key of another type is replaced."""
         member = _SEP.join((application, label, rollout_id))
         key = _ROLLOUT + member
-        fields: tuple[float, float | None, str | None] = (started, halted_at, halt_reason)
+        fields = restored_fields(None, started, halted_at, halt_reason, resumed_at, anchor)
 
         def put_back(pipe: Any) -> None:
             nonlocal fields
@@ -335,20 +352,29 @@ class RedisStateStore(StateStore):
             stored = pipe.hmget(key, _ROLLOUT_FIELDS) if kind == "hash" else None
             if stored is not None and stored[0] is None and stored[1] is None:
                 stored = None
-            fields = restored_fields(stored, started, halted_at, halt_reason)
-            values = {"started": repr(fields[0])}
-            if fields[1] is not None:
-                values |= {"halted_at": repr(fields[1]), "halt_reason": fields[2] or ""}
+            fields = restored_fields(stored, started, halted_at, halt_reason, resumed_at, anchor)
+            start, halt, reason, resumed, moved = fields
+            values = {"started": repr(start)}
+            if halt is not None:
+                values |= {"halted_at": repr(halt), "halt_reason": reason or ""}
+            if resumed is not None:
+                values["resumed_at"] = repr(resumed)
+            if moved is not None:
+                values |= {
+                    "anchor_at": repr(moved.at),
+                    "anchor_step": str(moved.step),
+                    "anchor_note": moved.note or "",
+                }
             pipe.multi()
-            if kind not in ("hash", "none"):
-                pipe.delete(key)
+            pipe.delete(key)  # what is not merged (an unreadable field) is not written back
             if index not in ("set", "none"):
                 pipe.delete(_ROLLOUTS)  # the index is rebuilt as every replica puts back what it knows
             pipe.hset(key, mapping=values)
             pipe.sadd(_ROLLOUTS, member)
 
         self._call(self.reader.transaction, put_back, key, _ROLLOUTS)
-        return RolloutRecord(application, label, rollout_id, *fields)
+        start, halt, reason, resumed, moved = fields
+        return RolloutRecord(application, label, rollout_id, start, halt, reason, None, resumed, moved)
 
     def end_rollout(self, application: str, label: str, rollout_id: str) -> None:
         """Delete the record and its rejections, in one transaction."""
@@ -544,8 +570,7 @@ def _approval(field: str, raw: str) -> ApprovalRecord | None:
 
 
 def _rollout(application: str, label: str, rollout_id: str, values: list[str | None]) -> RolloutRecord:
-    started, halted_at, reason = values
-    return rollout_record(application, label, rollout_id, started, halted_at, reason)
+    return rollout_record(application, label, rollout_id, *values)
 
 
 def _wrong_type(error: Exception) -> str:

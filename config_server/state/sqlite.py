@@ -24,6 +24,7 @@ from config_server.state.base import (
     PinRecord,
     RolloutRecord,
     RolloutRejection,
+    ScheduleAnchor,
     StateStore,
     read_time,
     restored_fields,
@@ -66,6 +67,10 @@ CREATE TABLE IF NOT EXISTS rollouts (
     started REAL NOT NULL,
     halted_at REAL,
     halt_reason TEXT,
+    resumed_at REAL,
+    anchor_at REAL,
+    anchor_step INTEGER,
+    anchor_note TEXT,
     PRIMARY KEY (application, label, rollout_id)
 );
 CREATE TABLE IF NOT EXISTS rollout_rejections (
@@ -166,11 +171,11 @@ class SQLiteStateStore(StateStore):
             conn.executescript(_SCHEMA)
             columns = {row[1] for row in conn.execute("PRAGMA table_info(rollout_rejections)")}
             if "caller" not in columns:  # a state.db written before rejections named their caller
-                try:
-                    conn.execute("ALTER TABLE rollout_rejections ADD COLUMN caller TEXT NOT NULL DEFAULT ''")
-                except sqlite3.OperationalError as exc:  # another worker added it meanwhile
-                    if "duplicate column" not in str(exc):
-                        raise
+                _add_column(conn, "ALTER TABLE rollout_rejections ADD COLUMN caller TEXT NOT NULL DEFAULT ''")
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(rollouts)")}
+            for column, kind in _ROLLOUT_MOVES:  # a state.db written before resume and advance
+                if column not in columns:
+                    _add_column(conn, f"ALTER TABLE rollouts ADD COLUMN {column} {kind}")
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
@@ -303,6 +308,8 @@ class SQLiteStateStore(StateStore):
         started: float,
         halted_at: float | None,
         halt_reason: str | None,
+        resumed_at: float | None = None,
+        anchor: ScheduleAnchor | None = None,
     ) -> RolloutRecord:
         """Read the record and write it back repaired (`restored_fields`) in one transaction."""
         key = (application, label, rollout_id)
@@ -310,18 +317,27 @@ class SQLiteStateStore(StateStore):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 row = conn.execute(
-                    f"SELECT started, halted_at, halt_reason FROM rollouts WHERE {_ROLLOUT_KEY}", key
+                    f"SELECT {_ROLLOUT_FIELDS} FROM rollouts WHERE {_ROLLOUT_KEY}", key
                 ).fetchone()
-                fields = restored_fields(row, started, halted_at, halt_reason)
+                start, halt, reason, resumed, moved = restored_fields(
+                    row, started, halted_at, halt_reason, resumed_at, anchor
+                )
                 conn.execute(
-                    f"INSERT OR REPLACE INTO rollouts ({_ROLLOUT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                    (*key, *fields),
+                    f"INSERT OR REPLACE INTO rollouts ({_ROLLOUT_COLUMNS}) VALUES ({', '.join('?' * 10)})",
+                    (
+                        *key,
+                        start,
+                        halt,
+                        reason,
+                        resumed,
+                        *((moved.at, moved.step, moved.note) if moved else (None, None, None)),
+                    ),
                 )
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        return RolloutRecord(*key, *fields)
+        return RolloutRecord(*key, start, halt, reason, None, resumed, moved)
 
     def end_rollout(self, application: str, label: str, rollout_id: str) -> None:
         """Delete the record and its rejections in one transaction."""
@@ -487,14 +503,23 @@ def _instance(row: Any) -> InstanceRecord:
     return InstanceRecord(*(*row[:11], bool(row[11]), *(read_time(t) or 0.0 for t in row[12:15])))
 
 
-_ROLLOUT_COLUMNS = "application, label, rollout_id, started, halted_at, halt_reason"
+#: The columns resume and advance added to `rollouts` (`_set_up` adds them to an older state.db).
+_ROLLOUT_MOVES = (
+    ("resumed_at", "REAL"),
+    ("anchor_at", "REAL"),
+    ("anchor_step", "INTEGER"),
+    ("anchor_note", "TEXT"),
+)
+_ROLLOUT_FIELDS = "started, halted_at, halt_reason, resumed_at, anchor_at, anchor_step, anchor_note"
+_ROLLOUT_COLUMNS = f"application, label, rollout_id, {_ROLLOUT_FIELDS}"
 _ROLLOUT_KEY = "application = ? AND label = ? AND rollout_id = ?"
 _START_ROLLOUT = (
     "INSERT OR IGNORE INTO rollouts (application, label, rollout_id, started) VALUES (?, ?, ?, ?)"
 )
 _SELECT_ROLLOUT = f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE {_ROLLOUT_KEY}"
 _HALT_ROLLOUT = (
-    f"UPDATE rollouts SET halted_at = ?, halt_reason = ? WHERE {_ROLLOUT_KEY} AND halted_at IS NULL"
+    f"UPDATE rollouts SET halted_at = ?, halt_reason = ? WHERE {_ROLLOUT_KEY} "
+    "AND (halted_at IS NULL OR halted_at < resumed_at)"  # a halt older than a resume is history
 )
 _REJECTION = """
 INSERT INTO rollout_rejections (application, label, rollout_id, instance_id, version, reason, seen, caller)
@@ -512,3 +537,12 @@ INSERT OR IGNORE INTO rollout_served (application, label, rollout_id, instance_i
 VALUES (?, ?, ?, ?, ?, ?)
 """
 _COUNT_SERVED = f"SELECT COUNT(*) FROM rollout_served WHERE {_ROLLOUT_KEY}"
+
+
+def _add_column(conn: sqlite3.Connection, statement: str) -> None:
+    """Add a column an older state.db lacks; another worker may have added it meanwhile."""
+    try:
+        conn.execute(statement)
+    except sqlite3.OperationalError as exc:
+        if "duplicate column" not in str(exc):
+            raise

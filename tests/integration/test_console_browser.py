@@ -175,3 +175,72 @@ def test_a_commit_is_reverted_from_the_console_or_its_command_shown(repo, serve,
     assert "--allow-revert false" in dialogs[0][0]
     assert dialogs[0][1] == f"git switch main && git revert --no-edit {reverted}"
     assert repo.git("rev-parse", "main") == reverted
+
+
+def test_approve_halt_and_resume_from_the_console_signed_in_as_an_admin(repo, serve, tmp_path):
+    """With an auth file the browser signs in with HTTP Basic (the admin's token as the password);
+    the header names the client. The approve button releases a held prod commit; the rollout
+    section's halt and resume buttons move the cohort; each effect is checked over HTTP."""
+    from tests.server.test_approvals import ADMIN, POLICY, as_author, auth_file, bearer
+    from tests.server.test_rollouts import INSTANCES, rollout_file
+
+    repo.commit(
+        {"orders.yml": "message: base\n", "orders-prod.yml": "limit: 10\n"}, "released before the policy"
+    )
+    repo.commit({"policy/approvals.yml": POLICY}, "protect prod")
+    repo.git("checkout", "-q", "-b", "canary")
+    canary = repo.commit({"orders.yml": "message: canary\n"}, "canary")
+    repo.git("checkout", "-q", "main")
+    repo.commit({"rollouts/orders.yml": rollout_file(steps="[100]")}, "roll out the canary")
+    waiting = as_author(
+        repo, {"orders-prod.yml": "limit: 20\n"}, "Carol <carol@example.com>", "raise the limit"
+    )
+    server = serve(repo.path, auth_file=auth_file(tmp_path))
+    admin = bearer(ADMIN)
+
+    def prod() -> requests.Response:
+        return requests.get(f"{server.url}/orders/prod", headers=admin, timeout=10)
+
+    def cohort_version() -> str:
+        headers = {**admin, "X-Config-Client-Id": INSTANCES[0]}
+        return requests.get(f"{server.url}/orders/default", headers=headers, timeout=10).json()["version"]
+
+    def rollout_state() -> str:
+        return requests.get(f"{server.url}/rollouts", headers=admin, timeout=10).json()["rollouts"][0][
+            "state"
+        ]
+
+    assert prod().headers["X-Config-Held-Back-Reason"] == "awaiting approval"
+    wait_for(lambda: rollout_state() == "running", what="the rollout to start")
+    assert cohort_version() == canary
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            http_credentials={"username": "admin", "password": ADMIN},
+        )
+        try:
+            page = context.new_page()
+            page.set_default_timeout(30_000)
+            page.on("dialog", lambda dialog: dialog.accept("checked in the browser"))
+            page.goto(f"{server.url}/console/app/orders?profiles=prod")
+            assert page.inner_text("#signed-in") == "signed in as admin"
+            page.click(f'#held-back button.approve[data-commit="{waiting}"]')
+            wait_for(lambda: prod().json()["version"] == waiting, what="the approved commit served")
+            assert "X-Config-Held-Back" not in prod().headers
+            page.wait_for_selector("#held-back", state="detached")  # the page reloaded without it
+
+            page.click('#rollout button.rollout-action[data-action="halt"]')
+            page.wait_for_selector('#rollout button.rollout-action[data-action="resume"]')
+            assert rollout_state() == "halted" and cohort_version() == waiting  # main's head
+            assert "checked in the browser (by admin)" in page.inner_text("#rollout .halt-reason")
+            page.click('#rollout button.rollout-action[data-action="resume"]')
+            page.wait_for_selector('#rollout button.rollout-action[data-action="halt"]')
+            assert rollout_state() == "running" and cohort_version() == canary
+            assert "resumed by admin: checked in the browser" in page.inner_text("#rollout .last-move")
+            page.screenshot(path=str(tmp_path / "console-rollout.png"), full_page=True)
+            assert (tmp_path / "console-rollout.png").stat().st_size > 10_000
+        finally:
+            context.close()
