@@ -36,6 +36,9 @@ from config_server.safety.environment_cache import ResolvedEnvironment
 
 log = logging.getLogger(__name__)
 
+#: How `_head` names the pins' generation beside the label's commits (a pin moves answers without a commit).
+PINS_GENERATION = "pins@"
+
 #: The longest a long-poll request is held, whatever `?wait=` asks for.
 MAX_WAIT_SECONDS = 60.0
 
@@ -249,7 +252,7 @@ class WatchHub:
                 head = heads[source]
                 if moved_only and head is not None and head == slot.head:
                     continue  # the label did not move since the slot's answer: nothing to resolve
-                if self._untouched(slot, head, touched):
+                if moved_only and self._untouched(slot, head, touched):
                     self._advance(slot, head, next(self._resolutions))
                     continue  # the commits since changed none of its applications' files
                 resolution = next(self._resolutions)
@@ -283,6 +286,8 @@ class WatchHub:
         for old, new in zip(slot.head, head, strict=True):
             if old == new:
                 continue
+            if old.startswith(PINS_GENERATION) or new.startswith(PINS_GENERATION):
+                return False  # a pin or an unpin moves the answer with no commit at all
             if (old, new) not in touched:
                 changed = self.service.backend.changed_paths(old, new)
                 touched[old, new] = None if changed is None else touched_applications(changed)
@@ -410,7 +415,7 @@ class WatchHub:
             versions = tuple(self.service.backend.resolve(one).version for one in labels)
         except ConfigServerError:
             return None
-        return (*versions, f"pins@{self.service.pins.generation}")
+        return (*versions, f"{PINS_GENERATION}{self.service.pins.generation}")
 
     def _resolve(
         self, request: EnvironmentRequest, route: Route = BASE_ROUTE
