@@ -129,3 +129,51 @@ def test_a_broken_commit_shows_its_problem_with_file_and_line(repo, serve, tmp_p
     assert get(server, "/orders/default").headers["X-Config-Held-Back"] == broken
     effect = section(page(server, "/console/app/orders"), 'id="held-back"').split('class="held-effect"', 1)[1]
     assert good[:12] in effect and 'data-reason="broken"' in effect and "orders.yml:" in effect
+
+
+def test_one_applications_effect_of_a_shared_file_change_resolves_and_reads_only_its_environments(
+    repo, tmp_path, monkeypatch
+):
+    """A change to `application.yml` touches every application; limited to `orders` it resolves
+    orders' environments only and reads no file of another application."""
+    from config_server.backends.git import GitBackend
+    from config_server.observability import change_effect as module
+    from config_server.safety.config_service import ConfigService
+
+    base = repo.commit(
+        {
+            "application.yml": "region: eu\n",
+            "orders.yml": "limit: 0\n",
+            "orders-prod.yml": "limit: 1\n",
+            "payments.yml": "fee: 1\n",
+        }
+    )
+    head = repo.commit({"application.yml": "region: us\n"})
+    backend = GitBackend(str(repo.path), tmp_path / "cache")
+    read_paths: list[str] = []
+    real_memo_read = module.memo_read
+
+    def recording_memo_read(backend_, version):
+        read = real_memo_read(backend_, version)
+
+        def recorded(path):
+            read_paths.append(path)
+            return read(path)
+
+        return recorded
+
+    monkeypatch.setattr(module, "memo_read", recording_memo_read)
+    try:
+        service = ConfigService(backend, cache_size=1)
+        everyone = module.change_effect(service, base, head)
+        read_paths.clear()
+        mine = module.change_effect(service, base, head, application="orders")
+    finally:
+        backend.close()
+    assert {e.application for e in everyone.environments} == {"application", "orders", "payments"}
+    assert [(e.application, e.profiles) for e in mine.environments] == [
+        ("orders", ("default",)),
+        ("orders", ("prod",)),
+    ]
+    assert mine.named == mine.resolved == 2
+    assert read_paths and not [p for p in read_paths if "payments" in p]
