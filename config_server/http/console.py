@@ -12,8 +12,9 @@ The page's instance list refreshes from `/console/app/<app>/instances`, a fragme
 the instances and rejections (one bounded store read, no history, no diff).
 
 Held-back environments come from `app.extensions["config_held_back"]`, a callable
-`(application or None) -> list of {"application", "profiles", "label", "commit", "error"}` that
-change safety provides; None asks for every application at once (the index's one query).
+`(application or None) -> list of {"application", "profiles", "label", "commit", "served", "error"}`
+that change safety provides; None asks for every application at once (the index's one query).
+What each held commit would change, and a history row's diff, come from `console_effect.py`.
 """
 
 from __future__ import annotations
