@@ -12,8 +12,9 @@ The page's instance list refreshes from `/console/app/<app>/instances`, a fragme
 the instances and rejections (one bounded store read, no history, no diff).
 
 Held-back environments come from `app.extensions["config_held_back"]`, a callable
-`(application or None) -> list of {"application", "profiles", "label", "commit", "error"}` that
-change safety provides; None asks for every application at once (the index's one query).
+`(application or None) -> list of {"application", "profiles", "label", "commit", "served", "error"}`
+that change safety provides; None asks for every application at once (the index's one query).
+What each held commit would change, and a history row's diff, come from `console_effect.py`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from config_server.backends.revert import Reverter
 from config_server.errors import ConfigServerError
 from config_server.http import security
 from config_server.http.auth import ANONYMOUS
+from config_server.http.console_effect import commit_effect, held_back_effects, shown_value
 from config_server.http.context import server_state
 from config_server.http.pins import pin_json
 from config_server.http.rollout_json import file_error_json, rollout_json
@@ -58,6 +60,9 @@ def no_held_back(application: str | None = None) -> list[dict[str, Any]]:
 def _ago(moment: str) -> str:
     """A template filter: the ISO time `moment` as "3 min ago" at the time of rendering."""
     return relative_time.ago_iso(moment, time.time())
+
+
+blueprint.add_app_template_filter(shown_value, "setting")
 
 
 @blueprint.before_request
@@ -153,7 +158,8 @@ def _version_of(label: str) -> str | None:
 
 @blueprint.get("/app/<app>")
 def application(app: str) -> str:
-    """One application: instances and their versions, rejections, held back, history and a diff."""
+    """One application: instances and their versions, rejections, held back (with what each held
+    commit would change), history (each row links to its diff) and a diff form."""
     state = server_state()
     service = state.service
     now = time.time()
@@ -197,6 +203,7 @@ def application(app: str) -> str:
     reverter = state.reverter or Reverter(None, False)
     in_view = [(i["version"], f"run by {i['id']}") for i in instances["instances"] if i["version"]]
     in_view += [(r["canaryVersion"], f"canary {r['canary']}") for r in rollouts if r["canaryVersion"]]
+    held_back = _held_back(app)
     return render_template(
         "console/application.html",
         app=app,
@@ -230,10 +237,27 @@ def application(app: str) -> str:
             for pin in service.pins.records()
             if pin.application == app
         ],
-        held_back=_held_back(app),
+        held_back=held_back,
+        held_effects=held_back_effects(app, held_back),
         **instances,
         rollouts=rollouts,
         rollout_errors=[file_error_json(e) for e in state.rollouts.errors() if e.application == app],
+    )
+
+
+@blueprint.get("/app/<app>/change/<version>")
+def change(app: str, version: str) -> str:
+    """A history row's diff: what commit `version` did to the application's settings (against
+    its first parent), key by key, with the file and line of each new value and its verdict."""
+    app = names.validate_application(app)
+    raw_label = request.args.get("label") or None
+    label = names.validate_label(raw_label) if raw_label else None
+    profiles = ",".join(names.validate_profiles(request.args.get("profiles") or "default"))
+    backend = server_state().service.backend
+    commit = backend.resolve(names.validate_label(version))
+    view = commit_effect(app, commit.version, label or backend.default_label())
+    return render_template(
+        "console/change.html", app=app, profiles=profiles, label=raw_label or "", commit=commit, view=view
     )
 
 

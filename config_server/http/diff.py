@@ -26,7 +26,8 @@ from config_server.http.context import server_state
 from config_server.http.observe import may_see
 from config_server.observability.change_effect import change_effect, live_instances, with_instances
 from config_server.observability.inventory import status_of
-from config_server.safety.release_gates import approval_gate, broken_gate
+from config_server.safety.config_service import ConfigService
+from config_server.safety.release_gates import Gate, approval_gate, broken_gate
 
 blueprint = Blueprint("diff", __name__)
 
@@ -36,6 +37,17 @@ def _label_arg(name: str) -> str:
     if not value:
         raise InvalidName(f"{name} is required: a branch, tag or commit id")
     return names.validate_label(value)
+
+
+def release_gates(service: ConfigService) -> list[Gate]:
+    """The gates a change goes through here, as the server serves it: change safety with the
+    server's own key, and the repository's approval policy with the approvals given so far.
+    `GET /diff` and the console's "what would change" views ask the same ones."""
+
+    def approved(label: str, version: str) -> bool:
+        return service.approvals is not None and service.approvals.covers(label, version)
+
+    return [broken_gate(service.keyring), approval_gate(service.backend.read, approved)]
 
 
 @blueprint.get("/diff")
@@ -54,17 +66,7 @@ def diff() -> Response:
     def visible(application: str, profiles: tuple[str, ...]) -> bool:
         return all(client.may_read(application, profiles, label) for label in (base, head))
 
-    def approved(label: str, version: str) -> bool:
-        return service.approvals is not None and service.approvals.covers(label, version)
-
-    effect = change_effect(
-        service,
-        base,
-        head,
-        path,
-        [broken_gate(service.keyring), approval_gate(service.backend.read, approved)],
-        visible if scoped else None,
-    )
+    effect = change_effect(service, base, head, path, release_gates(service), visible if scoped else None)
     now = time.time()
     live = [
         (record.application, record.profiles, record.label)

@@ -192,9 +192,13 @@ def change_effect(
     path: str | None = None,
     gates: Sequence[Gate] = (),
     visible: Visible | None = None,
+    application: str | None = None,
 ) -> ChangeEffect:
     """The effect of the change from `base_label` to `head_label` (branches, tags or commit ids;
     None is the default label), environment by environment; see the module's docstring.
+
+    `application` limits it to that application's environments (the console's application page):
+    no other application's files are read, even for a change to a shared `application*` file.
 
     Raises LabelNotFound for a label that does not resolve, and any other ConfigServerError that
     is not about the content (a repository that cannot be read)."""
@@ -210,24 +214,26 @@ def change_effect(
         return effect
     parse = memo_parse()  # shared by both versions: a file unchanged between them is parsed once
     touched = None if changed is None else touched_applications(changed)
+    if application is not None:
+        touched = frozenset({application}) if touched is None else touched & {application}
     named = sorted(_listed(service, base, parse, touched) | _listed(service, head, parse, touched))
     lines: dict[tuple[str, int, str, str], int | None] = {}
     everything = changed is None or _changes_every_schema(changed)
     revisions = (base.revision, head.revision)
-    for count, (application, profiles) in enumerate(named):
+    for count, (name, profiles) in enumerate(named):
         if count % _PAUSE_EVERY == 0:
             time.sleep(0)  # let other greenlets run (time.sleep is gevent's in the gevent worker)
-        if visible is not None and not visible(application, profiles):
+        if visible is not None and not visible(name, profiles):
+            continue
+        if application is not None and name != application:
             continue
         effect.named += 1
-        if touched is not None and application not in touched:
+        if touched is not None and name not in touched:
             continue
-        if not everything and not reads_any(
-            service, revisions, application, profiles, changed or frozenset()
-        ):
+        if not everything and not reads_any(service, revisions, name, profiles, changed or frozenset()):
             continue
         effect.resolved += 1
-        one = _environment_effect(service, base, head, application, profiles, parse, gates, lines)
+        one = _environment_effect(service, base, head, name, profiles, parse, gates, lines)
         if one.changes or one.holds or one.head_error:
             effect.environments.append(one)
     return effect

@@ -350,8 +350,9 @@ class ConfigService:
         ]
 
     def held_back_for(self, application: str | None = None) -> list[dict[str, Any]]:
-        """The console's view: `{"application", "profiles", "label", "commit", "error"}` per
-        held-back environment, of one application or (None) of all of them; those waiting for a
+        """The console's view: `{"application", "profiles", "label", "commit", "served", "error"}` per
+        held-back environment (`served`: the version answered instead, None when none is good), of
+        one application or (None) of all of them; those waiting for a
         release approval also `"awaiting_approval": True` (the console's approve button)."""
         return [
             {
@@ -359,6 +360,7 @@ class ConfigService:
                 "profiles": row["profiles"],
                 "label": row["label"],
                 "commit": row["brokenVersion"],
+                "served": row["servedVersion"],
                 "error": _problem_text(row["problems"]),
             }
             for row in self.held_back()
@@ -369,6 +371,7 @@ class ConfigService:
                 "profiles": row["profiles"],
                 "label": row["label"],
                 "commit": row["waitingVersion"],
+                "served": row["servedVersion"],
                 "error": f"{AWAITING_APPROVAL}: serving {row['servedVersion'][:12]}",
                 "awaiting_approval": True,
             }

@@ -179,7 +179,9 @@ def test_a_commit_is_reverted_from_the_console_or_its_command_shown(repo, serve,
 
 def test_approve_halt_and_resume_from_the_console_signed_in_as_an_admin(repo, serve, tmp_path):
     """With an auth file the browser signs in with HTTP Basic (the admin's token as the password);
-    the header names the client. The approve button releases a held prod commit; the rollout
+    the header names the client. The held-back section shows what the waiting commit would change
+    (a screenshot of it is left); the approve button releases it, and its history row's diff link
+    shows the same change; the rollout
     section's halt and resume buttons move the cohort; each effect is checked over HTTP."""
     from tests.server.test_approvals import ADMIN, POLICY, as_author, auth_file, bearer
     from tests.server.test_rollouts import INSTANCES, rollout_file
@@ -227,10 +229,24 @@ def test_approve_halt_and_resume_from_the_console_signed_in_as_an_admin(repo, se
             page.on("dialog", lambda dialog: dialog.accept("checked in the browser"))
             page.goto(f"{server.url}/console/app/orders?profiles=prod")
             assert page.inner_text("#signed-in") == "signed in as admin"
+            # what the waiting commit would change, key by key, before anyone approves it
+            limit = page.locator('#held-back .held-effect tr[data-key="limit"]')
+            assert (
+                limit.locator("code.old").inner_text() == "10"
+                and limit.locator("code.new").inner_text() == "20"
+            )
+            assert limit.locator("code.where").inner_text() == "orders-prod.yml:1"
+            assert "awaiting approval" in page.inner_text("#held-back .held-effect .hold")
+            page.locator("#held-back .held-effect").screenshot(path=str(tmp_path / "console-held-effect.png"))
+            assert (tmp_path / "console-held-effect.png").stat().st_size > 2_000
             page.click(f'#held-back button.approve[data-commit="{waiting}"]')
             wait_for(lambda: prod().json()["version"] == waiting, what="the approved commit served")
             assert "X-Config-Held-Back" not in prod().headers
             page.wait_for_selector("#held-back", state="detached")  # the page reloaded without it
+            page.click(f'tr.commit[data-version="{waiting}"] a.change-diff')  # the history row's diff
+            page.wait_for_selector('#change-effect tr[data-key="limit"]')
+            assert page.inner_text('#change-effect tr[data-key="limit"] code.new') == "20"
+            page.go_back()
 
             page.click('#rollout button.rollout-action[data-action="halt"]')
             page.wait_for_selector('#rollout button.rollout-action[data-action="resume"]')
