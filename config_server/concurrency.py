@@ -7,6 +7,7 @@ real OS thread, asks here instead of importing gevent itself.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
@@ -92,3 +93,33 @@ class RealWakeup:
     def wait(self, timeout: float) -> bool:
         """On the real thread: wait until signalled or `timeout` seconds passed; True when signalled."""
         return bool(self._lock.acquire(timeout=timeout))
+
+
+class Repeating:
+    """A background loop: `tick()` every `interval()` seconds on a daemon thread named `name` (a
+    greenlet under gevent's patches, like every loop of the server) until `stop()`.
+
+    The rollout runner, the approvals and the pins each read the state store this way; `interval`
+    is asked before each wait, so a test may shorten it on a running loop."""
+
+    def __init__(self, tick: Callable[[], object], interval: Callable[[], float], name: str) -> None:
+        self._tick = tick
+        self._interval = interval
+        self._name = name
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the loop (its first tick after one interval: callers tick once themselves first)."""
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the loop and wait up to `timeout` seconds for its tick in progress."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval()):
+            self._tick()

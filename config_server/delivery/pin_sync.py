@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from config_server.concurrency import call_cooperatively
+from config_server.concurrency import Repeating, call_cooperatively
 from config_server.safety.pins import PinBoard, PinKey
 from config_server.state import PinRecord, StateStore
 
@@ -50,8 +50,7 @@ class PinSync:
         self.on_change = on_change
         self.durable = durable
         self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Repeating(self.refresh, lambda: self.interval, "config-pins")
         self._lock = threading.Lock()
         self._failing = False
 
@@ -63,19 +62,12 @@ class PinSync:
             if kept:
                 self.board.replace(kept)
         self.refresh()
-        self._thread = threading.Thread(target=self._run, name="config-pins", daemon=True)
-        self._thread.start()
+        self._loop.start()
         return self
 
     def close(self) -> None:
         """Stop the loop."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.refresh()
+        self._loop.stop(timeout=2)
 
     def refresh(self) -> set[str]:
         """Read the store's pins into the board (putting back what a store lost first); the

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from config_server import names
 from config_server.backends.base import Backend
-from config_server.concurrency import call_cooperatively
+from config_server.concurrency import Repeating, call_cooperatively
 from config_server.content.environment_answer import BASE_ROUTE, Route
 from config_server.content.rollout_plan import (
     HALTED,
@@ -163,8 +163,7 @@ class Rollouts:
         self._served: deque[tuple[Key, str, str, float]] = deque(maxlen=100_000)
         self._parsed: dict[tuple[str, str], Rollout | RolloutFileError] = {}
         self._default_label: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Repeating(self._checked, lambda: self.interval, "config-rollouts")
         self._tick_lock = threading.Lock()
         #: What the loop's last tick failed with ("state" for an unreachable store), None when it worked.
         self._failing: str | None = None
@@ -300,19 +299,12 @@ class Rollouts:
         read yet is retried by the loop)."""
         self.memory.load()
         self._checked()  # a remote not cloned yet, or Redis away, must not stop the server starting
-        self._thread = threading.Thread(target=self._run, name="config-rollouts", daemon=True)
-        self._thread.start()
+        self._loop.start()
         return self
 
     def close(self) -> None:
         """Stop the loop."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._checked()
+        self._loop.stop()
 
     def _checked(self) -> None:
         """One tick of the loop, its failure said once while it lasts (not every 0.2 s), and once

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from config_server.backends.base import Backend
-from config_server.concurrency import call_cooperatively
+from config_server.concurrency import Repeating, call_cooperatively
 from config_server.content.approval_policy import (
     AWAITING_APPROVAL,
     POLICY_FILE,
@@ -129,27 +129,19 @@ class Approvals:
         self._decisions: dict[tuple[str, str, str, int], str | None] = {}
         self._waiting: dict[tuple[str, str], Waiting] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Repeating(self._synced, lambda: self.interval, "config-approvals")
 
     # --- the loop ----------------------------------------------------------------------------
 
     def start(self) -> Approvals:
         """Read the approvals now, then every `interval` (a thread; a greenlet under gevent)."""
         self._synced()
-        self._thread = threading.Thread(target=self._run, name="config-approvals", daemon=True)
-        self._thread.start()
+        self._loop.start()
         return self
 
     def close(self) -> None:
         """Stop the loop."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._synced()
+        self._loop.stop()
 
     def _synced(self) -> None:
         try:
