@@ -89,6 +89,7 @@ test-latest: test-deps
 	@echo "test-latest: installed in $(LATEST):"; $(LATEST)/bin/python -m pip list --format=freeze
 	$(LATEST)/bin/ruff check .
 	$(LATEST)/bin/mypy
+	$(LATEST)/bin/lint-imports
 	$(LATEST)/bin/python -m pytest -q
 
 # Every benchmark at full size (several minutes); tables on stdout, JSON in bench/results/.
