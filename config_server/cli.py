@@ -451,11 +451,7 @@ def rollout_status(
 @click.option("--reason", default="halted from the command line", show_default=True, help="Why.")
 def rollout_halt(application: str, server: str, token: str | None, label: str | None, reason: str) -> None:
     """Halt APPLICATION's rollout now: its cohort is answered the base label at once."""
-    from urllib.parse import quote
-
-    params = {"label": label} if label else {}
-    url = f"{server.rstrip('/')}/rollouts/{quote(application, safe='')}/halt"
-    body = _rollout_call("POST", url, token, params=params, json={"reason": reason})
+    body = _rollout_move(server, token, application, label, "halt", reason)
     click.echo(f"{body['application']} at {body['label']}: halted ({body['haltReason']})")
 
 
@@ -492,10 +488,18 @@ def _rollout_move(
     server: str, token: str | None, application: str, label: str | None, action: str, reason: str
 ) -> dict[str, Any]:
     """`POST /rollouts/{app}/{action}` with the reason; the answer's JSON."""
+    return _post_reason(server, token, ("rollouts", application, action), label, reason)
+
+
+def _post_reason(
+    server: str, token: str | None, path: tuple[str, ...], label: str | None, reason: str
+) -> dict[str, Any]:
+    """`POST` to `path` (each part quoted) on `server`, `?label=` when given, with `{"reason"}`: the
+    operator actions (halt, resume, advance, approve); the answer's JSON."""
     from urllib.parse import quote
 
     params = {"label": label} if label else {}
-    url = f"{server.rstrip('/')}/rollouts/{quote(application, safe='')}/{action}"
+    url = server.rstrip("/") + "/" + "/".join(quote(part, safe="") for part in path)
     return _rollout_call("POST", url, token, params=params, json={"reason": reason})
 
 
@@ -584,11 +588,7 @@ def approve_command(version: str, server: str, token: str | None, label: str | N
     of `policy/approvals.yml`: it and the changes before it on the label are served. Talks to a
     running server (--server, --token of a client with the `approver` role; its author may not
     approve it)."""
-    from urllib.parse import quote
-
-    params = {"label": label} if label else {}
-    url = f"{server.rstrip('/')}/approvals/{quote(version, safe='')}"
-    body = _rollout_call("POST", url, token, params=params, json={"reason": reason})
+    body = _post_reason(server, token, ("approvals", version), label, reason)
     click.echo(f"{body['version']} approved on {body['label']} by {body['approver']}")
 
 
