@@ -19,6 +19,7 @@ from bench import (
     repo_scale,
     rollout_halt,
     serving,
+    spellings,
     validate_scale,
     watcher_memory,
 )
@@ -37,6 +38,7 @@ BENCHMARKS = {
     "cluster": cluster.main,
     "rollout_halt": rollout_halt.main,
     "hostile_load": hostile_load.main,
+    "spellings": spellings.main,
 }
 
 

@@ -73,6 +73,19 @@ def search_order(
     return order
 
 
+def profiles_with_files(names: Sequence[str], stems: Iterable[str]) -> frozenset[str]:
+    """The profiles that name a file of the requested applications or the shared ones, from the
+    stems of the files in the folders searched (`orders-p1` -> `p1` for `orders`; `application-eu`
+    -> `eu`): a profile outside this set reads no file for them."""
+    prefixes = [name + "-" for name in (*own_names(names), SHARED)]
+    return frozenset(
+        stem[len(prefix) :]
+        for stem in stems
+        for prefix in prefixes
+        if stem.startswith(prefix) and len(stem) > len(prefix)
+    )
+
+
 def _hyphen_readings(stem: str) -> list[tuple[str, str]]:
     """(application, profile) for every hyphen inside `stem`: `a-b-c` -> (`a`, `b-c`), (`a-b`, `c`)."""
     return [

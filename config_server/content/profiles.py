@@ -15,10 +15,26 @@ def is_active(expression: Any, active: tuple[str, ...]) -> bool:
 
 def rank(expression: Any, active: tuple[str, ...]) -> int:
     """Position of the latest requested profile the expression names (-1 if none): later wins."""
+    names = names_in(expression)
+    return max((i for i, p in enumerate(active) if p in names), default=-1)
+
+
+def names_in(expression: Any) -> set[str]:
+    """Every profile name an activation expression mentions, negated ones included (`!p1` makes
+    `p1` matter: its absence activates the document)."""
     names: set[str] = set()
     for part in _alternatives(expression):
         names.update(t for t in _TOKEN.findall(part) if t not in "()!&|")
-    return max((i for i, p in enumerate(active) if p in names), default=-1)
+    return names
+
+
+def relevant(wanted: tuple[str, ...], with_files: frozenset[str], named: frozenset[str]) -> tuple[str, ...]:
+    """The requested profiles that change what an environment resolves to, in their order and
+    with their repeats: those a file is named after (`orders-p1.yml`) and those an activation
+    expression of a file read mentions. Resolving the result gives the same property sources
+    as resolving `wanted`: a dropped profile reads no file and decides no activation, and the
+    kept ones keep their relative order, which is all `rank` compares."""
+    return tuple(p for p in wanted if p in with_files or p in named)
 
 
 def _alternatives(expression: Any) -> list[str]:

@@ -69,6 +69,21 @@ def resolve_environment(
     )
 
 
+def noting_profiles(named: set[str], parse: ParseFile = parse_file) -> ParseFile:
+    """`parse`, adding to `named` every profile the activation expressions of the parsed files
+    mention (`profiles.names_in`): with the profiles files are named after, what decides which
+    requested profiles change a resolution (`profiles.relevant`)."""
+
+    def parse_noting(path: str, data: bytes) -> list[Document]:
+        documents = parse(path, data)
+        for document in documents:
+            if document.activation is not None:
+                named.update(profile_rules.names_in(document.activation))
+        return documents
+
+    return parse_noting
+
+
 def _sources_of(
     path: str,
     documents: list[Document],

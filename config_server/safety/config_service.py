@@ -17,6 +17,7 @@ from typing import Any
 
 from config_server import names
 from config_server.backends.base import Backend, Revision
+from config_server.content import profiles as profile_rules
 from config_server.content import render
 from config_server.content.approval_policy import AWAITING_APPROVAL, POLICY_FILE
 from config_server.content.crypto import Keyring
@@ -27,10 +28,16 @@ from config_server.content.environment_answer import (
     pinned_headers,
     unknown_headers,
 )
-from config_server.content.file_names import file_readings, search_path_folders, search_path_pattern
+from config_server.content.file_names import (
+    file_readings,
+    profiles_with_files,
+    search_path_folders,
+    search_path_pattern,
+    source_stem,
+)
 from config_server.content.limits import MAX_EXPANSION_CHARS, MAX_VALUE_CHARS, shorten
-from config_server.content.parsing import flatten
-from config_server.content.resolve import ReadFile, Request, resolve_environment
+from config_server.content.parsing import flatten, parse_file
+from config_server.content.resolve import ParseFile, ReadFile, Request, noting_profiles, resolve_environment
 from config_server.errors import (
     BrokenEnvironment,
     ConfigLimitExceeded,
@@ -44,7 +51,7 @@ from config_server.errors import (
 from config_server.model import Environment, PropertySource
 from config_server.names import EnvironmentRequest
 from config_server.safety.approvals import Approvals
-from config_server.safety.environment_cache import EnvironmentCache, ResolvedEnvironment
+from config_server.safety.environment_cache import EnvironmentCache, ProfileRelevance, ResolvedEnvironment
 from config_server.safety.known_names import KnownNames
 from config_server.safety.last_good import LastGood
 from config_server.safety.pins import PinBoard, pinnable_version, pinned_header
@@ -121,8 +128,12 @@ class ConfigService:
         self.keyring = keyring
         self.search_paths = tuple(p.strip().strip("/") for p in search_paths if p.strip().strip("/"))
         self.cache = EnvironmentCache(cache_size)
+        #: Which requested profiles change a resolution, so spellings of one environment share it.
+        self.relevance = ProfileRelevance(cache_size)
         self.overrides = _decrypted_overrides(flatten(dict(overrides)) if overrides else {}, keyring)
         self._label_in_paths = any("{label}" in p for p in self.search_paths)
+        #: A `{profile}` search path makes every profile name folders: no spellings share then.
+        self._profile_in_paths = any("{profile}" in p for p in self.search_paths)
         self._named_folders = [
             search_path_pattern(p) for p in self.search_paths if "{application}" in p or "{profile}" in p
         ]
@@ -392,8 +403,7 @@ class ConfigService:
         (`self.verdicts`, asked before the cache by `_environment` and here on a miss), so it is
         resolved once per version, not once per request.
         """
-        revisions, revision, application = asked.revisions, asked.revision, asked.application
-        apps, wanted = asked.apps, asked.wanted
+        revision, application, wanted = asked.revision, asked.application, asked.wanted
         scope = revision.label if self._label_in_paths else None
         key = (revision.version, application, wanted, scope)
 
@@ -402,14 +412,7 @@ class ConfigService:
             known = self.verdicts.known_broken(revision.version, environment_key)
             if known is None:
                 try:
-                    environment = checked_environment(
-                        lambda: self._combined(asked),
-                        apps,
-                        _reader(self.backend, revisions),
-                        self.backend.uri,
-                        self.keyring,
-                    )
-                    return ResolvedEnvironment(self._with_overrides(environment))
+                    return self._shared(asked, scope)
                 except BrokenEnvironment as exc:
                     persist = self.names.known(application, wanted)  # a hostile name is not stored
                     self.verdicts.remember_broken(revision.version, environment_key, exc, persist)
@@ -420,10 +423,56 @@ class ConfigService:
 
         return self.cache.get_or_compute(key, compute)
 
-    def _combined(self, asked: _Asked) -> Environment:
+    def _shared(self, asked: _Asked, scope: str | None) -> ResolvedEnvironment:
+        """The checked environment, resolved once for every spelling of it at one version:
+        `/orders/prod,p1` is answered from the resolution of `/orders/prod,p2` when neither `p1`
+        nor `p2` names a file or is mentioned by an activation expression (`ProfileRelevance`),
+        respelled. Not shared: several labels, a `{profile}` search path, a broken environment."""
+        if len(asked.revisions) != 1 or self._profile_in_paths:
+            return self._checked(asked)
+        revision = asked.revision
+        where = (revision.version, asked.apps, scope)
+        with_files = self.relevance.with_files(where, lambda: self._profiles_with_files(revision, asked.apps))
+        read_for = frozenset(p for p in asked.wanted if p in with_files)
+        named = self.relevance.named(where, read_for)
+        if named is not None:
+            relevant = profile_rules.relevant(asked.wanted, with_files, named)
+            same = self.cache.peek(("same", revision.version, asked.application, relevant, scope))
+            if same is not None:
+                return same.respelled(asked.wanted)
+        noted: set[str] = set()
+        resolved = self._checked(asked, noting_profiles(noted))
+        self.relevance.learn(where, read_for, frozenset(noted))
+        relevant = profile_rules.relevant(asked.wanted, with_files, frozenset(noted))
+        self.cache.put(("same", revision.version, asked.application, relevant, scope), resolved)
+        return resolved
+
+    def _profiles_with_files(self, revision: Revision, apps: tuple[str, ...]) -> frozenset[str]:
+        """The profiles that name a file of `apps` (or a shared one) in the folders they search."""
+        stems = [
+            stem
+            for folder in self._folders(revision, apps, ())
+            for stem in map(source_stem, self.backend.listing(revision.version, folder).files)
+            if stem is not None
+        ]
+        return profiles_with_files(apps, stems)
+
+    def _checked(self, asked: _Asked, parse: ParseFile = parse_file) -> ResolvedEnvironment:
+        """Resolve, decrypt and check the asked environment (BrokenEnvironment when it is broken),
+        the server's overrides first."""
+        environment = checked_environment(
+            lambda: self._combined(asked, parse),
+            asked.apps,
+            _reader(self.backend, asked.revisions),
+            self.backend.uri,
+            self.keyring,
+        )
+        return ResolvedEnvironment(self._with_overrides(environment))
+
+    def _combined(self, asked: _Asked, parse: ParseFile = parse_file) -> Environment:
         """The files of every label, a later label's first (not yet decrypted nor checked)."""
         files = [
-            self._files(asked.application, asked.apps, asked.wanted, asked.label, one)
+            self._files(asked.application, asked.apps, asked.wanted, asked.label, one, parse)
             for one in asked.revisions
         ]
         sources = tuple(source for env in reversed(files) for source in env)
@@ -461,6 +510,7 @@ class ConfigService:
         wanted: tuple[str, ...],
         label: str | None,
         revision: Revision,
+        parse: ParseFile = parse_file,
     ) -> tuple[PropertySource, ...]:
         """The property sources of the files at one resolved label, most specific first."""
         request = Request(application, wanted, label, apps)
@@ -471,6 +521,7 @@ class ConfigService:
             folders,
             lambda path: self.backend.read(revision.version, path),
             self.backend.uri,
+            parse,
         )
         return resolved.property_sources
 

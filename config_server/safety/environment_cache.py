@@ -15,7 +15,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -30,10 +30,12 @@ class ResolvedEnvironment:
     `BrokenEnvironment` before it gets here (`validation.py`)."""
 
     environment: Environment
-    etag: str = field(init=False)
+    etag: str = ""
     _bodies: dict[str | None, bytes] = field(init=False, default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.etag:
+            return  # a respelling: the same property sources, so the same content ETag
         content = json.dumps(
             [[ps.name, ps.source] for ps in self.environment.property_sources],
             sort_keys=True,
@@ -41,6 +43,18 @@ class ResolvedEnvironment:
             default=str,
         )
         object.__setattr__(self, "etag", hashlib.sha256(content.encode()).hexdigest()[:32])
+
+    def respelled(self, profiles: tuple[str, ...]) -> ResolvedEnvironment:
+        """This resolution as answered to a request that named `profiles` (the Environment echoes
+        them): the same property sources, ETag and merged views, computed once for every spelling
+        that resolves the same (`ProfileRelevance`)."""
+        if profiles == self.environment.profiles:
+            return self
+        twin = ResolvedEnvironment(replace(self.environment, profiles=profiles), self.etag)
+        for view in ("merged", "merged_resolved"):  # cached_property values, shared when computed
+            if view in self.__dict__:
+                twin.__dict__[view] = self.__dict__[view]
+        return twin
 
     @cached_property
     def merged(self) -> dict[str, Any]:
@@ -119,6 +133,19 @@ class EnvironmentCache:
             self._key_locks.pop(key, None)
         return computed
 
+    def peek(self, key: Hashable) -> ResolvedEnvironment | None:
+        """The cached entry, or None; never computes."""
+        with self._lock:
+            return self._lookup(key)
+
+    def put(self, key: Hashable, entry: ResolvedEnvironment) -> None:
+        """Keep `entry` under `key` too (a resolution shared by the spellings of one environment)."""
+        with self._lock:
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
     def _lookup(self, key: Hashable) -> ResolvedEnvironment | None:
         entry = self._entries.get(key)
         if entry is not None:
@@ -129,3 +156,56 @@ class EnvironmentCache:
     def stats(self) -> dict[str, int]:
         """Entries, hits and misses, for `/health` and tests."""
         return {"entries": len(self._entries), "hits": self.hits, "misses": self.misses}
+
+
+@dataclass
+class _Relevance:
+    with_files: frozenset[str]
+    named: dict[frozenset[str], frozenset[str]] = field(default_factory=dict)
+
+
+class ProfileRelevance:
+    """Which requested profiles change what an environment resolves to, learnt once per (version,
+    applications, label scope) and kept in a bounded LRU.
+
+    `/orders/prod,p1` and `/orders/prod,p2` resolve to the same property sources when no file is
+    named after `p1` or `p2` and no activation expression of a file read mentions them; the
+    service then resolves (parses, decrypts, checks) once and answers the other spellings with
+    `ResolvedEnvironment.respelled`. Two facts decide it (`profiles.relevant`): the profiles files
+    are named after (`with_files`, from the folders' listings: every spelling asks the same), and
+    the profiles the read files' activation expressions mention, which depend on which profile
+    files were read, so they are kept per set of those (`named`), learnt from a resolution.
+    """
+
+    def __init__(self, max_entries: int = 1024) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[Hashable, _Relevance] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def with_files(self, where: Hashable, listed: Callable[[], frozenset[str]]) -> frozenset[str]:
+        """The profiles that name a file at `where`; `listed` works them out the first time."""
+        with self._lock:
+            known = self._entries.get(where)
+            if known is not None:
+                self._entries.move_to_end(where)
+                return known.with_files
+        with_files = listed()
+        with self._lock:
+            known = self._entries.setdefault(where, _Relevance(with_files))
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return known.with_files
+
+    def named(self, where: Hashable, read_for: frozenset[str]) -> frozenset[str] | None:
+        """The profiles the activation expressions mention of the files read for the profile files
+        `read_for`, or None when no resolution has told yet."""
+        with self._lock:
+            known = self._entries.get(where)
+            return None if known is None else known.named.get(read_for)
+
+    def learn(self, where: Hashable, read_for: frozenset[str], named: frozenset[str]) -> None:
+        """Remember what a resolution that read the profile files `read_for` found mentioned."""
+        with self._lock:
+            known = self._entries.get(where)
+            if known is not None and len(known.named) < 64:
+                known.named[read_for] = named

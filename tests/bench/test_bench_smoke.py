@@ -16,6 +16,7 @@ from bench import (
     repo_scale,
     rollout_halt,
     serving,
+    spellings,
     validate_scale,
     watcher_memory,
 )
@@ -149,3 +150,13 @@ def test_hostile_load_smoke(tmp_path):
     opened = phases["under attack"]["attack_sockets_opened"]
     assert opened["parked"] >= 3 and opened["spelling"] >= 3 and opened["pipeliner"] >= 1
     assert read(out)["p99_ratio"] == result["p99_ratio"] > 0
+
+
+def test_spellings_smoke(tmp_path):
+    out = tmp_path / "spellings.json"
+    result = spellings.main(
+        ["--spellings", "70", "--slots-per-caller", "64", "--rounds", "2", "--json", str(out)]
+    )
+    assert [row[0] for row in result["rows"]] == [1, 2]
+    assert all(row[1] != "missed" and row[2] != "missed" for row in result["rows"])  # every spelling answered
+    assert read(out)["rows"] == result["rows"]
