@@ -195,10 +195,14 @@ class GitBackend(Backend):
     def changed_paths(self, old: str, new: str) -> frozenset[str] | None:
         """Files that differ between two commits, found by comparing their trees: a folder whose
         tree id is the same in both is not read (a change to one file of thousands reads the
-        root tree and nothing else). No git process is run."""
+        root tree and nothing else). No git process is run. None when either commit is no longer
+        in the repository (a mirror pruned after a force push): the caller cannot tell then."""
         with self._lock:
             changed: set[str] = set()
-            self._tree_changes(self._root_tree(old), self._root_tree(new), "", changed)
+            try:
+                self._tree_changes(self._root_tree(old), self._root_tree(new), "", changed)
+            except ValueError:  # GitPython's answer for an unknown commit id
+                return None
         return frozenset(changed)
 
     def _tree_changes(self, old: bytes | None, new: bytes | None, prefix: str, changed: set[str]) -> None:

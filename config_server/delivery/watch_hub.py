@@ -30,7 +30,7 @@ from config_server.content.environment_answer import (
 from config_server.delivery.direct_answer import DirectAnswer, encode_http
 from config_server.errors import ConfigServerError
 from config_server.names import EnvironmentRequest
-from config_server.observability.change_effect import touched_applications
+from config_server.safety.changed_files import touched_applications
 from config_server.safety.config_service import ConfigService
 from config_server.safety.environment_cache import ResolvedEnvironment
 
@@ -270,7 +270,7 @@ class WatchHub:
         touched: dict[tuple[str, str], frozenset[str] | None],
     ) -> bool:
         """Whether the label moved from `slot.head` to `head` without changing a file any of the
-        slot's applications reads (`change_effect.touched_applications` of the changed paths: by
+        slot's applications reads (`changed_files.touched_applications` of the changed paths: by
         file name, a shared `application*` file or a schema `$ref` may name touching every one).
         Then its resolution would give the same ETag: nothing to resolve, nobody to wake.
 

@@ -6,13 +6,13 @@ between two versions, where each new value is set, and whether the new version w
 - **Which environments.** The (application, profile) pairs the repository names at either version
   (`repo_check.environments`, what `config-server validate` checks). Of those, only the ones that
   read a changed file are resolved: the applications a changed file may shape
-  (`file_names.applications_reading`, and a schema's application), and of their environments those
+  (`file_names.applications_reading`), and of their environments those
   whose search order (`file_names.search_order` over their folders, the order the server resolves:
   their own files and the shared `application*` ones, in the root and every search path) or
   schemas (`schema_rules.schema_paths`) hold a changed file. So a change to `orders.yml` resolves
   `orders`' environments only, and lists no other application's profiles by reading its files;
-  one to `application.yml`, to `schemas/application.schema.yml` or to a schema file that other
-  schemas may `$ref` resolves every environment. `path` counts only the changed files under
+  one to `application.yml` or to any file of `schemas/` (a schema may `$ref` any other, another
+  application's included) resolves every environment. `path` counts only the changed files under
   that repository path (a file or a folder), as `git diff BASE..HEAD -- PATH` would.
 - **Which values.** The settings as the server renders them (`/orders-prod.yml`): the files
   merged by precedence, placeholders resolved; without the server's own overrides (as in the
@@ -43,7 +43,6 @@ from config_server.content import render
 from config_server.content.crypto import CIPHER_PREFIX
 from config_server.content.file_names import (
     EXTENSIONS,
-    SHARED,
     applications_reading,
     is_shared,
     search_order,
@@ -56,6 +55,7 @@ from config_server.errors import InvalidConfigFile
 from config_server.model import Environment
 from config_server.observability.history import MASKED, diff_settings
 from config_server.safety import schema_rules
+from config_server.safety.changed_files import touched_applications
 from config_server.safety.config_service import ConfigService
 from config_server.safety.release_gates import Candidate, Gate, Hold, holds
 from config_server.safety.repo_check import environments, memo_parse, memo_read
@@ -239,34 +239,6 @@ def change_effect(
     return effect
 
 
-def touched_applications(changed: Iterable[str]) -> frozenset[str] | None:
-    """The applications whose environments the changed files may touch, or None for every one.
-
-    A configuration source names them as `file_names.applications_reading` says (`orders-prod.yml`:
-    `orders`' prod file, or the file of an application `orders-prod`; a shared `application*` file:
-    every one). A schema names its application (`schemas/application.schema.yml`: every one), and
-    a file of the schema folder that is no application's schema touches every one (other schemas
-    may `$ref` it). Other files (templates, `.json`) are no source of settings and touch none.
-    """
-    prefix = schema_rules.SCHEMA_FOLDER + "/"
-    touched: set[str] = set()
-    for path in changed:
-        name = path.rpartition("/")[2]
-        if path.startswith(prefix):
-            schema_of = next((name[: -len(e)] for e in schema_rules.EXTENSIONS if name.endswith(e)), None)
-            if schema_of is None or schema_of == SHARED:
-                return None
-            touched.add(schema_of)
-            continue
-        if source_stem(name) is None:
-            continue
-        reading = applications_reading(name)
-        if reading is None:
-            return None
-        touched.update(reading)
-    return frozenset(touched)
-
-
 def _listed(
     service: ConfigService,
     side: _Version,
@@ -289,11 +261,10 @@ def _listed(
 
 
 def _changes_every_schema(changed: frozenset[str]) -> bool:
-    """A changed file in the schema folder that is no application's schema (one a `$ref` may name)."""
+    """A changed file in the schema folder: any one, an application's schema included, may be
+    named by another application's `$ref` (`changed_files.touched_applications`)."""
     prefix = schema_rules.SCHEMA_FOLDER + "/"
-    return any(
-        p.startswith(prefix) and not p[len(prefix) :].endswith(schema_rules.EXTENSIONS) for p in changed
-    )
+    return any(p.startswith(prefix) for p in changed)
 
 
 def _only_files_of(

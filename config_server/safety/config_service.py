@@ -51,6 +51,7 @@ from config_server.errors import (
 from config_server.model import Environment, PropertySource
 from config_server.names import EnvironmentRequest
 from config_server.safety.approvals import Approvals
+from config_server.safety.changed_files import TouchedBetween
 from config_server.safety.environment_cache import EnvironmentCache, ProfileRelevance, ResolvedEnvironment
 from config_server.safety.known_names import KnownNames
 from config_server.safety.last_good import LastGood
@@ -130,6 +131,8 @@ class ConfigService:
         self.cache = EnvironmentCache(cache_size)
         #: Which requested profiles change a resolution, so spellings of one environment share it.
         self.relevance = ProfileRelevance(cache_size)
+        #: Which applications a change between two versions may touch (resolutions carried across).
+        self._touched = TouchedBetween(backend)
         self.overrides = _decrypted_overrides(flatten(dict(overrides)) if overrides else {}, keyring)
         self._label_in_paths = any("{label}" in p for p in self.search_paths)
         #: A `{profile}` search path makes every profile name folders: no spellings share then.
@@ -412,7 +415,10 @@ class ConfigService:
             known = self.verdicts.known_broken(revision.version, environment_key)
             if known is None:
                 try:
-                    return self._shared(asked, scope)
+                    resolved = self._carried(asked, scope) or self._shared(asked, scope)
+                    if len(asked.revisions) == 1:
+                        self.cache.note_newest((application, wanted, scope), revision.version, resolved)
+                    return resolved
                 except BrokenEnvironment as exc:
                     persist = self.names.known(application, wanted)  # a hostile name is not stored
                     self.verdicts.remember_broken(revision.version, environment_key, exc, persist)
@@ -422,6 +428,23 @@ class ConfigService:
             raise BrokenEnvironment(str(known), known.problems)  # a fresh one: no traceback kept
 
         return self.cache.get_or_compute(key, compute)
+
+    def _carried(self, asked: _Asked, scope: str | None) -> ResolvedEnvironment | None:
+        """The environment's last good resolution, moved to the asked version, when the change
+        between the two versions touched none of its applications' files nor a shared file or
+        a schema (`changed_files.TouchedBetween`): a commit to `orders.yml` does not make
+        `/payments/default` parse and check its files again. None otherwise, or with several
+        labels."""
+        if len(asked.revisions) != 1:
+            return None
+        newest = self.cache.newest((asked.application, asked.wanted, scope))
+        if newest is None:
+            return None
+        version, resolved = newest
+        touched = self._touched(version, asked.revision.version)
+        if touched is None or not touched.isdisjoint(asked.apps):
+            return None
+        return resolved.moved_to(asked.revision.version)
 
     def _shared(self, asked: _Asked, scope: str | None) -> ResolvedEnvironment:
         """The checked environment, resolved once for every spelling of it at one version:

@@ -50,7 +50,15 @@ class ResolvedEnvironment:
         that resolves the same (`ProfileRelevance`)."""
         if profiles == self.environment.profiles:
             return self
-        twin = ResolvedEnvironment(replace(self.environment, profiles=profiles), self.etag)
+        return self._twin(replace(self.environment, profiles=profiles))
+
+    def moved_to(self, version: str) -> ResolvedEnvironment:
+        """This resolution at a later (or other) version that changed none of the files it reads
+        (`ConfigService._carried`): the same property sources and ETag, the new version."""
+        return self._twin(replace(self.environment, version=version))
+
+    def _twin(self, environment: Environment) -> ResolvedEnvironment:
+        twin = ResolvedEnvironment(environment, self.etag)
         for view in ("merged", "merged_resolved"):  # cached_property values, shared when computed
             if view in self.__dict__:
                 twin.__dict__[view] = self.__dict__[view]
@@ -95,6 +103,7 @@ class EnvironmentCache:
     def __init__(self, max_entries: int = 1024) -> None:
         self.max_entries = max_entries
         self._entries: OrderedDict[Hashable, ResolvedEnvironment] = OrderedDict()
+        self._newest: OrderedDict[Hashable, tuple[str, ResolvedEnvironment]] = OrderedDict()
         self._lock = threading.Lock()
         self._key_locks: dict[Hashable, threading.Lock] = {}
         self.hits = 0
@@ -145,6 +154,21 @@ class EnvironmentCache:
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
+
+    def newest(self, environment: Hashable) -> tuple[str, ResolvedEnvironment] | None:
+        """(version, entry) of the last good resolution noted for `environment` (its key without
+        the version), or None."""
+        with self._lock:
+            return self._newest.get(environment)
+
+    def note_newest(self, environment: Hashable, version: str, entry: ResolvedEnvironment) -> None:
+        """Remember `entry` as the last good resolution of `environment`, at `version` (bounded
+        like the entries)."""
+        with self._lock:
+            self._newest[environment] = (version, entry)
+            self._newest.move_to_end(environment)
+            while len(self._newest) > self.max_entries:
+                self._newest.popitem(last=False)
 
     def _lookup(self, key: Hashable) -> ResolvedEnvironment | None:
         entry = self._entries.get(key)

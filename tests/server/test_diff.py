@@ -186,6 +186,24 @@ def test_a_new_schema_that_rejects_unchanged_settings_is_listed_as_held_back(bra
     ]
 
 
+def test_a_schema_change_holds_back_the_applications_whose_schemas_ref_it(branched):
+    """`payments.schema.yml` may `$ref` another application's schema file: a change to that file
+    is a change for payments too (before, only `orders` was resolved, and the diff said nothing
+    of payments, which the new schema breaks)."""
+    branched.commit(
+        {
+            "payments.yml": "payments:\n  provider: acme\n  retries: 5\n",
+            "schemas/payments.schema.yml": "type: object\nproperties:\n  payments:\n"
+            "    properties:\n      retries: {$ref: 'orders.schema.yml#/$defs/small'}\n",
+            "schemas/orders.schema.yml": SCHEMA + "$defs:\n  small: {type: integer}\n",
+        }
+    )
+    branched.commit({"schemas/orders.schema.yml": SCHEMA + "$defs:\n  small: {type: integer, maximum: 3}\n"})
+    answer = as_json(diff(branched, "HEAD~1..HEAD", "--format", "json"))
+    payments = environment(answer, "payments", "default")
+    assert payments["heldBack"] is True and payments["changes"] == []
+
+
 def test_exit_statuses_and_fail_on_held_back(branched):
     assert diff(branched, "main..main").exit_code == 0
     branched.commit({"payments.yml": "payments:\n  provider: other\n"})
