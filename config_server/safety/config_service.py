@@ -455,16 +455,19 @@ class ConfigService:
             return self._checked(asked)
         revision = asked.revision
         where = (revision.version, asked.apps, scope)
-        with_files = self.relevance.with_files(where, lambda: self._profiles_with_files(revision, asked.apps))
-        read_for = frozenset(p for p in asked.wanted if p in with_files)
-        named = self.relevance.named(where, read_for)
-        if named is not None:
-            relevant = profile_rules.relevant(asked.wanted, with_files, named)
-            same = self.cache.peek(("same", revision.version, asked.application, relevant, scope))
-            if same is not None:
-                return same.respelled(asked.wanted)
+        with_files = self.relevance.known_files(where)
+        if with_files is not None:
+            named = self.relevance.named(where, frozenset(p for p in asked.wanted if p in with_files))
+            if named is not None:
+                relevant = profile_rules.relevant(asked.wanted, with_files, named)
+                same = self.cache.peek(("same", revision.version, asked.application, relevant, scope))
+                if same is not None:
+                    return same.respelled(asked.wanted)
         noted: set[str] = set()
         resolved = self._checked(asked, noting_profiles(noted))
+        # listed once the version proved readable (a made-up commit id is broken, not an error)
+        with_files = self.relevance.with_files(where, lambda: self._profiles_with_files(revision, asked.apps))
+        read_for = frozenset(p for p in asked.wanted if p in with_files)
         self.relevance.learn(where, read_for, frozenset(noted))
         relevant = profile_rules.relevant(asked.wanted, with_files, frozenset(noted))
         self.cache.put(("same", revision.version, asked.application, relevant, scope), resolved)

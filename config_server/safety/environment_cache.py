@@ -206,6 +206,15 @@ class ProfileRelevance:
         self._entries: OrderedDict[Hashable, _Relevance] = OrderedDict()
         self._lock = threading.Lock()
 
+    def known_files(self, where: Hashable) -> frozenset[str] | None:
+        """The profiles that name a file at `where`, or None when not yet listed."""
+        with self._lock:
+            known = self._entries.get(where)
+            if known is None:
+                return None
+            self._entries.move_to_end(where)
+            return known.with_files
+
     def with_files(self, where: Hashable, listed: Callable[[], frozenset[str]]) -> frozenset[str]:
         """The profiles that name a file at `where`; `listed` works them out the first time."""
         with self._lock:
