@@ -263,7 +263,11 @@ SPEC: dict[str, Any] = {
                     ),
                 ],
                 "responses": {
-                    "200": {"description": "The file.", "headers": _HELD_BACK, "content": {"*/*": {}}},
+                    "200": {
+                        "description": "The file.",
+                        "headers": {**_HELD_BACK, **_PINNED, **_UNKNOWN},
+                        "content": {"*/*": {}},
+                    },
                     **_BROKEN,
                     **_ERRORS,
                 },

@@ -6,7 +6,6 @@ import mimetypes
 
 from flask import Blueprint, Response, request
 
-from config_server.content.environment_answer import held_back_headers
 from config_server.http import security
 from config_server.http.context import server_state
 from config_server.names import EnvironmentRequest
@@ -26,9 +25,11 @@ def serve_resource(app: str, profiles: str, label: str | None, path: str) -> Res
     """Answer with the file's (substituted) content and a type guessed from its name."""
     asked = EnvironmentRequest.parse(app, profiles, label)  # 400 naming the first malformed name
     security.require_read(asked)
-    content, found, held_back = server_state().service.resource(asked, path, authorize=security.file_guard())
+    service = server_state().service
+    content, found, revision = service.resource(asked, path, authorize=security.file_guard())
     security.note("read", resource=found)
     mimetype = mimetypes.guess_type(found)[0] or "text/plain"
     if mimetype.startswith("text/") or mimetype in ("application/json", "application/xml"):
         mimetype += "; charset=utf-8"
-    return Response(content, content_type=mimetype, headers=held_back_headers(held_back))
+    headers = service.answer_headers(asked.application, revision)  # as an Environment answer
+    return Response(content, content_type=mimetype, headers=headers)

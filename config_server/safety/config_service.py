@@ -574,9 +574,10 @@ class ConfigService:
         request: EnvironmentRequest,
         path: str,
         authorize: Callable[[list[Readings], str], None] | None = None,
-    ) -> tuple[bytes, str, str | None]:
+    ) -> tuple[bytes, str, Revision]:
         """A plain-text file with placeholders substituted; returns (content, repository path, the
-        broken commit held back when the file comes from the newest good version, else None).
+        revision served: its held-back commit, hold reason and pin go in the answer's headers as
+        for an Environment, `answer_headers`).
 
         For `nginx.conf` and profile `prod` it looks for `nginx-prod.conf` before `nginx.conf`,
         in the search paths (later first) before the root; with several labels, in the later
@@ -604,10 +605,10 @@ class ConfigService:
                     try:
                         text = data.decode("utf-8")
                     except UnicodeDecodeError:
-                        return data, full, revision.held_back
+                        return data, full, revision
                     try:
                         content = render.resolve_text(text, resolved.merged).encode("utf-8")
-                        return content, full, revision.held_back
+                        return content, full, revision
                     except render.ExpansionTooLarge as exc:
                         raise ConfigLimitExceeded(
                             f"{full}: placeholder ${{{shorten(exc.placeholder)}}}: placeholders add "

@@ -96,6 +96,9 @@ def test_a_prod_commit_is_held_until_someone_other_than_its_author_approves_whil
     }
     assert prod.headers["X-Config-Held-Back"] == change
     assert prod.headers["X-Config-Held-Back-Reason"] == "awaiting approval"
+    plain = get(server, "/orders/prod/main/orders-prod.yml")  # a plain-text file: the same headers
+    assert plain.text == "limit: 10\n" and plain.headers["X-Config-Held-Back"] == change
+    assert plain.headers["X-Config-Held-Back-Reason"] == "awaiting approval"
     dev = get(server, "/orders/dev")
     assert dev.json()["version"] == change and "X-Config-Held-Back" not in dev.headers
 

@@ -440,5 +440,7 @@ def test_rendered_formats_and_plain_text_files_come_from_the_pinned_commit(serve
     assert pin(server.url, "orders/prod", good).status_code == 201
     rendered = requests.get(f"{server.url}/orders-prod.yml", timeout=5)
     assert "a: 1" in rendered.text and rendered.headers[PINNED] == f"{good}; by=127.0.0.1"
-    assert requests.get(f"{server.url}/orders/prod/main/nginx.conf", timeout=5).text == "a=1\n"
+    plain = requests.get(f"{server.url}/orders/prod/main/nginx.conf", timeout=5)
+    assert plain.text == "a=1\n"
+    assert plain.headers[PINNED] == f"{good}; by=127.0.0.1"  # a plain-text file says so too
     assert "a: 2" in requests.get(f"{server.url}/orders-default.yml", timeout=5).text
