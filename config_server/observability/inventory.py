@@ -235,6 +235,9 @@ class Inventory:
         self._last_prune = 0.0
         self._written: dict[tuple[str, str, str, str], tuple[tuple[str | None, ...], float]] = {}
         self._sleep: Callable[[float], None] = time.sleep
+        #: Background flushes that failed in a row (`flush_in_background`), and what failed last.
+        self.failed_flushes = 0
+        self._failing: str | None = None
         self.max_ids_per_address = max_ids_per_address
         self.max_new_ids = MAX_NEW_IDS_PER_HOUR
         self._window_start = clock()
@@ -418,27 +421,39 @@ class Inventory:
             log.exception("could not write the last instance reports")
 
     def _run(self) -> None:
-        unavailable = False
         while not self._closed:
             self._sleep(self.flush_interval)
             if self._closed:
                 return
-            try:
-                self.flush()
-                if unavailable:
-                    log.warning("instance reports are written again")
-                unavailable = False
-            except StateUnavailable as exc:  # Redis away (cluster mode): say it once, not each second
-                if not unavailable:
-                    log.warning(
-                        "instance reports are kept (the newest per instance, at most %d) until the "
-                        "state store is back: %s",
-                        MAX_QUEUED_REPORTS,
-                        exc,
-                    )
-                unavailable = True
-            except Exception:  # noqa: BLE001 - the flusher must outlive a locked or full disk
-                log.exception("could not write instance reports")
+            self.flush_in_background()
+
+    def flush_in_background(self) -> None:
+        """One flush of the background flusher, which must outlive a locked or full disk and a
+        Redis that went away: a failure is said once (a traceback for anything but the state store
+        being away), not every second, until it fails differently or writes again; then one line
+        says how many attempts failed (`failed_flushes` counts them)."""
+        try:
+            self.flush()
+        except Exception as exc:  # noqa: BLE001 - the flusher must outlive a locked or full disk
+            self.failed_flushes += 1
+            described = f"{type(exc).__name__}: {exc}"
+            if described == self._failing:
+                return
+            self._failing = described
+            if isinstance(exc, StateUnavailable):  # Redis away (cluster mode): no traceback
+                log.warning(
+                    "instance reports are kept (the newest per instance, at most %d) until the "
+                    "state store is back: %s",
+                    MAX_QUEUED_REPORTS,
+                    exc,
+                )
+            else:
+                log.exception("could not write instance reports (said once until it changes or recovers)")
+            return
+        if self._failing is not None:
+            log.warning("instance reports are written again, after %d failed attempts", self.failed_flushes)
+            self._failing = None
+            self.failed_flushes = 0
 
     def instances(
         self,

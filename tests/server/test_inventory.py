@@ -588,3 +588,36 @@ def test_a_failed_flush_keeps_its_reports_and_writes_them_with_newer_ones(tmp_pa
     assert (records["a"].served, records["a"].applied, records["a"].last_seen) == ("v2", "v1", 110.0)
     assert (records["b"].served, records["b"].last_seen) == ("v1", 100.0)
     assert inventory.flush() == 0  # written once: nothing is kept after it
+
+
+def test_a_failing_store_is_logged_once_until_it_recovers_not_every_second(tmp_path, caplog):
+    """The flusher used to log a traceback every second for as long as writes failed. A full disk
+    cannot be made in a test (root ignores permissions, and filling the disk would hurt others),
+    so the store's write raises OSError here: a fault injected, the rest real."""
+    import logging
+
+    store = SQLiteStateStore(tmp_path / "state.db")
+    inventory = Inventory(store)
+    real_write = store.record_instances
+
+    def full_disk(rows):
+        raise OSError(28, "No space left on device")
+
+    store.record_instances = full_disk
+    headers = parse_client_headers(_environ(x_config_client_id="i-1"))
+    with caplog.at_level(logging.WARNING, logger="config_server.observability.inventory"):
+        for attempt in range(5):
+            inventory.observe(headers, "orders", "prod", "main", f"v{attempt}")
+            inventory.flush_in_background()
+        assert inventory.failed_flushes == 5
+        failures = [r for r in caplog.records if "could not write instance reports" in r.getMessage()]
+        assert len(failures) == 1 and failures[0].exc_info is not None  # once, with its traceback
+        store.record_instances = real_write
+        inventory.observe(headers, "orders", "prod", "main", "v5")
+        inventory.flush_in_background()
+    assert inventory.failed_flushes == 0
+    assert [r.getMessage() for r in caplog.records][-1] == (
+        "instance reports are written again, after 5 failed attempts"
+    )
+    [record] = inventory.instances("orders")
+    assert record.version == "v5"
