@@ -86,7 +86,7 @@ def test_django_project_reads_changing_values_and_gets_signals(repo, serve, tmp_
     repo.commit({"orders.yml": "orders:\n  max-items: 1\n  currency: EUR\n"})
     config = serve(repo.path)
     args = ["orders_site.wsgi:application"] + (["--preload"] if preload else [])
-    env = {"CONFIG_SERVER_URL": config.url, "CONFIG_CACHE_DIR": str(tmp_path / "cache")}
+    env = {"CONFIG_CLIENT_SERVERS": config.url, "CONFIG_CACHE_DIR": str(tmp_path / "cache")}
     server = gunicorn(args, env, DJANGO_EXAMPLE)
     seen: set[int] = set()
 

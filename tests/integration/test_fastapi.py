@@ -96,7 +96,7 @@ def test_fastapi_app_under_uvicorn_follows_a_commit(repo, serve):
 def test_fastapi_example_follows_a_commit_and_refuses_a_bad_one(repo, serve, tmp_path, monkeypatch, caplog):
     repo.commit({"orders.yml": "orders:\n  max-items: 100\n  currency: EUR\ndatabase:\n  host: db1\n"})
     config = serve(repo.path)
-    monkeypatch.setenv("CONFIG_SERVER_URL", config.url)
+    monkeypatch.setenv("CONFIG_CLIENT_SERVERS", config.url)
     monkeypatch.setenv("CONFIG_CACHE_DIR", str(tmp_path / "cache"))
     example = runpy.run_path(str(EXAMPLE))
     with caplog.at_level(logging.INFO, logger="orders"), uvicorn_serving(example["app"]) as url:
