@@ -72,6 +72,17 @@ def git(repo: Path, *args: str, stdin: bytes | None = None) -> str:
     ).stdout.decode()
 
 
+def timed_commit(repo: Path, name: str, line: str, message: str) -> tuple[float, str]:
+    """Put `line` at the top of the file `name`, commit it; (perf_counter just before `git commit`,
+    the new commit id): where a commit-to-answer clock starts."""
+    target = repo / name
+    target.write_text(line + "\n" + target.read_text())
+    git(repo, "add", "-A")
+    started = time.perf_counter()
+    git(repo, "commit", "-qm", message)
+    return started, git(repo, "rev-parse", "HEAD").strip()
+
+
 def free_port() -> int:
     """A TCP port that was free a moment ago."""
     with socket.socket() as sock:

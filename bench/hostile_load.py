@@ -43,8 +43,10 @@ from bench.common import (
     raise_fd_limit,
     sample_repository,
     summary_ms,
+    timed_commit,
     write_json,
 )
+from bench.watchers import keep_watching, read_answer
 from bench.watchers import run as watchers_run
 
 LEGITIMATE, PROBER, PARKER, SPELLER, OTHER = "127.0.0.2", "127.0.0.3", "127.0.0.1", "127.0.0.4", "127.0.0.5"
@@ -171,45 +173,6 @@ def attack(
 # --- the legitimate side (asyncio) ----------------------------------------------------------------
 
 
-async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    body = await reader.readexactly(int(headers.get("content-length", "0")))
-    return int(lines[0].split()[1]), headers, body
-
-
-async def _watcher(port: int, seen: list[tuple[float, str]], stop: asyncio.Event) -> None:
-    """One legitimate watcher: long polls on one keep-alive connection, reconnecting on any error."""
-    etag = ""
-    while not stop.is_set():
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(LEGITIMATE, 0))
-        except OSError:
-            await asyncio.sleep(0.2)
-            continue
-        try:
-            while not stop.is_set():
-                condition = f'If-None-Match: "{etag}"\r\n' if etag else ""
-                writer.write(
-                    f"GET /orders/default?wait=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n{condition}\r\n".encode()
-                )
-                status, headers, body = await _read_answer(reader)
-                if status == 200:
-                    etag = headers["etag"].strip('"')
-                    version = body.split(b'"version":', 1)[1].split(b'"', 2)[1].decode()
-                    seen.append((time.perf_counter(), version))
-                if headers.get("connection", "").lower() == "close":
-                    break
-        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError, KeyError):
-            await asyncio.sleep(0.2)
-        finally:
-            writer.close()
-
-
 async def _probe(port: int) -> float | None:
     """Seconds for one whole `GET /health` on a fresh connection; None beyond PROBE_WITHIN."""
     started = time.perf_counter()
@@ -218,7 +181,7 @@ async def _probe(port: int) -> float | None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(PROBER, 0))
         try:
             writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            await _read_answer(reader)
+            await read_answer(reader)
         finally:
             writer.close()
 
@@ -239,7 +202,10 @@ async def _measure(port: int, repo: Path, watchers: int, rounds: int, interval: 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     seen: list[list[tuple[float, str]]] = [[] for _ in range(watchers)]
-    tasks = [asyncio.create_task(_watcher(port, seen[i], stop)) for i in range(watchers)]
+    tasks = [
+        asyncio.create_task(keep_watching(port, "/orders/default", LEGITIMATE, seen[i], stop, wait=30))
+        for i in range(watchers)
+    ]
     tasks.append(asyncio.create_task(_prober(port, phase.probes, stop)))
     deadline = time.monotonic() + 60
     while not all(seen_by for seen_by in seen):  # every watcher has its first answer
@@ -249,16 +215,10 @@ async def _measure(port: int, repo: Path, watchers: int, rounds: int, interval: 
     await asyncio.sleep(1)  # let them park
     commits: list[tuple[float, str]] = []
     for round_no in range(rounds):
-        orders = repo / "orders.yml"
-        orders.write_text(f"hostile-round-{time.time_ns()}-{round_no}: 1\n" + orders.read_text())
-
-        def commit(round_no: int = round_no) -> tuple[float, str]:
-            git(repo, "add", "-A")
-            started = time.perf_counter()
-            git(repo, "commit", "-qm", f"hostile round {round_no}")
-            return started, git(repo, "rev-parse", "HEAD").strip()
-
-        commits.append(await loop.run_in_executor(None, commit))
+        line = f"hostile-round-{time.time_ns()}-{round_no}: 1"
+        commits.append(
+            await loop.run_in_executor(None, timed_commit, repo, "orders.yml", line, "hostile round")
+        )
         await asyncio.sleep(interval)
     last = commits[-1][1]
     deadline = time.monotonic() + 10

@@ -26,10 +26,10 @@ from bench.common import (
     print_table,
     process_tree_cpu_seconds,
     raise_fd_limit,
+    timed_commit,
     write_json,
 )
-from bench.hostile_load import _read_answer
-from bench.watchers import CONNECT_BATCH
+from bench.watchers import CONNECT_BATCH, keep_watching
 from bench.watchers import run as watchers_run
 
 LEGITIMATE = "127.0.0.2"
@@ -41,46 +41,18 @@ def _source(index: int, per_address: int) -> str:
     return f"127.0.{1 + number // 250}.{1 + number % 250}"
 
 
-async def _watch(
-    port: int, path: str, source: str, seen: list[tuple[float, str]], stop: asyncio.Event
-) -> None:
-    """Long-poll `path` on one keep-alive connection, re-parking with each answer's ETag."""
-    etag = ""
-    while not stop.is_set():
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
-        except OSError:
-            await asyncio.sleep(0.2)
-            continue
-        try:
-            while not stop.is_set():
-                condition = f'If-None-Match: "{etag}"\r\n' if etag else ""
-                writer.write(f"GET {path}?wait=60 HTTP/1.1\r\nHost: 127.0.0.1\r\n{condition}\r\n".encode())
-                status, headers, body = await _read_answer(reader)
-                if status == 200:
-                    etag = headers["etag"].strip('"')
-                    version = body.split(b'"version":', 1)[1].split(b'"', 2)[1].decode()
-                    seen.append((time.perf_counter(), version))
-                elif status != 304:
-                    raise ValueError(f"{path}: {status}")
-                if headers.get("connection", "").lower() == "close":
-                    break
-        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError, KeyError):
-            await asyncio.sleep(0.2)
-        finally:
-            writer.close()
-
-
 async def _rounds(
     server: ConfigServer, repo: Path, spellings: int, per_address: int, rounds: int
 ) -> list[list]:
     stop = asyncio.Event()
     legitimate: list[tuple[float, str]] = []
     seen: list[list[tuple[float, str]]] = [[] for _ in range(spellings)]
-    tasks = [asyncio.create_task(_watch(server.port, "/payments/default", LEGITIMATE, legitimate, stop))]
+    tasks = [
+        asyncio.create_task(keep_watching(server.port, "/payments/default", LEGITIMATE, legitimate, stop))
+    ]
     for start in range(0, spellings, CONNECT_BATCH):
         for i in range(start, min(spellings, start + CONNECT_BATCH)):
-            watch = _watch(server.port, f"/orders/prod,p{i}", _source(i, per_address), seen[i], stop)
+            watch = keep_watching(server.port, f"/orders/prod,p{i}", _source(i, per_address), seen[i], stop)
             tasks.append(asyncio.create_task(watch))
         await asyncio.sleep(0.1)
     deadline = time.monotonic() + 120
@@ -92,17 +64,11 @@ async def _rounds(
     loop = asyncio.get_running_loop()
     rows = []
     for round_no in range(rounds):
-        shared = repo / "application.yml"
-        shared.write_text(f"spellings-round-{time.time_ns()}: {round_no}\n" + shared.read_text())
-
-        def commit(round_no: int = round_no) -> tuple[float, str]:
-            git(repo, "add", "-A")
-            started = time.perf_counter()
-            git(repo, "commit", "-qm", f"spellings round {round_no}")
-            return started, git(repo, "rev-parse", "HEAD").strip()
-
+        line = f"spellings-round-{time.time_ns()}: {round_no}"
         cpu_before = process_tree_cpu_seconds(server.process.pid)
-        started, version = await loop.run_in_executor(None, commit)
+        started, version = await loop.run_in_executor(
+            None, timed_commit, repo, "application.yml", line, "spellings round"
+        )
         deadline = time.monotonic() + 60
 
         def answered(

@@ -182,3 +182,49 @@ class EtcdWatchers(_Watchers):
             return on_data
 
         await self._open(request, handler)
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 answer: status, headers (lower-case names) and the body of its Content-Length."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return int(lines[0].split()[1]), headers, body
+
+
+async def keep_watching(
+    port: int, path: str, source: str, seen: list[tuple[float, str]], stop: asyncio.Event, wait: int = 60
+) -> None:
+    """Long-poll `path` from `source` on one keep-alive connection until `stop`, re-parking with
+    each answer's ETag and noting (when, version) of every 200; reconnects after any error or a
+    status other than 200/304."""
+    etag = ""
+    while not stop.is_set():
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+        except OSError:
+            await asyncio.sleep(0.2)
+            continue
+        try:
+            while not stop.is_set():
+                condition = f'If-None-Match: "{etag}"\r\n' if etag else ""
+                writer.write(
+                    f"GET {path}?wait={wait} HTTP/1.1\r\nHost: 127.0.0.1\r\n{condition}\r\n".encode()
+                )
+                status, headers, body = await read_answer(reader)
+                if status == 200:
+                    etag = headers["etag"].strip('"')
+                    version = body.split(b'"version":', 1)[1].split(b'"', 2)[1].decode()
+                    seen.append((time.perf_counter(), version))
+                elif status != 304:
+                    raise ValueError(f"{path}: {status}")
+                if headers.get("connection", "").lower() == "close":
+                    break
+        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError, KeyError):
+            await asyncio.sleep(0.2)
+        finally:
+            writer.close()
