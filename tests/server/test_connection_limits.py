@@ -107,7 +107,8 @@ def test_polls_beyond_the_address_cap_get_the_same_429_from_the_fast_path_and_fl
 def test_health_and_state_files_keep_working_at_the_descriptor_limit(server_process, repo, tmp_path):
     """Before: with `ulimit -n` reached by parked polls, accept failed (EMFILE), SQLite could not open
     its file and every /health probe timed out. Now connections stay below the limit minus a reserve
-    and parked polls below that, so /health (a fresh connection) is answered throughout."""
+    and parked polls below that, so /health, /livez and /readyz (fresh connections) are answered
+    throughout."""
     limit = 256
     exe = str(Path(sys.executable).with_name("config-server"))
     command = ["sh", "-c", f'ulimit -n {limit} && exec "$0" "$@"', exe, "serve", "--port", "{port}"]
@@ -126,8 +127,9 @@ def test_health_and_state_files_keep_working_at_the_descriptor_limit(server_proc
             timeout=15,
             what="the worker's parked polls to reach their cap",
         )
-        for _ in range(5):  # fresh connections: /health and a plain read are answered at once
-            assert requests.get(f"{server.url}/health", timeout=1, headers={"Connection": "close"}).ok
+        for _ in range(5):  # fresh connections: the probes and a plain read are answered at once
+            for probe in ("/health", "/livez", "/readyz"):
+                assert requests.get(f"{server.url}{probe}", timeout=1, headers={"Connection": "close"}).ok
             assert requests.get(f"{server.url}/orders/default", timeout=1, headers={"Connection": "close"}).ok
         refused = [
             sock for sock in socks[limits["parkedPolls"] :] if _answer(sock).startswith(b"HTTP/1.1 429")
