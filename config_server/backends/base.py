@@ -27,6 +27,10 @@ class Revision:
     #: Why `held_back` is held when it is not broken (`awaiting approval`, `safety/approvals.py`):
     #: `X-Config-Held-Back-Reason`. None for a broken commit (the header is then absent, as before).
     hold_reason: str | None = None
+    #: The names of the request no configuration file names, each with the known one closest to it
+    #: (`X-Config-Unknown-Application`), worked out once per request by the service; None when
+    #: not worked out yet.
+    unknown: tuple[tuple[str, str | None], ...] | None = None
 
 
 @dataclass(frozen=True)

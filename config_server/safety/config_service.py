@@ -161,17 +161,20 @@ class ConfigService:
         """Resolve the request's label(s) and return the (cached) resolved environment; the names
         were validated when the request was parsed.
 
-        An application no file names is refused (UnknownApplication, 404) under `deny`."""
+        An application no file names is refused (UnknownApplication, 404) under `deny`. The
+        revision carries the request's unknown names for `answer_headers` (one lookup of the
+        default label per request for them, not one per use)."""
+        unknown = self.names.unknown(request.application)
         if self.unknown_applications != "serve":
-            self._admit(request.application)
+            self._admit(unknown)
         _, revision, resolved = self._environment(request)
-        return revision, resolved
+        return replace(revision, unknown=unknown), resolved
 
     def answer_headers(self, application: str, revision: Revision) -> Headers:
         """The extra headers of an Environment answer for `application` at `revision`:
         `X-Config-Held-Back`, `X-Config-Pinned` and `X-Config-Unknown-Application` (with the closest
         known name)."""
-        unknown = self.names.unknown(application)
+        unknown = revision.unknown if revision.unknown is not None else self.names.unknown(application)
         if not self.suggest_closest:
             unknown = tuple((name, None) for name, _ in unknown)
         return (
@@ -196,9 +199,9 @@ class ConfigService:
             ) from None
         return label, full
 
-    def _admit(self, application: str) -> None:
-        """Refuse (`deny`) or log once per name (`warn`) the names of `application` no file names."""
-        unknown = self.names.unknown(application)
+    def _admit(self, unknown: tuple[tuple[str, str | None], ...]) -> None:
+        """Refuse (`deny`) or log once per name (`warn`) the `unknown` names of a request (no file
+        names them), each with its closest known name."""
         if not unknown:
             return
         if self.unknown_applications == "deny":
