@@ -11,8 +11,9 @@ between two versions, where each new value is set, and whether the new version w
   their own files and the shared `application*` ones, in the root and every search path) or
   schemas (`schema_rules.schema_paths`) hold a changed file. So a change to `orders.yml` resolves
   `orders`' environments only, and lists no other application's profiles by reading its files;
-  one to `application.yml` or to any file of `schemas/` (a schema may `$ref` any other, another
-  application's included) resolves every environment. `path` counts only the changed files under
+  one to `application.yml`, to any file of `schemas/` (a schema may `$ref` any other, another
+  application's included) or to `policy/approvals.yml` (every environment's checks read it)
+  resolves every environment. `path` counts only the changed files under
   that repository path (a file or a folder), as `git diff BASE..HEAD -- PATH` would.
 - **Which values.** The settings as the server renders them (`/orders-prod.yml`): the files
   merged by precedence, placeholders resolved; without the server's own overrides (as in the
@@ -55,7 +56,7 @@ from config_server.errors import InvalidConfigFile
 from config_server.model import Environment
 from config_server.observability.history import MASKED, diff_settings
 from config_server.safety import schema_rules
-from config_server.safety.changed_files import touched_applications
+from config_server.safety.changed_files import touched_applications, touches_every_application
 from config_server.safety.config_service import ConfigService
 from config_server.safety.release_gates import Candidate, Gate, Hold, holds
 from config_server.safety.repo_check import environments, memo_parse, memo_read
@@ -218,7 +219,7 @@ def change_effect(
         touched = frozenset({application}) if touched is None else touched & {application}
     named = sorted(_listed(service, base, parse, touched) | _listed(service, head, parse, touched))
     lines: dict[tuple[str, int, str, str], int | None] = {}
-    everything = changed is None or _changes_every_schema(changed)
+    everything = changed is None or any(map(touches_every_application, changed))
     revisions = (base.revision, head.revision)
     for count, (name, profiles) in enumerate(named):
         if count % _PAUSE_EVERY == 0:
@@ -258,13 +259,6 @@ def _listed(
     if not existing:
         return by_names
     return set(environments(service, side.revision, _only_files_of(existing, side.read), parse))
-
-
-def _changes_every_schema(changed: frozenset[str]) -> bool:
-    """A changed file in the schema folder: any one, an application's schema included, may be
-    named by another application's `$ref` (`changed_files.touched_applications`)."""
-    prefix = schema_rules.SCHEMA_FOLDER + "/"
-    return any(p.startswith(prefix) for p in changed)
 
 
 def _only_files_of(

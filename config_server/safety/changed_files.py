@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 
 from config_server.backends.base import Backend
+from config_server.content.approval_policy import POLICY_FILE
 from config_server.content.file_names import applications_reading, source_stem
 from config_server.safety.schema_rules import SCHEMA_FOLDER
 
@@ -21,15 +22,12 @@ def touched_applications(changed: Iterable[str]) -> frozenset[str] | None:
 
     A configuration source names them as `file_names.applications_reading` says (`orders-prod.yml`:
     `orders`' prod file, or the file of an application `orders-prod`; a shared `application*` file:
-    every one). Any file of the schema folder touches every one: an application's schema may
-    `$ref` any other file there, another application's schema included (`payments.schema.yml`
-    naming `orders.schema.yml#/$defs/port`), and which ones it names is in its content. Other
-    files (templates, `.json`) are no source of settings and touch none.
+    every one). So does every file the checks of any environment read (`touches_every_application`).
+    Other files (templates, `.json`) are no source of settings and touch none.
     """
-    prefix = SCHEMA_FOLDER + "/"
     touched: set[str] = set()
     for path in changed:
-        if path.startswith(prefix):
+        if touches_every_application(path):
             return None
         name = path.rpartition("/")[2]
         if source_stem(name) is None:
@@ -39,6 +37,14 @@ def touched_applications(changed: Iterable[str]) -> frozenset[str] | None:
             return None
         touched.update(reading)
     return frozenset(touched)
+
+
+def touches_every_application(path: str) -> bool:
+    """Whether a changed file may change the verdict on every environment: the approval policy
+    (`policy/approvals.yml`: a malformed one holds every environment back) and any file of the
+    schema folder (an application's schema may `$ref` any other file there, another application's
+    schema included, and which ones it names is in its content)."""
+    return path == POLICY_FILE or path.startswith(SCHEMA_FOLDER + "/")
 
 
 class TouchedBetween:

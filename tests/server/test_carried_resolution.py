@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from config_server.backends.git import GitBackend
+from config_server.errors import ConfigServerError
 from config_server.names import EnvironmentRequest
 from config_server.safety.config_service import ConfigService
 
@@ -47,6 +48,8 @@ def backend(repo, tmp_path):
         ({"application-prod.yml": "region: us\n"}, False),
         ({"schemas/payments.schema.yml": "type: object\n"}, False),
         ({"schemas/common.schema.yml": "type: object\n"}, False),  # any schema may $ref it
+        ({"schemas/orders.schema.yml": "type: object\n"}, False),  # payments' schema may $ref it
+        ({"policy/approvals.yml": "profiles: [prod]\n"}, False),  # every environment's checks read it
     ],
 )
 def test_an_untouched_environment_is_carried_to_the_new_version_as_a_fresh_service_answers(
@@ -90,3 +93,68 @@ def test_a_commit_the_repository_no_longer_holds_is_resolved_again(repo, backend
     finally:
         backend.read = original
     assert reads  # resolved again
+
+
+def _served(service: ConfigService, application: str, profiles: str, label: str | None = None):
+    """What a request is answered, everything that may differ: body, ETag, settings, versions, headers."""
+    try:
+        revision, resolved = service.environment(EnvironmentRequest.parse(application, profiles, label))
+    except ConfigServerError as exc:
+        return ("error", type(exc).__name__, str(exc))
+    return (
+        resolved.body(label),
+        resolved.etag,
+        resolved.merged_resolved,
+        resolved.environment.version,
+        revision.version,
+        revision.held_back,
+        revision.hold_reason,
+        revision.pin,
+    )
+
+
+# The three below were found by an adversarial review: `policy/approvals.yml` is read by every
+# environment's checks, so a commit that changes only it must not be carried over.
+
+
+def test_a_commit_that_only_breaks_the_approval_policy_is_not_carried_over(repo, backend):
+    """A commit that breaks `policy/approvals.yml` breaks every environment (validation.policy_problems):
+    a fresh service holds the head back; a service that resolved `orders` before must too."""
+    good = repo.commit({"application.yml": "a: 1\n", "orders.yml": "b: 1\n"})
+    shared = ConfigService(backend)
+    first = _served(shared, "orders", "default")
+    assert first[3] == good
+    head = repo.commit({"policy/approvals.yml": "profiles: [prod]\nnot-a-key: 1\n"})
+    fresh = ConfigService(backend)
+    expected = _served(fresh, "orders", "default")
+    assert expected[5] == head and expected[3] == good  # held back to the good version
+    assert _served(shared, "orders", "default") == expected
+
+
+def test_the_walk_behind_a_broken_head_does_not_stop_at_a_version_with_a_broken_policy(repo, backend):
+    """The walk behind a broken head asks `is_good` of older versions; a carried resolution says
+    a version whose approval policy is broken is good, so it is served."""
+    good = repo.commit({"application.yml": "a: 1\n", "orders.yml": "b: 1\n"})
+    shared = ConfigService(backend)
+    _served(shared, "orders", "default")  # remembered at `good`
+    repo.commit({"policy/approvals.yml": "profiles: [prod]\nnot-a-key: 1\n"})  # breaks every environment
+    head = repo.commit({"orders.yml": "b: [\n"})  # and now orders' own file
+    expected = _served(ConfigService(backend), "orders", "default")
+    assert expected[5] == head and expected[3] == good
+    assert _served(shared, "orders", "default") == expected
+
+
+def test_over_http_a_commit_that_only_breaks_the_policy_is_held_back(repo, serve, tmp_path):
+    """Over HTTP even a server started after the commit, asked once, serves it: the approvals step
+    (create_app always sets `service.approvals`) resolves the version before the head first
+    (`_approved`'s etag_at), so the head's resolution is carried from it. Like
+    test_approvals.py::test_a_malformed_policy_holds_every_environment_back_as_broken, but the
+    bad commit changes nothing else (that test also changes orders-dev.yml, which defeats the carry)."""
+    import requests
+
+    good = repo.commit({"application.yml": "a: 1\n", "orders.yml": "b: 1\n"})
+    head = repo.commit({"policy/approvals.yml": "profiles: [prod]\nrequird: 1\n"})
+    server = serve(repo.path, data_dir=str(tmp_path / "data"))
+    got = requests.get(f"{server.url}/orders/default", timeout=5)
+    answered = (got.json()["version"], got.headers.get("X-Config-Held-Back"))
+    assert answered == (good, head), f"served {answered}; want good={good} held back={head}"

@@ -204,6 +204,15 @@ def test_a_schema_change_holds_back_the_applications_whose_schemas_ref_it(branch
     assert payments["heldBack"] is True and payments["changes"] == []
 
 
+def test_a_malformed_approval_policy_holds_back_every_environment(branched):
+    """Every environment's checks read `policy/approvals.yml`: a change to it alone is a change
+    for all of them (before, no environment read it by name, so the diff said nothing)."""
+    branched.commit({"policy/approvals.yml": "profiles: [prod]\nrequird: 1\n"})
+    answer = as_json(diff(branched, "main..feature", "--format", "json"))
+    assert answer["environmentsResolved"] == answer["environmentsNamed"] == 4
+    assert [e["heldBack"] for e in answer["environments"]] == [True] * 4
+
+
 def test_exit_statuses_and_fail_on_held_back(branched):
     assert diff(branched, "main..main").exit_code == 0
     branched.commit({"payments.yml": "payments:\n  provider: other\n"})
