@@ -259,3 +259,25 @@ def held_long_polls(server) -> int:
     text = requests.get(f"{server.url}/metrics", timeout=2).text
     match = re.search(r"^config_server_watchers (\d+)", text, re.M)
     return int(match.group(1)) if match else 0
+
+
+def served(service: Any, application: str, profiles: str, label: str | None = None) -> tuple[Any, ...]:
+    """Everything a `ConfigService` answers a request that may differ between two services: body,
+    ETag, settings, the versions served and held back, the headers' facts; or the error."""
+    from config_server.errors import ConfigServerError
+    from config_server.names import EnvironmentRequest
+
+    try:
+        revision, resolved = service.environment(EnvironmentRequest.parse(application, profiles, label))
+    except ConfigServerError as exc:
+        return ("error", type(exc).__name__, str(exc))
+    return (
+        resolved.body(label),
+        resolved.etag,
+        resolved.merged_resolved,
+        resolved.environment.version,
+        revision.version,
+        revision.held_back,
+        revision.hold_reason,
+        revision.pin,
+    )

@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 
 from config_server.backends.git import GitBackend
-from config_server.errors import ConfigServerError
 from config_server.names import EnvironmentRequest
 from config_server.safety.config_service import ConfigService
+from tests.helpers import served
 
 FILES = {
     "application.yml": "region: eu\n",
@@ -95,24 +95,6 @@ def test_a_commit_the_repository_no_longer_holds_is_resolved_again(repo, backend
     assert reads  # resolved again
 
 
-def _served(service: ConfigService, application: str, profiles: str, label: str | None = None):
-    """What a request is answered, everything that may differ: body, ETag, settings, versions, headers."""
-    try:
-        revision, resolved = service.environment(EnvironmentRequest.parse(application, profiles, label))
-    except ConfigServerError as exc:
-        return ("error", type(exc).__name__, str(exc))
-    return (
-        resolved.body(label),
-        resolved.etag,
-        resolved.merged_resolved,
-        resolved.environment.version,
-        revision.version,
-        revision.held_back,
-        revision.hold_reason,
-        revision.pin,
-    )
-
-
 # The three below were found by an adversarial review: `policy/approvals.yml` is read by every
 # environment's checks, so a commit that changes only it must not be carried over.
 
@@ -122,13 +104,13 @@ def test_a_commit_that_only_breaks_the_approval_policy_is_not_carried_over(repo,
     a fresh service holds the head back; a service that resolved `orders` before must too."""
     good = repo.commit({"application.yml": "a: 1\n", "orders.yml": "b: 1\n"})
     shared = ConfigService(backend)
-    first = _served(shared, "orders", "default")
+    first = served(shared, "orders", "default")
     assert first[3] == good
     head = repo.commit({"policy/approvals.yml": "profiles: [prod]\nnot-a-key: 1\n"})
     fresh = ConfigService(backend)
-    expected = _served(fresh, "orders", "default")
+    expected = served(fresh, "orders", "default")
     assert expected[5] == head and expected[3] == good  # held back to the good version
-    assert _served(shared, "orders", "default") == expected
+    assert served(shared, "orders", "default") == expected
 
 
 def test_the_walk_behind_a_broken_head_does_not_stop_at_a_version_with_a_broken_policy(repo, backend):
@@ -136,12 +118,12 @@ def test_the_walk_behind_a_broken_head_does_not_stop_at_a_version_with_a_broken_
     a version whose approval policy is broken is good, so it is served."""
     good = repo.commit({"application.yml": "a: 1\n", "orders.yml": "b: 1\n"})
     shared = ConfigService(backend)
-    _served(shared, "orders", "default")  # remembered at `good`
+    served(shared, "orders", "default")  # remembered at `good`
     repo.commit({"policy/approvals.yml": "profiles: [prod]\nnot-a-key: 1\n"})  # breaks every environment
     head = repo.commit({"orders.yml": "b: [\n"})  # and now orders' own file
-    expected = _served(ConfigService(backend), "orders", "default")
+    expected = served(ConfigService(backend), "orders", "default")
     assert expected[5] == head and expected[3] == good
-    assert _served(shared, "orders", "default") == expected
+    assert served(shared, "orders", "default") == expected
 
 
 def test_over_http_a_commit_that_only_breaks_the_policy_is_held_back(repo, serve, tmp_path):

@@ -17,9 +17,8 @@ import random
 import pytest
 
 from config_server.backends.git import GitBackend
-from config_server.errors import ConfigServerError
-from config_server.names import EnvironmentRequest
 from config_server.safety.config_service import ConfigService
+from tests.helpers import served
 
 CONTENT = {
     "application.yml": [
@@ -62,23 +61,6 @@ CONTENT = {
     "templates/x.conf": ["a\n", "b\n"],
     "README.md": ["a\n", "b\n"],
 }
-
-
-def _answer(service: ConfigService, application: str, profiles: str, label: str | None = None):
-    try:
-        revision, resolved = service.environment(EnvironmentRequest.parse(application, profiles, label))
-    except ConfigServerError as exc:
-        return ("error", type(exc).__name__, str(exc))
-    return (
-        resolved.body(label),
-        resolved.etag,
-        resolved.merged_resolved,
-        resolved.environment.version,
-        revision.version,
-        revision.held_back,
-        revision.hold_reason,
-        revision.pin,
-    )
 
 
 APPS = ["orders", "my-service", "payments", "application", "orders,my-service", "unknown", "orders-eu", "my"]
@@ -150,8 +132,8 @@ def test_random_histories_are_answered_what_a_fresh_service_answers(repo, tmp_pa
                 profiles = ",".join(chosen.choice(PROFILES) for _ in range(chosen.randint(1, 3)))
                 label = chosen.choice(labels)
                 fresh = ConfigService(backend, search_paths=search_paths)
-                expected = _answer(fresh, app, profiles, label)
-                got = _answer(shared, app, profiles, label)
+                expected = served(fresh, app, profiles, label)
+                got = served(shared, app, profiles, label)
                 assert got == expected, (step, app, profiles, label)
     finally:
         backend.close()

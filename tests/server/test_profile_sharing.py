@@ -21,7 +21,7 @@ import requests
 from config_server.backends.git import GitBackend
 from config_server.names import EnvironmentRequest
 from config_server.safety.config_service import ConfigService
-from tests.helpers import wait_for
+from tests.helpers import served, wait_for
 
 TRICKY = {
     "application.yml": (
@@ -149,3 +149,62 @@ def test_the_relevant_profiles_keep_order_and_repeats():
     assert relevant(("p1", "p2"), with_files, named) == ()
     spellings = {relevant(tuple(p), with_files, named) for p in itertools.permutations(("prod", "p1", "eu"))}
     assert spellings == {("prod", "eu"), ("eu", "prod")}
+
+
+EDGE_FILES = {
+    "application.yml": "a: 1\n---\nspring.config.activate.on-profile: '!orders'\nnot_orders: 1\n",
+    "orders.properties": "spring.config.activate.on-profile=p9\nprops=1\n",
+    "orders.yml": "y: 1\n",
+    "orders-orders.yml": "self: 1\n",
+    "orders-eu.yml": "eu: 1\n",
+    "orders-eu-west.yml": "euw: 1\n---\nspring.profiles: [p8]\np8: 1\n",
+    "sub/orders-p5.yml": "sub5: 1\n",
+    "orders/orders-p6.yml": "p6: 1\n",
+    "release/1/orders-p7.yml": "p7: 1\n",
+    "main/application-p4.yaml": "p4: 1\n",
+    "my-app.yml": "m: 1\n---\nspring.config.activate.on-profile: p3 & (p2 | !p1)\nm: 2\n",
+}
+EDGE_PROFILES = [
+    "p1",
+    "p2",
+    "p3",
+    "p4",
+    "p5",
+    "p6",
+    "p7",
+    "p8",
+    "p9",
+    "eu",
+    "eu-west",
+    "west",
+    "orders",
+    "default",
+    "q",
+]
+
+
+@pytest.mark.parametrize(
+    "search_paths", [(), ("sub",), ("{application}",), ("{label}",), ("s*", "{application}", "{label}")]
+)
+def test_edge_case_spellings_are_answered_as_by_a_fresh_service(repo, tmp_path, search_paths):
+    """From the adversarial review: a profile equal to an application name, `.properties`
+    activation, hyphenated profiles, profile files only in search-path, `{application}` and
+    `{label}` folders (a label with a `/`), an annotated tag, a glob search path."""
+    repo.commit(EDGE_FILES)
+    repo.git("branch", "release/1")
+    repo.git("tag", "-a", "v1", "-m", "v1")
+    backend = GitBackend(str(repo.path), tmp_path / "cache")
+    try:
+        shared = ConfigService(backend, search_paths=search_paths)
+        spellings = [
+            (app, ",".join(combo))
+            for app in ("orders", "my-app", "orders,my-app", "application", "orders-eu")
+            for size in (1, 2, 3)
+            for combo in itertools.islice(itertools.permutations(EDGE_PROFILES, size), 0, None, 7 * size)
+        ]
+        for app, profiles in spellings:
+            for label in (None, "release(_)1", "v1"):
+                expected = served(ConfigService(backend, search_paths=search_paths), app, profiles, label)
+                assert served(shared, app, profiles, label) == expected, (app, profiles, label)
+    finally:
+        backend.close()
