@@ -164,9 +164,7 @@ class ConfigService:
         An application no file names is refused (UnknownApplication, 404) under `deny`. The
         revision carries the request's unknown names for `answer_headers` (one lookup of the
         default label per request for them, not one per use)."""
-        unknown = self.names.unknown(request.application)
-        if self.unknown_applications != "serve":
-            self._admit(unknown)
+        unknown = self._admitted(request)
         _, revision, resolved = self._environment(request)
         return replace(revision, unknown=unknown), resolved
 
@@ -199,9 +197,16 @@ class ConfigService:
             ) from None
         return label, full
 
+    def _admitted(self, request: EnvironmentRequest) -> tuple[tuple[str, str | None], ...]:
+        """The request's names no file names, each with the known one closest to it, once the
+        policy admitted them: refused (`deny`, UnknownApplication) or logged once per name (`warn`)."""
+        unknown = self.names.unknown(request.application)
+        if self.unknown_applications != "serve":
+            self._admit(unknown)
+        return unknown
+
     def _admit(self, unknown: tuple[tuple[str, str | None], ...]) -> None:
-        """Refuse (`deny`) or log once per name (`warn`) the `unknown` names of a request (no file
-        names them), each with its closest known name."""
+        """Refuse (`deny`) or log once per name (`warn`) the `unknown` names of a request."""
         if not unknown:
             return
         if self.unknown_applications == "deny":
@@ -434,8 +439,9 @@ class ConfigService:
 
     def _carried(self, asked: _Asked, scope: str | None) -> ResolvedEnvironment | None:
         """The environment's last good resolution, moved to the asked version, when the change
-        between the two versions touched none of its applications' files nor a shared file or
-        a schema (`changed_files.TouchedBetween`): a commit to `orders.yml` does not make
+        between the two versions touched none of its applications' files nor a file every
+        environment reads or is checked with (a shared `application*` file, a schema, the
+        approval policy: `changed_files.TouchedBetween`): a commit to `orders.yml` does not make
         `/payments/default` parse and check its files again. None otherwise, or with several
         labels."""
         if len(asked.revisions) != 1:
@@ -589,7 +595,9 @@ class ConfigService:
         raises to refuse it.
         """
         safe_path = names.validate_path(path)
+        unknown = self._admitted(request)  # `deny` refuses a file of an unknown application too
         revisions, revision, resolved = self._environment(request)
+        revision = replace(revision, unknown=unknown)
         apps = request.applications
         wanted = resolved.environment.profiles
         stem, ext = posixpath.splitext(safe_path)

@@ -98,6 +98,8 @@ def test_deny_answers_404_naming_the_application_on_both_paths(repo, serve, http
     assert refused.status_code == 404
     assert refused.json()["message"] == "no configuration file names application 'ordres'"
     assert http.get(f"{server.url}/ordres-default.yml").status_code == 404
+    assert http.get(f"{server.url}/ordres/default/main/orders.yml").status_code == 404  # a plain file too
+    assert http.get(f"{server.url}/orders/default/main/orders.yml").text == "a: 1\n"
     etag = http.get(f"{server.url}/orders/default").headers["ETag"]
     assert (
         http.get(f"{server.url}/ordres/default?wait=0.2", headers={"If-None-Match": etag}).status_code == 404
