@@ -208,3 +208,25 @@ def test_edge_case_spellings_are_answered_as_by_a_fresh_service(repo, tmp_path, 
                 assert served(shared, app, profiles, label) == expected, (app, profiles, label)
     finally:
         backend.close()
+
+
+def test_what_the_service_learns_stays_within_its_bounds_whatever_callers_ask(repo, tmp_path):
+    """Application names, profiles and labels are the caller's: made-up ones must not grow the
+    memories of the sharing and the carry (the cache, the newest resolution per environment, the
+    relevant profiles per version, the changed-files answers) past their bounds."""
+    commits = [repo.commit({**TRICKY, "n.yml": f"n: {i}\n"}) for i in range(3)]
+    backend = GitBackend(str(repo.path), tmp_path / "cache")
+    try:
+        service = ConfigService(backend, cache_size=8)
+        chosen = random.Random(7)
+        for i in range(300):
+            application = chosen.choice(["orders", "my-service", f"made-up-{i}", f"orders,x{i}"])
+            profiles = ",".join(f"p{chosen.randint(0, 10_000)}" for _ in range(chosen.randint(1, 3)))
+            label = chosen.choice([None, "main", *commits, chosen.choice(commits)[: chosen.randint(7, 40)]])
+            served(service, application, profiles, label)
+        assert len(service.cache._entries) <= 8 and len(service.cache._newest) <= 8
+        assert len(service.relevance._entries) <= 8
+        assert all(len(known.named) <= 64 for known in service.relevance._entries.values())
+        assert len(service._touched._pairs) <= service._touched.max_pairs
+    finally:
+        backend.close()
