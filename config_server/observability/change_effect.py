@@ -306,7 +306,8 @@ def _environment_effect(
 ) -> EnvironmentEffect:
     uri = service.backend.uri
     new_env = _resolved(service, head, application, profiles, parse)
-    old, base_error = _settings(_resolved(service, base, application, profiles, parse), uri, base.read)
+    old_env = _resolved(service, base, application, profiles, parse)
+    old, base_error = _settings(old_env, uri, base.read)
     new, head_error = _settings(new_env, uri, head.read)
     changes = []
     if head_error is None:
@@ -329,6 +330,11 @@ def _environment_effect(
         resolve_head,
         head.read,
         uri,
+        changed=not (
+            isinstance(new_env, Environment)
+            and isinstance(old_env, Environment)
+            and new_env.property_sources == old_env.property_sources
+        ),
     )
     return EnvironmentEffect(application, profiles, changes, holds(candidate, gates), base_error, head_error)
 

@@ -43,6 +43,9 @@ class Candidate:
     read: ReadFile
     #: The repository's URI, the prefix of property-source names.
     uri: str
+    #: Whether its files' settings differ from the base's (the property sources): a release
+    #: approval is asked only for a change (the server holds back only a new content ETag).
+    changed: bool = True
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,8 @@ def approval_gate(
     A policy that does not parse is left to `broken_gate` (the commit is broken everywhere)."""
 
     def gate(candidate: Candidate) -> Hold | None:
+        if not candidate.changed:
+            return None
         try:
             policy = parse_policy(read_at(candidate.version, POLICY_FILE))
         except PolicyError:

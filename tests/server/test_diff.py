@@ -213,6 +213,19 @@ def test_a_malformed_approval_policy_holds_back_every_environment(branched):
     assert [e["heldBack"] for e in answer["environments"]] == [True] * 4
 
 
+def test_a_change_that_leaves_a_protected_environment_as_it_was_needs_no_approval(branched):
+    """The server asks an approval only for a new content ETag; the diff said `awaiting approval`
+    for every protected environment a shared-file change resolved, changed or not."""
+    branched.commit({"policy/approvals.yml": "profiles: [prod]\n"})
+    branched.commit({"application.yml": "# who owns this: platform\n" + BASE_FILES["application.yml"]})
+    answer = as_json(diff(branched, "HEAD~1..HEAD", "--format", "json"))
+    assert answer["environmentsResolved"] == 4
+    assert answer["environments"] == [] and answer["heldBack"] == 0
+    branched.commit({"orders-prod.yml": "orders:\n  max-items: 600\n"})
+    prod = environment(as_json(diff(branched, "HEAD~1..HEAD", "--format", "json")), "orders", "prod")
+    assert [hold["reason"] for hold in prod["holds"]] == ["awaiting approval"]
+
+
 def test_exit_statuses_and_fail_on_held_back(branched):
     assert diff(branched, "main..main").exit_code == 0
     branched.commit({"payments.yml": "payments:\n  provider: other\n"})
