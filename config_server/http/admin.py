@@ -18,7 +18,6 @@ from config_server.errors import AccessDenied, AuthenticationRequired
 from config_server.http import security
 from config_server.http.context import server_state
 from config_server.http.errors import error_body
-from config_server.http.pins import pin_json
 from config_server.http.rollout_json import rollouts_health_json
 from config_server.observability.probes import ProbeAnswer, ReadinessFacts, liveness, readiness
 
@@ -58,7 +57,7 @@ def health() -> tuple[Response, int]:
             "heldBack": state.service.held_back(),
             "awaitingApproval": state.service.awaiting_approval(),
             "rollouts": rollouts_health_json(state.rollouts),
-            "pins": [pin_json(pin) for pin in state.service.pins.records()],
+            "pins": [pin.to_json() for pin in state.service.pins.records()],
             "worker": os.getpid(),
         }
         if cluster is not None:

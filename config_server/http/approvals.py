@@ -20,7 +20,6 @@ from config_server.errors import AccessDenied, InvalidName
 from config_server.http import security
 from config_server.http.context import server_state
 from config_server.safety.approvals import Approver
-from config_server.state.base import ApprovalRecord
 
 blueprint = Blueprint("approvals", __name__)
 
@@ -42,7 +41,7 @@ def approve(version: str) -> tuple[Response, int]:
     approver = Approver(client.name, client.email, client.groups)
     record = approvals.approve(label, version, approver, reason, time.time())
     security.note("approval", label=label, version=record.version, approver=record.approver, reason=reason)
-    return jsonify(_record_json(record)), 201
+    return jsonify(record.to_json()), 201
 
 
 @blueprint.get("/approvals")
@@ -56,18 +55,7 @@ def approvals_status() -> Response:
     approvals = state.service.approvals
     records = approvals.records(label) if approvals is not None else []
     waiting = [w for w in state.service.awaiting_approval() if label is None or w["label"] == label]
-    return jsonify({"approvals": [_record_json(r) for r in records[:1000]], "waiting": waiting})
-
-
-def _record_json(record: ApprovalRecord) -> dict[str, Any]:
-    """An approval as `{"label", "version", "approver", "reason", "at"}`."""
-    return {
-        "label": record.label,
-        "version": record.version,
-        "approver": record.approver,
-        "reason": record.reason,
-        "at": record.at,
-    }
+    return jsonify({"approvals": [r.to_json() for r in records[:1000]], "waiting": waiting})
 
 
 def _reason(body: Any) -> str:

@@ -32,7 +32,6 @@ from config_server.http import security
 from config_server.http.auth import ANONYMOUS
 from config_server.http.console_effect import commit_effect, held_back_effects, shown_value
 from config_server.http.context import server_state
-from config_server.http.pins import pin_json
 from config_server.http.rollout_json import file_error_json, rollout_json
 from config_server.names import EnvironmentRequest
 from config_server.observability import history, relative_time
@@ -233,7 +232,7 @@ def application(app: str) -> str:
         diff=diff,
         diff_error=diff_error,
         pins=[
-            {**pin_json(pin), "at_iso": iso(pin.at)}
+            {**pin.to_json(), "at_iso": iso(pin.at)}
             for pin in service.pins.records()
             if pin.application == app
         ],

@@ -30,26 +30,13 @@ RELEASE_ROLE = "release"
 MAX_REASON_CHARS = 512
 
 
-def pin_json(pin: PinRecord) -> dict[str, Any]:
-    """A pin as `/pins`, `/health` and the console show it."""
-    return {
-        "application": pin.application,
-        "profiles": pin.profiles,
-        "label": pin.label,
-        "version": pin.version,
-        "reason": pin.reason,
-        "by": pin.by,
-        "at": pin.at,
-    }
-
-
 @blueprint.get("/pins")
 def list_pins() -> Response:
     """Every pin the client's globs cover (`?application=` for one application's)."""
     client = security.require_role(RELEASE_ROLE, event="pins")
     application = request.args.get("application") or None
     pins = [
-        pin_json(pin)
+        pin.to_json()
         for pin in server_state().service.pins.records()
         if client.covers(pin.application, pin.label) and application in (None, pin.application)
     ]
@@ -85,7 +72,7 @@ def pin(app: str, profiles: str, label: str | None = None) -> tuple[Response, in
         version=version,
         reason=reason,
     )
-    return jsonify(pin_json(record)), 201
+    return jsonify(record.to_json()), 201
 
 
 @blueprint.delete("/pins/<app>/<profiles>")
@@ -112,7 +99,7 @@ def unpin(app: str, profiles: str, label: str | None = None) -> Response:
         version=removed.version,
         reason=reason,
     )
-    return jsonify({**pin_json(removed), "unpinnedBy": who_acts(client), "unpinReason": reason})
+    return jsonify({**removed.to_json(), "unpinnedBy": who_acts(client), "unpinReason": reason})
 
 
 def _environment(

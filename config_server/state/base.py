@@ -14,8 +14,8 @@ import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -262,6 +262,10 @@ class PinRecord:
     by: str
     at: float
 
+    def to_json(self) -> dict[str, Any]:
+        """The pin as `/pins`, `/health`, the console and the Redis store show it: its fields."""
+        return asdict(self)
+
     @property
     def key(self) -> tuple[str, str, str]:
         """The environment pinned: one pin per (application, profiles, label)."""
@@ -288,6 +292,10 @@ class ApprovalRecord:
     approver: str
     reason: str
     at: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The approval as `/approvals` shows it: `{"label", "version", "approver", "reason", "at"}`."""
+        return asdict(self)
 
     @property
     def key(self) -> tuple[str, str, str]:

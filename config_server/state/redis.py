@@ -451,7 +451,7 @@ class RedisStateStore(StateStore):
     def put_pin(self, pin: PinRecord) -> None:
         """`HSET pins <key> <json>` and the intact mark, in one transaction."""
         pipe = self.reader.pipeline(transaction=True)
-        pipe.hset(_PINS, _pin_field(pin.key), _pin_json(pin))
+        pipe.hset(_PINS, _pin_field(pin.key), json.dumps(pin.to_json()))
         pipe.set(_PINS_INTACT, "1")
         self._call(pipe.execute)
 
@@ -482,7 +482,7 @@ class RedisStateStore(StateStore):
         """`HSETNX` each pin (a stored one wins) and the intact mark, in one transaction."""
         pipe = self.reader.pipeline(transaction=True)
         for pin in pins:
-            pipe.hsetnx(_PINS, _pin_field(pin.key), _pin_json(pin))
+            pipe.hsetnx(_PINS, _pin_field(pin.key), json.dumps(pin.to_json()))
         pipe.set(_PINS_INTACT, "1")
         self._call(pipe.execute)
 
@@ -526,20 +526,6 @@ _PINS_INTACT = PREFIX + "pins:intact"
 
 def _pin_field(key: tuple[str, str, str]) -> str:
     return _SEP.join(key)
-
-
-def _pin_json(pin: PinRecord) -> str:
-    return json.dumps(
-        {
-            "application": pin.application,
-            "profiles": pin.profiles,
-            "label": pin.label,
-            "version": pin.version,
-            "reason": pin.reason,
-            "by": pin.by,
-            "at": pin.at,
-        }
-    )
 
 
 def _pin_record(raw: str) -> PinRecord | None:
