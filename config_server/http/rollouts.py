@@ -87,13 +87,8 @@ def halt(app: str) -> Response:
     `firing` one halts (the reason names the alerts), a `resolved` one changes nothing (a halted
     rollout is started again only through its file).
     """
-    client = security.require_role(ROLLOUT_ROLES, event="rollout")
-    names.validate_application(app)
-    label = request.args.get("label") or None
-    if label is not None:
-        label = names.validate_label(label)
+    client, label, base = _authorised_action(app)
     state = server_state()
-    _require_scope(client, app, label or state.service.backend.default_label())
     body = request.get_json(silent=True) if request.content_length else None
     reason = _reason(body)
     who = _who(client)
@@ -101,9 +96,7 @@ def halt(app: str) -> Response:
         return jsonify({"application": app, "halted": False, "message": "a resolved alert halts nothing"})
     record = state.rollouts.halt(app, label, f"{reason} (by {who})"[:MAX_REASON_CHARS])
     if record is None:
-        raise ResourceNotFound(
-            f"no rollout of {app!r} at label {label or state.service.backend.default_label()!r}"
-        )
+        raise ResourceNotFound(f"no rollout of {app!r} at label {base!r}")
     public = without_rejection_reason(record.halt_reason)
     security.note("rollout", action="halt", application=app, label=record.label, halt=public)
     canary = next((a.rollout.canary for a, _ in state.rollouts.phases(app) if a.label == record.label), None)
@@ -138,14 +131,8 @@ def advance(app: str) -> Response:
 def _move(app: str, resume: bool) -> Response:
     """A resume or an advance: checked, recorded in the state store, audited, answered."""
     action = "resume" if resume else "advance"
-    client = security.require_role(ROLLOUT_ROLES, event="rollout")
-    names.validate_application(app)
-    label = request.args.get("label") or None
-    if label is not None:
-        label = names.validate_label(label)
+    client, label, base = _authorised_action(app)
     state = server_state()
-    base = label or state.service.backend.default_label()
-    _require_scope(client, app, base)
     body = request.get_json(silent=True) if request.content_length else None
     if body is not None and not isinstance(body, dict):
         raise InvalidName('the body must be a JSON object: {"reason": "..."}')
@@ -177,6 +164,20 @@ def _move(app: str, resume: bool) -> Response:
             "lastMove": anchor_json(moved.anchor),
         }
     )
+
+
+def _authorised_action(app: str) -> tuple[Client, str | None, str]:
+    """The checks every rollout action makes first: the caller's role, the names, and the scope
+    of the application at the label (`?label=`, else the default); returns (client, the label
+    asked or None, the label it names)."""
+    client = security.require_role(ROLLOUT_ROLES, event="rollout")
+    names.validate_application(app)
+    label = request.args.get("label") or None
+    if label is not None:
+        label = names.validate_label(label)
+    base = label or server_state().service.backend.default_label()
+    _require_scope(client, app, base)
+    return client, label, base
 
 
 def _who(client: Client) -> str:
